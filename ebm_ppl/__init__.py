@@ -1,0 +1,47 @@
+"""ebm_ppl: energy-based models as first-class potentials for JAX probabilistic programming.
+
+    import ebm_ppl as ep
+    data = ep.data.digits(binarize=True)
+    rbm = ep.BernoulliRBM.init(key, n_visible=64, n_hidden=16)
+    ep.log_partition(rbm)
+"""
+
+from ebm_ppl import data, kernels
+from ebm_ppl._version import __version__
+from ebm_ppl.inference import sample
+from ebm_ppl.io import load, save
+from ebm_ppl.potentials import (
+    JEM,
+    BernoulliRBM,
+    BoltzmannMachine,
+    Gaussian,
+    GaussianBernoulliRBM,
+    Potential,
+    SubspaceRBM,
+    Support,
+    get_potential,
+    list_potentials,
+    log_partition,
+    register_potential,
+)
+
+__all__ = [
+    "__version__",
+    "data",
+    "kernels",
+    "sample",
+    "load",
+    "save",
+    "Potential",
+    "Support",
+    "register_potential",
+    "get_potential",
+    "list_potentials",
+    "log_partition",
+    "Gaussian",
+    "BoltzmannMachine",
+    "BernoulliRBM",
+    "GaussianBernoulliRBM",
+    "SubspaceRBM",
+    "JEM",
+]

@@ -1,0 +1,286 @@
+"""``ebm_ppl.sample``: many chains of any kernel on any potential, returned as ArviZ data.
+
+Chains are ``vmap``-ed, steps run in ``lax.scan`` (one compiled program for the whole run), and
+with several devices the chain axis is sharded over them. Warm-up tunes what can be tuned:
+BlackJAX window adaptation (step size and diagonal mass matrix) for HMC and NUTS, dual averaging
+of the step size towards 0.574 acceptance for MALA; for Gibbs and unadjusted Langevin it is
+plain burn-in.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from blackjax.adaptation.step_size import dual_averaging_adaptation
+from jax.sharding import NamedSharding, PartitionSpec
+from jaxtyping import Array, ArrayLike, PRNGKeyArray
+
+from ebm_ppl.inference._progress import progress_scan
+from ebm_ppl.inference.to_arviz import draws_to_datatree
+from ebm_ppl.kernels.block_gibbs import as_top_level_api as block_gibbs_api
+from ebm_ppl.kernels.block_gibbs import has_conditionals
+from ebm_ppl.kernels.langevin import as_top_level_api as langevin_api
+from ebm_ppl.kernels.site_gibbs import as_top_level_api as site_gibbs_api
+from ebm_ppl.potentials.base import Potential, Support, validate_input
+
+__all__ = ["sample", "KERNELS", "default_kernel"]
+
+KERNELS = ("block_gibbs", "site_gibbs", "langevin", "mala", "hmc", "nuts")
+_GRADIENT_KERNELS = ("langevin", "mala", "hmc", "nuts")
+MALA_TARGET_ACCEPTANCE = 0.574
+
+
+def default_kernel(potential: Potential) -> str:
+    """Block Gibbs where there are conditionals, site Gibbs for other binary potentials, else NUTS."""
+    if has_conditionals(potential):
+        return "block_gibbs"
+    return "site_gibbs" if potential.support == Support.BINARY else "nuts"
+
+
+class _Plan(NamedTuple):
+    """What one chain runs: ``warmup(key, x0) -> (state, params)``, ``step(key, state, params)``,
+    and ``stats(state, info, params) -> dict`` of per-draw statistics."""
+
+    warmup: Callable
+    step: Callable
+    stats: Callable
+
+
+def sample(
+    key: PRNGKeyArray,
+    potential: Potential,
+    kernel: str | None = None,
+    *,
+    num_chains: int = 4,
+    num_warmup: int = 500,
+    num_samples: int = 1000,
+    thin: int = 1,
+    init: ArrayLike | None = None,
+    progress: bool = False,
+    **kernel_options: Any,
+):
+    """Draw ``num_samples`` per chain from ``p(x) = exp(-E(x)) / Z``.
+
+    Args:
+        key: PRNG key; the same key gives the same draws, on one device or sharded over several.
+        potential: any :class:`ebm_ppl.Potential`.
+        kernel: one of ``KERNELS``; None picks :func:`default_kernel`.
+        num_chains: independent chains (vmapped; sharded over devices when they divide it).
+        num_warmup: tuning / burn-in steps per chain, discarded.
+        num_samples: kept draws per chain.
+        thin: steps between kept draws.
+        init: starting points ``(num_chains, *event_shape)`` or one ``event_shape`` point for all;
+            default: fair coin flips for binary support, N(0, I) draws for real support.
+        progress: show a progress bar over the sampling steps.
+        **kernel_options: ``step_size`` (langevin, mala, hmc; the initial value for tuning),
+            ``noise_scale`` (langevin), ``num_integration_steps`` (hmc), ``target_acceptance_rate``
+            (hmc, nuts; default 0.8), ``adapt`` (mala/hmc/nuts, default True).
+
+    Returns:
+        An ``xarray.DataTree`` with group ``posterior`` holding ``x`` of shape
+        ``(chain, draw, *event_shape)`` and ``sample_stats`` holding ``energy`` and the kernel's
+        statistics (acceptance rate, divergences, step size, tree depth, ... where they apply).
+    """
+    if not isinstance(potential, Potential):
+        raise TypeError(f"sample expects an ebm_ppl.Potential, got {type(potential).__name__}")
+    kernel = default_kernel(potential) if kernel is None else kernel
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+    for name, value, low in (("num_chains", num_chains, 1), ("num_samples", num_samples, 1),
+                             ("num_warmup", num_warmup, 0), ("thin", thin, 1)):
+        if not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if kernel in _GRADIENT_KERNELS and potential.support != Support.REAL:
+        raise ValueError(
+            f"kernel {kernel!r} needs gradients, so real support; {type(potential).__name__} is "
+            f"{potential.support.value}. Use kernel='block_gibbs' or 'site_gibbs'."
+        )
+    plan = _plan(kernel, potential, num_warmup, dict(kernel_options))
+    positions = _initial_positions(key, potential, init, num_chains)
+    key_warmup, key_sample = jax.random.split(jax.random.fold_in(key, 1))
+    warmup_keys = jax.random.split(key_warmup, num_chains)
+    sample_keys = jax.random.split(key_sample, num_chains)
+    warmup_keys, sample_keys, positions = _shard_chains((warmup_keys, sample_keys, positions), num_chains)
+
+    states, params = jax.jit(jax.vmap(plan.warmup))(warmup_keys, positions)
+    draws, stats = _run(plan, states, params, sample_keys, num_samples, thin, progress)
+    draws = draws.reshape(num_chains, num_samples, *potential.event_shape)  # HMC/NUTS run flattened
+    return draws_to_datatree(draws, stats, kernel=kernel, potential=potential)
+
+
+def _run(plan: _Plan, states, params, chain_keys, num_samples: int, thin: int, progress: bool):
+    """Scan ``num_samples * thin`` steps of every chain; keep every ``thin``-th state."""
+
+    def one_draw(carry, step_index):
+        states = carry
+        keys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, step_index), thin))(chain_keys)
+
+        def one_step(states, k):
+            return jax.vmap(plan.step)(k, states, params)
+
+        states, infos = jax.lax.scan(one_step, states, jnp.swapaxes(keys, 0, 1))
+        last_info = jax.tree.map(lambda a: a[-1], infos)
+        stats = jax.vmap(plan.stats)(states, last_info, params)
+        return states, (states.position, stats)
+
+    @jax.jit
+    def run(states):
+        _, (draws, stats) = progress_scan(one_draw, states, jnp.arange(num_samples), enabled=progress,
+                                          desc="sampling")
+        # (draw, chain, ...) -> (chain, draw, ...), ArviZ's layout
+        return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), (draws, stats))
+
+    return run(states)
+
+
+# -- kernels -------------------------------------------------------------------------------------
+
+def _plan(kernel: str, potential: Potential, num_warmup: int, options: dict[str, Any]) -> _Plan:
+    def logdensity_fn(x):
+        return -potential._energy(x)
+
+    def energy_of(x):
+        return potential._energy(x)
+
+    def pop(name, default):
+        return options.pop(name, default)
+
+    if kernel == "block_gibbs":
+        algo = block_gibbs_api(potential)
+        plan = _burn_in_plan(algo, num_warmup,
+                             lambda s, i, p: {"energy": energy_of(s.position), "hidden_mean": i.hidden_mean})
+    elif kernel == "site_gibbs":
+        algo = site_gibbs_api(potential)
+        plan = _burn_in_plan(algo, num_warmup,
+                             lambda s, i, p: {"energy": energy_of(s.position), "flip_rate": i.flip_rate})
+    elif kernel == "langevin":
+        step_size = _positive(pop("step_size", 1e-2), "step_size")
+        noise_scale = pop("noise_scale", None)
+        algo = langevin_api(logdensity_fn, step_size, noise_scale)
+        plan = _burn_in_plan(algo, num_warmup, lambda s, i, p: {
+            "energy": -s.logdensity, "grad_norm": i.grad_norm, "step_size": jnp.asarray(step_size)})
+    elif kernel == "mala":
+        plan = _mala_plan(logdensity_fn, num_warmup, _positive(pop("step_size", 1e-2), "step_size"),
+                          pop("adapt", True))
+    else:
+        plan = _hmc_plan(kernel, logdensity_fn, potential, num_warmup, options.pop("step_size", None),
+                         pop("num_integration_steps", 16), pop("target_acceptance_rate", 0.8), pop("adapt", True))
+    if options:
+        raise ValueError(f"kernel {kernel!r} does not take option(s): {', '.join(sorted(options))}")
+    return plan
+
+
+def _positive(value, name):
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _burn_in_plan(algo, num_warmup: int, stats) -> _Plan:
+    def warmup(key, x0):
+        key_init, key_run = jax.random.split(key)
+        state = algo.init(x0, key_init)
+        state, _ = jax.lax.scan(lambda s, k: algo.step(k, s), state, jax.random.split(key_run, num_warmup))
+        return state, ()
+
+    return _Plan(warmup, lambda key, state, params: algo.step(key, state), stats)
+
+
+def _mala_plan(logdensity_fn, num_warmup: int, step_size: float, adapt: bool) -> _Plan:
+    mala_kernel = blackjax.mala.build_kernel()
+    da_init, da_update, da_final = dual_averaging_adaptation(MALA_TARGET_ACCEPTANCE)
+
+    def warmup(key, x0):
+        state = blackjax.mala.init(x0, logdensity_fn)
+
+        def body(carry, k):
+            state, da = carry
+            eps = jnp.exp(da.log_step_size) if adapt else step_size
+            state, info = mala_kernel(k, state, logdensity_fn, eps)
+            da = da_update(da, info.acceptance_rate) if adapt else da
+            return (state, da), None
+
+        (state, da), _ = jax.lax.scan(body, (state, da_init(step_size)), jax.random.split(key, num_warmup))
+        tuned = da_final(da) if (adapt and num_warmup > 0) else jnp.asarray(step_size)
+        return state, tuned
+
+    def step(key, state, eps):
+        return mala_kernel(key, state, logdensity_fn, eps)
+
+    def stats(state, info, eps):
+        return {"energy": -state.logdensity, "acceptance_rate": info.acceptance_rate, "step_size": eps}
+
+    return _Plan(warmup, step, stats)
+
+
+def _hmc_plan(kernel, logdensity_fn, potential, num_warmup, step_size, num_steps, target, adapt) -> _Plan:
+    algorithm = blackjax.nuts if kernel == "nuts" else blackjax.hmc
+    dim = math.prod(potential.event_shape)
+    extra = {} if kernel == "nuts" else {"num_integration_steps": int(num_steps)}
+    initial_step = 1.0 if step_size is None else _positive(step_size, "step_size")
+    if len(potential.event_shape) != 1:
+        flat = logdensity_fn
+        logdensity_fn = lambda z: flat(z.reshape(potential.event_shape))  # noqa: E731
+
+    def warmup(key, x0):
+        z0 = x0.reshape(-1)
+        if adapt and num_warmup > 0:
+            adaptation = blackjax.window_adaptation(algorithm, logdensity_fn, initial_step_size=initial_step,
+                                                    target_acceptance_rate=target, **extra)
+            (state, params), _ = adaptation.run(key, z0, num_warmup)
+            return state, params
+        params = {"step_size": jnp.asarray(initial_step), "inverse_mass_matrix": jnp.ones(dim, z0.dtype)}
+        state = algorithm.init(z0, logdensity_fn)
+        algo = algorithm(logdensity_fn, **params, **extra)
+        state, _ = jax.lax.scan(lambda s, k: algo.step(k, s), state, jax.random.split(key, num_warmup))
+        return state, params
+
+    def step(key, state, params):
+        return algorithm(logdensity_fn, **{**extra, **params}).step(key, state)
+
+    def stats(state, info, params):
+        out = {
+            "energy": -state.logdensity,
+            "acceptance_rate": info.acceptance_rate,
+            "diverging": info.is_divergent,
+            "n_steps": info.num_integration_steps,
+            "step_size": params["step_size"],
+        }
+        if kernel == "nuts":
+            out["tree_depth"] = info.num_trajectory_expansions
+        return out
+
+    return _Plan(warmup, step, stats)
+
+
+# -- initial points and sharding -------------------------------------------------------------------
+
+def _initial_positions(key, potential: Potential, init, num_chains: int) -> Array:
+    shape = (num_chains, *potential.event_shape)
+    dtype = jnp.result_type(float)
+    if init is None:
+        k = jax.random.fold_in(key, 0)
+        if potential.support == Support.BINARY:
+            return jax.random.bernoulli(k, 0.5, shape).astype(dtype)
+        return jax.random.normal(k, shape, dtype)
+    x = validate_input(init, potential.event_shape, potential.support, name="init", owner="sample")
+    if x.ndim == len(potential.event_shape):
+        x = jnp.broadcast_to(x, shape)
+    if x.shape != shape:
+        raise ValueError(f"sample: init has shape {x.shape}; expected {shape} (num_chains, *event_shape) "
+                         f"or {potential.event_shape}")
+    return x.astype(dtype)
+
+
+def _shard_chains(arrays, num_chains: int):
+    """Put the chain axis of each array across the local devices when they divide ``num_chains``."""
+    devices = jax.devices()
+    if len(devices) == 1 or num_chains % len(devices):
+        return arrays
+    mesh = jax.make_mesh((len(devices),), ("chains",), devices=devices)
+    return tuple(jax.device_put(a, NamedSharding(mesh, PartitionSpec("chains"))) for a in arrays)

@@ -1,0 +1,36 @@
+"""Chains to ArviZ data: ``(chain, draw, *event)`` arrays into an ``xarray.DataTree``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import arviz as az
+import jax
+import numpy as np
+
+from ebm_ppl.potentials.base import Potential
+
+__all__ = ["draws_to_datatree"]
+
+# BlackJAX/our names -> ArviZ's conventional sample_stats names
+_STAT_NAMES = {"acceptance_rate": "acceptance_rate", "diverging": "diverging", "n_steps": "n_steps",
+               "tree_depth": "tree_depth", "step_size": "step_size", "energy": "energy"}
+
+
+def draws_to_datatree(draws, stats: dict[str, Any], *, kernel: str, potential: Potential):
+    """Build the DataTree: ``posterior.x`` of shape ``(chain, draw, *event_shape)`` and
+    ``sample_stats`` (``energy`` = E(x) of each draw, plus the kernel's statistics)."""
+    draws = np.asarray(jax.device_get(draws))
+    event_dims = [f"x_dim_{i}" for i in range(draws.ndim - 2)]
+    sample_stats = {}
+    for name, value in stats.items():
+        value = np.asarray(jax.device_get(value))
+        if value.ndim == 1:  # per-chain constants such as a tuned step size
+            value = np.broadcast_to(value[:, None], draws.shape[:2])
+        sample_stats[_STAT_NAMES.get(name, name)] = value
+    attrs = {"kernel": kernel, "potential": type(potential).name, "inference_library": "ebm_ppl"}
+    return az.from_dict(
+        {"posterior": {"x": draws}, "sample_stats": sample_stats},
+        dims={"x": event_dims},
+        attrs={"posterior": attrs, "sample_stats": attrs},
+    )

@@ -1,0 +1,28 @@
+"""Energy families, each a registered :class:`~ebm_ppl.potentials.base.Potential`."""
+
+from ebm_ppl.potentials.base import Potential, Support, validate_input
+from ebm_ppl.potentials.registry import ENTRY_POINT_GROUP, get_potential, list_potentials, register_potential
+from ebm_ppl.potentials.gaussian import Gaussian
+from ebm_ppl.potentials.boltzmann import BoltzmannMachine
+from ebm_ppl.potentials.bernoulli_rbm import BernoulliRBM
+from ebm_ppl.potentials.gaussian_bernoulli_rbm import GaussianBernoulliRBM
+from ebm_ppl.potentials.subspace_rbm import SubspaceRBM
+from ebm_ppl.potentials.jem import JEM
+from ebm_ppl.potentials.partition import log_partition
+
+__all__ = [
+    "Potential",
+    "Support",
+    "validate_input",
+    "ENTRY_POINT_GROUP",
+    "get_potential",
+    "list_potentials",
+    "register_potential",
+    "Gaussian",
+    "BoltzmannMachine",
+    "BernoulliRBM",
+    "GaussianBernoulliRBM",
+    "SubspaceRBM",
+    "JEM",
+    "log_partition",
+]

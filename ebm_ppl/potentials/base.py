@@ -1,0 +1,166 @@
+"""The potential protocol: an unnormalized density p(x) = exp(-E(x)) / Z over a fixed event shape.
+
+A potential is an :class:`equinox.Module`; its parameters are its fields, so ``jax.jit``,
+``jax.grad``, ``jax.vmap``, Optax and :func:`ebm_ppl.save` work on it directly. Each family
+implements the energy of *one* example in :meth:`Potential._energy`; the public
+:meth:`Potential.energy` validates its input and maps over any leading batch axes.
+
+Sign conventions (the most common source of bugs when moving between libraries):
+
+* ``energy(x)``      E(x), for latent-variable models the free energy F(x);
+* ``logdensity(x)``  -E(x), what BlackJAX kernels take as ``logdensity_fn``;
+* ``energy``         is what NumPyro's ``potential_fn`` takes (NumPyro's potential is -log p).
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike
+
+__all__ = ["Potential", "Support", "validate_input", "is_concrete"]
+
+
+class Support(str, enum.Enum):
+    """The set a potential's events live on."""
+
+    REAL = "real"
+    BINARY = "binary"
+
+
+def is_concrete(x: Any) -> bool:
+    """True when ``x`` holds values now (not a tracer inside jit/vmap/grad)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def validate_input(
+    x: ArrayLike,
+    event_shape: tuple[int, ...],
+    support: Support,
+    *,
+    name: str = "x",
+    owner: str = "potential",
+) -> Array:
+    """Check ``x`` of shape ``(*batch, *event_shape)`` at a public boundary; return it as an array.
+
+    Shapes and dtypes are always checked (they are static). Values (NaN/inf, and membership in
+    {0, 1} for binary support) are checked only when ``x`` is concrete, so jitted inner code pays
+    nothing for the checks.
+
+    Raises:
+        ValueError: naming the problem and the expected shape/support.
+    """
+    if isinstance(x, (jax.Array, np.ndarray)):
+        dtype = x.dtype
+    else:
+        try:
+            dtype = np.asarray(x).dtype
+        except Exception as exc:  # ragged lists and friends
+            raise ValueError(f"{owner}: {name} is not an array ({exc})") from None
+    if not (jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_)):
+        raise ValueError(f"{owner}: {name} has dtype {dtype}; expected a numeric array")
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        x = x.astype(jnp.result_type(float))
+    nd = len(event_shape)
+    if x.ndim < nd or tuple(x.shape[x.ndim - nd :]) != tuple(event_shape):
+        raise ValueError(
+            f"{owner}: {name} has shape {tuple(x.shape)}; expected (*batch, {_fmt(event_shape)}) "
+            f"with event shape {tuple(event_shape)}"
+        )
+    if is_concrete(x):
+        values = np.asarray(x)
+        if not np.all(np.isfinite(values)):
+            bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+            raise ValueError(f"{owner}: {name} contains {bad} NaN or infinite value(s)")
+        if support == Support.BINARY and not np.all((values == 0) | (values == 1)):
+            offending = np.unique(values[(values != 0) & (values != 1)])[:5]
+            raise ValueError(
+                f"{owner}: {name} must be binary (0/1) for a model with binary support; "
+                f"found values such as {offending.tolist()}. Binarize first, e.g. "
+                "ebm_ppl.data.digits(binarize=True)"
+            )
+    return x
+
+
+def _fmt(shape: tuple[int, ...]) -> str:
+    return ", ".join(str(s) for s in shape)
+
+
+class Potential(eqx.Module):
+    """Base class of every energy family.
+
+    Subclasses set the class variables ``name`` (the registry name) and ``support``, implement
+    :attr:`event_shape` and :meth:`_energy` for one example, and may add capabilities:
+
+    ======================  ==================================================================
+    capability              methods
+    ======================  ==================================================================
+    exact log partition     ``log_partition(*, route=None, max_terms=...)``
+    block conditionals      ``sample_hidden(key, x)``, ``sample_visible(key, h)``
+    base model              ``base_model()`` (tractable reference with known log Z)
+    joint energy            ``energy_joint(x, latent)``
+    ======================  ==================================================================
+    """
+
+    name: ClassVar[str]
+    support: ClassVar[Support]
+
+    @property
+    @abc.abstractmethod
+    def event_shape(self) -> tuple[int, ...]:
+        """The shape of one sample x."""
+
+    @abc.abstractmethod
+    def _energy(self, x: Array) -> Array:
+        """E(x) for one example of shape ``event_shape``; no validation (jitted inner code)."""
+
+    def energy(self, x: ArrayLike) -> Array:
+        """E(x) for ``x`` of shape ``(*batch, *event_shape)``; returns shape ``(*batch,)``."""
+        x = validate_input(x, self.event_shape, self.support, owner=type(self).__name__)
+        return self._batched(self._energy, x)
+
+    def logdensity(self, x: ArrayLike) -> Array:
+        """-E(x), the unnormalized log density BlackJAX kernels take; shape ``(*batch,)``."""
+        return -self.energy(x)
+
+    def __call__(self, x: ArrayLike) -> Array:
+        """Alias of :meth:`energy`."""
+        return self.energy(x)
+
+    def _batched(self, fn, x: Array, *rest: Array) -> Array:
+        """Apply a one-example function over the leading batch axes of ``x`` (and ``rest``)."""
+        batch_ndim = x.ndim - len(self.event_shape)
+        for _ in range(batch_ndim):
+            fn = jax.vmap(fn)
+        return fn(x, *rest)
+
+    def _check(self, x: ArrayLike, name: str = "x", support: Support | None = None) -> Array:
+        return validate_input(
+            x,
+            self.event_shape,
+            self.support if support is None else support,
+            name=name,
+            owner=type(self).__name__,
+        )
+
+    # -- saving (see ebm_ppl.io) -----------------------------------------------------------
+    def _config(self) -> dict[str, Any]:
+        """JSON-able static settings that, with the arrays, rebuild this potential."""
+        return {}
+
+    @classmethod
+    def _from_arrays(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> "Potential":
+        """Rebuild from :meth:`_config` and the array leaves keyed by ``jax.tree_util.keystr``.
+
+        The default suits families whose fields are top-level arrays (keys like ``".W"``); the
+        constructor runs, so a file holding invalid parameters is refused like any bad input.
+        """
+        kwargs = {key.removeprefix("."): value for key, value in arrays.items()}
+        return cls(**kwargs, **config)

@@ -1,0 +1,171 @@
+"""Joint energy-based model (JEM): a classifier read as an energy (chapter eq. 6.5-6.16).
+
+Grathwohl et al. (2019), "Your classifier is secretly an energy based model and you should treat
+it like one". Any network ``f: x -> R^K`` of logits defines
+
+* the joint energy ``E(x, y) = -f(x)[y]``                 (eq. 6.5-6.8),
+* the marginal energy ``E(x) = -logsumexp_y f(x)[y]``     (eq. 6.9-6.12),
+* the classifier ``p(y|x) = softmax(f(x))[y]``, where the normalizer of x cancels (eq. 6.13-6.16).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, PRNGKeyArray
+
+from ebm_ppl.potentials.base import Potential, Support
+from ebm_ppl.potentials.registry import register_potential
+
+__all__ = ["JEM", "ACTIVATIONS"]
+
+#: Activations a :meth:`JEM.init` network can use (by name, so saved models rebuild).
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "elu": jax.nn.elu,
+    "relu": jax.nn.relu,
+    "leaky_relu": jax.nn.leaky_relu,
+    "silu": jax.nn.silu,
+    "gelu": jax.nn.gelu,
+    "tanh": jnp.tanh,
+    "softplus": jax.nn.softplus,
+}
+
+
+@register_potential()
+class JEM(Potential):
+    """The marginal energy ``E(x) = -logsumexp_y f(x)[y]`` of a classifier ``f`` (eq. 6.9-6.12).
+
+    The classifier is any Equinox module mapping one example of shape ``event_shape`` to ``K``
+    logits. Build the chapter's 64-512-512-512-10 ELU network with :meth:`JEM.init`, or wrap your
+    own with ``JEM(net, event_shape=(D,))``. The marginal over R^D need not be normalizable, so JEM
+    has no exact log Z; its use is sampling, training and the classifier.
+
+    Attributes:
+        net: the classifier ``f``.
+        event_shape: shape of one x.
+        num_classes: K.
+    """
+
+    name: ClassVar[str] = "jem"
+    support: ClassVar[Support] = Support.REAL
+
+    net: eqx.Module
+    _event_shape: tuple[int, ...] = eqx.field(static=True)
+    num_classes: int = eqx.field(static=True)
+    mlp_spec: tuple[tuple[str, Any], ...] | None = eqx.field(static=True, default=None)
+
+    def __init__(
+        self,
+        net: eqx.Module,
+        event_shape: tuple[int, ...],
+        num_classes: int | None = None,
+        *,
+        mlp_spec: dict[str, Any] | None = None,
+    ):
+        event_shape = tuple(int(s) for s in event_shape)
+        try:
+            out = jax.eval_shape(net, jax.ShapeDtypeStruct(event_shape, jnp.result_type(float)))
+        except Exception as exc:
+            raise ValueError(f"JEM: the network does not accept one example of shape {event_shape}: {exc}") from None
+        if out.ndim != 1:
+            raise ValueError(f"JEM: the network must return a vector of K logits, got shape {out.shape}")
+        if num_classes is not None and out.shape[0] != num_classes:
+            raise ValueError(f"JEM: num_classes={num_classes} but the network returns {out.shape[0]} logits")
+        self.net = net
+        self._event_shape = event_shape
+        self.num_classes = int(out.shape[0])
+        self.mlp_spec = None if mlp_spec is None else tuple(sorted(mlp_spec.items()))
+
+    @classmethod
+    def init(
+        cls,
+        key: PRNGKeyArray,
+        in_features: int = 64,
+        num_classes: int = 10,
+        *,
+        width: int = 512,
+        depth: int = 3,
+        activation: str = "elu",
+        dtype=None,
+    ) -> "JEM":
+        """An MLP classifier ``in_features -> width x depth -> num_classes`` (the chapter's default
+        is 64-512-512-512-10 with ELU)."""
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"JEM.init: unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
+        for arg, value in (("in_features", in_features), ("num_classes", num_classes), ("width", width)):
+            if int(value) < 1:
+                raise ValueError(f"JEM.init: {arg} must be >= 1, got {value}")
+        if int(depth) < 0:
+            raise ValueError(f"JEM.init: depth must be >= 0, got {depth}")
+        spec = dict(in_features=int(in_features), num_classes=int(num_classes), width=int(width),
+                    depth=int(depth), activation=activation)
+        net = _mlp(spec, key, dtype)
+        return cls(net, (int(in_features),), int(num_classes), mlp_spec=spec)
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return self._event_shape
+
+    # -- the classifier ----------------------------------------------------------------------
+    def logits(self, x: ArrayLike) -> Array:
+        """f(x); ``(*batch, *event_shape) -> (*batch, K)``."""
+        return self._batched(self.net, self._check(x))
+
+    def log_softmax(self, x: ArrayLike) -> Array:
+        """log p(y|x) computed stably; ``(*batch, *event_shape) -> (*batch, K)``."""
+        return jax.nn.log_softmax(self.logits(x), axis=-1)
+
+    def classify(self, x: ArrayLike) -> Array:
+        """argmax_y f(x)[y]; ``(*batch, *event_shape) -> (*batch,)`` int."""
+        return jnp.argmax(self.logits(x), axis=-1)
+
+    # -- energies ----------------------------------------------------------------------------
+    def _energy(self, x: Array) -> Array:
+        return -jax.nn.logsumexp(self.net(x))
+
+    def energy_joint(self, x: ArrayLike, y: ArrayLike) -> Array:
+        """E(x, y) = -f(x)[y] (eq. 6.5); ``x: (*batch, *event)``, ``y: (*batch,)`` int -> ``(*batch,)``."""
+        logits = self.logits(x)
+        y = np.asarray(y) if not isinstance(y, jax.Array) else y
+        if not jnp.issubdtype(y.dtype, jnp.integer):
+            raise ValueError(f"JEM: labels y must be integers, got dtype {y.dtype}")
+        if isinstance(y, np.ndarray) and y.size and (y.min() < 0 or y.max() >= self.num_classes):
+            raise ValueError(f"JEM: labels must lie in [0, {self.num_classes}), got range [{y.min()}, {y.max()}]")
+        return -jnp.take_along_axis(logits, jnp.asarray(y)[..., None], axis=-1)[..., 0]
+
+    # -- saving ------------------------------------------------------------------------------
+    def _config(self) -> dict[str, Any]:
+        return {"event_shape": list(self._event_shape), "num_classes": self.num_classes,
+                "mlp_spec": None if self.mlp_spec is None else dict(self.mlp_spec)}
+
+    @classmethod
+    def _from_arrays(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> "JEM":
+        spec = config.get("mlp_spec")
+        if spec is None:
+            raise NotImplementedError("this JEM wraps a custom network; load it with like=<a JEM of the same structure>")
+        dtype = next(iter(arrays.values())).dtype if arrays else None
+        skeleton = cls(_mlp(spec, jax.random.key(0), dtype), tuple(config["event_shape"]),
+                       config["num_classes"], mlp_spec=spec)
+        params, static = eqx.partition(skeleton, eqx.is_array)
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+        keys = [jax.tree_util.keystr(path) for path, _ in leaves]
+        if sorted(keys) != sorted(arrays):
+            raise ValueError(f"JEM: stored arrays {sorted(arrays)} do not match the network's {sorted(keys)}")
+        new = [jnp.asarray(arrays[k]) for k in keys]
+        return eqx.combine(jax.tree_util.tree_unflatten(treedef, new), static)
+
+
+def _mlp(spec: dict[str, Any], key: PRNGKeyArray, dtype) -> eqx.nn.MLP:
+    return eqx.nn.MLP(
+        spec["in_features"],
+        spec["num_classes"],
+        spec["width"],
+        spec["depth"],
+        activation=ACTIVATIONS[spec["activation"]],
+        dtype=dtype,
+        key=key,
+    )
