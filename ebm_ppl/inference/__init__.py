@@ -1,5 +1,5 @@
 """Running chains: many chains with vmap, steps with lax.scan, results as ArviZ data."""
 
-from ebm_ppl.inference.sample import KERNELS, default_kernel, sample
+from ebm_ppl.inference.sampling import KERNELS, default_kernel, sample
 
 __all__ = ["sample", "KERNELS", "default_kernel"]

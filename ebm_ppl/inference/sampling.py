@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from blackjax.adaptation.step_size import dual_averaging_adaptation
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.inference._progress import progress_scan
@@ -282,5 +282,5 @@ def _shard_chains(arrays, num_chains: int):
     devices = jax.devices()
     if len(devices) == 1 or num_chains % len(devices):
         return arrays
-    mesh = jax.make_mesh((len(devices),), ("chains",), devices=devices)
+    mesh = jax.make_mesh((len(devices),), ("chains",), devices=devices, axis_types=(AxisType.Auto,))
     return tuple(jax.device_put(a, NamedSharding(mesh, PartitionSpec("chains"))) for a in arrays)
