@@ -6,10 +6,12 @@
     ep.log_partition(rbm)
 """
 
-from ebm_ppl import data, kernels
+from ebm_ppl import data, diagnostics, kernels, partition
+from ebm_ppl.diagnostics import diagnose, report
 from ebm_ppl._version import __version__
 from ebm_ppl.inference import sample
 from ebm_ppl.io import load, save
+from ebm_ppl.partition import ais, log_likelihood, reverse_ais, sandwich
 from ebm_ppl.potentials import (
     JEM,
     BernoulliRBM,
@@ -30,6 +32,14 @@ __all__ = [
     "data",
     "kernels",
     "sample",
+    "diagnostics",
+    "diagnose",
+    "report",
+    "partition",
+    "ais",
+    "reverse_ais",
+    "log_likelihood",
+    "sandwich",
     "load",
     "save",
     "Potential",

@@ -1,0 +1,229 @@
+"""Annealing paths from a tractable base distribution (beta = 0) to a potential (beta = 1).
+
+Two kinds:
+
+* :class:`ParameterPath` for the Boltzmann family (Bernoulli, Gaussian-Bernoulli and subspace
+  RBMs, the fully visible BM). The parameters are interpolated, ``theta_beta = (1 - beta)
+  theta_base + beta theta``, from a base whose couplings are zero, so every intermediate
+  distribution is a model of the same family and its exact block (or site) Gibbs sampler is the
+  transition (Salakhutdinov & Murray 2008, Sec. 4.1-4.2: with the base's W = 0 this is their path,
+  the hidden units of the base contributing only a constant).
+* :class:`GeometricPath` for any real potential: ``log f_beta(x) = (1 - beta) log q(x) + beta
+  (-E(x))`` from a Gaussian q, with BlackJAX MALA (or HMC) moves whose step size is adapted
+  along the path from the chains' mean acceptance (Neal 2001).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import blackjax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, PRNGKeyArray
+
+from ebm_ppl.kernels.block_gibbs import has_conditionals
+from ebm_ppl.kernels.site_gibbs import build_kernel as site_gibbs_kernel
+from ebm_ppl.kernels.site_gibbs import SiteGibbsState
+from ebm_ppl.potentials import BernoulliRBM, BoltzmannMachine, Gaussian, GaussianBernoulliRBM, SubspaceRBM
+from ebm_ppl.potentials.base import Potential, Support, validate_input
+
+__all__ = ["ParameterPath", "GeometricPath", "make_path", "factorized_base"]
+
+
+class ParameterPath(eqx.Module):
+    """Linear interpolation of parameters between a zero-coupling base and the target."""
+
+    base: Potential
+    target: Potential
+    base_log_z: Array
+
+    def at(self, beta: Array) -> Potential:
+        """The intermediate model theta_beta (same family as the target)."""
+        base_params, static = eqx.partition(self.base, eqx.is_array)
+        target_params = eqx.filter(self.target, eqx.is_array)
+        mixed = jax.tree.map(lambda a, b: (1 - beta) * a + beta * b, base_params, target_params)
+        return eqx.combine(mixed, static)
+
+    def log_f(self, beta: Array, x: Array) -> Array:
+        """log f_beta(x) = -F_{theta_beta}(x) for one x."""
+        return -self.at(beta)._energy(x)
+
+    def init_aux(self, dim_hint: int) -> Array:
+        return jnp.zeros(())
+
+    def transition(self, key: PRNGKeyArray, xs: Array, beta: Array, aux: Array):
+        """One exact Gibbs sweep of every chain under theta_beta; ``xs: (N, *event)``."""
+        model = self.at(beta)
+        keys = jax.random.split(key, xs.shape[0])
+        if has_conditionals(model):
+
+            def sweep(k, x):
+                k_h, k_x = jax.random.split(k)
+                return model.sample_visible(k_x, model.sample_hidden(k_h, x))
+
+        else:
+            kernel = site_gibbs_kernel()
+
+            def sweep(k, x):
+                return kernel(k, SiteGibbsState(x), model)[0].position
+
+        return jax.vmap(sweep)(keys, xs), aux, jnp.ones(())
+
+    def sample_base(self, key: PRNGKeyArray, num: int, dtype) -> Array:
+        """Exact base draws: the base has no couplings, so one sweep from anywhere is exact."""
+        k0, k1 = jax.random.split(key)
+        x0 = jnp.zeros((num, *self.target.event_shape), dtype)
+        return self.transition(k1, x0, jnp.zeros((), dtype), jnp.zeros(()))[0]
+
+
+class GeometricPath(eqx.Module):
+    """``log f_beta = (1 - beta) log q + beta (-E)`` from a Gaussian q, MALA/HMC transitions."""
+
+    base: Gaussian
+    target: Potential
+    base_log_z: Array
+    kernel: str = eqx.field(static=True, default="mala")
+    num_integration_steps: int = eqx.field(static=True, default=5)
+    adapt_rate: float = eqx.field(static=True, default=0.5)
+
+    def log_f(self, beta: Array, x: Array) -> Array:
+        flat = x.reshape(self.base.event_shape)
+        return -(1 - beta) * self.base._energy(flat) - beta * self.target._energy(x)
+
+    @property
+    def target_acceptance(self) -> float:
+        return 0.574 if self.kernel == "mala" else 0.65
+
+    def init_aux(self, dim: int) -> Array:
+        """The log step size, started at a scale suited to the base Gaussian."""
+        diag = jnp.diag(self.base.scale_tril) if self.base.scale_tril is not None else self.base.scale_diag
+        scale = jnp.min(diag)
+        if self.kernel == "mala":
+            return jnp.log(scale**2 * dim ** (-1.0 / 3.0))
+        return jnp.log(scale * dim ** (-0.25) / self.num_integration_steps**0.5)
+
+    def transition(self, key: PRNGKeyArray, xs: Array, beta: Array, log_step: Array):
+        event_shape = self.target.event_shape
+        logdensity = lambda z: self.log_f(beta, z.reshape(event_shape))  # noqa: E731
+        step_size = jnp.exp(log_step)
+        keys = jax.random.split(key, xs.shape[0])
+        flat = xs.reshape(xs.shape[0], -1)
+        if self.kernel == "mala":
+            kernel = blackjax.mala.build_kernel()
+
+            def move(k, z):
+                state, info = kernel(k, blackjax.mala.init(z, logdensity), logdensity, step_size)
+                return state.position, info.acceptance_rate
+
+        else:
+            kernel = blackjax.hmc.build_kernel()
+            inverse_mass = jnp.ones(flat.shape[1], flat.dtype)
+
+            def move(k, z):
+                state, info = kernel(k, blackjax.hmc.init(z, logdensity), logdensity, step_size,
+                                     inverse_mass, self.num_integration_steps)
+                return state.position, info.acceptance_rate
+
+        moved, acceptance = jax.vmap(move)(keys, flat)
+        acceptance = jnp.nan_to_num(acceptance)
+        mean_acc = jnp.mean(acceptance)
+        log_step = log_step + self.adapt_rate * (mean_acc - self.target_acceptance)
+        return moved.reshape(xs.shape), log_step, mean_acc
+
+    def sample_base(self, key: PRNGKeyArray, num: int, dtype) -> Array:
+        return self.base.sample(key, (num,)).astype(dtype).reshape(num, *self.target.event_shape)
+
+
+# -- bases ---------------------------------------------------------------------------------------
+
+_BOLTZMANN_FAMILY = (BernoulliRBM, SubspaceRBM, BoltzmannMachine, GaussianBernoulliRBM)
+
+
+def _bernoulli_bias(data: Array | None, dim: int, dtype, smoothing: float = 1.0) -> Array:
+    if data is None:
+        return jnp.zeros(dim, dtype)
+    p = (jnp.sum(data, axis=0) + smoothing) / (data.shape[0] + 2 * smoothing)
+    return (jnp.log(p) - jnp.log1p(-p)).astype(dtype)
+
+
+def factorized_base(target: Potential, data: Array | None = None) -> Potential:
+    """The zero-coupling model of ``target``'s family (W = 0, hidden biases 0).
+
+    Visible biases come from ``data``'s smoothed marginals when given (the base-rate model of
+    Salakhutdinov & Murray 2008), else they make x uniform (binary families) or keep the
+    target's visible means and scales (Gaussian-Bernoulli).
+    """
+    zeros = jnp.zeros_like
+    if isinstance(target, GaussianBernoulliRBM):
+        b = target.b if data is None else jnp.mean(data, axis=0).astype(target.b.dtype)
+        return GaussianBernoulliRBM(zeros(target.W), b, zeros(target.c), target.sigma)
+    b = _bernoulli_bias(data, target.event_shape[0], target.b.dtype)
+    if isinstance(target, BernoulliRBM):
+        return BernoulliRBM(zeros(target.W), b, zeros(target.c))
+    if isinstance(target, SubspaceRBM):
+        return SubspaceRBM(zeros(target.W), b, zeros(target.c), zeros(target.d))
+    if isinstance(target, BoltzmannMachine):
+        return BoltzmannMachine(zeros(target.W), b)
+    raise TypeError(f"no zero-coupling base is known for {type(target).__name__}")
+
+
+def factorized_log_z(base: Potential) -> Array:
+    """Exact log Z of a zero-coupling model (W = 0, and d = 0 for the subspace RBM).
+
+    Bernoulli RBM ``sum softplus(b) + sum softplus(c)``; subspace RBM ``sum softplus(b) +
+    sum_j (K log 2 + softplus(c_j))``; BM ``sum softplus(b)``; Gaussian-Bernoulli RBM
+    ``sum log(sqrt(2 pi) sigma) + sum softplus(c)``.
+    """
+    for name in ("W", "d"):
+        value = getattr(base, name, None)
+        if value is not None and eqx.is_array(value) and not isinstance(value, jax.core.Tracer) \
+                and bool(jnp.any(value != 0)):
+            raise ValueError(f"the base model must have zero couplings ({name} is not zero); "
+                             "pass base=None for the uniform or base-rate (data=) model")
+    if isinstance(base, GaussianBernoulliRBM):
+        visible = jnp.sum(jnp.log(jnp.sqrt(2 * jnp.pi) * base.sigma))
+    else:
+        visible = jnp.sum(jax.nn.softplus(base.b))
+    if isinstance(base, BernoulliRBM | GaussianBernoulliRBM):
+        return visible + jnp.sum(jax.nn.softplus(base.c))
+    if isinstance(base, SubspaceRBM):
+        return visible + jnp.sum(base.n_subspace * math.log(2.0) + jax.nn.softplus(base.c))
+    return visible
+
+
+def make_path(target: Potential, *, base: Potential | None, data: ArrayLike | None, kernel: str | None,
+              num_integration_steps: int = 5):
+    """Choose the annealing path for ``target`` (see the module docstring)."""
+    if data is not None:
+        data = validate_input(data, target.event_shape, target.support, name="data", owner="ais")
+        if data.ndim != len(target.event_shape) + 1:
+            raise ValueError(f"ais: data must have shape (N, *event_shape), got {data.shape}")
+    if isinstance(target, _BOLTZMANN_FAMILY):
+        if kernel not in (None, "gibbs"):
+            raise ValueError(f"ais: {type(target).__name__} anneals with exact Gibbs moves; kernel={kernel!r} "
+                             "does not apply")
+        if base is None:
+            base = factorized_base(target, data)
+        elif type(base) is not type(target) or jax.tree.map(jnp.shape, eqx.filter(base, eqx.is_array)) != \
+                jax.tree.map(jnp.shape, eqx.filter(target, eqx.is_array)):
+            raise ValueError(f"ais: base must be a {type(target).__name__} of the target's shapes")
+        return ParameterPath(base, target, factorized_log_z(base))
+    if target.support == Support.REAL:
+        kernel = "mala" if kernel is None else kernel
+        if kernel not in ("mala", "hmc"):
+            raise ValueError(f"ais: kernel for a real potential must be 'mala' or 'hmc', got {kernel!r}")
+        dim = math.prod(target.event_shape)
+        if base is None:
+            if data is not None:
+                flat = data.reshape(data.shape[0], -1)
+                base = Gaussian(jnp.mean(flat, 0), scale_diag=jnp.std(flat, 0) + 1e-3)
+            else:
+                base = Gaussian.standard(dim)
+        if not isinstance(base, Gaussian) or base.event_shape != (dim,):
+            raise ValueError(f"ais: the base of a real potential must be an ep.Gaussian over {dim} dimensions")
+        return GeometricPath(base, target, base.log_partition(), kernel, int(num_integration_steps))
+    raise ValueError(f"ais: no annealing path for {type(target).__name__} (support {target.support.value})")

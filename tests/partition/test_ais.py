@@ -1,0 +1,143 @@
+"""Forward and reverse AIS against exact log Z (analytic and enumerated), unbiasedness in Z."""
+
+import math
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ebm_ppl as ep
+from ebm_ppl.partition import exact_samples
+
+
+def _rbm(n_visible=64, n_hidden=16, scale=1.0, seed=0):
+    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
+    return ep.BernoulliRBM(scale * jax.random.normal(k1, (n_visible, n_hidden)),
+                           0.3 * jax.random.normal(k2, (n_visible,)), 0.3 * jax.random.normal(k3, (n_hidden,)))
+
+
+def _close(est, exact, nats, sigmas=3.0):
+    err = est.log_z - exact
+    assert abs(err) < nats, f"{est} vs exact {exact:.4f}: error {err:.4f} > {nats}"
+    assert abs(err) < sigmas * est.stderr + 1e-3, f"{est}: error {err:.4f} > {sigmas} s.e."
+
+
+@pytest.mark.slow
+def test_forward_ais_on_a_64d_gaussian():
+    """Exact: D/2 log 2 pi + 1/2 log det Sigma. 500 chains x 10,000 temperatures of MALA give a
+    standard error near 0.01, so both 0.05 nats and 3 s.e. are demanding."""
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(64, 64)) / 8
+    cov = A @ A.T + np.diag(np.linspace(0.3, 2.0, 64))
+    g = ep.Gaussian(np.linspace(-1, 1, 64), cov)
+    est = ep.ais(jax.random.key(0), g, num_chains=500, num_temperatures=10_000)
+    assert est.bound == "lower" and est.log_weights.shape == (500,) and est.log_weight_var.shape == (10_000,)
+    _close(est, float(ep.log_partition(g)), 0.05)
+
+
+@pytest.mark.slow
+def test_forward_and_reverse_ais_on_a_coupled_64x16_rbm():
+    """W ~ N(0, 1): strongly coupled and multimodal. Exact log Z by enumerating 2^16 hidden states."""
+    rbm = _rbm()
+    exact = float(ep.log_partition(rbm))
+    forward = ep.ais(jax.random.key(1), rbm, num_chains=500, num_temperatures=20_000)
+    _close(forward, exact, 0.05)
+    start = exact_samples(jax.random.key(2), rbm, 500)
+    reverse = ep.reverse_ais(jax.random.key(3), rbm, start, exact=True, num_temperatures=20_000)
+    assert reverse.bound == "upper"
+    _close(reverse, exact, 0.05)
+    both = ep.sandwich(forward, reverse, rbm, start[:50])
+    assert abs(both.gap) < 0.1
+    assert both.mean_log_likelihood_upper == pytest.approx(
+        float(ep.log_likelihood(rbm, start[:50], forward).mean()), abs=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["gaussian_bernoulli_rbm", "subspace_rbm", "boltzmann"])
+def test_ais_on_the_other_families_matches_exact_log_z(family):
+    key = jax.random.key(4)
+    model = {
+        "gaussian_bernoulli_rbm": lambda: ep.GaussianBernoulliRBM.init(key, 20, 10, scale=0.5),
+        "subspace_rbm": lambda: ep.SubspaceRBM.init(key, 16, 4, 2, scale=0.8),
+        "boltzmann": lambda: ep.BoltzmannMachine.init(key, 16, scale=0.5),
+    }[family]()
+    est = ep.ais(jax.random.key(5), model, num_chains=300, num_temperatures=5_000)
+    _close(est, float(ep.log_partition(model)), 0.05)
+
+
+def test_ais_is_unbiased_in_z():
+    """E[Z_hat / Z] = 1 for any schedule. 4000 chains of a short (50-temperature) run, grouped into
+    400 independent runs of 10 chains; their mean of Z_hat / Z must be 1 within 4 standard errors
+    of that mean. A biased estimator (the log-space mean, which Jensen pulls down) fails it."""
+    rbm = _rbm(10, 6, scale=1.0, seed=1)
+    exact = float(ep.log_partition(rbm))
+    est = ep.ais(jax.random.key(6), rbm, num_chains=4000, num_temperatures=50)
+    ratios = np.exp(est.base_log_z + est.log_weights.reshape(400, 10).astype(np.float64) - exact).mean(1)
+    se = ratios.std(ddof=1) / math.sqrt(len(ratios))
+    assert abs(ratios.mean() - 1) < 4 * se, (ratios.mean(), se)
+    # and the test has power: the log of each run's estimate is biased low by a detectable amount
+    assert np.mean(np.log(ratios)) < -2 * np.std(np.log(ratios)) / math.sqrt(len(ratios))
+
+
+def test_base_rate_model_from_data_and_health_outputs():
+    rbm = _rbm(12, 5, seed=2)
+    data = np.asarray(exact_samples(jax.random.key(7), rbm, 300))
+    est = ep.ais(jax.random.key(8), rbm, num_chains=50, num_temperatures=500, data=data)
+    base = ep.partition.factorized_base(rbm, jnp.asarray(data))
+    p = (data.sum(0) + 1) / (len(data) + 2)
+    np.testing.assert_allclose(jax.nn.sigmoid(base.b), p, rtol=1e-5)
+    assert est.base_log_z == pytest.approx(float(ep.log_partition(base)), abs=1e-4)
+    assert est.log_weight_var[-1] == pytest.approx(np.var(est.log_weights), rel=1e-4)
+    assert est.log_weight_var[0] < est.log_weight_var[-1]
+    assert 1 <= est.ess <= 50 and est.wall_time > 0 and "log Z" in str(est)
+    assert est.schedule[0] == 0 and est.schedule[-1] == 1
+
+
+def test_degenerate_weights_warn():
+    rbm = _rbm(16, 8, scale=2.0, seed=3)
+    with pytest.warns(RuntimeWarning, match="degenerate"):
+        ep.ais(jax.random.key(9), rbm, num_chains=100, num_temperatures=10)
+
+
+def test_same_key_same_estimate():
+    rbm = _rbm(8, 4)
+    a = ep.ais(jax.random.key(1), rbm, num_chains=20, num_temperatures=100)
+    b = ep.ais(jax.random.key(1), rbm, num_chains=20, num_temperatures=100)
+    np.testing.assert_array_equal(a.log_weights, b.log_weights)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(schedule=[0.1, 0.5, 1.0]), "start at 0 and end at 1"),
+        (dict(schedule=[0.0, 0.5, 0.9]), "start at 0 and end at 1"),
+        (dict(schedule=[0.0, 0.6, 0.4, 1.0]), "strictly increasing"),
+        (dict(schedule=[0.0, np.nan, 1.0]), "NaN"),
+        (dict(num_chains=1), "num_chains must be an integer >= 2"),
+        (dict(num_temperatures=3), "num_temperatures must be >= 10"),
+        (dict(kernel="nuts"), "Gibbs"),
+        (dict(data=np.full((5, 8), 0.5)), "binary"),
+        (dict(base=ep.BernoulliRBM.init(jax.random.key(0), 8, 3)), "target's shapes"),
+    ],
+)
+def test_bad_input_is_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ep.ais(jax.random.key(0), _rbm(8, 4), **kwargs)
+
+
+def test_reverse_ais_input_checks_and_exact_samples_limits():
+    rbm = _rbm(8, 4)
+    with pytest.raises(ValueError, match="start"):
+        ep.reverse_ais(jax.random.key(0), rbm, np.zeros(8))
+    with pytest.raises(ValueError, match="binary"):
+        ep.reverse_ais(jax.random.key(0), rbm, np.full((4, 8), 0.5))
+    approx = ep.reverse_ais(jax.random.key(0), rbm, np.zeros((4, 8)), num_temperatures=20)
+    assert approx.bound == "approximate upper"
+    with pytest.raises(ValueError, match="not available"):
+        exact_samples(jax.random.key(0), ep.SubspaceRBM.init(jax.random.key(0), 4, 2, 2), 3)
+    with pytest.raises(ValueError, match="2\\^30"):
+        exact_samples(jax.random.key(0), ep.BernoulliRBM.init(jax.random.key(0), 40, 30), 3)
+    with pytest.raises(ValueError, match="sandwich takes"):
+        ep.sandwich(approx, approx)
