@@ -6,11 +6,12 @@
     ep.log_partition(rbm)
 """
 
-from ebm_ppl import data, diagnostics, kernels, partition
+from ebm_ppl import data, diagnostics, kernels, partition, training
 from ebm_ppl.diagnostics import diagnose, report
 from ebm_ppl._version import __version__
 from ebm_ppl.inference import sample
 from ebm_ppl.io import load, save
+from ebm_ppl.training import fit
 from ebm_ppl.partition import ais, log_likelihood, reverse_ais, sandwich
 from ebm_ppl.potentials import (
     JEM,
@@ -36,6 +37,8 @@ __all__ = [
     "diagnose",
     "report",
     "partition",
+    "training",
+    "fit",
     "ais",
     "reverse_ais",
     "log_likelihood",

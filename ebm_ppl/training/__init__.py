@@ -1,0 +1,20 @@
+"""Training energies: gradient estimators (CD-k, persistent CD) and the ``fit`` loop."""
+
+from ebm_ppl.training.estimators import CDState, GradientEstimator, PCDState, cd, gibbs_sweeps, pcd
+from ebm_ppl.training.fit import History, TrainingDiverged, fit
+from ebm_ppl.training.metrics import boltzmann_metrics, pseudo_log_likelihood, reconstruction_error
+
+__all__ = [
+    "GradientEstimator",
+    "CDState",
+    "PCDState",
+    "cd",
+    "pcd",
+    "gibbs_sweeps",
+    "fit",
+    "History",
+    "TrainingDiverged",
+    "boltzmann_metrics",
+    "pseudo_log_likelihood",
+    "reconstruction_error",
+]

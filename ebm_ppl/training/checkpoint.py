@@ -1,0 +1,76 @@
+"""Training checkpoints: any pytree of arrays (PRNG keys included) plus JSON, atomic, no pickle.
+
+A checkpoint is a zip of ``.npy`` leaves in flatten order and ``meta.json``. Loading needs a
+template pytree of the same structure (the training loop rebuilds one from its arguments), so
+nothing but arrays and JSON is ever read back.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = ["save_checkpoint", "load_checkpoint"]
+
+_META = "meta.json"
+
+
+def _is_key(leaf: Any) -> bool:
+    return isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def save_checkpoint(path: str | os.PathLike, tree: Any, meta: dict[str, Any]) -> None:
+    """Write ``tree``'s array leaves and ``meta`` (JSON) to ``path`` atomically."""
+    path = os.fspath(path)
+    leaves = jax.tree.leaves(tree)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = tempfile.NamedTemporaryFile(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                      delete=False)
+    try:
+        with tmp:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+                for i, leaf in enumerate(leaves):
+                    arr = np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
+                    buffer = io.BytesIO()
+                    np.lib.format.write_array(buffer, arr, allow_pickle=False)
+                    zf.writestr(f"leaves/{i}.npy", buffer.getvalue())
+                body = dict(meta, num_leaves=len(leaves))
+                zf.writestr(_META, json.dumps(body, allow_nan=True))
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp.name, path)
+    except BaseException:
+        if os.path.exists(tmp.name):
+            os.unlink(tmp.name)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike, template: Any) -> tuple[Any, dict[str, Any]]:
+    """Read a checkpoint into ``template``'s structure; check every leaf's shape and dtype."""
+    path = os.fspath(path)
+    leaves, treedef = jax.tree.flatten(template)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            meta = json.loads(zf.read(_META))
+            if meta.get("num_leaves") != len(leaves):
+                raise ValueError(f"checkpoint {path!r} holds {meta.get('num_leaves')} arrays, this training "
+                                 f"run has {len(leaves)}: it was written with other settings")
+            restored = []
+            for i, like in enumerate(leaves):
+                arr = np.lib.format.read_array(io.BytesIO(zf.read(f"leaves/{i}.npy")), allow_pickle=False)
+                want = jax.random.key_data(like) if _is_key(like) else np.asarray(like)
+                if arr.shape != want.shape or arr.dtype != want.dtype:
+                    raise ValueError(f"checkpoint {path!r}: array {i} is {arr.dtype}{list(arr.shape)}, expected "
+                                     f"{want.dtype}{list(want.shape)}; it was written with other settings")
+                restored.append(jax.random.wrap_key_data(arr, impl=jax.random.key_impl(like))
+                                if _is_key(like) else jax.numpy.asarray(arr))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+        raise ValueError(f"checkpoint {path!r} is damaged or not a checkpoint: {exc}") from None
+    return jax.tree.unflatten(treedef, restored), meta
