@@ -28,7 +28,7 @@ from ebm_ppl.kernels.langevin import as_top_level_api as langevin_api
 from ebm_ppl.kernels.site_gibbs import as_top_level_api as site_gibbs_api
 from ebm_ppl.potentials.base import Potential, Support, validate_input
 
-__all__ = ["sample", "KERNELS", "default_kernel"]
+__all__ = ["sample", "draw", "KERNELS", "default_kernel"]
 
 KERNELS = ("block_gibbs", "site_gibbs", "langevin", "mala", "hmc", "nuts")
 _GRADIENT_KERNELS = ("langevin", "mala", "hmc", "nuts")
@@ -111,6 +111,33 @@ def sample(
     draws, stats = _run(plan, states, params, sample_keys, num_samples, thin, progress)
     draws = draws.reshape(num_chains, num_samples, *potential.event_shape)  # HMC/NUTS run flattened
     return draws_to_datatree(draws, stats, kernel=kernel, potential=potential)
+
+
+def draw(
+    key: PRNGKeyArray,
+    potential: Potential,
+    num: int,
+    *,
+    kernel: str | None = None,
+    num_steps: int = 1000,
+    init: ArrayLike | None = None,
+    **kernel_options: Any,
+) -> Array:
+    """``num`` approximate draws: the final states of ``num`` independent chains of ``num_steps``
+    steps each (warm-up included), shape ``(num, *event_shape)``.
+
+    Unlike :func:`sample` this is a pure function of ``key`` (no ArviZ, no host transfer), so it
+    traces under ``jit``/``vmap``: it is what NumPyro's ``Predictive`` calls through
+    :class:`ebm_ppl.numpyro.EnergyDistribution`. It costs ``num * num_steps`` kernel steps.
+    """
+    kernel = default_kernel(potential) if kernel is None else kernel
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+    plan = _plan(kernel, potential, int(num_steps), dict(kernel_options))
+    positions = _initial_positions(key, potential, init, int(num))
+    keys = jax.random.split(jax.random.fold_in(key, 1), int(num))
+    states, _ = jax.vmap(plan.warmup)(keys, positions)
+    return states.position.reshape(int(num), *potential.event_shape)
 
 
 def _run(plan: _Plan, states, params, chain_keys, num_samples: int, thin: int, progress: bool):

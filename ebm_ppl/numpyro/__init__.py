@@ -1,0 +1,24 @@
+"""The PPL bridge: potentials inside NumPyro models, and NumPyro models for BlackJAX.
+
+    import numpyro, numpyro.distributions as dist
+    import ebm_ppl as ep
+
+    def model(y_obs):
+        x = numpyro.sample("x", ep.numpyro.EnergyDistribution(prior))
+        numpyro.sample("y", dist.Normal(mask * x, 0.1), obs=y_obs)
+"""
+
+from ebm_ppl.numpyro.convert import logdensity_fn, model_logdensity, potential_fn
+from ebm_ppl.numpyro.distribution import DoublyIntractableWarning, EnergyDistribution, factor
+from ebm_ppl.numpyro.kernel import EnergyKernel, EnergyKernelState
+
+__all__ = [
+    "EnergyDistribution",
+    "factor",
+    "DoublyIntractableWarning",
+    "potential_fn",
+    "logdensity_fn",
+    "model_logdensity",
+    "EnergyKernel",
+    "EnergyKernelState",
+]

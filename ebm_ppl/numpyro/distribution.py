@@ -1,0 +1,139 @@
+"""A potential as a NumPyro distribution, and as a factor."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+from numpyro.distributions import constraints
+from jaxtyping import Array, ArrayLike
+
+from ebm_ppl.inference.sampling import default_kernel, draw
+from ebm_ppl.partition.estimate import AISEstimate
+from ebm_ppl.potentials.base import Potential, Support
+
+__all__ = ["EnergyDistribution", "factor", "DoublyIntractableWarning"]
+
+
+class DoublyIntractableWarning(UserWarning):
+    """An energy's parameters are being inferred while its log Z(theta) is ignored."""
+
+
+def _log_z_value(log_z: float | ArrayLike | AISEstimate | None):
+    if log_z is None:
+        return None
+    if isinstance(log_z, AISEstimate):
+        return jnp.asarray(log_z.log_z)
+    return jnp.asarray(log_z)
+
+
+def _warn_if_doubly_intractable(potential: Potential, log_z) -> None:
+    if log_z is None and any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(eqx.filter(potential, eqx.is_array))):
+        warnings.warn(
+            "the potential's parameters depend on sampled values, but log_z is None: the likelihood "
+            "exp(-E_theta(x)) / Z(theta) is missing log Z(theta), which changes with theta, so the "
+            "posterior over theta is wrong (a doubly-intractable model). Supply log_z (e.g. from "
+            "ebm_ppl.ais for each theta) or keep the potential's parameters fixed.",
+            DoublyIntractableWarning,
+            stacklevel=3,
+        )
+
+
+class EnergyDistribution(dist.Distribution):
+    """``p(x) ∝ exp(-E(x))`` for any :class:`ebm_ppl.Potential`, usable in ``numpyro.sample``.
+
+    ``log_prob(x) = -E(x)`` (unnormalized) or ``-E(x) - log_z`` when ``log_z`` is given (a number
+    or an :class:`~ebm_ppl.partition.AISEstimate`): only then do ELBOs, ``log_density`` totals and
+    model comparison see a normalized density. For inference over *other* latent variables, or
+    over x itself, the constant does not matter.
+
+    The support and event shape are the potential's: real vectors go to NUTS/HMC, binary vectors
+    to NumPyro's discrete Gibbs kernels (they flip one coordinate at a time, so the distribution
+    declares the per-coordinate support {0, 1}).
+
+    ``sample`` runs the potential's own MCMC (:func:`ebm_ppl.inference.draw`): block Gibbs for
+    RBMs, site Gibbs for other binary potentials, NUTS for real ones, ``sampler_steps`` steps per
+    draw from an independent chain. That makes ``Predictive`` and prior predictive checks work,
+    at the price of ``sampler_steps`` kernel steps per requested draw, and the draws are only as
+    exact as the chain has mixed.
+
+    Args:
+        potential: the energy.
+        log_z: optional log normalizer.
+        sampler_steps: MCMC steps per draw in ``sample``.
+        kernel: the kernel ``sample`` uses (default: the potential's default).
+    """
+
+    pytree_data_fields = ("potential", "log_z")
+    pytree_aux_fields = ("sampler_steps", "kernel")
+
+    def __init__(
+        self,
+        potential: Potential,
+        log_z: float | ArrayLike | AISEstimate | None = None,
+        *,
+        sampler_steps: int = 1000,
+        kernel: str | None = None,
+        validate_args: bool | None = None,
+    ):
+        if not isinstance(potential, Potential):
+            raise TypeError(f"EnergyDistribution expects an ebm_ppl.Potential, got {type(potential).__name__}")
+        if potential.support not in (Support.REAL, Support.BINARY):
+            raise ValueError(f"unsupported support {potential.support!r}")
+        _warn_if_doubly_intractable(potential, log_z)
+        self.potential = potential
+        self.log_z = _log_z_value(log_z)
+        self.sampler_steps = int(sampler_steps)
+        self.kernel = default_kernel(potential) if kernel is None else kernel
+        super().__init__(batch_shape=(), event_shape=tuple(potential.event_shape), validate_args=validate_args)
+
+    @property
+    def normalized(self) -> bool:
+        """Whether ``log_prob`` includes ``-log_z`` (a proper normalized log density)."""
+        return self.log_z is not None
+
+    @property
+    def support(self):
+        if self.potential.support == Support.BINARY:
+            return constraints.independent(constraints.boolean, len(self.event_shape))
+        return constraints.independent(constraints.real, len(self.event_shape))
+
+    @property
+    def has_enumerate_support(self) -> bool:
+        return self.potential.support == Support.BINARY
+
+    def enumerate_support(self, expand: bool = True) -> Array:
+        """The per-coordinate values {0, 1} (NumPyro's discrete Gibbs flips one coordinate at a
+        time and reads only this size); the joint support has 2^D states and is not listed."""
+        if self.potential.support != Support.BINARY:
+            raise NotImplementedError("a real-valued potential has no enumerable support")
+        values = jnp.arange(2.0).reshape((2,) + (1,) * len(self.event_shape))
+        return jnp.broadcast_to(values, (2, *self.event_shape)) if expand else values
+
+    def log_prob(self, value: ArrayLike) -> Array:
+        log_p = -self.potential.energy(jnp.asarray(value, dtype=jnp.result_type(float)))
+        return log_p if self.log_z is None else log_p - self.log_z
+
+    def sample(self, key, sample_shape: tuple[int, ...] = ()) -> Array:
+        num = math.prod(sample_shape) if sample_shape else 1
+        xs = draw(key, self.potential, num, kernel=self.kernel, num_steps=self.sampler_steps)
+        return xs.reshape(*sample_shape, *self.event_shape)
+
+
+def factor(name: str, potential: Potential, x: ArrayLike, log_z: float | ArrayLike | AISEstimate | None = None):
+    """Add ``-E(x)`` (minus ``log_z`` when given) to the model's log density as ``numpyro.factor``.
+
+    The factor route suits an energy over a deterministic function of other latent variables,
+    where there is no sample site to attach :class:`EnergyDistribution` to.
+    """
+    log_z = _log_z_value(log_z)
+    _warn_if_doubly_intractable(potential, log_z)
+    value = -potential.energy(x)
+    numpyro.factor(name, value if log_z is None else value - log_z)
+    return value

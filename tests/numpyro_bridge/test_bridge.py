@@ -1,0 +1,159 @@
+"""The NumPyro bridge: moments agree across routes, normalization, signs, discrete samplers."""
+
+import warnings
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from numpyro.infer import MCMC, NUTS, DiscreteHMCGibbs, Predictive
+
+import ebm_ppl as ep
+from ebm_ppl.numpyro import EnergyDistribution, EnergyKernel, factor
+from ebm_ppl.potentials.enumeration import all_binary_states
+
+MEAN = np.array([1.0, -1.0])
+COV = np.array([[1.0, 0.5], [0.5, 2.0]])
+
+
+def _nuts(model, *args, seed=0, n=2000):
+    mcmc = MCMC(NUTS(model), num_warmup=500, num_samples=n, num_chains=2, chain_method="vectorized",
+                progress_bar=False)
+    mcmc.run(jax.random.key(seed), *args)
+    return np.asarray(mcmc.get_samples(group_by_chain=True)["x"])
+
+
+def _within_5_mcse(x):
+    for i in range(2):
+        assert abs(x[..., i].mean() - MEAN[i]) < 5 * az.mcse(x[..., i])
+        centered = (x[..., i] - MEAN[i]) ** 2
+        assert abs(centered.mean() - COV[i, i]) < 5 * az.mcse(centered)
+
+
+@pytest.mark.slow
+def test_the_same_gaussian_by_distribution_factor_and_ep_sample():
+    """Exact answer: the Gaussian's mean and variances; each route within 5 MCSE of them."""
+    g = ep.Gaussian(MEAN, COV)
+
+    def as_distribution():
+        numpyro.sample("x", EnergyDistribution(g))
+
+    def as_factor():
+        x = numpyro.sample("x", dist.ImproperUniform(dist.constraints.real_vector, (), (2,)))
+        factor("energy", g, x)
+
+    _within_5_mcse(_nuts(as_distribution))
+    _within_5_mcse(_nuts(as_factor, seed=1))
+    _within_5_mcse(ep.sample(jax.random.key(2), g, "nuts", num_chains=2, num_samples=2000).posterior["x"].values)
+
+
+def test_exact_log_z_normalizes_log_prob_of_a_small_rbm():
+    with jax.enable_x64(True):
+        rbm = ep.BernoulliRBM.init(jax.random.key(0), 8, 5, scale=1.0)
+        d = EnergyDistribution(rbm, log_z=ep.log_partition(rbm))
+        assert d.normalized and not EnergyDistribution(rbm).normalized
+        total = jnp.sum(jnp.exp(d.log_prob(all_binary_states(8))))
+        assert float(total) == pytest.approx(1.0, abs=1e-10)
+        est = ep.ais(jax.random.key(1), rbm, num_chains=100, num_temperatures=2000)
+        np.testing.assert_allclose(EnergyDistribution(rbm, log_z=est).log_prob(jnp.ones(8)),
+                                   -rbm.energy(jnp.ones(8)) - est.log_z)
+
+
+def test_signs_of_every_conversion():
+    g = ep.Gaussian(MEAN, COV)
+    x = jnp.array([0.3, 0.7])
+    assert float(ep.numpyro.potential_fn(g)(x)) == pytest.approx(float(g.energy(x)))
+    assert float(ep.numpyro.logdensity_fn(g)(x)) == pytest.approx(-float(g.energy(x)))
+    assert float(EnergyDistribution(g).log_prob(x)) == pytest.approx(-float(g.energy(x)))
+
+    def model():
+        numpyro.sample("z", dist.Normal(2.0, 3.0))
+
+    logdensity, z0, constrain = ep.numpyro.model_logdensity(jax.random.key(0), model)
+    assert float(logdensity({"z": 1.0})) == pytest.approx(float(dist.Normal(2.0, 3.0).log_prob(1.0)), rel=1e-6)
+    assert set(z0) == {"z"} and float(constrain({"z": 1.0})["z"]) == pytest.approx(1.0)
+
+
+def _exact_marginals(rbm):
+    with jax.enable_x64(True):
+        states = all_binary_states(rbm.n_visible)
+        p = jnp.exp(-rbm.energy(states) - rbm.log_partition())
+        return np.asarray(p @ states)
+
+
+@pytest.mark.slow
+def test_numpyro_discrete_gibbs_samples_an_rbm_prior_exactly():
+    """An RBM prior plus an unrelated continuous site (DiscreteHMCGibbs needs one): the x marginals
+    match the enumerated p(x_i = 1) within 5 binomial s.e. computed from the ESS."""
+    rbm = ep.BernoulliRBM.init(jax.random.key(3), 10, 6, scale=1.0)
+
+    def model():
+        numpyro.sample("noise", dist.Normal())
+        numpyro.sample("x", EnergyDistribution(rbm))
+
+    mcmc = MCMC(DiscreteHMCGibbs(NUTS(model)), num_warmup=500, num_samples=4000, num_chains=2,
+                chain_method="sequential", progress_bar=False)
+    mcmc.run(jax.random.key(4))
+    x = np.asarray(mcmc.get_samples(group_by_chain=True)["x"])
+    exact = _exact_marginals(rbm)
+    for i in range(10):
+        ess = float(az.ess(x[..., i]))
+        assert abs(x[..., i].mean() - exact[i]) < 5 * np.sqrt(exact[i] * (1 - exact[i]) / ess) + 1e-3
+
+
+def test_our_kernels_run_under_numpyro_mcmc_vectorized_and_single():
+    rbm = ep.BernoulliRBM.init(jax.random.key(5), 10, 6, scale=1.0)
+    mcmc = MCMC(EnergyKernel(rbm), num_warmup=200, num_samples=3000, num_chains=4, chain_method="vectorized",
+                progress_bar=False)
+    mcmc.run(jax.random.key(6))
+    x = np.asarray(mcmc.get_samples(group_by_chain=True))
+    assert x.shape == (4, 3000, 10)
+    exact = _exact_marginals(rbm)
+    assert np.all(np.abs(x.mean((0, 1)) - exact) < 5 * np.sqrt(exact * (1 - exact) / 2000))
+    single = MCMC(EnergyKernel(ep.BoltzmannMachine.init(jax.random.key(0), 5, scale=1.0)), num_warmup=10,
+                  num_samples=20, progress_bar=False)
+    single.run(jax.random.key(7), init_params=jnp.zeros(5))
+    assert single.get_samples().shape == (20, 5)
+    g = ep.Gaussian(MEAN, COV)
+    lang = MCMC(EnergyKernel(g, "langevin", step_size=0.05), num_warmup=10, num_samples=20, progress_bar=False)
+    lang.run(jax.random.key(8))
+    assert lang.get_samples().shape == (20, 2)
+    with pytest.raises(ValueError, match="EnergyKernel runs"):
+        EnergyKernel(g, "hmc")
+
+
+def test_predictive_draws_from_the_potential():
+    rbm = ep.BernoulliRBM.init(jax.random.key(0), 6, 3, scale=0.5)
+
+    def model():
+        numpyro.sample("x", EnergyDistribution(rbm, sampler_steps=50))
+
+    x = Predictive(model, num_samples=7)(jax.random.key(1))["x"]
+    assert x.shape == (7, 6) and set(np.unique(x)) <= {0.0, 1.0}
+    g = EnergyDistribution(ep.Gaussian(MEAN, COV), sampler_steps=300)
+    draws = g.sample(jax.random.key(2), (400,))
+    assert draws.shape == (400, 2)
+    assert np.all(np.abs(draws.mean(0) - MEAN) < 5 * np.sqrt(np.diag(COV) / 400))
+
+
+def test_doubly_intractable_model_warns():
+    def model():
+        scale = numpyro.sample("scale", dist.HalfNormal(1.0))
+        rbm = ep.BernoulliRBM(scale * jnp.ones((4, 2)), jnp.zeros(4), jnp.zeros(2))
+        numpyro.sample("x", EnergyDistribution(rbm), obs=jnp.ones(4))
+
+    with pytest.warns(ep.numpyro.DoublyIntractableWarning, match="log Z"):
+        MCMC(NUTS(model), num_warmup=5, num_samples=5, progress_bar=False).run(jax.random.key(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ep.numpyro.DoublyIntractableWarning)
+        EnergyDistribution(ep.BernoulliRBM.init(jax.random.key(0), 4, 2))  # fixed parameters: fine
+
+
+def test_bad_input():
+    with pytest.raises(TypeError, match="Potential"):
+        EnergyDistribution(lambda x: x)
+    with pytest.raises(NotImplementedError, match="enumerable"):
+        EnergyDistribution(ep.Gaussian(MEAN, COV)).enumerate_support()
