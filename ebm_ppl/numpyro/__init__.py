@@ -22,3 +22,15 @@ __all__ = [
     "EnergyKernel",
     "EnergyKernelState",
 ]
+from ebm_ppl.numpyro.jem_head import (  # noqa: E402
+    BayesianHead,
+    PointHead,
+    expected_calibration_error,
+    fit_jem_head,
+    jem_features,
+    jem_head_model,
+    ood_auroc,
+)
+
+__all__ += ["jem_head_model", "fit_jem_head", "jem_features", "BayesianHead", "PointHead",
+            "expected_calibration_error", "ood_auroc"]
