@@ -2,6 +2,7 @@
 
 from ebm_ppl.training.estimators import CDState, GradientEstimator, PCDState, cd, gibbs_sweeps, pcd
 from ebm_ppl.training.fit import History, TrainingDiverged, fit
+from ebm_ppl.training.jem import JEMEstimator, JEMState, jem, jem_loss, jem_metrics, langevin_samples
 from ebm_ppl.training.metrics import boltzmann_metrics, pseudo_log_likelihood, reconstruction_error
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "cd",
     "pcd",
     "gibbs_sweeps",
+    "jem", "jem_loss", "jem_metrics", "langevin_samples", "JEMEstimator", "JEMState",
     "fit",
     "History",
     "TrainingDiverged",

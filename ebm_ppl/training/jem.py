@@ -1,0 +1,329 @@
+"""The JEM objective: a classifier trained as a joint energy model (chapter eq. 6.26-6.31).
+
+Grathwohl et al. (2019), "Your classifier is secretly an energy based model and you should treat
+it like one". With logits ``f(x)`` and the marginal energy ``E(x) = -logsumexp_y f(x)[y]``,
+
+    log p(x, y) = log p(y | x) + log p(x),
+
+so the loss of a batch ``(x, y)`` is the cross-entropy plus the negative log-likelihood of x, whose
+gradient is estimated with negatives ``x~`` from the model (eq. 6.28-6.31):
+
+    L = L_clf + gen_weight * L_gen (+ energy_l2 * [mean E(x)^2 + mean E(x~)^2]),
+    L_clf = mean_i -log softmax(f(x_i))[y_i],
+    L_gen = mean_i E(x_i) - mean_j E(stop_gradient(x~_j)).
+
+The negatives come from ``langevin_steps`` steps of the library's unadjusted Langevin kernel
+(:mod:`ebm_ppl.kernels.langevin`) on ``log p = -E`` with step size alpha and a separate noise scale
+sigma (defaults alpha = 1, sigma = 0.01: a tempered, nearly deterministic dynamics, T = 5e-5),
+started either from uniform noise (short-run, Nijkamp et al. 2019) or from a replay buffer
+(persistent, as in Grathwohl et al.'s code: a fraction ``reinit_prob`` of the drawn chains restarts
+from noise).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Callable, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, PRNGKeyArray
+
+from ebm_ppl.kernels.langevin import as_top_level_api as _langevin
+from ebm_ppl.potentials.base import Potential
+
+__all__ = ["JEMEstimator", "JEMState", "jem", "jem_loss", "langevin_negatives", "replay_negatives",
+           "langevin_samples", "jem_metrics"]
+
+#: The number of short-run negatives the per-epoch metrics draw (fewer when the data is smaller).
+METRIC_NEGATIVES = 256
+
+
+class JEMState(NamedTuple):
+    """``key``: the sampler's PRNG key; ``buffer``: the replay buffer ``(buffer_size, *event)``
+    (persistent mode) or None (short-run)."""
+
+    key: PRNGKeyArray
+    buffer: Array | None
+
+
+class JEMEstimator(NamedTuple):
+    """A gradient estimator (``init``, ``update``, as :class:`ebm_ppl.training.GradientEstimator`)
+    that also carries its per-epoch ``metrics(model, data, key, prefix)``, which
+    :func:`ebm_ppl.fit` uses by default."""
+
+    init: Callable[..., JEMState]
+    update: Callable[..., tuple[Any, JEMState, dict[str, Array]]]
+    metrics: Callable[..., dict[str, float]]
+
+
+# -- the loss -----------------------------------------------------------------------------------------
+
+def jem_loss(
+    model: Potential,
+    x: Array,
+    y: Array,
+    x_neg: Array,
+    energy_l2: float = 0.0,
+    gen_weight: float = 1.0,
+) -> tuple[Array, dict[str, Array]]:
+    """The JEM loss of one batch with given negatives (eq. 6.26-6.31); pure, differentiable in ``model``.
+
+    Args:
+        model: a :class:`ebm_ppl.JEM` (anything with ``net`` mapping one example to K logits).
+        x: data ``(B, *event)``; y: int labels ``(B,)``.
+        x_neg: negatives ``(M, *event)``; gradients do not flow through them (stop_gradient).
+        energy_l2: weight of ``mean E(x)^2 + mean E(x_neg)^2`` (keeps energies near 0).
+        gen_weight: weight of the generative term L_gen.
+
+    Returns:
+        ``(loss, aux)`` with ``aux`` = clf_loss, gen_loss, accuracy, energy_data, energy_neg
+        (batch means).
+    """
+    logits = jax.vmap(model.net)(x)
+    log_probs = jax.nn.log_softmax(logits, axis=-1)  # stable: never log(softmax)
+    clf_loss = -jnp.mean(jnp.take_along_axis(log_probs, y[:, None], axis=-1))
+    e_data = -jax.nn.logsumexp(logits, axis=-1)
+    e_neg = jax.vmap(model._energy)(jax.lax.stop_gradient(x_neg))
+    gen_loss = jnp.mean(e_data) - jnp.mean(e_neg)
+    loss = clf_loss + gen_weight * gen_loss
+    if not isinstance(energy_l2, (int, float)) or energy_l2:
+        loss = loss + energy_l2 * (jnp.mean(e_data**2) + jnp.mean(e_neg**2))
+    accuracy = jnp.mean((jnp.argmax(logits, axis=-1) == y).astype(logits.dtype))
+    aux = {"clf_loss": clf_loss, "gen_loss": gen_loss, "accuracy": accuracy,
+           "energy_data": jnp.mean(e_data), "energy_neg": jnp.mean(e_neg)}
+    return loss, aux
+
+
+# -- the samplers -------------------------------------------------------------------------------------
+
+def langevin_negatives(
+    key: PRNGKeyArray, model: Potential, x0: Array, steps: int, step_size: float, noise_scale: float | None
+) -> Array:
+    """``steps`` unadjusted Langevin steps (the library kernel, log p = -E) from every row of
+    ``x0`` ``(N, *event)``: vmapped over chains, ``lax.scan`` over steps; returns ``(N, *event)``."""
+    if steps == 0:
+        return x0
+    algorithm = _langevin(lambda x: -model._energy(x), step_size, noise_scale)
+    states = jax.vmap(algorithm.init)(x0)
+
+    def body(states, key):
+        states, _ = jax.vmap(algorithm.step)(jax.random.split(key, x0.shape[0]), states)
+        return states, None
+
+    states, _ = jax.lax.scan(body, states, jax.random.split(key, steps))
+    return states.position
+
+
+def _uniform(key: PRNGKeyArray, shape: tuple[int, ...], dtype, low: float, high: float) -> Array:
+    return jax.random.uniform(key, shape, dtype, minval=low, maxval=high)
+
+
+def replay_negatives(
+    key: PRNGKeyArray,
+    model: Potential,
+    buffer: Array,
+    num: int,
+    *,
+    reinit_prob: float,
+    init_low: float,
+    init_high: float,
+    steps: int,
+    step_size: float,
+    noise_scale: float | None,
+) -> tuple[Array, Array, Array]:
+    """Negatives from a replay buffer (Grathwohl et al. 2019; Du & Mordatch 2019).
+
+    Draws ``num`` distinct buffer indices, restarts each drawn chain from uniform noise on
+    ``[init_low, init_high]`` with probability ``reinit_prob``, runs Langevin, and writes the results
+    back at the drawn indices. (Distinct indices, unlike the reference code's draw with
+    replacement, make the write-back well defined.)
+
+    Returns:
+        ``(x_neg (num, *event), new_buffer, indices (num,))``.
+    """
+    k_idx, k_mask, k_noise, k_run = jax.random.split(key, 4)
+    idx = jax.random.choice(k_idx, buffer.shape[0], (num,), replace=False)
+    start = buffer[idx]
+    restart = jax.random.uniform(k_mask, (num,)) < reinit_prob
+    noise = _uniform(k_noise, start.shape, start.dtype, init_low, init_high)
+    mask = restart.reshape((num,) + (1,) * (start.ndim - 1))
+    x_neg = langevin_negatives(k_run, model, jnp.where(mask, noise, start), steps, step_size, noise_scale)
+    return x_neg, buffer.at[idx].set(x_neg), idx
+
+
+@eqx.filter_jit
+def _samples(key, model, num: int, init, steps: int, step_size: float, noise_scale, low: float, high: float):
+    k_init, k_run = jax.random.split(key)
+    if init is None:
+        init = _uniform(k_init, (num, *model.event_shape), jnp.result_type(float), low, high)
+    return langevin_negatives(k_run, model, init, steps, step_size, noise_scale)
+
+
+def langevin_samples(
+    key: PRNGKeyArray,
+    model: Potential,
+    num: int,
+    *,
+    steps: int = 20,
+    step_size: float = 1.0,
+    noise_scale: float | None = 0.01,
+    init: ArrayLike | None = None,
+    init_low: float = -1.0,
+    init_high: float = 1.0,
+) -> Array:
+    """``num`` samples of ``model`` by ``steps`` unadjusted Langevin steps (x' = x + alpha grad log p
+    + sigma xi; JEM's defaults alpha = 1, sigma = 0.01), from uniform noise on
+    ``[init_low, init_high]`` or from ``init`` ``(num, *event)``; returns ``(num, *event_shape)``."""
+    num = _int_at_least(num, "num", 1)
+    steps = _int_at_least(steps, "steps", 0)
+    _check_sampler(step_size, noise_scale, init_low, init_high, "langevin_samples")
+    if init is not None:
+        init = jnp.asarray(init, jnp.result_type(float))
+        if init.shape != (num, *model.event_shape):
+            raise ValueError(f"langevin_samples: init must have shape {(num, *model.event_shape)}, got {init.shape}")
+    noise_scale = None if noise_scale is None else float(noise_scale)
+    return _samples(key, model, num, init, steps, float(step_size), noise_scale, float(init_low), float(init_high))
+
+
+# -- per-epoch metrics --------------------------------------------------------------------------------
+
+@eqx.filter_jit
+def _metric_values(model, x, y, key, num_neg: int, steps: int, step_size: float, noise_scale, low, high):
+    k_init, k_run = jax.random.split(key)
+    x0 = _uniform(k_init, (num_neg, *x.shape[1:]), x.dtype, low, high)
+    x_neg = langevin_negatives(k_run, model, x0, steps, step_size, noise_scale)
+    loss, aux = jem_loss(model, x, y, x_neg)
+    return aux["clf_loss"], aux["gen_loss"], aux["accuracy"]
+
+
+def jem_metrics(
+    *,
+    steps: int = 20,
+    step_size: float = 1.0,
+    noise_scale: float | None = 0.01,
+    init_low: float = -1.0,
+    init_high: float = 1.0,
+    num_negatives: int = METRIC_NEGATIVES,
+) -> Callable[..., dict[str, float]]:
+    """``metrics(model, (x, y), key, prefix)`` for :func:`ebm_ppl.fit`: the cross-entropy
+    ``clf_loss`` and ``accuracy`` over all of (x, y), the ``gen_loss`` L_gen = mean E(x) - mean
+    E(x~) with ``min(N, num_negatives)`` short-run negatives from uniform noise (the same for a
+    given key), and ``loss`` = clf_loss + gen_loss, the curves of the chapter's Fig. 6.2."""
+
+    def metrics(model: Potential, data: tuple[Array, ...], key: PRNGKeyArray, prefix: str) -> dict[str, float]:
+        x, y = jnp.asarray(data[0]), jnp.asarray(data[1])
+        num = min(int(x.shape[0]), num_negatives)
+        clf, gen, acc = _metric_values(model, x, y, key, num, steps, float(step_size), noise_scale,
+                                       float(init_low), float(init_high))
+        clf, gen = float(clf), float(gen)
+        return {f"{prefix}loss": clf + gen, f"{prefix}clf_loss": clf, f"{prefix}gen_loss": gen,
+                f"{prefix}accuracy": float(acc)}
+
+    return metrics
+
+
+# -- the estimator ------------------------------------------------------------------------------------
+
+def jem(
+    *,
+    langevin_steps: int = 20,
+    step_size: float = 1.0,
+    noise_scale: float | None = 0.01,
+    buffer_size: int = 10_000,
+    reinit_prob: float = 0.05,
+    persistent: bool = False,
+    energy_l2: float = 0.0,
+    gen_weight: float = 1.0,
+    init_low: float = -1.0,
+    init_high: float = 1.0,
+) -> JEMEstimator:
+    """The JEM gradient estimator for :func:`ebm_ppl.fit` on data ``(x, y)`` (Grathwohl et al. 2019).
+
+    Args:
+        langevin_steps: Langevin steps per batch (20 in the chapter).
+        step_size: alpha, the gradient step of the Langevin update (1.0).
+        noise_scale: sigma, the noise std (0.01); None means sqrt(2 alpha), proper Langevin.
+        buffer_size: replay-buffer size (persistent mode).
+        reinit_prob: probability that a drawn buffer chain restarts from noise (persistent mode).
+        persistent: False: short-run chains from uniform noise each batch; True: replay buffer.
+        energy_l2: weight of the energy-magnitude penalty ``mean E(x)^2 + mean E(x~)^2``.
+        gen_weight: weight of L_gen; 0 trains a plain classifier (negatives still drawn).
+        init_low, init_high: the uniform noise the chains start from.
+
+    Returns:
+        :class:`JEMEstimator` ``(init, update, metrics)``. Step metrics: loss, clf_loss, gen_loss,
+        accuracy, energy_data, energy_neg. Epoch metrics: see :func:`jem_metrics` (short-run
+        negatives in both modes, so curves compare across modes).
+    """
+    langevin_steps = _int_at_least(langevin_steps, "langevin_steps", 0)
+    buffer_size = _int_at_least(buffer_size, "buffer_size", 1)
+    _check_sampler(step_size, noise_scale, init_low, init_high, "jem")
+    for name, value in (("energy_l2", energy_l2), ("gen_weight", gen_weight)):
+        if not (_real(value) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"jem: {name} must be a finite number >= 0, got {value!r}")
+    if not (_real(reinit_prob) and 0 <= reinit_prob <= 1):
+        raise ValueError(f"jem: reinit_prob must lie in [0, 1], got {reinit_prob!r}")
+    step_size, low, high = float(step_size), float(init_low), float(init_high)
+    noise_scale = None if noise_scale is None else float(noise_scale)
+    energy_l2, gen_weight, reinit_prob = float(energy_l2), float(gen_weight), float(reinit_prob)
+    grad_fn = eqx.filter_value_and_grad(jem_loss, has_aux=True)
+
+    def init(key: PRNGKeyArray, model: Potential, data: Any = None) -> JEMState:
+        if not hasattr(model, "net") or not hasattr(model, "num_classes"):
+            raise TypeError(f"jem: the JEM objective needs a classifier potential (ebm_ppl.JEM), got "
+                            f"{type(model).__name__}")
+        if data is not None and (not isinstance(data, tuple) or len(data) < 2):
+            raise ValueError("jem: the data must be a tuple (x, y) of images and integer labels")
+        if data is not None and not jnp.issubdtype(jnp.asarray(data[1]).dtype, jnp.integer):
+            raise ValueError(f"jem: labels y must be integers, got dtype {jnp.asarray(data[1]).dtype}")
+        if not persistent:
+            return JEMState(key, None)
+        key, sub = jax.random.split(key)
+        dtype = jnp.asarray(data[0]).dtype if data is not None else jnp.result_type(float)
+        return JEMState(key, _uniform(sub, (buffer_size, *model.event_shape), dtype, low, high))
+
+    def update(model: Potential, batch: tuple[Array, ...], state: JEMState):
+        x, y = batch[0], batch[1]
+        key, sub = jax.random.split(state.key)
+        if persistent:
+            if x.shape[0] > state.buffer.shape[0]:
+                raise ValueError(f"jem: batch size {x.shape[0]} exceeds buffer_size {state.buffer.shape[0]}")
+            x_neg, buffer, _ = replay_negatives(sub, model, state.buffer, x.shape[0], reinit_prob=reinit_prob,
+                                                init_low=low, init_high=high, steps=langevin_steps,
+                                                step_size=step_size, noise_scale=noise_scale)
+        else:
+            k_init, k_run = jax.random.split(sub)
+            x0 = _uniform(k_init, x.shape, x.dtype, low, high)
+            x_neg = langevin_negatives(k_run, model, x0, langevin_steps, step_size, noise_scale)
+            buffer = None
+        (loss, aux), grads = grad_fn(model, x, y, x_neg, energy_l2, gen_weight)
+        return grads, JEMState(key, buffer), {"loss": loss, **aux}
+
+    metrics = jem_metrics(steps=langevin_steps, step_size=step_size, noise_scale=noise_scale,
+                          init_low=low, init_high=high)
+    return JEMEstimator(init, update, metrics)
+
+
+# -- argument checks ----------------------------------------------------------------------------------
+
+def _int_at_least(value, name: str, low: int) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_sampler(step_size, noise_scale, low, high, owner: str) -> None:
+    if not (_real(step_size) and math.isfinite(step_size) and step_size > 0):
+        raise ValueError(f"{owner}: step_size must be a positive number, got {step_size!r}")
+    if noise_scale is not None and not (_real(noise_scale) and math.isfinite(noise_scale)
+                                        and noise_scale >= 0):
+        raise ValueError(f"{owner}: noise_scale must be a number >= 0 or None, got {noise_scale!r}")
+    if not (_real(low) and _real(high) and low < high):
+        raise ValueError(f"{owner}: need init_low < init_high, got {low!r}, {high!r}")
