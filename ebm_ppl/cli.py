@@ -2,14 +2,16 @@
 
 Each subcommand is one function ``run(args) -> exit code`` registered with :func:`command`, which
 records its help line, example and argument setup in :data:`COMMANDS`; :func:`build_parser`
-turns that table into an argparse parser. Adding a subcommand is one decorated function::
+turns that table into an argparse parser. Adding a subcommand is one decorated function, here or
+in a module ``ebm_ppl/cli_NAME.py`` imported where this file registers ``cli_sample`` (sample,
+report) and ``cli_logz`` (logz)::
 
-    def _sample_arguments(parser):
+    def _energy_arguments(parser):
         parser.add_argument("model", help="a saved .ebm file")
 
-    @command("sample", help="draw samples from a saved model",
-             example="ebm-ppl sample runs/quickstart/rbm.ebm", arguments=_sample_arguments)
-    def _sample(args):
+    @command("energy", help="print the energy of the digits under a saved model",
+             example="energy runs/quickstart/rbm.ebm", arguments=_energy_arguments)
+    def _energy(args):
         ...
         return 0
 
@@ -28,6 +30,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -62,8 +65,21 @@ class Command(NamedTuple):
     run: Callable[[argparse.Namespace], int]
 
 
-#: Subcommands by name, in the order they are listed in ``ebm-ppl --help``.
+#: Subcommands by name, in the order they were registered.
 COMMANDS: dict[str, Command] = {}
+#: ``ebm-ppl --help`` lists these first, in this order (the workflow), then the others in the
+#: order they were registered, and ``version`` last. Import order then does not matter.
+_LISTED_FIRST = ("quickstart", "sample", "report", "logz")
+_LISTED_LAST = ("version",)
+
+
+def _listed() -> list[Command]:
+    def rank(c: Command) -> int:
+        if c.name in _LISTED_FIRST:
+            return _LISTED_FIRST.index(c.name)
+        return len(_LISTED_FIRST) + (1 if c.name in _LISTED_LAST else 0)
+
+    return sorted(COMMANDS.values(), key=rank)  # stable: registration order within a rank
 
 
 def command(
@@ -115,7 +131,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``ebm-ppl`` parser with one subparser per entry of :data:`COMMANDS`."""
-    commands = "\n".join(f"  {PROG} {c.example.splitlines()[0]}" for c in COMMANDS.values())
+    commands = "\n".join(f"  {PROG} {c.example.splitlines()[0]}" for c in _listed())
     parser = _Parser(
         prog=PROG,
         description="Energy-based models as first-class potentials for JAX probabilistic programming.",
@@ -128,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for c in COMMANDS.values():
+    for c in _listed():
         example = "\n".join(f"  {PROG} {line}" for line in c.example.splitlines())
         p = sub.add_parser(
             c.name,
@@ -192,6 +208,23 @@ def _int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def _float_at_least(lo: float, *, strict: bool) -> Callable[[str], float]:
+    """A finite float ``> lo`` (``strict``) or ``>= lo``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < lo or (strict and value == lo):
+            bound = f"> {lo:g}" if strict else f">= {lo:g}"
+            raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
 # -- progress ---------------------------------------------------------------------------------
 class _Steps:
     """A tqdm bar over named steps on stderr; silent when disabled."""
@@ -229,6 +262,11 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
+def _progress_enabled(quiet: bool) -> bool:
+    """Progress bars (the library's ``progress=``) only on an interactive stderr and without --quiet."""
+    return not quiet and _isatty(sys.stderr)
+
+
 # -- files ------------------------------------------------------------------------------------
 def _prepare_out_dir(out: str) -> Path:
     """Create ``out`` (and parents); refuse a file or an unwritable folder, before any work."""
@@ -255,6 +293,41 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file next to ``path``, fsync it, move it onto ``path``.
+
+    A reader never sees half a file, and on any failure the temporary file is removed and an
+    existing ``path`` is left as it was.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _load_model(path: str) -> ep.Potential:
+    """``ep.load`` with errors that name the file: missing, a folder, or not an ebm_ppl model."""
+    model = ep.load(Path(path).expanduser())  # FileNotFoundError / IsADirectoryError / ValueError
+    return model
+
+
+def _describe_model(model: ep.Potential) -> str:
+    """``bernoulli_rbm, 64 visible x 16 hidden, binary`` -- family, size and support in a few words."""
+    family = getattr(type(model), "name", type(model).__name__)
+    n_visible, n_hidden = getattr(model, "n_visible", None), getattr(model, "n_hidden", None)
+    if n_visible is not None and n_hidden is not None:
+        size = f"{n_visible} visible x {n_hidden} hidden"
+    else:
+        size = "event shape " + "x".join(str(d) for d in model.event_shape)
+    return f"{family}, {size}, {model.support.value}"
 
 
 def _format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -410,12 +483,22 @@ def _quickstart(args: argparse.Namespace) -> int:
         print(f"  {path}")
     print(f"  {summary_path}")
     if not quiet:
+        rbm_file = shlex.quote(str(files["rbm"]))
+        samples_dir = shlex.quote(str(out / "samples"))
+        hints = [
+            (f"{PROG} sample {rbm_file} --out {samples_dir}", "MCMC draws of the rbm + diagnostics"),
+            (f"{PROG} report {samples_dir}", "HTML report of those draws"),
+            (f"{PROG} logz {rbm_file} --reverse --data digits", "AIS log Z against the exact value"),
+            (f"python -c \"import ebm_ppl as ep; m = ep.load({str(files['rbm'])!r}); "
+             "print(ep.log_partition(m))\"", ""),
+            (f"{PROG} quickstart --n-hidden 20 --out runs/quickstart-h20", "a wider RBM"),
+            (f"{PROG} --help", "all commands"),
+        ]
+        width = max(len(c) for c, note in hints if note)
         print()
         print("Next steps:")
-        print(f"  python -c \"import ebm_ppl as ep; m = ep.load({str(files['rbm'])!r}); "
-              "print(ep.log_partition(m))\"")
-        print(f"  {PROG} quickstart --n-hidden 20 --out runs/quickstart-h20   # a wider RBM")
-        print(f"  {PROG} --help                                               # all commands")
+        for cmd, note in hints:
+            print(f"  {cmd.ljust(width)}   # {note}" if note else f"  {cmd}")
     return EXIT_OK
 
 
@@ -426,6 +509,14 @@ def _check_finite(tree: Any, where: str = "summary") -> None:
             _check_finite(v, f"{where}.{k}")
     elif isinstance(tree, float) and not math.isfinite(tree):
         raise RuntimeError(f"quickstart computed a non-finite value for {where}: {tree}")
+
+
+# -- commands in their own modules (imported here so that they register) ----------------------
+# They import this module's helpers, all defined above. Run as ``python -m ebm_ppl.cli`` this file
+# is __main__, a second copy; the guard leaves the registering to the real ebm_ppl.cli.
+if __name__ != "__main__":
+    from ebm_ppl import cli_logz as _cli_logz  # noqa: E402,F401  logz
+    from ebm_ppl import cli_sample as _cli_sample  # noqa: E402,F401  sample, report
 
 
 # -- version ----------------------------------------------------------------------------------
@@ -464,4 +555,8 @@ def _version(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # ``python -m ebm_ppl.cli``: run the imported module's main, whose table the command modules
+    # (which import ebm_ppl.cli) registered into; this file's own copy, run as __main__, is not it.
+    from ebm_ppl.cli import main as _main
+
+    sys.exit(_main())

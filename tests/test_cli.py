@@ -121,6 +121,10 @@ def test_quickstart_without_quiet_prints_next_steps_and_no_bar_off_a_tty(tmp_pat
     code, out, err = _run(capsys, ["quickstart", "--out", tmp_path, "--n-hidden", 2])
     assert code == 0
     assert "Next steps" in out and "ep.load(" in out
+    rbm = tmp_path / "rbm.ebm"
+    assert f"ebm-ppl sample {rbm} --out {tmp_path / 'samples'}" in out
+    assert f"ebm-ppl report {tmp_path / 'samples'}" in out
+    assert f"ebm-ppl logz {rbm} --reverse --data digits" in out
     assert err == ""  # stderr is not a TTY under pytest, so no progress bar
 
 
@@ -134,11 +138,18 @@ def test_help_mentions_an_example(capsys, argv):
 
 
 def test_every_registered_command_has_help_with_example(capsys):
-    assert {"quickstart", "version"} <= set(COMMANDS)
+    assert {"quickstart", "sample", "report", "logz", "version"} <= set(COMMANDS)
     for name in COMMANDS:
         code, out, _ = _run(capsys, [name, "--help"])
         assert code == 0
         assert f"ebm-ppl {name}" in out.split("example:")[1]
+
+
+def test_help_lists_the_workflow_in_order(capsys):
+    code, out, _ = _run(capsys, ["--help"])
+    assert code == 0
+    examples = [line.split()[1] for line in out.split("examples:")[1].splitlines() if line.startswith("  ebm-ppl ")]
+    assert examples == ["quickstart", "sample", "report", "logz", "version"]
 
 
 def test_version(capsys):

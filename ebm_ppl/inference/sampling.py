@@ -143,26 +143,25 @@ def draw(
 def _run(plan: _Plan, states, params, chain_keys, num_samples: int, thin: int, progress: bool):
     """Scan ``num_samples * thin`` steps of every chain; keep every ``thin``-th state."""
 
-    def one_draw(carry, step_index):
-        states = carry
-        keys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, step_index), thin))(chain_keys)
-
-        def one_step(states, k):
-            return jax.vmap(plan.step)(k, states, params)
-
-        states, infos = jax.lax.scan(one_step, states, jnp.swapaxes(keys, 0, 1))
-        last_info = jax.tree.map(lambda a: a[-1], infos)
-        stats = jax.vmap(plan.stats)(states, last_info, params)
-        return states, (states.position, stats)
-
     @jax.jit
-    def run(states):
+    def run(states, params, chain_keys):
+        # every array is an argument, never a closure: under jax.distributed they span processes
+        def one_draw(states, step_index):
+            keys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, step_index), thin))(chain_keys)
+
+            def one_step(states, k):
+                return jax.vmap(plan.step)(k, states, params)
+
+            states, infos = jax.lax.scan(one_step, states, jnp.swapaxes(keys, 0, 1))
+            last_info = jax.tree.map(lambda a: a[-1], infos)
+            return states, (states.position, jax.vmap(plan.stats)(states, last_info, params))
+
         _, (draws, stats) = progress_scan(one_draw, states, jnp.arange(num_samples), enabled=progress,
                                           desc="sampling")
         # (draw, chain, ...) -> (chain, draw, ...), ArviZ's layout
         return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), (draws, stats))
 
-    return run(states)
+    return run(states, params, chain_keys)
 
 
 # -- kernels -------------------------------------------------------------------------------------
@@ -305,9 +304,12 @@ def _initial_positions(key, potential: Potential, init, num_chains: int) -> Arra
 
 
 def _shard_chains(arrays, num_chains: int):
-    """Put the chain axis of each array across the local devices when they divide ``num_chains``."""
+    """Lay the chain axis of each array across all devices (of every process, under
+    ``jax.distributed``) when they divide ``num_chains``; every process holds the same full arrays
+    (they derive from the same key), so each fills its own devices' shards from them."""
     devices = jax.devices()
     if len(devices) == 1 or num_chains % len(devices):
         return arrays
     mesh = jax.make_mesh((len(devices),), ("chains",), devices=devices, axis_types=(AxisType.Auto,))
-    return tuple(jax.device_put(a, NamedSharding(mesh, PartitionSpec("chains"))) for a in arrays)
+    sharding = NamedSharding(mesh, PartitionSpec("chains"))
+    return tuple(jax.make_array_from_callback(a.shape, sharding, lambda index, a=a: a[index]) for a in arrays)

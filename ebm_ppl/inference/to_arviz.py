@@ -10,7 +10,16 @@ import numpy as np
 
 from ebm_ppl.potentials.base import Potential
 
-__all__ = ["draws_to_datatree"]
+__all__ = ["draws_to_datatree", "to_host"]
+
+
+def to_host(x) -> np.ndarray:
+    """A numpy copy of ``x``; arrays spread over several processes are gathered first."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        x = multihost_utils.process_allgather(x, tiled=True)
+    return np.asarray(jax.device_get(x))
 
 # BlackJAX/our names -> ArviZ's conventional sample_stats names
 _STAT_NAMES = {"acceptance_rate": "acceptance_rate", "diverging": "diverging", "n_steps": "n_steps",
@@ -20,11 +29,11 @@ _STAT_NAMES = {"acceptance_rate": "acceptance_rate", "diverging": "diverging", "
 def draws_to_datatree(draws, stats: dict[str, Any], *, kernel: str, potential: Potential):
     """Build the DataTree: ``posterior.x`` of shape ``(chain, draw, *event_shape)`` and
     ``sample_stats`` (``energy`` = E(x) of each draw, plus the kernel's statistics)."""
-    draws = np.asarray(jax.device_get(draws))
+    draws = to_host(draws)
     event_dims = [f"x_dim_{i}" for i in range(draws.ndim - 2)]
     sample_stats = {}
     for name, value in stats.items():
-        value = np.asarray(jax.device_get(value))
+        value = to_host(value)
         if value.ndim == 1:  # per-chain constants such as a tuned step size
             value = np.broadcast_to(value[:, None], draws.shape[:2])
         sample_stats[_STAT_NAMES.get(name, name)] = value
