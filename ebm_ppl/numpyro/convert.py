@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import jax
 from jaxtyping import Array, PRNGKeyArray
 from numpyro.infer.util import initialize_model
 

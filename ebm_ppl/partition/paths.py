@@ -16,13 +16,11 @@ Two kinds:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
 
 import blackjax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.kernels.block_gibbs import has_conditionals

@@ -56,12 +56,13 @@ def _discover() -> None:
         try:
             cls = ep.load()
         except Exception as exc:  # a broken plugin must not break the library
-            warnings.warn(f"ebm_ppl: could not load potential plugin {ep.name!r} ({ep.value}): {exc}")
+            warnings.warn(f"ebm_ppl: could not load potential plugin {ep.name!r} ({ep.value}): {exc}", stacklevel=3)
             continue
         if isinstance(cls, type) and issubclass(cls, Potential):
             _REGISTRY[ep.name] = cls
         else:
-            warnings.warn(f"ebm_ppl: plugin {ep.name!r} ({ep.value}) is not a Potential subclass; ignored")
+            warnings.warn(f"ebm_ppl: plugin {ep.name!r} ({ep.value}) is not a Potential subclass; ignored",
+                          stacklevel=3)
 
 
 def get_potential(name: str) -> type[Potential]:

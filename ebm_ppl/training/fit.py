@@ -262,7 +262,8 @@ def _freeze_mask(params, freeze: tuple[str, ...]):
         raise ValueError(f"freeze: {type(params).__name__} has no field(s) {unknown}")
     mask = jax.tree.map(lambda _: False, params)
     for name in freeze:
-        mask = eqx.tree_at(lambda m: getattr(m, name), mask, replace_fn=lambda sub: jax.tree.map(lambda _: True, sub))
+        mask = eqx.tree_at(lambda m, name=name: getattr(m, name), mask,
+                           replace_fn=lambda sub: jax.tree.map(lambda _: True, sub))
     return mask
 
 

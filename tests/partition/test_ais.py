@@ -1,7 +1,6 @@
 """Forward and reverse AIS against exact log Z (analytic and enumerated), unbiasedness in Z."""
 
 import math
-import warnings
 
 import jax
 import jax.numpy as jnp

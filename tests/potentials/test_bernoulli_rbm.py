@@ -1,6 +1,5 @@
 """BernoulliRBM: free energy, conditionals and log Z against brute-force enumeration."""
 
-import itertools
 
 import jax
 import jax.numpy as jnp

@@ -1,7 +1,6 @@
 """Gaussian energy: density, analytic log Z and exact samples against scipy."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import stats

@@ -10,7 +10,6 @@ import optax
 import pytest
 
 import ebm_ppl as ep
-from ebm_ppl.partition import exact_samples
 from ebm_ppl.potentials.enumeration import all_binary_states
 
 
