@@ -3,8 +3,8 @@
 Each subcommand is one function ``run(args) -> exit code`` registered with :func:`command`, which
 records its help line, example and argument setup in :data:`COMMANDS`; :func:`build_parser`
 turns that table into an argparse parser. Adding a subcommand is one decorated function, here or
-in a module ``ebm_ppl/cli_NAME.py`` imported where this file registers ``cli_sample`` (sample,
-report) and ``cli_logz`` (logz)::
+in a module ``ebm_ppl/cli_NAME.py`` imported where this file registers ``cli_quickstart``
+(quickstart), ``cli_train`` (train), ``cli_sample`` (sample, report) and ``cli_logz`` (logz)::
 
     def _energy_arguments(parser):
         parser.add_argument("model", help="a saved .ebm file")
@@ -30,19 +30,17 @@ import json
 import math
 import os
 import platform
-import shlex
 import sys
-import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 from tqdm import tqdm
 
 import ebm_ppl as ep
 from ebm_ppl._version import __version__
-from ebm_ppl.potentials.enumeration import DEFAULT_MAX_TERMS
 
 __all__ = ["main", "build_parser", "command", "Command", "COMMANDS"]
 
@@ -69,7 +67,7 @@ class Command(NamedTuple):
 COMMANDS: dict[str, Command] = {}
 #: ``ebm-ppl --help`` lists these first, in this order (the workflow), then the others in the
 #: order they were registered, and ``version`` last. Import order then does not matter.
-_LISTED_FIRST = ("quickstart", "sample", "report", "logz")
+_LISTED_FIRST = ("quickstart", "train", "sample", "report", "logz")
 _LISTED_LAST = ("version",)
 
 
@@ -313,6 +311,33 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def _finite_or_none(tree: Any) -> Any:
+    """NaN/inf become None (JSON has no such numbers), tuples lists, NumPy scalars Python ones."""
+    if isinstance(tree, dict):
+        return {k: _finite_or_none(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_finite_or_none(v) for v in tree]
+    if isinstance(tree, (np.floating, np.integer, np.bool_)):
+        tree = tree.item()
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return None
+    return tree
+
+
+@contextlib.contextmanager
+def _warnings_to(notes: list[str]) -> Iterator[None]:
+    """Collect the RuntimeWarnings raised inside (degenerate AIS weights, training divergence) into
+    ``notes`` as one-line texts, for the command to print as ``ebm-ppl: warning: ...``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        yield
+    for w in caught:
+        if issubclass(w.category, RuntimeWarning):
+            text = " ".join(str(w.message).split())
+            if text not in notes:
+                notes.append(text)
+
+
 def _load_model(path: str) -> ep.Potential:
     """``ep.load`` with errors that name the file: missing, a folder, or not an ebm_ppl model."""
     model = ep.load(Path(path).expanduser())  # FileNotFoundError / IsADirectoryError / ValueError
@@ -342,181 +367,14 @@ def _format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(header), *(line(r) for r in rows)])
 
 
-# -- quickstart -------------------------------------------------------------------------------
-#: Standard deviation of the RBM's initial weights (Hinton's practical guide).
-QUICKSTART_INIT_SCALE = 0.01
-
-
-def _max_enumerable_hidden() -> int:
-    return int(math.log2(DEFAULT_MAX_TERMS))
-
-
-def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
-    max_hidden = _max_enumerable_hidden()
-    parser.add_argument(
-        "--out", default="runs/quickstart", metavar="DIR",
-        help="folder for the saved models and summary.json (created; files are overwritten) "
-        "[default: %(default)s]",
-    )
-    parser.add_argument(
-        "--seed", type=_int_in(0, 2**32 - 1), default=0, metavar="INT",
-        help="seed of the RBM's random initial weights [default: %(default)s]",
-    )
-    parser.add_argument(
-        "--n-hidden", type=_int_in(1, max_hidden), default=16, metavar="INT",
-        help=f"hidden units, 1..{max_hidden}; exact log Z sums over 2^n_hidden hidden states "
-        "[default: %(default)s]",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar and no next-step hints")
-
-
-@command(
-    "quickstart",
-    help="exact log Z and test log-likelihood of small RBMs on the digits",
-    example="quickstart --out runs/quickstart --n-hidden 16\nquickstart --quiet --n-hidden 8 --seed 1",
-    arguments=_quickstart_arguments,
-)
-def _quickstart(args: argparse.Namespace) -> int:
-    """A first run, in seconds on a laptop CPU.
-
-    Loads the binarized 8x8 digits (train 1000 / validation 350 / test 447), builds the
-    base-rate model (independent pixels with the training marginals, Salakhutdinov & Murray
-    2008; log Z = sum_i softplus(b_i) + n_hidden log 2) and an untrained Bernoulli RBM with the
-    same visible biases and small random weights. For each it computes the exact log Z by
-    enumerating the hidden layer and the mean test log-likelihood, prints a table, and saves
-    the models (base_rate.ebm, rbm.ebm) and summary.json into --out.
-    """
-    out = _prepare_out_dir(args.out)
-    n_hidden = args.n_hidden
-    quiet = args.quiet
-
-    with _steps(6, quiet=quiet) as step:
-        step("loading digits")
-        data = ep.data.digits(binarize=True)
-        n_visible = data.x_train.shape[1]
-
-        step("building models")
-        base = ep.BernoulliRBM.base_rate(data.x_train, n_hidden)
-        init = ep.BernoulliRBM.init(
-            jax.random.key(args.seed), n_visible, n_hidden, scale=QUICKSTART_INIT_SCALE
-        )
-        rbm = ep.BernoulliRBM(init.W, base.b, init.c)  # base-rate visible biases (Hinton's guide)
-        models = {"base_rate": base, "rbm": rbm}
-
-        step("compiling exact log Z")
-        t0 = time.perf_counter()
-        ep.log_partition(base).block_until_ready()  # both models share shapes: one compilation
-        compile_seconds = time.perf_counter() - t0
-
-        step("exact log Z")
-        results: dict[str, dict[str, Any]] = {}
-        for name, model in models.items():
-            t0 = time.perf_counter()
-            log_z = float(ep.log_partition(model).block_until_ready())
-            results[name] = {"log_z": log_z, "log_z_seconds": time.perf_counter() - t0}
-        closed_form = float(jnp.sum(jax.nn.softplus(base.b)) + n_hidden * math.log(2.0))
-        results["base_rate"]["log_z_closed_form"] = closed_form
-
-        step("log-likelihoods")
-        for name, model in models.items():
-            for split, x in (("train", data.x_train), ("test", data.x_test)):
-                ll = float(jnp.mean(-model.free_energy(x))) - results[name]["log_z"]
-                results[name][f"{split}_log_likelihood_nats"] = ll
-                results[name][f"{split}_bits_per_pixel"] = -ll / (n_visible * math.log(2.0))
-
-        step("saving")
-        files = {name: out / f"{name}.ebm" for name in models}
-        for name, model in models.items():
-            ep.save(files[name], model, metadata={
-                "created_by": f"{PROG} quickstart", "model": name, "seed": args.seed,
-                "data": "digits, binarized (pixel >= 8)",
-            })
-            results[name]["file"] = files[name].name
-        summary = {
-            "command": "quickstart",
-            "ebm_ppl_version": __version__,
-            "jax_version": jax.__version__,
-            "backend": jax.default_backend(),
-            "seed": args.seed,
-            "n_hidden": n_hidden,
-            "init_scale": QUICKSTART_INIT_SCALE,
-            "data": {
-                "name": "digits",
-                "binarize": True,
-                "n_visible": n_visible,
-                "n_train": len(data.x_train),
-                "n_val": len(data.x_val),
-                "n_test": len(data.x_test),
-            },
-            "jit_compile_seconds": compile_seconds,
-            "models": results,
-        }
-        _check_finite(summary)
-        summary_path = out / "summary.json"
-        _write_json(summary_path, summary)
-
-    header = ["model", "hidden", "log Z", "closed form", "log Z time", "test LL", "test NLL"]
-    units = ["", "", "(nats)", "(nats)", "(ms)", "(nats/image)", "(bits/pixel)"]
-    rows = []
-    for name, r in results.items():
-        cf = r.get("log_z_closed_form")
-        rows.append([
-            name,
-            str(n_hidden),
-            f"{r['log_z']:.4f}",
-            f"{cf:.4f}" if cf is not None else "-",
-            f"{1e3 * r['log_z_seconds']:.1f}",
-            f"{r['test_log_likelihood_nats']:.3f}",
-            f"{r['test_bits_per_pixel']:.4f}",
-        ])
-    print(f"Binarized digits: {len(data.x_train)} train / {len(data.x_val)} validation / "
-          f"{len(data.x_test)} test images of {n_visible} pixels; exact log Z by enumerating "
-          f"2^{n_hidden} hidden states on {jax.default_backend()} "
-          f"(JIT compile {compile_seconds:.2f} s, not in the timings).")
-    print()
-    print(_format_table(header, [units, *rows]))
-    print()
-    print("base_rate: independent pixels (W = 0); rbm: untrained, small random weights, same biases.")
-    print()
-    print(f"Saved to {out}/:")
-    for name, path in files.items():
-        print(f"  {path}")
-    print(f"  {summary_path}")
-    if not quiet:
-        rbm_file = shlex.quote(str(files["rbm"]))
-        samples_dir = shlex.quote(str(out / "samples"))
-        hints = [
-            (f"{PROG} sample {rbm_file} --out {samples_dir}", "MCMC draws of the rbm + diagnostics"),
-            (f"{PROG} report {samples_dir}", "HTML report of those draws"),
-            (f"{PROG} logz {rbm_file} --reverse --data digits", "AIS log Z against the exact value"),
-            (f"python -c \"import ebm_ppl as ep; m = ep.load({str(files['rbm'])!r}); "
-             "print(ep.log_partition(m))\"", ""),
-            (f"{PROG} quickstart --n-hidden 20 --out runs/quickstart-h20", "a wider RBM"),
-            (f"{PROG} --help", "all commands"),
-        ]
-        width = max(len(c) for c, note in hints if note)
-        print()
-        print("Next steps:")
-        for cmd, note in hints:
-            print(f"  {cmd.ljust(width)}   # {note}" if note else f"  {cmd}")
-    return EXIT_OK
-
-
-def _check_finite(tree: Any, where: str = "summary") -> None:
-    """Refuse NaN/inf anywhere in the summary (JSON cannot hold them; they signal a bug)."""
-    if isinstance(tree, dict):
-        for k, v in tree.items():
-            _check_finite(v, f"{where}.{k}")
-    elif isinstance(tree, float) and not math.isfinite(tree):
-        raise RuntimeError(f"quickstart computed a non-finite value for {where}: {tree}")
-
-
 # -- commands in their own modules (imported here so that they register) ----------------------
 # They import this module's helpers, all defined above. Run as ``python -m ebm_ppl.cli`` this file
 # is __main__, a second copy; the guard leaves the registering to the real ebm_ppl.cli.
 if __name__ != "__main__":
     from ebm_ppl import cli_logz as _cli_logz  # noqa: E402,F401  logz
+    from ebm_ppl import cli_quickstart as _cli_quickstart  # noqa: E402,F401  quickstart
     from ebm_ppl import cli_sample as _cli_sample  # noqa: E402,F401  sample, report
+    from ebm_ppl import cli_train as _cli_train  # noqa: E402,F401  train
 
 
 # -- version ----------------------------------------------------------------------------------

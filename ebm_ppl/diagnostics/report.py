@@ -37,7 +37,7 @@ _TIME_POINTS = 8  # columns of the "draws across time" grid
 
 
 def report(
-    data,
+    data: xr.DataTree,
     path: str | os.PathLike,
     *,
     title: str | None = None,
@@ -61,7 +61,8 @@ def report(
         max_rows: coordinate rows in the main table (see :func:`diagnose`).
         num_worst: how many of the worst-mixing coordinates get trace, rank and autocorrelation
             plots (next to the energy).
-        rhat_threshold, min_ess_per_chain: flag thresholds, passed to :func:`diagnose`.
+        rhat_threshold: R-hat at or above this warns, passed to :func:`diagnose`.
+        min_ess_per_chain: bulk/tail ESS below this times the chains warns, passed to :func:`diagnose`.
 
     Returns:
         ``pathlib.Path`` of the written file.

@@ -36,7 +36,8 @@ class Diagnostics:
             ``COLUMNS``: ``quantity`` (``"energy"``, ``"x[3]"``, ``"x[1,2]"``), ``mean``, ``sd``,
             ``mcse_mean``, ``ess_bulk``, ``ess_tail``, ``rhat`` (floats, NaN where undefined),
             ``flag`` (``"ok"`` or ``"warn"``) and ``note`` (why it warns, ``""`` when ok).
-        num_chains, num_draws: the run's shape.
+        num_chains: chains in the run.
+        num_draws: draws per chain.
         worst: the coordinate rows (energy excluded) from worst to best mixing: flagged rows by
             highest R-hat then lowest ESS (min of bulk and tail), then stuck (constant)
             coordinates, then the rows that are ok in the same order.
@@ -48,7 +49,8 @@ class Diagnostics:
         rhat_threshold: rows with R-hat at or above this warn.
         min_ess: rows with bulk or tail ESS below this (``min_ess_per_chain * num_chains``) warn.
         max_rows: how many coordinate rows ``str()`` shows before summarising.
-        kernel, potential: the run's attributes, when the data carry them.
+        kernel: the run's kernel, when the data carry it.
+        potential: the run's potential name, when the data carry it.
     """
 
     table: list[dict[str, Any]]
@@ -186,7 +188,7 @@ class Diagnostics:
         return "WARN: " + "; ".join(parts)
 
 
-def diagnose(data, *, max_rows: int = 20, rhat_threshold: float = 1.01,
+def diagnose(data: xr.DataTree, *, max_rows: int = 20, rhat_threshold: float = 1.01,
              min_ess_per_chain: float = 100) -> Diagnostics:
     """R-hat, bulk/tail ESS and MCSE of the energy and of every coordinate of a run, with flags.
 

@@ -29,8 +29,9 @@ def progress_scan(body: Callable, carry, xs, *, enabled: bool, desc: str = "", n
             bar["bar"] = tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
         b = bar["bar"]
         b.update(min(i + 1, total) - b.n)
-        if b.n >= total:
+        if b.n >= total:  # done: the next run of the same compiled program opens a new bar
             b.close()
+            del bar["bar"]
 
     def wrapped(c, i):
         c, out = body(c, i)

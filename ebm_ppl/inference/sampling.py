@@ -13,6 +13,7 @@ import math
 from typing import Any, Callable, NamedTuple
 
 import blackjax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -100,15 +101,17 @@ def sample(
             f"kernel {kernel!r} needs gradients, so real support; {type(potential).__name__} is "
             f"{potential.support.value}. Use kernel='block_gibbs' or 'site_gibbs'."
         )
-    plan = _plan(kernel, potential, num_warmup, dict(kernel_options))
+    options = tuple(sorted(kernel_options.items()))
+    _plan(kernel, potential, num_warmup, dict(options))  # validate the options here, not inside jit
     positions = _initial_positions(key, potential, init, num_chains)
     key_warmup, key_sample = jax.random.split(jax.random.fold_in(key, 1))
     warmup_keys = jax.random.split(key_warmup, num_chains)
     sample_keys = jax.random.split(key_sample, num_chains)
     warmup_keys, sample_keys, positions = _shard_chains((warmup_keys, sample_keys, positions), num_chains)
 
-    states, params = jax.jit(jax.vmap(plan.warmup))(warmup_keys, positions)
-    draws, stats = _run(plan, states, params, sample_keys, num_samples, thin, progress)
+    states, params = _warmup(potential, kernel, num_warmup, options, warmup_keys, positions)
+    draws, stats = _run(potential, kernel, num_warmup, options, states, params, sample_keys, num_samples, thin,
+                        progress)
     draws = draws.reshape(num_chains, num_samples, *potential.event_shape)  # HMC/NUTS run flattened
     return draws_to_datatree(draws, stats, kernel=kernel, potential=potential)
 
@@ -140,28 +143,38 @@ def draw(
     return states.position.reshape(int(num), *potential.event_shape)
 
 
-def _run(plan: _Plan, states, params, chain_keys, num_samples: int, thin: int, progress: bool):
-    """Scan ``num_samples * thin`` steps of every chain; keep every ``thin``-th state."""
+# The two compiled programs of a run. They are module-level and take the potential as an argument
+# (its arrays traced, the kernel settings static), so a second call with the same shapes and
+# settings reuses the compiled code instead of tracing and compiling again.
 
-    @jax.jit
-    def run(states, params, chain_keys):
-        # every array is an argument, never a closure: under jax.distributed they span processes
-        def one_draw(states, step_index):
-            keys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, step_index), thin))(chain_keys)
+@eqx.filter_jit
+def _warmup(potential: Potential, kernel: str, num_warmup: int, options: tuple, keys, positions):
+    plan = _plan(kernel, potential, num_warmup, dict(options))
+    return jax.vmap(plan.warmup)(keys, positions)
 
-            def one_step(states, k):
-                return jax.vmap(plan.step)(k, states, params)
 
-            states, infos = jax.lax.scan(one_step, states, jnp.swapaxes(keys, 0, 1))
-            last_info = jax.tree.map(lambda a: a[-1], infos)
-            return states, (states.position, jax.vmap(plan.stats)(states, last_info, params))
+@eqx.filter_jit
+def _run(potential: Potential, kernel: str, num_warmup: int, options: tuple, states, params, chain_keys,
+         num_samples: int, thin: int, progress: bool):
+    """Scan ``num_samples * thin`` steps of every chain; keep every ``thin``-th state.
 
-        _, (draws, stats) = progress_scan(one_draw, states, jnp.arange(num_samples), enabled=progress,
-                                          desc="sampling")
-        # (draw, chain, ...) -> (chain, draw, ...), ArviZ's layout
-        return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), (draws, stats))
+    Every array is an argument, never a closure: under jax.distributed they span processes."""
+    plan = _plan(kernel, potential, num_warmup, dict(options))
 
-    return run(states, params, chain_keys)
+    def one_draw(states, step_index):
+        keys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, step_index), thin))(chain_keys)
+
+        def one_step(states, k):
+            return jax.vmap(plan.step)(k, states, params)
+
+        states, infos = jax.lax.scan(one_step, states, jnp.swapaxes(keys, 0, 1))
+        last_info = jax.tree.map(lambda a: a[-1], infos)
+        return states, (states.position, jax.vmap(plan.stats)(states, last_info, params))
+
+    _, (draws, stats) = progress_scan(one_draw, states, jnp.arange(num_samples), enabled=progress,
+                                      desc="sampling")
+    # (draw, chain, ...) -> (chain, draw, ...), ArviZ's layout
+    return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), (draws, stats))
 
 
 # -- kernels -------------------------------------------------------------------------------------

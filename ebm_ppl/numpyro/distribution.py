@@ -32,8 +32,15 @@ def _log_z_value(log_z: float | ArrayLike | AISEstimate | None):
     return jnp.asarray(log_z)
 
 
+def _is_differentiated(leaf) -> bool:
+    """Whether ``leaf`` is being differentiated (a JVP/linearize tracer): then it is a function of
+    the quantities NUTS, HMC or SVI infer, not a constant built inside the model."""
+    return isinstance(leaf, jax.core.Tracer) and type(leaf).__module__.endswith("interpreters.ad")
+
+
 def _warn_if_doubly_intractable(potential: Potential, log_z) -> None:
-    if log_z is None and any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(eqx.filter(potential, eqx.is_array))):
+    leaves = jax.tree.leaves(eqx.filter(potential, eqx.is_array))
+    if log_z is None and any(_is_differentiated(leaf) for leaf in leaves):
         warnings.warn(
             "the potential's parameters depend on sampled values, but log_z is None: the likelihood "
             "exp(-E_theta(x)) / Z(theta) is missing log Z(theta), which changes with theta, so the "

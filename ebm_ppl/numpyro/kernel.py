@@ -36,7 +36,8 @@ class EnergyKernel(MCMCKernel):
     Args:
         potential: the target.
         kernel: ``"block_gibbs"``, ``"site_gibbs"`` or ``"langevin"``; default by support.
-        step_size, noise_scale: Langevin's alpha and sigma.
+        step_size: Langevin's alpha.
+        noise_scale: Langevin's sigma (None: sqrt(2 alpha)).
     """
 
     sample_field = "z"

@@ -113,7 +113,13 @@ def reverse_ais(
             (see :func:`ebm_ppl.partition.exact_samples`), or data / long-chain samples.
         exact: whether ``start`` holds exact target samples; only then is the estimate an
             upper bound in expectation (``bound == "upper"``), else ``"approximate upper"``.
-        Other arguments as in :func:`ais` (the same path, run backwards).
+        num_temperatures: K, as in :func:`ais`; ignored when ``schedule`` is given.
+        schedule: the inverse temperatures, as in :func:`ais` (run from 1 back to 0).
+        base: the beta = 0 model, as in :func:`ais`.
+        data: samples used to fit the base, as in :func:`ais`.
+        kernel: the transition kernel, as in :func:`ais`.
+        num_integration_steps: leapfrog steps per HMC move.
+        progress: show a progress bar over temperatures.
     """
     start_x = validate_input(start, potential.event_shape, potential.support, name="start", owner="reverse_ais")
     if start_x.ndim != len(potential.event_shape) + 1:
@@ -161,24 +167,20 @@ def _dtype(potential: Potential):
     return leaves[0].dtype if leaves else jnp.result_type(float)
 
 
+@eqx.filter_jit
 def _anneal(path, key: PRNGKeyArray, x0: Array, betas: Array, progress: bool, desc: str):
     """Run every chain along ``betas`` (K + 1 values); return the log-weights and their variance
-    after each temperature, shape ``(K,)``."""
+    after each temperature, shape ``(K,)``. Module-level and jitted with the path as an argument,
+    so repeated runs of the same shapes and settings reuse the compiled program."""
     dim = math.prod(x0.shape[1:])
+    log_f = jax.vmap(path.log_f, in_axes=(None, 0))
 
-    @eqx.filter_jit
-    def run(path, key, x0, betas):
-        def body(carry, k):
-            x, log_w, aux = carry
-            beta_prev, beta = betas[k], betas[k + 1]
-            log_f = jax.vmap(path.log_f, in_axes=(None, 0))
-            log_w = log_w + log_f(beta, x) - log_f(beta_prev, x)
-            x, aux, _ = path.transition(jax.random.fold_in(key, k), x, beta, aux)
-            return (x, log_w, aux), jnp.var(log_w)
+    def body(carry, k):
+        x, log_w, aux = carry
+        log_w = log_w + log_f(betas[k + 1], x) - log_f(betas[k], x)
+        x, aux, _ = path.transition(jax.random.fold_in(key, k), x, betas[k + 1], aux)
+        return (x, log_w, aux), jnp.var(log_w)
 
-        init = (x0, jnp.zeros(x0.shape[0], x0.dtype), path.init_aux(dim))
-        (_, log_w, _), var = progress_scan(body, init, jnp.arange(betas.shape[0] - 1), enabled=progress,
-                                           desc=desc)
-        return log_w, var
-
-    return run(path, key, x0, betas)
+    init = (x0, jnp.zeros(x0.shape[0], x0.dtype), path.init_aux(dim))
+    (_, log_w, _), var = progress_scan(body, init, jnp.arange(betas.shape[0] - 1), enabled=progress, desc=desc)
+    return log_w, var

@@ -73,7 +73,8 @@ def jem_loss(
 
     Args:
         model: a :class:`ebm_ppl.JEM` (anything with ``net`` mapping one example to K logits).
-        x: data ``(B, *event)``; y: int labels ``(B,)``.
+        x: data ``(B, *event)``.
+        y: int labels ``(B,)``.
         x_neg: negatives ``(M, *event)``; gradients do not flow through them (stop_gradient).
         energy_l2: weight of ``mean E(x)^2 + mean E(x_neg)^2`` (keeps energies near 0).
         gen_weight: weight of the generative term L_gen.
@@ -251,7 +252,8 @@ def jem(
         persistent: False: short-run chains from uniform noise each batch; True: replay buffer.
         energy_l2: weight of the energy-magnitude penalty ``mean E(x)^2 + mean E(x~)^2``.
         gen_weight: weight of L_gen; 0 trains a plain classifier (negatives still drawn).
-        init_low, init_high: the uniform noise the chains start from.
+        init_low: lower end of the uniform noise the chains start from.
+        init_high: upper end of that noise.
 
     Returns:
         :class:`JEMEstimator` ``(init, update, metrics)``. Step metrics: loss, clf_loss, gen_loss,

@@ -147,9 +147,14 @@ def test_doubly_intractable_model_warns():
 
     with pytest.warns(ep.numpyro.DoublyIntractableWarning, match="log Z"):
         MCMC(NUTS(model), num_warmup=5, num_samples=5, progress_bar=False).run(jax.random.key(0))
+    def fixed():  # parameters built inside the model from constants: traced under jit, not inferred
+        g = ep.Gaussian(jnp.zeros(2), scale_diag=jnp.ones(2))
+        numpyro.sample("x", EnergyDistribution(g))
+
     with warnings.catch_warnings():
         warnings.simplefilter("error", ep.numpyro.DoublyIntractableWarning)
         EnergyDistribution(ep.BernoulliRBM.init(jax.random.key(0), 4, 2))  # fixed parameters: fine
+        MCMC(NUTS(fixed), num_warmup=5, num_samples=5, progress_bar=False).run(jax.random.key(0))
 
 
 def test_bad_input():
