@@ -36,3 +36,16 @@ def test_denoising_runs_numpyros_discrete_gibbs_with_an_rbm_prior(tmp_path):
     assert 0.0 < summary["rho_posterior_mean"] < 0.5
     assert summary["denoised_errors"] <= summary["noisy_errors"] + 2
     assert (tmp_path / "report.html").exists() and (tmp_path / "denoising.png").exists()
+
+
+@pytest.mark.slow
+def test_jem_head_compares_the_bayesian_and_point_heads(tmp_path):
+    assert _load("jem_head").main(["--out", str(tmp_path), "--smoke"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    point, bayes = summary["heads"]["point"], summary["heads"]["bayesian"]
+    assert bayes["accuracy"] > 0.8 and point["accuracy"] > 0.5
+    assert 0 <= bayes["ece"] < point["ece"]  # the posterior head is the better calibrated one
+    # JEM's generatively trained energy tells uniform noise from digits
+    assert point["ood_auroc"]["uniform noise"] > 0.9
+    assert set(point["ood_auroc"]) == {"uniform noise", "pixel-shuffled", "inverted"}
+    assert summary["nuts"]["divergences"] == 0
