@@ -36,16 +36,15 @@
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import math
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _driver as drv  # benchmarks/ is not a package: import from this folder
 
 CHAINS = 100
 PEERS = ("ep", "numpy", "gauss")
@@ -69,7 +68,7 @@ def measure_ep(model_path: str, temps, seeds: int, big: bool, offset: int = 0) -
 
     rbm = ep.load(model_path)
     x_train = ep.data.digits(binarize=True).x_train
-    out = {"peer": "ep", "threads": f"XLA CPU pool over {len(os.sched_getaffinity(0))} cores", "T": {}}
+    out = {"peer": "ep", "threads": drv.xla_threads(), "T": {}}
     for T in temps:
         t = time.perf_counter()
         ep.ais(jax.random.key(10_000 + T), rbm, num_chains=CHAINS, num_temperatures=T, data=x_train)
@@ -97,13 +96,7 @@ def measure_big(T: int = 200, reps: int = 5) -> dict:
     W = rbm.W
     xr = jax.random.normal(jax.random.key(3), (CHAINS, D), jnp.float32)
 
-    @jax.jit
-    def pair_scan(x):
-        def body(x, _):
-            x = (x @ W) @ W.T
-            return x * jax.lax.rsqrt(jnp.mean(x * x) + 1e-12), None
-
-        return jax.lax.scan(body, x, None, length=T)[0]
+    pair_scan = drv.matmul_pair_scan(W, T)
 
     fns = {"ep_ais": lambda k: ep.ais(k, rbm, num_chains=CHAINS, num_temperatures=T).log_z,
            "matmul_pair_scan": lambda k: jax.block_until_ready(pair_scan(xr))}
@@ -251,28 +244,15 @@ def train_model(path: str, epochs: int) -> float:
     return float(ep.log_partition(rbm))
 
 
-def _subprocess(args_list) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__)] + args_list
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
-
-
 def drive(a) -> dict:
     import numpy as np
 
-    rounds = 1 if a.quick else a.rounds
+    rounds = drv.rounds_for(a)
     temps = [100, 300] if a.quick else [int(t) for t in a.temps.split(",")]
     gtemps = [100] if a.quick else [int(t) for t in a.gauss_temps.split(",")]
     seeds = 3 if a.quick else a.seeds
-    load0 = os.getloadavg()[0]
-    print(f"# ais_speed {datetime.datetime.now().isoformat(timespec='seconds')} {platform.platform()} "
-          f"python {platform.python_version()} cores {len(os.sched_getaffinity(0))} load {load0:.2f} "
-          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
-    if load0 > 0.5 * len(os.sched_getaffinity(0)):
-        print(f"# WARNING: machine busy (load {load0:.2f}); numbers are noisy")
+    load0 = drv.load()
+    drv.header("ais_speed", load0)
     tmp = tempfile.mkdtemp()
     path = os.path.join(tmp, "digits_rbm.ebm")
     t = time.perf_counter()
@@ -281,19 +261,19 @@ def drive(a) -> dict:
     runs = {"ep": [], "numpy": [], "gauss": []}
     tl = ",".join(map(str, temps))
     for r in range(rounds):
-        order = ["ep", "numpy", "gauss"] if r % 2 == 0 else ["gauss", "numpy", "ep"]
-        for p in order:
+        for p in drv.round_order(["ep", "numpy", "gauss"], r):
             if p == "gauss":
                 if r >= a.gauss_rounds:
                     continue
-                res = _subprocess(["--only", "gauss", "--temps", ",".join(map(str, gtemps)), "--seeds", str(seeds),
-                                   "--smc-step", str(a.smc_step), "--offset", str(r * seeds)])
+                args = ["--only", "gauss", "--temps", ",".join(map(str, gtemps)), "--seeds", str(seeds),
+                        "--smc-step", str(a.smc_step), "--offset", str(r * seeds)]
             else:
-                res = _subprocess(["--only", p, "--model", path, "--temps", tl, "--seeds", str(seeds), "--offset", str(r * seeds)]
-                                  + (["--big"] if p == "ep" and r < a.big_rounds else []))
+                args = (["--only", p, "--model", path, "--temps", tl, "--seeds", str(seeds), "--offset", str(r * seeds)]
+                        + (["--big"] if p == "ep" and r < a.big_rounds else []))
+            res = drv.run_peer(__file__, args)
             runs[p].append(res)
             print(f"  round {r + 1} {p} done", flush=True)
-    S = {"date": datetime.date.today().isoformat(), "load_start": load0, "load_end": os.getloadavg()[0],
+    S = {"date": drv.today(), "load_start": load0, "load_end": drv.load(),
          "exact_log_z": exact, "rounds": rounds, "seeds": seeds, "digits": {}, "big": None, "gauss": {}}
     for T in temps:
         row = {}
@@ -303,8 +283,8 @@ def drive(a) -> dict:
             row[p] = {"s": tm, "spread": float(np.std(lz[0], ddof=1)), "spread_all": float(np.std(lz.ravel(), ddof=1)),
                       "err": float(np.mean(lz) - exact), "steps_per_s": CHAINS * T / tm,
                       "compile_s": statistics.median(res["T"][str(T)]["compile_s"] for res in runs[p])}
-        row["ratio"] = statistics.median(
-            statistics.median(e["T"][str(T)]["times"]) / statistics.median(n["T"][str(T)]["times"])
+        row["ratio"] = drv.median_ratio(
+            (statistics.median(e["T"][str(T)]["times"]), statistics.median(n["T"][str(T)]["times"]))
             for e, n in zip(runs["ep"], runs["numpy"]))
         S["digits"][str(T)] = row
     # seconds to reach the target spread: smallest T whose spread (over all runs of both peers) <= target
@@ -381,20 +361,16 @@ def main(argv=None):
     ap.add_argument("--offset", type=int, default=0, help="with --only: first seed")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
-    if a.only:
-        temps = [int(t) for t in a.temps.split(",")]
-        if a.only == "ep":
-            res = measure_ep(a.model, temps, a.seeds, a.big, a.offset)
-        elif a.only == "numpy":
-            res = measure_numpy(a.model, temps, a.seeds, a.offset)
-        else:
-            res = measure_gauss(temps, a.seeds, a.smc_step, a.offset)
-        print("RESULT " + json.dumps(res))
-        return
-    S = drive(a)
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(S, f, indent=1)
+    drv.dispatch(a, measure_one, drive)
+
+
+def measure_one(a) -> dict:
+    temps = [int(t) for t in a.temps.split(",")]
+    if a.only == "ep":
+        return measure_ep(a.model, temps, a.seeds, a.big, a.offset)
+    if a.only == "numpy":
+        return measure_numpy(a.model, temps, a.seeds, a.offset)
+    return measure_gauss(temps, a.seeds, a.smc_step, a.offset)
 
 
 if __name__ == "__main__":

@@ -45,15 +45,14 @@ per-round rates and medians of per-round ratios. Never used as a timed test.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import math
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _driver as drv  # benchmarks/ is not a package: import from this folder
 
 SIZES = {"64x20": (64, 20), "784x500": (784, 500)}
 CHAINS = 100
@@ -69,7 +68,7 @@ SWEEPS = {
     "numpy": {"64x20": 1500, "784x500": 40},
 }
 # secondary peers run in the first round(s) only: PRNG implementations (4x+ apart), the ep.sample
-# call (compiles on every call) and the 2-device sharded sweep
+# call (compiled once per shapes and settings since ep.sample caches its programs) and the 2-device sharded sweep
 SECONDARY = {"jax_rbg": 1, "jax_unsafe_rbg": 1, "ep_sample": 1, "jax_2dev": 2}
 JAX_VARIANTS = ("library", "uniform1", "bits", "half16", "floor_no_rng", "matmul_pair_scan", "matmul_single")
 
@@ -206,13 +205,7 @@ def measure_jax(size: str, sweeps: int, reps: int, prng: str | None, variants, m
         # the matmul reference: the sweep's two matmuls, rescaled so values stay O(1)
         xr = jax.random.normal(jax.random.key(3), (CHAINS, D), jnp.float32)
 
-        @jax.jit
-        def pair_scan(x):
-            def body(x, _):
-                x = (x @ W) @ W.T
-                return x * jax.lax.rsqrt(jnp.mean(x * x) + 1e-12), None
-
-            return jax.lax.scan(body, x, None, length=sweeps)[0]
+        pair_scan = drv.matmul_pair_scan(W, sweeps)
 
         fns["matmul_pair_scan"] = lambda key: pair_scan(xr)
         mm = jax.jit(lambda x: x @ W)
@@ -225,7 +218,7 @@ def measure_jax(size: str, sweeps: int, reps: int, prng: str | None, variants, m
         fns["matmul_single"] = single
 
     out = {"size": size, "sweeps": sweeps, "prng": jax.config.jax_default_prng_impl, "devices": ndev,
-           "threads": f"XLA CPU intra-op pool over {len(os.sched_getaffinity(0))} cores"
+           "threads": f"XLA CPU intra-op pool over {drv.cores()} cores"
                       + (f", chains sharded over {ndev} host devices" if ndev > 1 else ""),
            "compile_s": {}, "rate": {}, "times": {}}
     for i, (name, f) in enumerate(fns.items()):
@@ -251,8 +244,6 @@ def measure_jax(size: str, sweeps: int, reps: int, prng: str | None, variants, m
 def measure_ep_sample(size: str, sweeps: int, reps: int) -> dict:
     """``ep.sample`` whole calls; the time JAX logs for tracing, lowering and compiling each call
     (``jax_log_compiles``) is subtracted to give the run rate."""
-    import logging
-    import re
     import warnings
 
     import jax
@@ -260,18 +251,7 @@ def measure_ep_sample(size: str, sweeps: int, reps: int) -> dict:
     import ebm_ppl as ep
 
     warnings.filterwarnings("ignore", message="Found chain dimension")
-    compile_times = []
-
-    class Grab(logging.Handler):
-        def emit(self, record):
-            m = re.match(r"Finished .* in ([0-9.eE+-]+) sec", record.getMessage())
-            if m:
-                compile_times.append(float(m.group(1)))
-
-    logger = logging.getLogger("jax")
-    logger.addHandler(Grab())
-    logger.propagate = False
-    jax.config.update("jax_log_compiles", True)
+    compile_times = drv.jax_compile_log()
     D, M = SIZES[size]
     rbm, *_ = rbm_weights(D, M)
     init = initial_visible(D)
@@ -289,17 +269,10 @@ def measure_ep_sample(size: str, sweeps: int, reps: int) -> dict:
             "compile_s_per_call": statistics.median(comp for _, comp in warm),
             "rate": {"run": sweeps / run_s, "whole_call": sweeps / statistics.median(t for t, _ in warm)},
             "mean_x": float(dt.posterior["x"].values[:, -1].mean()),
-            "threads": f"XLA CPU intra-op pool over {len(os.sched_getaffinity(0))} cores"}
+            "threads": f"XLA CPU intra-op pool over {drv.cores()} cores"}
 
 
-def _blas_threads() -> str:
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "threadpoolctl not installed"
-    pools = {f"{i.get('internal_api')} {i.get('num_threads')} threads (core type {i.get('architecture')})"
-             for i in threadpool_info() if i.get("user_api") == "blas"}
-    return "; ".join(sorted(pools)) or "no BLAS pool found"
+_blas_threads = drv.blas_threads
 
 
 def _time_loop(step, state, sweeps: int, reps: int, key: str) -> tuple[dict, object]:
@@ -378,56 +351,46 @@ def run_only(name: str, size: str, sweeps: int, reps: int, lite: bool = False) -
 
 
 def _subprocess(name: str, size: str, sweeps: int, reps: int, lite: bool) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--only", name, "--size", size,
-           "--sweeps", str(sweeps), "--reps", str(reps)] + (["--lite"] if lite else [])
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env = {}
     if name == "jax_2dev":
-        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+        env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
+    return drv.run_peer(__file__, ["--only", name, "--size", size, "--sweeps", str(sweeps), "--reps", str(reps)]
+                        + (["--lite"] if lite else []), env)
 
 
-def _med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else float("nan")
+_med = drv.med
 
 
 def drive(args) -> dict:
-    rounds = 1 if args.quick else args.rounds
+    rounds = drv.rounds_for(args)
     reps = 2 if args.quick else args.reps
     scale = 0.25 if args.quick else 1.0
     sizes = list(SIZES) if args.size is None else [args.size]
     start = time.perf_counter()
-    load_start = os.getloadavg()[0]
+    load_start = drv.load()
+    plat, py = drv.machine()
     print(f"# gibbs_sweeps: {CHAINS} chains, {rounds} round(s) of {len(PEERS)} peers x {len(sizes)} sizes, "
           f"each in its own process, order reversed every other round")
-    print(f"# {datetime.datetime.now().isoformat(timespec='seconds')}  {platform.platform()}  "
-          f"python {platform.python_version()}  cores {len(os.sched_getaffinity(0))}  "
-          f"load {load_start:.2f}  OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')} "
+    print(f"# {drv.now()}  {plat}  "
+          f"python {py}  cores {drv.cores()}  "
+          f"load {load_start:.2f}  OPENBLAS_CORETYPE={drv.openblas_coretype()} "
           "(numpy/scikit-learn figures are as this environment gives them)")
-    if load_start > 0.5 * len(os.sched_getaffinity(0)):
-        print(f"# WARNING: the machine is busy (load {load_start:.2f}); expect noisy numbers, and OpenBLAS with "
-              "2 threads collapses when a core is taken (see the 1-thread rows)")
+    drv.warn_if_busy(load_start, f"# WARNING: the machine is busy (load {load_start:.2f}); expect noisy numbers, "
+                     "and OpenBLAS with 2 threads collapses when a core is taken (see the 1-thread rows)")
     peers = [p for p in PEERS if not (args.quick and p in SECONDARY)]
     runs = {size: {p: [] for p in PEERS} for size in sizes}
     for r in range(rounds):
-        order = [(s, p) for s in sizes for p in peers if r < SECONDARY.get(p, rounds)]
-        if r % 2:
-            order = order[::-1]
-        for size, peer in order:
+        for size, peer in drv.round_order([(s, p) for s in sizes for p in peers if r < SECONDARY.get(p, rounds)], r):
             n = max(4, int(SWEEPS[peer][size] * scale))
             res = _subprocess(peer, size, n, reps, lite=args.quick)
             runs[size][peer].append(res)
             print(f"  round {r + 1} {size:8s} {peer:15s} " + "  ".join(f"{k}={v:.4g}" for k, v in res["rate"].items()),
                   flush=True)
-    summary = {"date": datetime.date.today().isoformat(), "cores": len(os.sched_getaffinity(0)),
-               "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"), "rounds": rounds, "sizes": {}}
+    summary = {"date": drv.today(), "cores": drv.cores(),
+               "openblas_coretype": drv.openblas_coretype(None), "rounds": rounds, "sizes": {}}
     for size in sizes:
         summary["sizes"][size] = summarize(size, runs[size])
-    summary["load_end"] = os.getloadavg()[0]
+    summary["load_end"] = drv.load()
     summary["load_start"] = load_start
     summary["wall_s"] = time.perf_counter() - start
     report(summary)
@@ -534,7 +497,7 @@ def report(s: dict) -> None:
         if r["ep_sample_sweeps"]:
             line("ep.sample, run part (draws+energy stored)", r["ep_sample_run"], r["ep_sample_run_vs_kernel"],
                  f"(a {r['ep_sample_sweeps']}-draw call takes {r['ep_sample_call_s']:.2f} s, of which "
-                 f"{r['ep_sample_compile_s']:.2f} s compiling, on every call; first call "
+                 f"{r['ep_sample_compile_s']:.2f} s compiling (first call in the process; later calls reuse it); first call "
                  f"{r['ep_sample_first_call_s']:.2f} s)")
         print(f"GFLOP/s: ebm_ppl sweep {r['gflops_ebm_ppl']:.1f}; jitted matmul pair in lax.scan "
               f"{r['gflops_matmul_scan']:.1f}; single jitted matmul called in a loop {r['gflops_matmul_single']:.1f}; "
@@ -556,15 +519,12 @@ def main(argv=None) -> None:
     ap.add_argument("--lite", action="store_true", help="with --only jax: skip the draw variants")
     ap.add_argument("--json", help="also write the summary to this file")
     args = ap.parse_args(argv)
-    if args.only:
-        size = args.size or "64x20"
-        res = run_only(args.only, size, args.sweeps or SWEEPS[args.only][size], args.reps, args.lite)
-        print("RESULT " + json.dumps(res))
-        return
-    summary = drive(args)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(summary, f, indent=1)
+    drv.dispatch(args, measure_one, drive)
+
+
+def measure_one(args) -> dict:
+    size = args.size or "64x20"
+    return run_only(args.only, size, args.sweeps or SWEEPS[args.only][size], args.reps, args.lite)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ Potentials:
 ESS: the minimum over coordinates of ArviZ's bulk ESS (``az.ess``) of the 4 x 1000 draws.
 Times: the first call in a fresh process (compilation included), the second call (same shapes,
 another key: "warm"), and the warm call less the time JAX logs for tracing, lowering and
-compiling (``jax_log_compiles``; ep.sample compiles on every call, NumPyro reuses its program).
+compiling (``jax_log_compiles``; ep.sample compiles once per shapes and settings and caches it).
 Each (sampler, potential) runs in its own process; rounds alternate the order.
 
     python benchmarks/nuts_ess.py           # 3 rounds, about 3.5 minutes on 2 cores (compile-bound)
@@ -34,15 +34,13 @@ Each (sampler, potential) runs in its own process; rounds alternate the order.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
-import statistics
-import subprocess
 import sys
 import time
 from typing import ClassVar
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _driver as drv  # benchmarks/ is not a package: import from this folder
 
 SAMPLERS = ("ep", "numpyro")
 POTENTIALS = ("gaussian", "jem")
@@ -95,26 +93,13 @@ def min_bulk_ess(draws) -> float:
 
 
 def measure(sampler: str, potential_name: str, num_warmup: int, num_samples: int, seed: int) -> dict:
-    import logging
-    import re
     import warnings
 
     import jax
     import numpy as np
 
     warnings.filterwarnings("ignore", category=UserWarning)
-    compile_log = []
-
-    class Grab(logging.Handler):
-        def emit(self, record):
-            m = re.match(r"Finished .* in ([0-9.eE+-]+) sec", record.getMessage())
-            if m:
-                compile_log.append(float(m.group(1)))
-
-    logger = logging.getLogger("jax")
-    logger.addHandler(Grab())
-    logger.propagate = False
-    jax.config.update("jax_log_compiles", True)
+    compile_log = drv.jax_compile_log()
 
     import ebm_ppl as ep
 
@@ -164,38 +149,29 @@ def measure(sampler: str, potential_name: str, num_warmup: int, num_samples: int
 
 
 def _subprocess(sampler, potential, num_warmup, num_samples, seed):
-    cmd = [sys.executable, os.path.abspath(__file__), "--only", f"{sampler}:{potential}",
-           "--num-warmup", str(num_warmup), "--num-samples", str(num_samples), "--seed", str(seed)]
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return drv.run_peer(__file__, ["--only", f"{sampler}:{potential}", "--num-warmup", str(num_warmup),
+                                   "--num-samples", str(num_samples), "--seed", str(seed)])
 
 
-def _med(xs):
-    return statistics.median(xs) if xs else float("nan")
+_med = drv.med
 
 
 def drive(args) -> dict:
-    rounds = 1 if args.quick else args.rounds
+    rounds = drv.rounds_for(args)
     num_warmup, num_samples = (100, 200) if args.quick else (args.num_warmup, args.num_samples)
     start = time.perf_counter()
-    load_start = os.getloadavg()[0]
-    cores = len(os.sched_getaffinity(0))
+    load_start = drv.load()
+    cores = drv.cores()
     print(f"# nuts_ess: {NUM_CHAINS} chains, {num_warmup} warm-up + {num_samples} draws, {rounds} round(s); "
           "every (sampler, potential) in its own process; order reversed every other round")
-    print(f"# {datetime.datetime.now().isoformat(timespec='seconds')}  {platform.platform()}  python "
-          f"{platform.python_version()}  cores {cores} (XLA CPU intra-op pool over all of them, both samplers)  "
+    plat, py = drv.machine()
+    print(f"# {drv.now()}  {plat}  python {py}  cores {cores} (XLA CPU intra-op pool over all of them, both samplers)  "
           f"load {load_start:.2f}")
-    if load_start > 0.5 * cores:
-        print(f"# WARNING: the machine is busy (load {load_start:.2f} on {cores} cores); expect noisy numbers")
+    drv.warn_if_busy(load_start, f"# WARNING: the machine is busy (load {load_start:.2f} on {cores} cores); "
+                     "expect noisy numbers")
     runs = {(s, p): [] for p in POTENTIALS for s in SAMPLERS}
     for r in range(rounds):
-        order = [(s, p) for p in POTENTIALS for s in SAMPLERS]
-        if r % 2:
-            order = order[::-1]
-        for s, p in order:
+        for s, p in drv.round_order([(s, p) for p in POTENTIALS for s in SAMPLERS], r):
             res = _subprocess(s, p, num_warmup, num_samples, seed=r)
             runs[(s, p)].append(res)
             c0, c1 = res["calls"]
@@ -203,7 +179,7 @@ def drive(args) -> dict:
                   f"ESS {c0['min_ess_bulk']:7.1f} | warm {c1['seconds']:6.2f} s (compile {c1['compile_seconds']:.2f}) "
                   f"ESS {c1['min_ess_bulk']:7.1f}  grad evals {c1['grad_evals']}  div {c1['divergences']}", flush=True)
 
-    summary = {"date": datetime.date.today().isoformat(), "cores": cores, "rounds": rounds,
+    summary = {"date": drv.today(), "cores": cores, "rounds": rounds,
                "num_warmup": num_warmup, "num_samples": num_samples, "load_start": load_start, "potentials": {}}
     for p in POTENTIALS:
         rows = {}
@@ -242,7 +218,7 @@ def drive(args) -> dict:
                         per_round.append((ca["min_ess_bulk"] / ta) / (cb["min_ess_bulk"] / tb))
             ratios[key] = _med(per_round)
         summary["potentials"][p] = {"dim": runs[("ep", p)][0]["dim"], "rows": rows, "ep_over_numpyro": ratios}
-    summary["load_end"] = os.getloadavg()[0]
+    summary["load_end"] = drv.load()
     summary["wall_s"] = time.perf_counter() - start
     report(summary)
     return summary
@@ -280,14 +256,12 @@ def main(argv=None) -> None:
     ap.add_argument("--only", help="SAMPLER:POTENTIAL, e.g. ep:jem; run in this process, print JSON")
     ap.add_argument("--json", help="also write the summary to this file")
     args = ap.parse_args(argv)
-    if args.only:
-        sampler, potential = args.only.split(":")
-        print("RESULT " + json.dumps(measure(sampler, potential, args.num_warmup, args.num_samples, args.seed)))
-        return
-    summary = drive(args)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(summary, f, indent=1)
+    drv.dispatch(args, measure_one, drive)
+
+
+def measure_one(args) -> dict:
+    sampler, potential = args.only.split(":")
+    return measure(sampler, potential, args.num_warmup, args.num_samples, args.seed)
 
 
 if __name__ == "__main__":

@@ -27,15 +27,14 @@ the order and use seed = round.
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
-import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _driver as drv  # benchmarks/ is not a package: import from this folder
 
 
 def test_ll(W, b, c) -> float:
@@ -80,7 +79,7 @@ def measure_ep(epochs: int, seed: int, with_metrics: bool) -> dict:
     out = {"peer": "ep", "epoch_s": epoch, "compile_s": max(0.0, gaps[0] - epoch), "call_s": total,
            "call_minus_compile_per_epoch_s": (total - max(0.0, gaps[0] - epoch)) / epochs,
            "test_ll": test_ll(model.W, model.b, model.c),
-           "threads": f"XLA CPU pool over {len(os.sched_getaffinity(0))} cores"}
+           "threads": drv.xla_threads()}
     if with_metrics:
         t1, _, _ = run(1)
         tm, _, _ = run(epochs, metrics=None)
@@ -113,32 +112,19 @@ def measure_sklearn(epochs: int, seed: int) -> dict:
             "threads": "OpenBLAS default threads and 1 thread"}
 
 
-def _subprocess(args_list) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__)] + args_list
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
-
-
 def drive(a) -> dict:
-    rounds = 1 if a.quick else a.rounds
-    load0 = os.getloadavg()[0]
-    print(f"# rbm_training {datetime.datetime.now().isoformat(timespec='seconds')} {platform.platform()} "
-          f"python {platform.python_version()} cores {len(os.sched_getaffinity(0))} load {load0:.2f} "
-          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; E={a.epochs}")
-    if load0 > 0.5 * len(os.sched_getaffinity(0)):
-        print(f"# WARNING: machine busy (load {load0:.2f}); numbers are noisy")
+    rounds = drv.rounds_for(a)
+    load0 = drv.load()
+    drv.header("rbm_training", load0, f"; E={a.epochs}")
     runs = {"ep": [], "sklearn": []}
     for r in range(rounds):
-        for p in (["ep", "sklearn"] if r % 2 == 0 else ["sklearn", "ep"]):
+        for p in drv.round_order(["ep", "sklearn"], r):
             extra = ["--with-metrics"] if (p == "ep" and r == 0) else []
-            res = _subprocess(["--only", p, "--epochs", str(a.epochs), "--seed", str(r)] + extra)
+            res = drv.run_peer(__file__, ["--only", p, "--epochs", str(a.epochs), "--seed", str(r)] + extra)
             runs[p].append(res)
             print(f"  round {r + 1} {p:8s} epoch {res['epoch_s'] * 1e3:.2f} ms  test LL {res['test_ll']:.3f}", flush=True)
-    S = {"date": datetime.date.today().isoformat(), "epochs": a.epochs, "rounds": rounds, "load_start": load0,
-         "load_end": os.getloadavg()[0], "runs": runs}
+    S = {"date": drv.today(), "epochs": a.epochs, "rounds": rounds, "load_start": load0,
+         "load_end": drv.load(), "runs": runs}
     for p, rs in runs.items():
         S[p] = {"epoch_s": statistics.median(x["epoch_s"] for x in rs),
                 "test_ll": statistics.mean(x["test_ll"] for x in rs),
@@ -147,7 +133,7 @@ def drive(a) -> dict:
     S["ep"]["epoch_with_metrics_s"] = runs["ep"][0].get("epoch_with_metrics_s")
     S["sklearn"]["by_threads"] = {k: statistics.median(x["epoch_s_by_threads"][k] for x in runs["sklearn"])
                                   for k in ("default", "1thread")}
-    S["ratio"] = statistics.median(e["epoch_s"] / s["epoch_s"] for e, s in zip(runs["ep"], runs["sklearn"]))
+    S["ratio"] = drv.median_ratio((e["epoch_s"], s["epoch_s"]) for e, s in zip(runs["ep"], runs["sklearn"]))
     print(f"\n# results {S['date']}, load {load0:.2f} -> {S['load_end']:.2f}; {rounds} round(s); E={a.epochs}")
     print(f"ebm_ppl ep.fit   epoch {S['ep']['epoch_s'] * 1e3:8.2f} ms (compile per fit call {S['ep']['compile_s']:.2f} s; "
           f"with default metrics ~{(S['ep']['epoch_with_metrics_s'] or float('nan')) * 1e3:.1f} ms)  "
@@ -169,14 +155,11 @@ def main(argv=None):
     ap.add_argument("--with-metrics", action="store_true")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
-    if a.only:
-        res = measure_ep(a.epochs, a.seed, a.with_metrics) if a.only == "ep" else measure_sklearn(a.epochs, a.seed)
-        print("RESULT " + json.dumps(res))
-        return
-    S = drive(a)
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(S, f, indent=1)
+    drv.dispatch(a, measure_one, drive)
+
+
+def measure_one(a) -> dict:
+    return measure_ep(a.epochs, a.seed, a.with_metrics) if a.only == "ep" else measure_sklearn(a.epochs, a.seed)
 
 
 if __name__ == "__main__":
