@@ -26,7 +26,6 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 import ebm_ppl as ep
