@@ -74,7 +74,7 @@ def ais(
                          num_integration_steps)
     start = time.perf_counter()
     key_base, key_run = jax.random.split(key)
-    x0 = path.sample_base(key_base, num_chains, _dtype(potential))
+    x0 = _sample_base(path, key_base, int(num_chains), _dtype(potential))
     log_w, log_w_var = _anneal(path, key_run, x0, jnp.asarray(betas, x0.dtype), progress, "AIS")
     log_w = np.asarray(log_w)
     log_mean, stderr, ess = summarize_log_weights(log_w)
@@ -165,6 +165,11 @@ def _setup(potential, num_chains, num_temperatures, schedule, base, data, kernel
 def _dtype(potential: Potential):
     leaves = jax.tree.leaves(eqx.filter(potential, eqx.is_inexact_array))
     return leaves[0].dtype if leaves else jnp.result_type(float)
+
+
+@eqx.filter_jit
+def _sample_base(path, key: PRNGKeyArray, num_chains: int, dtype) -> Array:
+    return path.sample_base(key, num_chains, dtype)
 
 
 @eqx.filter_jit
