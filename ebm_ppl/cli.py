@@ -40,6 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 import ebm_ppl as ep
+from ebm_ppl._atomic import atomic_write
 from ebm_ppl._version import __version__
 
 __all__ = ["main", "build_parser", "command", "Command", "COMMANDS"]
@@ -278,37 +279,14 @@ def _prepare_out_dir(out: str) -> Path:
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` as JSON atomically (temporary file in the same folder, then rename)."""
+    """Write ``payload`` as JSON atomically (see :func:`ebm_ppl._atomic.atomic_write`)."""
     text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:  # mode from the umask, like any new file
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, fsync it, move it onto ``path``.
-
-    A reader never sees half a file, and on any failure the temporary file is removed and an
-    existing ``path`` is left as it was.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Call ``write(tmp)`` on a temporary file next to ``path`` and move it onto ``path``."""
+    atomic_write(path, lambda tmp: write(Path(tmp)))
 
 
 def _finite_or_none(tree: Any) -> Any:

@@ -52,7 +52,6 @@ import json
 import os
 import re
 import struct
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -64,6 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.lib import format as npy_format
 
+from ebm_ppl._atomic import atomic_write
 from ebm_ppl._version import __version__
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.registry import get_potential
@@ -130,31 +130,18 @@ def save(path: str | os.PathLike, potential: Potential, *, metadata: dict[str, A
     }
     leaves = _array_leaves(potential)
 
-    tmp = tempfile.NamedTemporaryFile(
-        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp", delete=False
-    )
-    try:
-        with tmp:
-            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                for i, (key, arr) in enumerate(leaves):
-                    name = f"arrays/{i}.npy"
-                    sha = _write_npy_member(zf, name, arr)
-                    header["arrays"].append(
-                        {"key": key, "file": name, "shape": list(arr.shape), "dtype": arr.dtype.name, "sha256": sha}
-                    )
-                text = json.dumps(header, indent=1, allow_nan=False, ensure_ascii=False)
-                zf.writestr(_zinfo(_METADATA), text.encode("utf-8"))
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.chmod(tmp.name, _file_mode(path))
-        os.replace(tmp.name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp.name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_directory(directory)
+    def write(tmp: str) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for i, (key, arr) in enumerate(leaves):
+                name = f"arrays/{i}.npy"
+                sha = _write_npy_member(zf, name, arr)
+                header["arrays"].append(
+                    {"key": key, "file": name, "shape": list(arr.shape), "dtype": arr.dtype.name, "sha256": sha}
+                )
+            text = json.dumps(header, indent=1, allow_nan=False, ensure_ascii=False)
+            zf.writestr(_zinfo(_METADATA), text.encode("utf-8"))
+
+    atomic_write(path, write)
 
 
 def _array_leaves(potential: Potential) -> list[tuple[str, np.ndarray]]:
@@ -211,32 +198,6 @@ def _json_roundtrip(value: Any, what: str, *, want_dict: bool = False) -> Any:
         return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"ebm_ppl.save: {what} must be JSON-serializable (no NaN/inf): {exc}") from None
-
-
-def _file_mode(path: str) -> int:
-    """Keep an existing file's permissions; otherwise what ``open()`` would give (0o666 & ~umask)."""
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename durable where the platform allows it (best effort)."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # -- load --------------------------------------------------------------------------------------

@@ -10,12 +10,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import zipfile
 from typing import Any
 
 import jax
 import numpy as np
+
+from ebm_ppl._atomic import atomic_write
 
 __all__ = ["save_checkpoint", "load_checkpoint"]
 
@@ -30,26 +31,17 @@ def save_checkpoint(path: str | os.PathLike, tree: Any, meta: dict[str, Any]) ->
     """Write ``tree``'s array leaves and ``meta`` (JSON) to ``path`` atomically."""
     path = os.fspath(path)
     leaves = jax.tree.leaves(tree)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = tempfile.NamedTemporaryFile(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                      delete=False)
-    try:
-        with tmp:
-            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-                for i, leaf in enumerate(leaves):
-                    arr = np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
-                    buffer = io.BytesIO()
-                    np.lib.format.write_array(buffer, arr, allow_pickle=False)
-                    zf.writestr(f"leaves/{i}.npy", buffer.getvalue())
-                body = dict(meta, num_leaves=len(leaves))
-                zf.writestr(_META, json.dumps(body, allow_nan=True))
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp.name, path)
-    except BaseException:
-        if os.path.exists(tmp.name):
-            os.unlink(tmp.name)
-        raise
+
+    def write(tmp: str) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+            for i, leaf in enumerate(leaves):
+                arr = np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
+                buffer = io.BytesIO()
+                np.lib.format.write_array(buffer, arr, allow_pickle=False)
+                zf.writestr(f"leaves/{i}.npy", buffer.getvalue())
+            zf.writestr(_META, json.dumps(dict(meta, num_leaves=len(leaves)), allow_nan=True))
+
+    atomic_write(path, write)
 
 
 def load_checkpoint(path: str | os.PathLike, template: Any) -> tuple[Any, dict[str, Any]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from typing import Any
 
 import equinox as eqx
@@ -19,6 +18,7 @@ from jaxtyping import ArrayLike, PRNGKeyArray
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ebm_ppl._atomic import atomic_write
 from ebm_ppl.potentials.base import Potential, Support
 
 __all__ = ["jem_figure", "rbm_figure", "image_grid"]
@@ -193,18 +193,5 @@ def _values(history: Any, name: str) -> np.ndarray | None:
 
 def _save(fig: Figure, path: str | os.PathLike) -> str:
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    mode = (os.stat(path).st_mode & 0o777) if os.path.exists(path) else 0o644
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=_DPI)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=_DPI))
     return path
