@@ -15,12 +15,7 @@ import pytest
 import ebm_ppl as ep
 from ebm_ppl import cli
 from ebm_ppl.cli import COMMANDS, main
-
-
-def _run(capsys, argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+from cli_helpers import run_cli as _run
 
 
 @pytest.mark.parametrize("argv", [[], ["quickstart"], ["train"], ["version"]])

@@ -13,14 +13,10 @@ import pytest
 
 import ebm_ppl as ep
 from ebm_ppl.cli import main
+from cli_helpers import run_cli as _run
+from cli_helpers import one_line_error as _one_line_error
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _run(capsys, argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _run_captured(argv):
@@ -40,14 +36,6 @@ def _numbers(tree):
             yield from _numbers(v)
     elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
         yield tree
-
-
-def _one_line_error(code, out, err, fragment):
-    assert code == 2, err
-    assert out == ""
-    assert err.startswith("ebm-ppl: error: ") and err.count("\n") == 1, err
-    assert "Traceback" not in err
-    assert fragment in err, err
 
 
 @pytest.fixture(scope="module")

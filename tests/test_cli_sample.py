@@ -14,20 +14,8 @@ import xarray as xr
 import ebm_ppl as ep
 from ebm_ppl.cli import main
 from ebm_ppl.cli_sample import read_samples
-
-
-def _run(capsys, argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line_error(code, out, err, fragment):
-    assert code == 2, err
-    assert out == ""
-    assert err.startswith("ebm-ppl: error: ") and err.count("\n") == 1 and err.endswith("\n"), err
-    assert "Traceback" not in err
-    assert fragment in err, err
+from cli_helpers import run_cli as _run
+from cli_helpers import one_line_error as _one_line_error
 
 
 @pytest.fixture(scope="module")

@@ -14,22 +14,10 @@ import pytest
 
 import ebm_ppl as ep
 from ebm_ppl.cli import main
+from cli_helpers import run_cli as _run
+from cli_helpers import one_line_error as _one_line_error
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _run(capsys, argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_line_error(code, out, err, fragment):
-    assert code == 2, err
-    assert out == ""
-    assert err.startswith("ebm-ppl: error: ") and err.count("\n") == 1 and err.endswith("\n"), err
-    assert "Traceback" not in err
-    assert fragment in err, err
 
 
 def _check_run(out_dir, family, epochs):
