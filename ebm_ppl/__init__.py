@@ -6,7 +6,7 @@
     ep.log_partition(rbm)
 """
 
-from ebm_ppl import data, diagnostics, kernels, numpyro, partition, training
+from ebm_ppl import data, diagnostics, kernels, numpyro, partition, random, training
 from ebm_ppl.diagnostics import diagnose, report
 from ebm_ppl._version import __version__
 from ebm_ppl.inference import sample
@@ -32,6 +32,7 @@ __all__ = [
     "__version__",
     "data",
     "kernels",
+    "random",
     "sample",
     "diagnostics",
     "diagnose",

@@ -28,12 +28,14 @@ from ebm_ppl.kernels.block_gibbs import has_conditionals
 from ebm_ppl.kernels.langevin import as_top_level_api as langevin_api
 from ebm_ppl.kernels.site_gibbs import as_top_level_api as site_gibbs_api
 from ebm_ppl.potentials.base import Potential, Support, validate_input
+from ebm_ppl.random import is_shardable, rekey
 
 __all__ = ["sample", "draw", "KERNELS", "default_kernel"]
 
 KERNELS = ("block_gibbs", "site_gibbs", "langevin", "mala", "hmc", "nuts")
 _GRADIENT_KERNELS = ("langevin", "mala", "hmc", "nuts")
 MALA_TARGET_ACCEPTANCE = 0.574
+_ENERGY_BATCH = 256  # draws per chain per batch when energies are computed after the run
 
 
 def default_kernel(potential: Potential) -> str:
@@ -63,6 +65,7 @@ def sample(
     thin: int = 1,
     init: ArrayLike | None = None,
     progress: bool = False,
+    prng_impl: str | None = None,
     **kernel_options: Any,
 ):
     """Draw ``num_samples`` per chain from ``p(x) = exp(-E(x)) / Z``.
@@ -78,6 +81,10 @@ def sample(
         init: starting points ``(num_chains, *event_shape)`` or one ``event_shape`` point for all;
             default: fair coin flips for binary support, N(0, I) draws for real support.
         progress: show a progress bar over the sampling steps.
+        prng_impl: re-key ``key`` into this PRNG implementation first (one-to-one,
+            :func:`ebm_ppl.random.rekey`); None keeps ``key``'s own. ``"philox4x32"`` makes Gibbs
+            on small models about 1.3x faster on CPU but cannot be sharded (see
+            :mod:`ebm_ppl.random`).
         **kernel_options: ``step_size`` (langevin, mala, hmc; the initial value for tuning),
             ``noise_scale`` (langevin), ``num_integration_steps`` (hmc), ``target_acceptance_rate``
             (hmc, nuts; default 0.8), ``adapt`` (mala/hmc/nuts, default True).
@@ -103,6 +110,13 @@ def sample(
         )
     options = tuple(sorted(kernel_options.items()))
     _plan(kernel, potential, num_warmup, dict(options))  # validate the options here, not inside jit
+    key = rekey(key, prng_impl)
+    ndev = jax.device_count()
+    if ndev > 1 and num_chains % ndev == 0 and not is_shardable(key):
+        raise ValueError(
+            f"sample: the chains would be sharded over {ndev} devices, but the key is "
+            f"{jax.random.key_impl(key)}, which JAX cannot compile in a sharded program; pass "
+            "prng_impl='threefry2x32' (or a threefry key), or a num_chains not divisible by the device count")
     positions = _initial_positions(key, potential, init, num_chains)
     key_warmup, key_sample = jax.random.split(jax.random.fold_in(key, 1))
     warmup_keys = jax.random.split(key_warmup, num_chains)
@@ -173,6 +187,9 @@ def _run(potential: Potential, kernel: str, num_warmup: int, options: tuple, sta
 
     _, (draws, stats) = progress_scan(one_draw, states, jnp.arange(num_samples), enabled=progress,
                                       desc="sampling")
+    if "energy" not in stats:  # Gibbs kernels: one batched pass over the stored draws (see _plan)
+        stats["energy"] = jax.vmap(lambda d: jax.lax.map(potential._energy, d, batch_size=_ENERGY_BATCH),
+                                   in_axes=1, out_axes=1)(draws)
     # (draw, chain, ...) -> (chain, draw, ...), ArviZ's layout
     return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), (draws, stats))
 
@@ -183,20 +200,18 @@ def _plan(kernel: str, potential: Potential, num_warmup: int, options: dict[str,
     def logdensity_fn(x):
         return -potential._energy(x)
 
-    def energy_of(x):
-        return potential._energy(x)
-
     def pop(name, default):
         return options.pop(name, default)
 
+    # Gibbs states carry no energy; computing it inside the step loop would cost an extra matmul
+    # per kept draw for an RBM (the next sweep's x @ W sits in another loop iteration, out of
+    # XLA's reach), so _run computes the energies of all stored draws afterwards, batched.
     if kernel == "block_gibbs":
         algo = block_gibbs_api(potential)
-        plan = _burn_in_plan(algo, num_warmup,
-                             lambda s, i, p: {"energy": energy_of(s.position), "hidden_mean": i.hidden_mean})
+        plan = _burn_in_plan(algo, num_warmup, lambda s, i, p: {"hidden_mean": i.hidden_mean})
     elif kernel == "site_gibbs":
         algo = site_gibbs_api(potential)
-        plan = _burn_in_plan(algo, num_warmup,
-                             lambda s, i, p: {"energy": energy_of(s.position), "flip_rate": i.flip_rate})
+        plan = _burn_in_plan(algo, num_warmup, lambda s, i, p: {"flip_rate": i.flip_rate})
     elif kernel == "langevin":
         step_size = _positive(pop("step_size", 1e-2), "step_size")
         noise_scale = pop("noise_scale", None)

@@ -98,6 +98,24 @@ def test_same_key_same_draws_and_thinning_keeps_every_kth():
     assert not np.array_equal(a.posterior["x"].values, c.posterior["x"].values)
 
 
+def test_gibbs_energy_stat_and_philox_keys():
+    rbm = ep.BernoulliRBM.init(jax.random.key(0), 12, 5, scale=1.0)
+    dt = ep.sample(jax.random.key(3), rbm, num_chains=3, num_warmup=5, num_samples=300, thin=2,
+                   prng_impl="philox4x32")
+    x = dt.posterior["x"].values
+    # the energies computed after the run, batched, are each draw's free energy
+    np.testing.assert_allclose(dt.sample_stats["energy"].values, rbm.energy(x), rtol=1e-5, atol=1e-5)
+    again = ep.sample(jax.random.key(3), rbm, num_chains=3, num_warmup=5, num_samples=300, thin=2,
+                      prng_impl="philox4x32")
+    np.testing.assert_array_equal(again.posterior["x"].values, x)
+    default = ep.sample(jax.random.key(3), rbm, num_chains=3, num_warmup=5, num_samples=300, thin=2)
+    assert not np.array_equal(default.posterior["x"].values, x)  # another generator, other draws
+    bm = ep.BoltzmannMachine.init(jax.random.key(1), 6, scale=0.5)
+    dt = ep.sample(jax.random.key(4), bm, num_chains=2, num_warmup=0, num_samples=20)
+    np.testing.assert_allclose(dt.sample_stats["energy"].values, bm.energy(dt.posterior["x"].values),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_image_shaped_events_run_under_nuts():
     net = ep.JEM.init(jax.random.key(0), in_features=4, num_classes=2, width=8, depth=1).net
 
@@ -164,6 +182,16 @@ for model, kernel in ((g, "mala"), (rbm, "block_gibbs")):
     tol = 0.0 if kernel == "block_gibbs" else 1e-3
     np.testing.assert_allclose(sharded.posterior["x"].values, single.posterior["x"].values, rtol=tol, atol=tol)
     assert len(sharded.posterior["x"].values) == 8
+# JAX cannot compile Philox in a sharded program: a clear error instead of an MHLO traceback
+try:
+    ep.sample(jax.random.key(7), rbm, num_chains=8, num_warmup=2, num_samples=2, prng_impl="philox4x32")
+except ValueError as e:
+    assert "sharded" in str(e) and "philox4x32" in str(e), e
+else:
+    raise AssertionError("a philox key with sharded chains was accepted")
+# ... and runs unsharded when the chains do not divide over the devices
+x = ep.sample(jax.random.key(7), rbm, num_chains=3, num_warmup=2, num_samples=2, prng_impl="philox4x32")
+assert x.posterior["x"].shape == (3, 2, 6)
 print("ok")
 """
 
