@@ -5,7 +5,9 @@
     ``.ebm`` that every peer loads; exact log Z by ``ep.log_partition``). For each number of
     temperatures T and several seeds:
       * ``ep``    ``ep.ais(key, rbm, num_chains=100, num_temperatures=T, data=x_train)``, warm
-                  (the first call per T, i.e. compilation, is reported separately);
+                  (the first call per T, i.e. compilation, is reported separately; schedules are
+                  padded to power-of-two buckets, so T in the same bucket compiles once), library
+                  defaults (fused RBM path: x @ W once per temperature; Philox-4x32 random numbers);
       * ``numpy`` the same algorithm in numpy: base-rate base (smoothed training marginals, W = 0,
                   c = 0), ``ep.partition.default_schedule(T)``, linear parameter interpolation, one
                   block-Gibbs sweep per temperature (weight first, then move), float32 matmuls,
@@ -15,10 +17,11 @@
     Reported: seconds per estimate, spread (std of log Z over seeds), error vs exact, chain-steps
     (chains x temperatures) per second, and the seconds to reach a spread <= --target nats.
 (b) ``big`` (inside the ``ep`` process): a 784x500 RBM (``ep.BernoulliRBM.init(key, 784, 500,
-    scale=0.05)``), 100 chains, T = 200, uniform base; achieved GFLOP/s counting the 100x784x500
-    matmuls per temperature (ebm_ppl executes 4: the two log f evaluations of the weight update,
-    p(h | x), p(x | h); the algorithm needs 2), against a jitted float32 ``lax.scan`` of the same
-    matmul shapes (100x784 @ 784x500, 100x500 @ 500x784) in the same process, interleaved.
+    scale=0.05)``), 100 chains, T = 200, uniform base; achieved GFLOP/s counting the 2 100x784x500
+    matmuls per temperature the algorithm needs (x @ W for the weight and p(h | x), h @ W^T for
+    p(x | h); ebm_ppl's fused RBM path executes exactly these), against a jitted float32
+    ``lax.scan`` of the same matmul shapes (100x784 @ 784x500, 100x500 @ 500x784) in the same
+    process, interleaved.
 (c) ``gauss`` (its own process, the two JAX peers interleaved): a 10-d correlated ``ep.Gaussian``
     (std 0.5-3, correlation 0.8^|i-j|), exact log Z analytic. ``ep.ais(..., num_temperatures=T)``
     (geometric path from N(0, I), BlackJAX MALA with the step adapted along the path) against
@@ -113,7 +116,6 @@ def measure_big(T: int = 200, reps: int = 5) -> dict:
     med = {n: statistics.median(v) for n, v in times.items()}
     mm = 2 * CHAINS * D * M  # flops of one 100x784 @ 784x500 matmul
     return {"T": T, "times": times, "compile_s": {n: max(0.0, compile_s[n] - med[n]) for n in fns},
-            "gflops_ep_4mm": 4 * T * mm / med["ep_ais"] / 1e9,
             "gflops_ep_2mm": 2 * T * mm / med["ep_ais"] / 1e9,
             "gflops_matmul": 2 * T * mm / med["matmul_pair_scan"] / 1e9}
 
@@ -294,8 +296,7 @@ def drive(a) -> dict:
                                                          S["digits"][str(T)]["numpy"]["spread_all"]) <= tgt), None)
     bigs = [res["big"] for res in runs["ep"] if "big" in res]
     if bigs:
-        S["big"] = {k: statistics.median(b[k] for b in bigs) for k in ("gflops_ep_4mm", "gflops_ep_2mm", "gflops_matmul")}
-        S["big"]["fraction_4mm"] = statistics.median(b["gflops_ep_4mm"] / b["gflops_matmul"] for b in bigs)
+        S["big"] = {k: statistics.median(b[k] for b in bigs) for k in ("gflops_ep_2mm", "gflops_matmul")}
         S["big"]["fraction_2mm"] = statistics.median(b["gflops_ep_2mm"] / b["gflops_matmul"] for b in bigs)
         S["big"]["ep_s"] = statistics.median(statistics.median(b["times"]["ep_ais"]) for b in bigs)
         S["big"]["compile_s"] = statistics.median(b["compile_s"]["ep_ais"] for b in bigs)
@@ -333,8 +334,8 @@ def report(S):
     if S["big"]:
         b = S["big"]
         print(f"## (b) 784x500, 100 chains, T=200: ep.ais {b['ep_s']:.3f} s (compile {b['compile_s']:.2f} s); GFLOP/s "
-              f"ep (4 matmuls/T, executed) {b['gflops_ep_4mm']:.1f}, (2/T, needed) {b['gflops_ep_2mm']:.1f}, "
-              f"matmul scan {b['gflops_matmul']:.1f}; fraction {b['fraction_4mm']:.2f} (executed) / {b['fraction_2mm']:.2f} (needed)")
+              f"ep (2 matmuls/T) {b['gflops_ep_2mm']:.1f}, matmul scan {b['gflops_matmul']:.1f}; "
+              f"fraction {b['fraction_2mm']:.2f} (target >= 0.5)")
     print("## (c) 10-d Gaussian, 100 particles, 2 gradients/particle/temperature for both")
     for T, r in S["gauss"].items():
         for n, v in r.items():

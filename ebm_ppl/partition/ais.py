@@ -24,15 +24,17 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from ebm_ppl.inference._progress import progress_scan
+from ebm_ppl.inference._progress import progress_fori_loop
 from ebm_ppl.partition.estimate import AISEstimate, summarize_log_weights, warn_if_degenerate
 from ebm_ppl.partition.paths import make_path
 from ebm_ppl.partition.schedule import default_schedule, validate_schedule
 from ebm_ppl.potentials.base import Potential, validate_input
+from ebm_ppl.random import DEFAULT_IMPL, rekey
 
 __all__ = ["ais", "reverse_ais"]
 
 MIN_CHAINS = 2
+MIN_BUCKET = 16  # schedules are padded to a power of two >= this: one compiled program per bucket
 
 
 def ais(
@@ -47,6 +49,7 @@ def ais(
     kernel: str | None = None,
     num_integration_steps: int = 5,
     progress: bool = False,
+    prng_impl: str | None = DEFAULT_IMPL,
 ) -> AISEstimate:
     """Forward AIS estimate of log Z (a stochastic lower bound).
 
@@ -66,17 +69,24 @@ def ais(
         kernel: ``"mala"`` (default) or ``"hmc"`` for real potentials; Gibbs for the rest.
         num_integration_steps: leapfrog steps per HMC move.
         progress: show a progress bar over temperatures.
+        prng_impl: PRNG implementation the run draws from, seeded one-to-one by ``key``
+            (:mod:`ebm_ppl.random`; Philox-4x32 by default); None keeps ``key``'s own.
 
     Returns:
         :class:`AISEstimate` with ``bound == "lower"``.
+
+    One compiled program (base draws and the whole annealing loop) serves every schedule length
+    up to the next power of two, so a new ``num_temperatures`` rarely compiles again.
     """
     betas, path = _setup(potential, num_chains, num_temperatures, schedule, base, data, kernel,
                          num_integration_steps)
     start = time.perf_counter()
-    key_base, key_run = jax.random.split(key)
-    x0 = _sample_base(path, key_base, int(num_chains), _dtype(potential))
-    log_w, log_w_var = _anneal(path, key_run, x0, jnp.asarray(betas, x0.dtype), progress, "AIS")
-    log_w = np.asarray(log_w)
+    key = rekey(key, prng_impl)
+    padded, num_steps = _padded(betas)
+    dtype = _dtype(potential)
+    log_w, log_w_var = _forward(path, key, int(num_chains), dtype, jnp.asarray(padded, dtype),
+                                jnp.asarray(num_steps, jnp.int32), progress)
+    log_w, log_w_var = np.asarray(log_w), np.asarray(log_w_var)[: len(betas) - 1]
     log_mean, stderr, ess = summarize_log_weights(log_w)
     warn_if_degenerate(ess, num_chains, "ais")
     return AISEstimate(
@@ -84,7 +94,7 @@ def ais(
         stderr=stderr,
         log_weights=log_w,
         ess=ess,
-        log_weight_var=np.asarray(log_w_var),
+        log_weight_var=log_w_var,
         bound="lower",
         schedule=betas,
         base_log_z=float(path.base_log_z),
@@ -105,6 +115,7 @@ def reverse_ais(
     kernel: str | None = None,
     num_integration_steps: int = 5,
     progress: bool = False,
+    prng_impl: str | None = DEFAULT_IMPL,
 ) -> AISEstimate:
     """Reverse AIS estimate of log Z, annealing from target samples back to the base.
 
@@ -120,6 +131,7 @@ def reverse_ais(
         kernel: the transition kernel, as in :func:`ais`.
         num_integration_steps: leapfrog steps per HMC move.
         progress: show a progress bar over temperatures.
+        prng_impl: PRNG implementation, as in :func:`ais`.
     """
     start_x = validate_input(start, potential.event_shape, potential.support, name="start", owner="reverse_ais")
     if start_x.ndim != len(potential.event_shape) + 1:
@@ -128,9 +140,12 @@ def reverse_ais(
     betas, path = _setup(potential, num_chains, num_temperatures, schedule, base, data, kernel,
                          num_integration_steps)
     t0 = time.perf_counter()
+    key = rekey(key, prng_impl)
     x0 = start_x.astype(_dtype(potential))
-    log_w, log_w_var = _anneal(path, key, x0, jnp.asarray(betas[::-1].copy(), x0.dtype), progress, "reverse AIS")
-    log_w = np.asarray(log_w)
+    padded, num_steps = _padded(betas[::-1])
+    log_w, log_w_var = _anneal(path, key, x0, jnp.asarray(padded, x0.dtype), jnp.asarray(num_steps, jnp.int32),
+                               progress, "reverse AIS")
+    log_w, log_w_var = np.asarray(log_w), np.asarray(log_w_var)[: len(betas) - 1]
     log_mean, stderr, ess = summarize_log_weights(log_w)
     warn_if_degenerate(ess, num_chains, "reverse_ais")
     return AISEstimate(
@@ -138,7 +153,7 @@ def reverse_ais(
         stderr=stderr,
         log_weights=log_w,
         ess=ess,
-        log_weight_var=np.asarray(log_w_var),
+        log_weight_var=log_w_var,
         bound="upper" if exact else "approximate upper",
         schedule=betas,
         base_log_z=float(path.base_log_z),
@@ -167,25 +182,41 @@ def _dtype(potential: Potential):
     return leaves[0].dtype if leaves else jnp.result_type(float)
 
 
+def _padded(betas: np.ndarray) -> tuple[np.ndarray, int]:
+    """``betas`` (K + 1 values) padded with its last value to ``bucket + 1`` values, bucket the
+    next power of two >= max(K, MIN_BUCKET); and K. The loop runs K steps: the padding is never
+    used, it only keeps the array's shape (and so the compiled program) common to many K."""
+    k = len(betas) - 1
+    bucket = max(MIN_BUCKET, 1 << (k - 1).bit_length())
+    return np.concatenate([betas, np.full(bucket - k, betas[-1])]), k
+
+
+# The compiled programs are module-level and take the path as an argument (its arrays traced, its
+# settings static), so repeated runs with the same shapes and settings reuse them.
+
 @eqx.filter_jit
-def _sample_base(path, key: PRNGKeyArray, num_chains: int, dtype) -> Array:
-    return path.sample_base(key, num_chains, dtype)
+def _forward(path, key: PRNGKeyArray, num_chains: int, dtype, betas: Array, num_steps, progress: bool):
+    key_base, key_run = jax.random.split(key)
+    x0 = path.sample_base(key_base, num_chains, dtype)
+    return _anneal_loop(path, key_run, x0, betas, num_steps, progress, "AIS")
 
 
 @eqx.filter_jit
-def _anneal(path, key: PRNGKeyArray, x0: Array, betas: Array, progress: bool, desc: str):
-    """Run every chain along ``betas`` (K + 1 values); return the log-weights and their variance
-    after each temperature, shape ``(K,)``. Module-level and jitted with the path as an argument,
-    so repeated runs of the same shapes and settings reuse the compiled program."""
+def _anneal(path, key: PRNGKeyArray, x0: Array, betas: Array, num_steps, progress: bool, desc: str):
+    return _anneal_loop(path, key, x0, betas, num_steps, progress, desc)
+
+
+def _anneal_loop(path, key, x0, betas, num_steps, progress, desc):
+    """Run every chain along ``betas[:num_steps + 1]``; return the log-weights ``(N,)`` and their
+    variance after each temperature (``betas.shape[0] - 1``, valid up to ``num_steps``)."""
     dim = math.prod(x0.shape[1:])
-    log_f = jax.vmap(path.log_f, in_axes=(None, 0))
 
-    def body(carry, k):
-        x, log_w, aux = carry
-        log_w = log_w + log_f(betas[k + 1], x) - log_f(betas[k], x)
-        x, aux, _ = path.transition(jax.random.fold_in(key, k), x, betas[k + 1], aux)
-        return (x, log_w, aux), jnp.var(log_w)
+    def body(k, carry):
+        x, log_w, aux, var = carry
+        x, aux, delta = path.anneal_step(jax.random.fold_in(key, k), x, betas[k], betas[k + 1], aux)
+        log_w = log_w + delta
+        return x, log_w, aux, var.at[k].set(jnp.var(log_w))
 
-    init = (x0, jnp.zeros(x0.shape[0], x0.dtype), path.init_aux(dim))
-    (_, log_w, _), var = progress_scan(body, init, jnp.arange(betas.shape[0] - 1), enabled=progress, desc=desc)
+    init = (x0, jnp.zeros(x0.shape[0], x0.dtype), path.init_aux(dim), jnp.zeros(betas.shape[0] - 1, x0.dtype))
+    _, log_w, _, var = progress_fori_loop(num_steps, body, init, enabled=progress, desc=desc)
     return log_w, var

@@ -6,9 +6,7 @@ import dataclasses
 import math
 import warnings
 
-import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import logsumexp
 
 __all__ = ["AISEstimate", "summarize_log_weights"]
 
@@ -61,12 +59,13 @@ class AISEstimate:
 
 def summarize_log_weights(log_weights) -> tuple[float, float, float]:
     """``(log mean w, delta-method s.e. of log mean w, ESS)`` computed stably in log space."""
-    lw = jnp.asarray(log_weights)
+    lw = np.asarray(log_weights, np.float64)  # host float64: a few hundred numbers, no dispatches
     n = lw.shape[0]
-    log_mean = logsumexp(lw) - math.log(n)
-    w = jnp.exp(lw - jnp.max(lw))  # relative weights in (0, 1]
-    stderr = jnp.std(w) / (jnp.mean(w) * math.sqrt(n))
-    ess = jnp.sum(w) ** 2 / jnp.sum(w**2)
+    top = np.max(lw)
+    w = np.exp(lw - top)  # relative weights in (0, 1]
+    log_mean = top + math.log(np.mean(w))
+    stderr = np.std(w) / (np.mean(w) * math.sqrt(n))
+    ess = np.sum(w) ** 2 / np.sum(w**2)
     return float(log_mean), float(stderr), float(ess)
 
 

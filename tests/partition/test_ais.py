@@ -140,3 +140,52 @@ def test_reverse_ais_input_checks_and_exact_samples_limits():
         exact_samples(jax.random.key(0), ep.BernoulliRBM.init(jax.random.key(0), 40, 30), 3)
     with pytest.raises(ValueError, match="sandwich takes"):
         ep.sandwich(approx, approx)
+
+
+@pytest.mark.parametrize("family", ["bernoulli", "gaussian_bernoulli"])
+def test_fused_rbm_path_weights_equal_the_generic_parameter_path(family):
+    """RBMPath shares x @ W between the weight and p(h | x); its weight increments must equal the
+    generic path's (theta_beta built explicitly, two free energies), also for a base with nonzero
+    hidden biases, and its moves must be exact Gibbs sweeps of theta_beta (checked in
+    distribution by the AIS accuracy tests above)."""
+    from ebm_ppl.partition.paths import ParameterPath, RBMPath, factorized_log_z, make_path
+
+    k = jax.random.split(jax.random.key(5), 4)
+    if family == "bernoulli":
+        target = _rbm(12, 5, scale=0.7, seed=5)
+        base = ep.BernoulliRBM(jnp.zeros((12, 5)), 0.4 * jax.random.normal(k[0], (12,)),
+                               0.5 * jax.random.normal(k[1], (5,)))
+        xs = jax.random.bernoulli(k[2], 0.5, (30, 12)).astype(jnp.float32)
+    else:
+        target = ep.GaussianBernoulliRBM.init(k[0], 12, 5)
+        target = ep.GaussianBernoulliRBM(target.W * 2, target.b + 0.3, target.c - 0.2, target.sigma * 1.5)
+        base = ep.GaussianBernoulliRBM(jnp.zeros((12, 5)), jnp.full(12, 0.1), 0.5 * jax.random.normal(k[1], (5,)),
+                                       target.sigma)
+        xs = jax.random.normal(k[2], (30, 12))
+    fused = make_path(target, base=base, data=None, kernel=None)
+    assert isinstance(fused, RBMPath)
+    generic = ParameterPath(base, target, factorized_log_z(base))
+    for b0, b1 in [(0.0, 0.3), (0.55, 0.6), (0.99, 1.0), (1.0, 0.9)]:  # forward and reverse steps
+        b0, b1 = jnp.float32(b0), jnp.float32(b1)
+        x_f, _, d_f = fused.anneal_step(k[3], xs, b0, b1, fused.init_aux(12))
+        _, _, d_g = ParameterPath.anneal_step(generic, k[3], xs, b0, b1, generic.init_aux(12))
+        np.testing.assert_allclose(d_f, d_g, rtol=1e-4, atol=1e-4)
+        assert x_f.shape == xs.shape and bool(jnp.all(jnp.isfinite(x_f)))
+
+
+def test_a_new_schedule_length_reuses_the_compiled_program(monkeypatch):
+    """Schedules are padded to a power-of-two bucket and the loop length is traced: 100 and 120
+    temperatures share one program (bucket 128); the padding never enters the estimate."""
+    import importlib
+
+    ais_module = importlib.import_module("ebm_ppl.partition.ais")  # ep.partition.ais is the function
+    rbm = _rbm(8, 4, seed=7)
+    ep.ais(jax.random.key(1), rbm, num_chains=20, num_temperatures=100)
+    size = ais_module._forward._cached._cache_size()
+    b = ep.ais(jax.random.key(1), rbm, num_chains=20, num_temperatures=120)
+    assert ais_module._forward._cached._cache_size() == size
+    assert b.log_weight_var.shape == (120,) and b.schedule.shape == (121,)
+    monkeypatch.setattr(ais_module, "MIN_BUCKET", 512)  # the same run padded to 512 instead of 128
+    c = ep.ais(jax.random.key(1), rbm, num_chains=20, num_temperatures=120)
+    np.testing.assert_array_equal(c.log_weights, b.log_weights)
+    np.testing.assert_array_equal(c.log_weight_var, b.log_weight_var)
