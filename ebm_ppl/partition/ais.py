@@ -8,9 +8,17 @@ Jensen, underestimates it in expectation: a stochastic lower bound.
 Reverse AIS runs the same path backwards from samples of the target: for k = K..1 it adds
 ``log f_{k-1}(x) - log f_k(x)`` and then moves x with the transition at beta_{k-1}. Started from
 exact target samples, ``E[w] = Z_0 / Z_K``, so ``log Z_0 - log mean(w)`` overestimates log Z in
-expectation: the other side of the sandwich (the reverse-annealing bound of Burda et al. 2015, in
-the form Upadhya & Sastry 2015 analyse for RBMs). Started from data or long-chain samples the
-bound is only approximate; the estimate says which.
+expectation: the other side of the sandwich (the reverse-annealing bound of Burda et al. 2015).
+Started from data or long-chain samples that bound is only approximate; the estimate says which.
+
+Started from any points x_i, each chain's weight also gives RAISE's per-example estimate (Burda,
+Grosse & Salakhutdinov 2015): the transitions are reversible (the x-marginal of a two-block Gibbs
+sweep is), so ``log f_K(x_i) - log Z_0 + log w_i`` estimates, unbiasedly in Z-space, the
+likelihood of x_i under the annealed model (the law of the forward chain's end point), and its
+mean over held-out data is a conservative estimate of their mean log-likelihood
+(``AISEstimate.start_log_likelihood``). This follows Burda et al.'s derivation in x-space, with
+the hidden units summed out of every f_k; we did not have Upadhya & Sastry's (2015) eq. 10 to
+compare with.
 """
 
 from __future__ import annotations
@@ -124,6 +132,7 @@ def reverse_ais(
             (see :func:`ebm_ppl.partition.exact_samples`), or data / long-chain samples.
         exact: whether ``start`` holds exact target samples; only then is the estimate an
             upper bound in expectation (``bound == "upper"``), else ``"approximate upper"``.
+            Started from held-out data, read ``start_log_likelihood`` (RAISE) instead.
         num_temperatures: K, as in :func:`ais`; ignored when ``schedule`` is given.
         schedule: the inverse temperatures, as in :func:`ais` (run from 1 back to 0).
         base: the beta = 0 model, as in :func:`ais`.
@@ -148,6 +157,7 @@ def reverse_ais(
     log_w, log_w_var = np.asarray(log_w), np.asarray(log_w_var)[: len(betas) - 1]
     log_mean, stderr, ess = summarize_log_weights(log_w)
     warn_if_degenerate(ess, num_chains, "reverse_ais")
+    start_ll = -np.asarray(potential.energy(x0), np.float64) - float(path.base_log_z) + log_w
     return AISEstimate(
         log_z=float(path.base_log_z) - log_mean,
         stderr=stderr,
@@ -158,6 +168,7 @@ def reverse_ais(
         schedule=betas,
         base_log_z=float(path.base_log_z),
         wall_time=time.perf_counter() - t0,
+        start_log_likelihood=start_ll,
     )
 
 

@@ -29,6 +29,13 @@ class AISEstimate:
         schedule: the inverse temperatures used, shape ``(num_temperatures + 1,)``.
         base_log_z: exact log Z of the base distribution.
         wall_time: seconds, compilation included.
+        start_log_likelihood: reverse runs only, ``(num_chains,)``: for each starting point x_i
+            the RAISE estimate (Burda, Grosse & Salakhutdinov 2015) ``-E(x_i) - log Z_base +
+            log w_i`` of log q(x_i), where q is the annealed model (the law of the forward chain
+            after its transitions at beta_1 .. beta_{K-1}). Its exponential is unbiased for
+            q(x_i), so its mean over held-out data is a stochastic lower bound of their mean
+            log-likelihood under q (conservative), and q approaches the model as the schedule
+            grows; unlike ``-E(x) - log_z`` it needs no exact samples.
     """
 
     log_z: float
@@ -40,6 +47,7 @@ class AISEstimate:
     schedule: np.ndarray
     base_log_z: float
     wall_time: float
+    start_log_likelihood: np.ndarray | None = None
 
     @property
     def num_chains(self) -> int:
