@@ -79,7 +79,8 @@ def _load_data(name: str | None, model: ep.Potential, model_file: str) -> _Data 
 
 
 def _reverse_start(key, model: ep.Potential, num: int, data: _Data | None, model_file: str):
-    """``(start, exact, description)``: exact samples where they can be drawn, else training images."""
+    """``(start, exact, description)``: exact samples where they can be drawn, else test images
+    (whose reverse chains also give RAISE's conservative estimate of their log-likelihood)."""
     try:
         return np.asarray(exact_samples(key, model, num)), True, f"{num} exact samples"
     except ValueError as exc:
@@ -90,11 +91,11 @@ def _reverse_start(key, model: ep.Potential, num: int, data: _Data | None, model
     if data is None:
         raise ValueError(
             f"--reverse: {reason} ({model_file}); pass --data digits to start reverse AIS from the "
-            "training images instead (an approximate upper bound)"
+            "test images instead (an approximate upper bound, and a conservative test log-likelihood)"
         )
-    n = len(data.x_train)
+    n = len(data.x_test)
     index = np.asarray(jax.random.choice(key, n, (num,), replace=num > n))
-    return data.x_train[index], False, f"{num} training images ({reason})"
+    return data.x_test[index], False, f"{num} test images ({reason})"
 
 
 def _exact_log_z(model: ep.Potential) -> tuple[float | None, str]:
@@ -170,7 +171,8 @@ def _logz_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reverse", action="store_true",
         help="also run reverse AIS (an upper bound) from exact samples where the model allows them, "
-        "else from the training images of --data",
+        "else from the test images of --data (an approximate upper bound, and RAISE's conservative "
+        "test log-likelihood)",
     )
     parser.add_argument(
         "--data", choices=DATA_SETS, metavar="NAME",
@@ -204,9 +206,9 @@ def _logz(args: argparse.Namespace) -> int:
     uniform / standard-normal one) gives log Z with a delta-method error bar and the weights'
     effective sample size; it underestimates log Z in expectation. With --reverse, reverse AIS
     (ep.reverse_ais) runs the same path back from exact samples (ep.partition.exact_samples;
-    an upper bound in expectation) or, where none can be drawn, from the training images (an
-    approximate one); the two make the sandwich, which with --data also brackets the mean test
-    log-likelihood. The exact log Z (ep.log_partition) is printed where the enumeration is
+    an upper bound in expectation) or, where none can be drawn, from test images (an
+    approximate one, and RAISE's conservative estimate of those images' mean log-likelihood);
+    the two make the sandwich, which with --data also brackets the mean test log-likelihood. The exact log Z (ep.log_partition) is printed where the enumeration is
     feasible. Writes DIR/ais_health.png (log-weight variance along the schedule, histogram of
     the log-weights) and DIR/logz.json.
     """
@@ -245,8 +247,13 @@ def _logz(args: argparse.Namespace) -> int:
 
     mean_test_neg_energy = None if data is None else float(np.mean(-np.asarray(model.energy(data.x_test))))
     print(f"forward AIS:  {forward}")
+    raise_ll = None
     if reverse is not None:
         print(f"reverse AIS:  {reverse}; started from {start_about}")
+        if not exact_start:
+            raise_ll = float(np.mean(reverse.start_log_likelihood))
+            print(f"RAISE:        {raise_ll:.4f} nats per image: mean log-likelihood of the {len(start)} test "
+                  "images the reverse chains started from, a conservative estimate (lower in expectation)")
     if both is not None:
         print(f"sandwich:     {both}"
               + (f" (mean over the {len(data.x_test)} test images, nats)" if data is not None else ""))
@@ -284,7 +291,8 @@ def _logz(args: argparse.Namespace) -> int:
         "data": None if data is None else data.to_dict(),
         "forward": _estimate_dict(forward),
         "reverse": None if reverse is None else {**_estimate_dict(reverse), "start": start_about,
-                                                 "exact_start": exact_start},
+                                                 "exact_start": exact_start,
+                                                 "raise_mean_log_likelihood": raise_ll},
         "sandwich": None if both is None else {
             "log_z_lower": both.log_z_lower, "log_z_upper": both.log_z_upper, "gap": both.gap,
             "mean_test_log_likelihood_lower": both.mean_log_likelihood_lower,

@@ -125,8 +125,12 @@ def test_logz_real_model_reverse_from_scaled_digits(models, tmp_path, capsys):
     code, out, err = _run(capsys, ["logz", models / "gbrbm.ebm", "--chains", 4, "--temperatures", 10,
                                    "--reverse", "--data", "digits", "--out", tmp_path, "--quiet"])
     assert code == 0, err
-    assert "started from 4 training images (there is no exact sampler for gaussian_bernoulli_rbm)" in out
+    assert "started from 4 test images (there is no exact sampler for gaussian_bernoulli_rbm)" in out
+    assert "RAISE:" in out
     results = json.loads((tmp_path / "logz.json").read_text())
+    assert math.isfinite(results["reverse"]["raise_mean_log_likelihood"])
+    assert results["reverse"]["raise_mean_log_likelihood"] == pytest.approx(
+        float(out.split("RAISE:")[1].split()[0]), abs=1e-4)
     assert results["data"]["scaling"] == "scaled to [-1, 1]"
     assert results["reverse"]["bound"] == "approximate upper" and results["reverse"]["exact_start"] is False
     assert results["sandwich"]["log_z_upper"] == results["reverse"]["log_z"]
