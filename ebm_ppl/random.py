@@ -1,10 +1,13 @@
 """PRNG implementations for ebm_ppl's stochastic loops.
 
-Block Gibbs, AIS and CD/PCD spend most of their time on random numbers when the model is small
+Block Gibbs, AIS and CD/PCD spend much of their time on random numbers when the model is small
 (a 64x20 RBM sweep of 100 chains needs 8,400 uniforms and about 0.5 MFLOP). On CPU, JAX's
 Philox-4x32-10 (Salmon et al. 2011, the generator behind cuRAND and numpy's ``Philox``; 64-bit key,
-passes BigCrush) runs such a sweep about 1.3x faster than JAX's default threefry2x32
-(``benchmarks/gibbs_sweeps.py``). So:
+passes BigCrush) makes large batches of numbers about twice as fast as JAX's default
+threefry2x32; measured here (2 cores): ``ep.sample``'s per-chain block-Gibbs sweep of a 64x20 RBM
+about 1.3x faster (``benchmarks/gibbs_sweeps.py``), AIS about 1.2x faster on a 784x500 RBM and
+even to 1.25x on a 64x20 one (it draws a block of temperatures' numbers per call), PCD-1
+training about even. So:
 
 * ``ebm_ppl.ais`` and ``ebm_ppl.fit`` re-key the caller's key into :data:`DEFAULT_IMPL` first
   (``prng_impl=None`` keeps the key's own implementation). The mapping is deterministic and

@@ -43,6 +43,7 @@ __all__ = ["ais", "reverse_ais"]
 
 MIN_CHAINS = 2
 MIN_BUCKET = 16  # schedules are padded to a power of two >= this: one compiled program per bucket
+CHUNK = 16  # temperatures per block of random numbers; divides every bucket
 
 
 def ais(
@@ -219,15 +220,30 @@ def _anneal(path, key: PRNGKeyArray, x0: Array, betas: Array, num_steps, progres
 
 def _anneal_loop(path, key, x0, betas, num_steps, progress, desc):
     """Run every chain along ``betas[:num_steps + 1]``; return the log-weights ``(N,)`` and their
-    variance after each temperature (``betas.shape[0] - 1``, valid up to ``num_steps``)."""
+    variance after each temperature (``betas.shape[0] - 1``, valid up to ``num_steps``).
+
+    Temperatures run in blocks of ``CHUNK``: each block's random numbers are drawn in one call
+    (``path.draws`` vmapped over the block), which on CPU generates them about twice as fast as
+    many small calls inside the loop; steps past ``num_steps`` in the last block are no-ops."""
     dim = math.prod(x0.shape[1:])
 
-    def body(k, carry):
-        x, log_w, aux, var = carry
-        x, aux, delta = path.anneal_step(jax.random.fold_in(key, k), x, betas[k], betas[k + 1], aux)
-        log_w = log_w + delta
-        return x, log_w, aux, var.at[k].set(jnp.var(log_w))
+    def block(c, carry):
+        keys = jax.random.split(jax.random.fold_in(key, c), CHUNK)
+        draws = jax.vmap(lambda k: path.draws(k, x0))(keys)
+
+        def step(carry, inputs):
+            j, d = inputs
+            k = c * CHUNK + j
+            x, log_w, aux, var = carry
+            x_new, aux_new, delta = path.anneal_step(d, x, betas[k], betas[k + 1], aux)
+            live = k < num_steps
+            x, aux = jax.tree.map(lambda new, old: jnp.where(live, new, old), (x_new, aux_new), (x, aux))
+            log_w = jnp.where(live, log_w + delta, log_w)
+            return (x, log_w, aux, var.at[k].set(jnp.var(log_w))), None
+
+        return jax.lax.scan(step, carry, (jnp.arange(CHUNK), draws))[0]
 
     init = (x0, jnp.zeros(x0.shape[0], x0.dtype), path.init_aux(dim), jnp.zeros(betas.shape[0] - 1, x0.dtype))
-    _, log_w, _, var = progress_fori_loop(num_steps, body, init, enabled=progress, desc=desc)
+    num_blocks = (num_steps + CHUNK - 1) // CHUNK
+    _, log_w, _, var = progress_fori_loop(num_blocks, block, init, enabled=progress, desc=desc)
     return log_w, var

@@ -39,14 +39,19 @@ class AnnealingPath(eqx.Module):
 
     Subclasses define ``log_f(beta, x)`` for one x, ``transition(key, xs, beta, aux) -> (xs, aux,
     mean acceptance)`` leaving ``f_beta`` invariant for every chain, ``init_aux``, ``sample_base``
-    and ``base_log_z``; :meth:`anneal_step` is what AIS runs at each temperature.
+    and ``base_log_z``; :meth:`anneal_step` is what AIS runs at each temperature, fed by
+    :meth:`draws` (AIS draws those for a block of temperatures at once).
     """
 
-    def anneal_step(self, key: PRNGKeyArray, xs: Array, beta_from: Array, beta_to: Array, aux):
+    def draws(self, key: PRNGKeyArray, xs: Array):
+        """The randomness one :meth:`anneal_step` consumes for chains ``xs``; here the key itself."""
+        return key
+
+    def anneal_step(self, draws, xs: Array, beta_from: Array, beta_to: Array, aux):
         """Weight, then move: ``(xs', aux', log f_to(xs) - log f_from(xs))`` for ``xs: (N, *event)``."""
         log_f = jax.vmap(self.log_f, in_axes=(None, 0))
         delta = log_f(beta_to, xs) - log_f(beta_from, xs)
-        xs, aux, _ = self.transition(key, xs, beta_to, aux)
+        xs, aux, _ = self.transition(draws, xs, beta_to, aux)
         return xs, aux, delta
 
 
@@ -109,13 +114,25 @@ class RBMPath(ParameterPath):
     ``p_beta(h | x)`` uses the same pre-activation. One step computes ``a(x)`` once (one matmul)
     for both log f terms of the weight and for ``h ~ p_beta(h | x)``, then ``x ~ p_beta(x | h)``
     from ``beta (h W^T)`` (the second matmul). The generic path computes ``theta_beta`` and runs
-    four matmuls; the two agree to float rounding (tested).
+    four matmuls; the two agree to float rounding (tested). The step's random numbers (uniforms
+    for h, uniforms or normals for x) come from :meth:`draws`, so AIS can draw them for many
+    temperatures in one large, fast call.
     """
 
-    def anneal_step(self, key: PRNGKeyArray, xs: Array, beta_from: Array, beta_to: Array, aux):
+    def draws(self, key: PRNGKeyArray, xs: Array):
+        """``(u_h, noise_x)``: uniforms ``(N, M)`` for h, and ``(N, D)`` uniforms (Bernoulli) or
+        standard normals (Gaussian) for x."""
+        n, m = xs.shape[0], self.target.c.shape[0]
+        key_h, key_x = jax.random.split(key)
+        u_h = jax.random.uniform(key_h, (n, m), xs.dtype)
+        if isinstance(self.target, GaussianBernoulliRBM):
+            return u_h, jax.random.normal(key_x, xs.shape, xs.dtype)
+        return u_h, jax.random.uniform(key_x, xs.shape, xs.dtype)
+
+    def anneal_step(self, draws, xs: Array, beta_from: Array, beta_to: Array, aux):
         target, base = self.target, self.base
         gaussian = isinstance(target, GaussianBernoulliRBM)
-        n, m = xs.shape[0], target.c.shape[0]
+        u_h, noise_x = draws
         a = target.hidden_logits(xs)  # (N, M): the matmul shared by the weight and p(h | x)
         pre_to = (1 - beta_to) * base.c + beta_to * a
         pre_from = (1 - beta_from) * base.c + beta_from * a
@@ -127,14 +144,12 @@ class RBMPath(ParameterPath):
         else:
             visible = xs @ (b_to - b_from)
         delta = visible + jnp.sum(jax.nn.softplus(pre_to) - jax.nn.softplus(pre_from), axis=-1)
-        key_h, key_x = jax.random.split(key)
-        h = (jax.random.uniform(key_h, (n, m), xs.dtype) < jax.nn.sigmoid(pre_to)).astype(xs.dtype)
+        h = (u_h < jax.nn.sigmoid(pre_to)).astype(xs.dtype)
         wh = beta_to * (h @ target.W.T)  # (N, D)
         if gaussian:
-            mean = b_to + target.sigma * wh
-            xs = mean + target.sigma * jax.random.normal(key_x, xs.shape, xs.dtype)
+            xs = b_to + target.sigma * wh + target.sigma * noise_x
         else:
-            xs = (jax.random.uniform(key_x, xs.shape, xs.dtype) < jax.nn.sigmoid(b_to + wh)).astype(xs.dtype)
+            xs = (noise_x < jax.nn.sigmoid(b_to + wh)).astype(xs.dtype)
         return xs, aux, delta
 
 
