@@ -4,16 +4,27 @@ Bernoulli RBM, 64 visible x 20 hidden, on the binarized digits train split (1000
 100, learning rate 0.05, E epochs (10 updates each), 100 persistent chains:
 
 * ``ep``      ``ep.fit(ep.BernoulliRBM.init(key(seed), 64, 20, scale=0.01), x_train,
-              ep.training.pcd(k=1, num_chains=100), key=key(seed + 1), optimizer=optax.sgd(0.05),
-              epochs=E, batch_size=100, metrics=stamp)`` where ``stamp`` only records the time (fit
-              calls it after every epoch): warm epoch time = median gap between successive stamps
-              (the whole fit loop: compiled epoch, health checks, bookkeeping); compile = first
-              gap - epoch (every ``fit`` call compiles its epoch afresh). With ``--with-metrics`` (first round)
-              it also times an E-epoch call with the default per-epoch metrics (reconstruction
-              error, pseudo-LL and the exact train log-likelihood, a 2^20-term log Z, every epoch).
+              ep.training.pcd(k=1, num_chains=100), key=key(seed + 1), optimizer=opt,
+              epochs=E, batch_size=100, metrics=False)`` (no per-epoch metrics: the E epochs run
+              fused in one compiled call), with one ``opt = optax.sgd(0.05)`` object per process:
+
+              - ``first call``: the first ``fit`` in the process (after importing ebm_ppl and
+                loading the data), compile included;
+              - ``cached call``: the same call again with a fresh ``pcd(...)`` (equal settings)
+                and the same optimizer object: nothing compiles (median of 5);
+              - ``epoch``: the warm epoch inside a call, (cached call of 2E epochs - cached call of
+                E epochs) / E (median of 5 pairs);
+              - ``compiled``: the compiled epoch loop alone (``ebm_ppl.training.fit._run_epochs``
+                called directly on the same state), per update; the rest of a call is Python;
+              - ``unfused epoch``: median gap between successive calls of a ``metrics`` callback
+                that only records the time, which makes ``fit`` run one epoch per compiled call;
+              - with ``--with-metrics`` (first round): an E-epoch call with the default per-epoch
+                metrics (reconstruction error, pseudo-LL, exact train log-likelihood: one 2^20-term
+                log Z per epoch), after a 1-epoch call that compiled them, per epoch.
 * ``sklearn`` ``BernoulliRBM(n_components=20, learning_rate=0.05, batch_size=100, n_iter=E,
-              random_state=seed).fit(x_train)``, per epoch = total / E; timed with OpenBLAS at its
-              default thread count and limited to 1 thread (the faster is the comparison).
+              random_state=seed).fit(x_train)``: the whole call and per epoch = total / E; timed
+              with OpenBLAS at its default thread count and limited to 1 thread (the faster is the
+              comparison).
 
 Both models are then scored by the exact mean test log-likelihood (447 test digits), with log Z
 from ``ep.log_partition`` (scikit-learn's model rebuilt as ``ep.BernoulliRBM(components_.T,
@@ -49,42 +60,65 @@ def test_ll(W, b, c) -> float:
 
 
 def measure_ep(epochs: int, seed: int, with_metrics: bool) -> dict:
+    import importlib
+
+    import equinox as eqx
     import jax
+    import numpy as np
     import optax
 
     import ebm_ppl as ep
 
+    fit_module = importlib.import_module("ebm_ppl.training.fit")
     x = ep.data.digits(binarize=True).x_train
+    opt = optax.sgd(0.05)
 
-    def run(E, metrics="stamp"):
-        stamps = []
-
-        def stamp(model, data, key, prefix):  # called by fit after every epoch: timestamps only
-            stamps.append(time.perf_counter())
-            return {}
-
+    def run(E, **kw):
         rbm = ep.BernoulliRBM.init(jax.random.key(seed), 64, 20, scale=0.01)
-        kw = {"metrics": stamp} if metrics == "stamp" else {}
         t = time.perf_counter()
-        model, _ = ep.fit(rbm, x, ep.training.pcd(k=1, num_chains=100), key=jax.random.key(seed + 1),
-                          optimizer=optax.sgd(0.05), epochs=E, batch_size=100, **kw)
+        model, history = ep.fit(rbm, x, ep.training.pcd(k=1, num_chains=100), key=jax.random.key(seed + 1),
+                                optimizer=opt, epochs=E, batch_size=100, **{"metrics": False, **kw})
         jax.block_until_ready(model.W)
-        if not stamps:
-            return time.perf_counter() - t, model, []
-        return time.perf_counter() - t, model, [stamps[0] - t] + [b - a for a, b in itertools.pairwise(stamps)]
+        return time.perf_counter() - t, model, history
 
-    run(2)  # warm the JAX runtime (the first compile in a process is slower)
-    total, model, gaps = run(epochs)
-    epoch = statistics.median(gaps[1:])  # warm epochs: time between successive end-of-epoch callbacks
-    out = {"peer": "ep", "epoch_s": epoch, "compile_s": max(0.0, gaps[0] - epoch), "call_s": total,
-           "call_minus_compile_per_epoch_s": (total - max(0.0, gaps[0] - epoch)) / epochs,
-           "test_ll": test_ll(model.W, model.b, model.c),
-           "threads": drv.xla_threads()}
+    first, model, _ = run(epochs)
+    cached = [run(epochs)[0] for _ in range(5)]
+    double = [run(2 * epochs)[0] for _ in range(5)]  # same compiled program (MAX_FUSED_EPOCHS >= 2E)
+    epoch = statistics.median((d - c) / epochs for c, d in zip(cached, double))
+
+    # the compiled loop alone, on the state fit starts from
+    rbm = ep.BernoulliRBM.init(jax.random.key(seed), 64, 20, scale=0.01)
+    params, static = eqx.partition(rbm, eqx.is_inexact_array)
+    guarded, mask = fit_module._guarded(opt), fit_module._freeze_mask(params, ())
+    est = ep.training.pcd(k=1, num_chains=100)
+    state, key_loop = fit_module._init_state(params, static, est, guarded, (x,), jax.random.key(seed + 1),
+                                             ep.random.DEFAULT_IMPL)
+    carry = (state.params, state.opt_state, state.estimator_state)
+    plan = np.array([0, epochs, 0, 4], np.int32)
+    compiled = []
+    for _ in range(5):
+        t = time.perf_counter()
+        jax.block_until_ready(fit_module._run_epochs(static, est, guarded, mask, 100, fit_module.MAX_FUSED_EPOCHS,
+                                                     carry, (x,), key_loop, plan))
+        compiled.append(time.perf_counter() - t)
+    compiled_call = statistics.median(compiled)
+
+    stamps = []
+
+    def stamp(model, data, key, prefix):  # fit calls it after every epoch: timestamps only
+        stamps.append(time.perf_counter())
+        return {}
+
+    run(2, metrics=stamp)
+    stamps.clear()
+    run(epochs, metrics=stamp)
+    unfused = statistics.median(b - a for a, b in itertools.pairwise(stamps))
+    out = {"peer": "ep", "epoch_s": epoch, "first_call_s": first, "cached_call_s": statistics.median(cached),
+           "compiled_call_s": compiled_call, "compiled_update_s": compiled_call / (epochs * 10),
+           "unfused_epoch_s": unfused, "test_ll": test_ll(model.W, model.b, model.c), "threads": drv.xla_threads()}
     if with_metrics:
-        t1, _, _ = run(1)
-        tm, _, _ = run(epochs, metrics=None)
-        out["call_with_metrics_s"] = tm
-        out["epoch_with_metrics_s"] = (tm - t1) / (epochs - 1)  # approx: metric compiles counted in
+        run(1, metrics=None)  # compiles the metrics
+        out["epoch_with_metrics_s"] = run(epochs, metrics=None)[0] / epochs
     return out
 
 
@@ -105,9 +139,10 @@ def measure_sklearn(epochs: int, seed: int) -> dict:
             m = BernoulliRBM(n_components=20, learning_rate=0.05, batch_size=100, n_iter=epochs, random_state=seed)
             t = time.perf_counter()
             m.fit(x)
-            times[name] = (time.perf_counter() - t) / epochs
+            times[name] = time.perf_counter() - t
         time.sleep(0.1)
-    return {"peer": "sklearn", "epoch_s": min(times.values()), "epoch_s_by_threads": times,
+    return {"peer": "sklearn", "call_s": min(times.values()), "epoch_s": min(times.values()) / epochs,
+            "epoch_s_by_threads": {k: v / epochs for k, v in times.items()},
             "test_ll": test_ll(m.components_.T, m.intercept_visible_, m.intercept_hidden_),
             "threads": "OpenBLAS default threads and 1 thread"}
 
@@ -122,26 +157,39 @@ def drive(a) -> dict:
             extra = ["--with-metrics"] if (p == "ep" and r == 0) else []
             res = drv.run_peer(__file__, ["--only", p, "--epochs", str(a.epochs), "--seed", str(r)] + extra)
             runs[p].append(res)
-            print(f"  round {r + 1} {p:8s} epoch {res['epoch_s'] * 1e3:.2f} ms  test LL {res['test_ll']:.3f}", flush=True)
+            call = res.get("cached_call_s", res.get("call_s"))
+            print(f"  round {r + 1} {p:8s} epoch {res['epoch_s'] * 1e3:.3f} ms  call {call * 1e3:.1f} ms  "
+                  f"test LL {res['test_ll']:.3f}", flush=True)
     S = {"date": drv.today(), "epochs": a.epochs, "rounds": rounds, "load_start": load0,
          "load_end": drv.load(), "runs": runs}
     for p, rs in runs.items():
         S[p] = {"epoch_s": statistics.median(x["epoch_s"] for x in rs),
                 "test_ll": statistics.mean(x["test_ll"] for x in rs),
                 "test_ll_all": [x["test_ll"] for x in rs]}
-    S["ep"]["compile_s"] = statistics.median(x["compile_s"] for x in runs["ep"])
-    S["ep"]["epoch_with_metrics_s"] = runs["ep"][0].get("epoch_with_metrics_s")
-    S["sklearn"]["by_threads"] = {k: statistics.median(x["epoch_s_by_threads"][k] for x in runs["sklearn"])
+    e, s_ = runs["ep"], runs["sklearn"]
+    for k in ("first_call_s", "cached_call_s", "compiled_call_s", "compiled_update_s", "unfused_epoch_s"):
+        S["ep"][k] = statistics.median(x[k] for x in e)
+    S["ep"]["epoch_with_metrics_s"] = e[0].get("epoch_with_metrics_s")
+    S["sklearn"]["call_s"] = statistics.median(x["call_s"] for x in s_)
+    S["sklearn"]["by_threads"] = {k: statistics.median(x["epoch_s_by_threads"][k] for x in s_)
                                   for k in ("default", "1thread")}
-    S["ratio"] = drv.median_ratio((e["epoch_s"], s["epoch_s"]) for e, s in zip(runs["ep"], runs["sklearn"]))
-    print(f"\n# results {S['date']}, load {load0:.2f} -> {S['load_end']:.2f}; {rounds} round(s); E={a.epochs}")
-    print(f"ebm_ppl ep.fit   epoch {S['ep']['epoch_s'] * 1e3:8.2f} ms (compile per fit call {S['ep']['compile_s']:.2f} s; "
-          f"with default metrics ~{(S['ep']['epoch_with_metrics_s'] or float('nan')) * 1e3:.1f} ms)  "
-          f"test LL {S['ep']['test_ll']:.3f} {[round(v, 3) for v in S['ep']['test_ll_all']]}")
-    print(f"sklearn .fit     epoch {S['sklearn']['epoch_s'] * 1e3:8.2f} ms (default threads "
-          f"{S['sklearn']['by_threads']['default'] * 1e3:.2f}, 1 thread {S['sklearn']['by_threads']['1thread'] * 1e3:.2f})  "
-          f"test LL {S['sklearn']['test_ll']:.3f} {[round(v, 3) for v in S['sklearn']['test_ll_all']]}")
-    print(f"epoch-time ratio ebm_ppl/sklearn (median per round) {S['ratio']:.3f} (target <= 0.25)")
+    S["ratio_epoch"] = drv.median_ratio((x["epoch_s"], y["epoch_s"]) for x, y in zip(e, s_))
+    S["ratio_cached_call"] = drv.median_ratio((x["cached_call_s"], y["call_s"]) for x, y in zip(e, s_))
+    S["ratio_first_call"] = drv.median_ratio((x["first_call_s"], y["call_s"]) for x, y in zip(e, s_))
+    E = a.epochs
+    ep_, sk = S["ep"], S["sklearn"]
+    print(f"\n# results {S['date']}, load {load0:.2f} -> {S['load_end']:.2f}; {rounds} round(s); E={E}")
+    print(f"ebm_ppl epoch inside a fused call {ep_['epoch_s'] * 1e3:7.3f} ms (compiled loop alone "
+          f"{ep_['compiled_call_s'] / E * 1e3:.3f} ms, {ep_['compiled_update_s'] * 1e6:.1f} us per update; "
+          f"one epoch per call {ep_['unfused_epoch_s'] * 1e3:.3f} ms; with default metrics "
+          f"~{(ep_['epoch_with_metrics_s'] or float('nan')) * 1e3:.1f} ms)")
+    print(f"ebm_ppl {E}-epoch fit call: first in process {ep_['first_call_s']:.3f} s, cached "
+          f"{ep_['cached_call_s'] * 1e3:.1f} ms  test LL {ep_['test_ll']:.3f} {[round(v, 3) for v in ep_['test_ll_all']]}")
+    print(f"sklearn .fit: call {sk['call_s'] * 1e3:.1f} ms, epoch {sk['epoch_s'] * 1e3:.3f} ms (default threads "
+          f"{sk['by_threads']['default'] * 1e3:.3f}, 1 thread {sk['by_threads']['1thread'] * 1e3:.3f})  "
+          f"test LL {sk['test_ll']:.3f} {[round(v, 3) for v in sk['test_ll_all']]}")
+    print(f"ratios ebm_ppl/sklearn (median per round): epoch {S['ratio_epoch']:.3f} (target <= 0.25), "
+          f"cached call {S['ratio_cached_call']:.3f}, first call {S['ratio_first_call']:.1f}")
     return S
 
 

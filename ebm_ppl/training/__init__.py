@@ -1,13 +1,29 @@
 """Training energies: gradient estimators (CD-k, persistent CD) and the ``fit`` loop."""
 
-from ebm_ppl.training.estimators import CDState, GradientEstimator, PCDState, cd, gibbs_sweeps, pcd
+from ebm_ppl.training.estimators import (
+    CDEstimator,
+    CDState,
+    GradientEstimator,
+    PCDEstimator,
+    PCDState,
+    cd,
+    gibbs_sweeps,
+    pcd,
+)
 from ebm_ppl.training.fit import History, TrainingDiverged, fit
 from ebm_ppl.training.jem import JEMEstimator, JEMState, jem, jem_loss, jem_metrics, langevin_samples
-from ebm_ppl.training.metrics import boltzmann_metrics, pseudo_log_likelihood, reconstruction_error
+from ebm_ppl.training.metrics import (
+    boltzmann_metrics,
+    boltzmann_metrics_sets,
+    pseudo_log_likelihood,
+    reconstruction_error,
+)
 
 __all__ = [
     "GradientEstimator",
+    "CDEstimator",
     "CDState",
+    "PCDEstimator",
     "PCDState",
     "cd",
     "pcd",
@@ -17,6 +33,7 @@ __all__ = [
     "History",
     "TrainingDiverged",
     "boltzmann_metrics",
+    "boltzmann_metrics_sets",
     "pseudo_log_likelihood",
     "reconstruction_error",
 ]

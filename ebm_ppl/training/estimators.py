@@ -31,15 +31,20 @@ from ebm_ppl.kernels.block_gibbs import has_conditionals
 from ebm_ppl.kernels.site_gibbs import SiteGibbsState
 from ebm_ppl.kernels.site_gibbs import build_kernel as site_gibbs_kernel
 from ebm_ppl.potentials.base import Potential, Support
+from ebm_ppl.potentials.bernoulli_rbm import BernoulliRBM
 
-__all__ = ["GradientEstimator", "CDState", "PCDState", "cd", "pcd", "gibbs_sweeps"]
+__all__ = ["GradientEstimator", "CDEstimator", "PCDEstimator", "CDState", "PCDState", "cd", "pcd", "gibbs_sweeps"]
 
 
 class GradientEstimator(NamedTuple):
     """``init(key, model, data) -> state``; ``update(model, batch, state) -> (grads, state, metrics)``.
 
     ``batch`` is a tuple of arrays (``(x,)`` for unsupervised models, ``(x, y)`` for JEM);
-    ``metrics`` is a dict of scalars averaged over an epoch by :func:`ebm_ppl.fit`.
+    ``metrics`` is a dict of scalars averaged over an epoch by :func:`ebm_ppl.fit`. Both functions
+    are traced (:func:`ebm_ppl.fit` compiles them). Any object with these two methods is an
+    estimator; :func:`cd` and :func:`pcd` return Equinox modules with static settings, so two
+    estimators of equal settings are equal and share ``fit``'s compiled code, whereas this tuple
+    compares its functions by identity.
     """
 
     init: Callable[..., Any]
@@ -88,53 +93,100 @@ def _free_energy_gap(model: Potential, x_data: Array, x_model: Array) -> Array:
 
 
 def _grads_and_metrics(model, x_data, x_model):
+    if type(model) is BernoulliRBM:  # exactly this family: its gradient in closed form
+        return _bernoulli_rbm_grads(model, x_data, x_model)
     gap, grads = eqx.filter_value_and_grad(_free_energy_gap)(model, x_data, x_model)
     return grads, {"free_energy_gap": gap}
 
 
-def cd(k: int = 1) -> GradientEstimator:
-    """CD-k: negatives from ``k`` Gibbs sweeps started at the batch (Hinton 2002)."""
-    k = _positive_int(k, "k")
+def _bernoulli_rbm_grads(rbm: BernoulliRBM, x_data: Array, x_model: Array):
+    """The gradient of ``mean F(x_data) - mean F(x_model)`` for ``F(x) = -b.x - sum softplus(c + xW)``
+    in closed form (Hinton 2002's CD update): with ``p(x) = sigmoid(c + xW)``, ``grad_W = -mean x^T
+    p(x)``, ``grad_b = -mean x``, ``grad_c = -mean p(x)`` over the data minus the same over the
+    samples. Equal to autodiff to rounding and cheaper on CPU: autodiff of ``softplus`` costs two
+    exponentials and a ``log1p`` per hidden unit, the closed form one sigmoid (a 64x20 PCD-1
+    update of ``ebm_ppl.fit`` took about a fifth less time). The reported gap reuses it: ``softplus(a) = max(a, 0) - log(p if a > 0 else 1 - p)``
+    (one log per unit instead of an exponential and a log1p; absolute error about 1e-7 per unit
+    in float32)."""
 
-    def init(key: PRNGKeyArray, model: Potential, data: Any = None) -> CDState:
+    def stats(x):
+        logits = rbm.hidden_logits(x)
+        p = jax.nn.sigmoid(logits)
+        softplus = jnp.maximum(logits, 0) - jnp.log(jnp.where(logits > 0, p, 1 - p))  # from p: one log
+        mean_x = jnp.mean(x, axis=0)
+        free_energy = -(mean_x @ rbm.b) - jnp.sum(softplus) / x.shape[0]
+        return (x.T @ p) / x.shape[0], mean_x, jnp.mean(p, axis=0), free_energy
+
+    w_d, b_d, c_d, f_d = stats(x_data)
+    w_m, b_m, c_m, f_m = stats(jax.lax.stop_gradient(x_model))
+    grads = eqx.tree_at(lambda m: (m.W, m.b, m.c), rbm, (w_m - w_d, b_m - b_d, c_m - c_d))
+    return grads, {"free_energy_gap": f_d - f_m}
+
+
+class CDEstimator(eqx.Module):
+    """CD-k as a value: an Equinox module whose only field, ``k``, is static, so equal settings
+    compare and hash equal and :func:`ebm_ppl.fit` reuses its compiled epoch across calls."""
+
+    k: int = eqx.field(static=True)
+
+    def __check_init__(self):
+        _positive_int(self.k, "k")
+
+    def init(self, key: PRNGKeyArray, model: Potential, data: Any = None) -> CDState:
+        """The state: the sampler's key."""
         return CDState(key)
 
-    def update(model: Potential, batch: tuple[Array, ...], state: CDState):
+    def update(self, model: Potential, batch: tuple[Array, ...], state: CDState):
+        """Gradients of the batch ``(x (B, *event), ...)``: negatives from ``k`` sweeps started at x."""
         key, sub = jax.random.split(state.key)
         x = batch[0]
-        negatives = gibbs_sweeps(sub, model, x, k)
+        negatives = gibbs_sweeps(sub, model, x, self.k)
         grads, metrics = _grads_and_metrics(model, x, negatives)
         return grads, CDState(key), metrics
 
-    return GradientEstimator(init, update)
 
+class PCDEstimator(eqx.Module):
+    """Persistent CD-k as a value (static ``k`` and ``num_chains``; see :class:`CDEstimator`)."""
 
-def pcd(k: int = 1, num_chains: int = 100) -> GradientEstimator:
-    """Persistent CD-k: ``num_chains`` chains kept in the state and advanced ``k`` sweeps per
-    update (Tieleman 2008). Chains start at random rows of the training data when given, else at
-    fair coin flips (binary) or standard normals (real)."""
-    k = _positive_int(k, "k")
-    num_chains = _positive_int(num_chains, "num_chains")
+    k: int = eqx.field(static=True)
+    num_chains: int = eqx.field(static=True)
 
-    def init(key: PRNGKeyArray, model: Potential, data: Array | None = None) -> PCDState:
+    def __check_init__(self):
+        _positive_int(self.k, "k")
+        _positive_int(self.num_chains, "num_chains")
+
+    def init(self, key: PRNGKeyArray, model: Potential, data: Array | tuple[Array, ...] | None = None) -> PCDState:
+        """The state: a key and ``num_chains`` chains ``(num_chains, *event)``, started at random
+        rows of ``data`` when given, else at fair coin flips (binary) or standard normals (real)."""
         key, sub = jax.random.split(key)
-        shape = (num_chains, *model.event_shape)
+        shape = (self.num_chains, *model.event_shape)
         if data is not None:
             x = jnp.asarray(data[0] if isinstance(data, tuple) else data)
-            chains = x[jax.random.randint(sub, (num_chains,), 0, x.shape[0])]
+            chains = x[jax.random.randint(sub, (self.num_chains,), 0, x.shape[0])]
         elif model.support == Support.BINARY:
             chains = jax.random.bernoulli(sub, 0.5, shape).astype(jnp.result_type(float))
         else:
             chains = jax.random.normal(sub, shape)
         return PCDState(key, chains)
 
-    def update(model: Potential, batch: tuple[Array, ...], state: PCDState):
+    def update(self, model: Potential, batch: tuple[Array, ...], state: PCDState):
+        """Gradients of the batch ``(x (B, *event), ...)``: negatives are the chains after ``k`` more sweeps."""
         key, sub = jax.random.split(state.key)
-        chains = gibbs_sweeps(sub, model, state.chains, k)
+        chains = gibbs_sweeps(sub, model, state.chains, self.k)
         grads, metrics = _grads_and_metrics(model, batch[0], chains)
         return grads, PCDState(key, chains), metrics
 
-    return GradientEstimator(init, update)
+
+def cd(k: int = 1) -> CDEstimator:
+    """CD-k: negatives from ``k`` Gibbs sweeps started at the batch (Hinton 2002)."""
+    return CDEstimator(_positive_int(k, "k"))
+
+
+def pcd(k: int = 1, num_chains: int = 100) -> PCDEstimator:
+    """Persistent CD-k: ``num_chains`` chains kept in the state and advanced ``k`` sweeps per
+    update (Tieleman 2008). Chains start at random rows of the training data when given, else at
+    fair coin flips (binary) or standard normals (real)."""
+    return PCDEstimator(_positive_int(k, "k"), _positive_int(num_chains, "num_chains"))
 
 
 def _positive_int(value, name: str) -> int:

@@ -10,7 +10,7 @@ from jaxtyping import Array, PRNGKeyArray
 from ebm_ppl.kernels.block_gibbs import has_conditionals
 from ebm_ppl.potentials.base import Potential, Support
 
-__all__ = ["boltzmann_metrics", "reconstruction_error", "pseudo_log_likelihood", "EXACT_LL_MAX_TERMS"]
+__all__ = ["boltzmann_metrics", "boltzmann_metrics_sets", "reconstruction_error", "pseudo_log_likelihood", "EXACT_LL_MAX_TERMS"]
 
 #: fit() reports the exact log-likelihood each epoch while log Z needs at most this many terms.
 EXACT_LL_MAX_TERMS = 2**20
@@ -41,19 +41,36 @@ def pseudo_log_likelihood(model: Potential, x: Array, key: PRNGKeyArray) -> Arra
 
 
 def boltzmann_metrics(model: Potential, data: tuple[Array, ...], key: PRNGKeyArray, prefix: str) -> dict[str, float]:
-    """Reconstruction error and pseudo-LL (binary) of ``data``, and the exact mean log-likelihood
-    when log Z enumerates in at most :data:`EXACT_LL_MAX_TERMS` terms."""
-    x = data[0]
+    """Reconstruction error and pseudo-LL (binary) of ``data`` ``(x (N, *event), ...)``, and the
+    exact mean log-likelihood when log Z enumerates in at most :data:`EXACT_LL_MAX_TERMS` terms;
+    keys start with ``prefix``."""
+    return boltzmann_metrics_sets(model, {prefix: data}, key)
+
+
+def boltzmann_metrics_sets(model: Potential, sets: dict[str, tuple[Array, ...]], key: PRNGKeyArray) -> dict[str, float]:
+    """:func:`boltzmann_metrics` of several data sets (``{prefix: data}``, e.g. ``{"train_": ...,
+    "val_": ...}``) in one compiled call with one log Z, shared by all sets; every set uses ``key``.
+    This is what :func:`ebm_ppl.fit` runs after an epoch by default: for a 64x20 RBM the 2^20-term
+    log Z is most of the cost, so train and validation together cost one enumeration, not two."""
+    xs = {prefix: jnp.asarray(data[0]) for prefix, data in sets.items()}
+    return {k: float(v) for k, v in jax.device_get(_boltzmann_values(model, xs, key)).items()}
+
+
+@eqx.filter_jit
+def _boltzmann_values(model: Potential, xs: dict[str, Array], key: PRNGKeyArray) -> dict[str, Array]:
     k1, k2 = jax.random.split(key)
-    out = {}
-    if has_conditionals(model):
-        out[f"{prefix}reconstruction_error"] = float(reconstruction_error(model, x, k1))
-    if model.support == Support.BINARY:
-        out[f"{prefix}pseudo_log_likelihood"] = float(pseudo_log_likelihood(model, x, k2))
+    log_z = None
     if hasattr(model, "log_partition"):
-        try:  # the size check comes first, so a too-large model costs nothing here
+        try:  # the size check is static: it raises while tracing, before any enumeration
             log_z = model.log_partition(max_terms=EXACT_LL_MAX_TERMS)
         except ValueError:
-            return out
-        out[f"{prefix}log_likelihood"] = float(jnp.mean(-jax.vmap(model._energy)(x)) - log_z)
+            pass
+    out = {}
+    for prefix, x in xs.items():
+        if has_conditionals(model):
+            out[f"{prefix}reconstruction_error"] = reconstruction_error(model, x, k1)
+        if model.support == Support.BINARY:
+            out[f"{prefix}pseudo_log_likelihood"] = pseudo_log_likelihood(model, x, k2)
+        if log_z is not None:
+            out[f"{prefix}log_likelihood"] = jnp.mean(-jax.vmap(model._energy)(x)) - log_z
     return out

@@ -1,0 +1,194 @@
+"""ep.fit's compiled epoch loop: fused epochs, the compile cache, the divergence guard inside a
+fused call, eval_every, the PRNG implementation, and the shared-log-Z default metrics."""
+
+import importlib
+import json
+import logging
+import zipfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import ebm_ppl as ep
+
+fit_module = importlib.import_module("ebm_ppl.training.fit")
+
+
+@pytest.fixture(scope="module")
+def x():
+    return ep.data.digits(binarize=True).x_train[:300]
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Counts the compiled calls (each runs one group of epochs) that ep.fit makes."""
+    counter = {"n": 0}
+    inner = fit_module._run_epochs
+
+    def counting(*args):
+        counter["n"] += 1
+        return inner(*args)
+
+    monkeypatch.setattr(fit_module, "_run_epochs", counting)
+    return counter
+
+
+OPT = optax.sgd(0.05, momentum=0.5)  # one object for the whole module: its compiled loop is shared
+
+
+def _run(x, tmp_path=None, estimator=None, epochs=6, **kwargs):
+    model0 = ep.BernoulliRBM.init(jax.random.key(0), 64, 8, scale=0.1)
+    return ep.fit(model0, x, estimator or ep.training.pcd(k=1, num_chains=50), key=jax.random.key(4), epochs=epochs,
+                  batch_size=50, optimizer=OPT, metrics=False,
+                  checkpoint_dir=tmp_path, **kwargs)
+
+
+def _assert_same_run(a, b):
+    (model_a, hist_a), (model_b, hist_b) = a, b
+    for name in ("W", "b", "c"):
+        np.testing.assert_array_equal(getattr(model_a, name), getattr(model_b, name))
+    assert hist_a.metric_names == hist_b.metric_names
+    for name in hist_a.metric_names:
+        np.testing.assert_array_equal(hist_a[name], hist_b[name])
+    assert hist_a.recoveries == hist_b.recoveries
+
+
+def test_fused_epochs_give_the_same_run_as_one_epoch_per_call(x, tmp_path, calls):
+    """Without metrics the six epochs run in one compiled call; with a checkpoint after every
+    epoch (or every second one) they run one (two) per call. Same key: bit-identical parameters
+    and per-epoch training means."""
+    fused = _run(x)
+    assert calls["n"] == 1
+    per_epoch = _run(x, tmp_path / "a", checkpoint_every=1)
+    assert calls["n"] == 1 + 6
+    pairs = _run(x, tmp_path / "b", checkpoint_every=2)
+    assert calls["n"] == 1 + 6 + 3
+    _assert_same_run(fused, per_epoch)
+    _assert_same_run(fused, pairs)
+    model, history = fused
+    assert history["epoch"].tolist() == list(range(6))
+    assert history.metric_names == ["epoch", "train_free_energy_gap"]
+    assert history.monitor is None and history.best_epoch is None and history.stopped == "completed"
+    assert np.all(np.isfinite(history["train_free_energy_gap"]))
+
+
+def test_the_divergence_guard_inside_fused_epochs_matches_one_epoch_per_call(x, tmp_path, calls):
+    """An estimator whose gradient is NaN with probability 0.3 per update (decided by its own key).
+    Inside a fused call the loop stops at the first bad epoch and keeps the good ones before it;
+    the host restores, halves the step, re-seeds and continues from the bad epoch, exactly as
+    with one epoch per call: same recoveries, records and parameters."""
+    inner = ep.training.pcd(k=1, num_chains=50)
+
+    def update(model, batch, state):
+        grads, new_state, metrics = inner.update(model, batch, state)
+        poison = jax.random.uniform(jax.random.fold_in(state.key, 7)) < 0.3
+        return jax.tree.map(lambda g: jnp.where(poison, jnp.nan, g), grads), new_state, metrics
+
+    flaky = ep.training.GradientEstimator(inner.init, update)
+    fused = _run(x, estimator=flaky, max_retries=30)
+    fused_calls = calls["n"]
+    per_epoch = _run(x, tmp_path, estimator=flaky, max_retries=30, checkpoint_every=1)
+    _assert_same_run(fused, per_epoch)
+    model, history = fused
+    assert history.stopped == "completed" and len(history.records) == 6
+    assert history.recoveries >= 1 and fused_calls == 1 + history.recoveries
+    assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in (model.W, model.b, model.c))
+
+
+def test_a_chunk_that_always_diverges_stops_with_the_last_good_model(x):
+    model0 = ep.BernoulliRBM.init(jax.random.key(0), 64, 8, scale=0.1)
+    with pytest.warns(ep.training.TrainingDiverged, match="diverged at epoch 0"):
+        model, history = ep.fit(model0, x, ep.training.cd(1), key=jax.random.key(0), epochs=4, batch_size=50,
+                                optimizer=optax.sgd(1e30), max_retries=2, metrics=False)
+    assert history.stopped == "diverged" and history.recoveries == 2 and history.records == []
+    np.testing.assert_array_equal(model.W, model0.W)
+
+
+def _compiled(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling jit(")]
+
+
+def test_a_second_call_with_equal_settings_compiles_nothing(x, caplog):
+    """The compiled loop is module-level: equal estimators (a fresh pcd(...) object) and the same
+    optimizer object reuse it; another estimator setting or a fresh optimizer object compile."""
+    caplog.set_level(logging.WARNING)
+    _run(x, estimator=ep.training.pcd(k=1, num_chains=40))
+    with jax.log_compiles():
+        _run(x, estimator=ep.training.pcd(k=1, num_chains=40))
+        assert _compiled(caplog) == []
+        _run(x, estimator=ep.training.pcd(k=2, num_chains=40))
+        assert any("_run_epochs" in m for m in _compiled(caplog))
+        caplog.clear()
+        model0 = ep.BernoulliRBM.init(jax.random.key(0), 64, 8, scale=0.1)
+        ep.fit(model0, x, ep.training.pcd(k=1, num_chains=40), key=jax.random.key(4), epochs=6, batch_size=50,
+               optimizer=optax.sgd(0.05, momentum=0.5), metrics=False)
+        assert any("_run_epochs" in m for m in _compiled(caplog))
+
+
+def test_eval_every_evaluates_every_other_epoch_without_changing_the_run(x):
+    """Metrics draw from their own keys, so evaluating less often leaves the training run as it
+    is; the metrics of an epoch evaluated by both runs agree."""
+    val = ep.data.digits(binarize=True).x_val[:100]
+    model0 = ep.BernoulliRBM.init(jax.random.key(0), 64, 8, scale=0.1)
+    kwargs = dict(key=jax.random.key(4), epochs=5, batch_size=50, optimizer=OPT, validation=val)
+    every, h1 = ep.fit(model0, x, ep.training.pcd(k=1, num_chains=50), **kwargs)
+    other, h2 = ep.fit(model0, x, ep.training.pcd(k=1, num_chains=50), eval_every=2, **kwargs)
+    np.testing.assert_array_equal(h1["train_free_energy_gap"], h2["train_free_energy_gap"])
+    evaluated = ~np.isnan(h2["val_log_likelihood"])
+    assert evaluated.tolist() == [False, True, False, True, True]  # every second epoch and the last
+    np.testing.assert_allclose(h2["val_log_likelihood"][evaluated], h1["val_log_likelihood"][evaluated], rtol=1e-6)
+    assert h2.best_epoch in (1, 3, 4) and h2.monitor == "val_log_likelihood"
+
+
+def test_default_metrics_share_one_log_z_between_train_and_validation():
+    data = ep.data.digits(binarize=True)
+    rbm = ep.BernoulliRBM.init(jax.random.key(0), 64, 10, scale=0.3)
+    key = jax.random.key(1)
+    both = ep.training.metrics.boltzmann_metrics_sets(rbm, {"train_": (data.x_train,), "val_": (data.x_val,)}, key)
+    one = {**ep.training.boltzmann_metrics(rbm, (data.x_train,), key, "train_"),
+           **ep.training.boltzmann_metrics(rbm, (data.x_val,), key, "val_")}
+    assert both.keys() == one.keys() and len(both) == 6
+    for name in both:
+        np.testing.assert_allclose(both[name], one[name], rtol=1e-5)
+    exact = float(jnp.mean(ep.log_likelihood(rbm, data.x_val, ep.log_partition(rbm))))
+    np.testing.assert_allclose(both["val_log_likelihood"], exact, rtol=1e-5)
+
+
+def _key_impls(path) -> dict:
+    with zipfile.ZipFile(path) as zf:
+        return json.loads(zf.read("meta.json"))["key_impls"]
+
+
+def test_prng_impl_default_is_philox_and_none_keeps_the_key(x, tmp_path):
+    """Checkpoints name their keys' implementation; a resume with another one is refused with the
+    fix, and a resume with the right one continues the run exactly."""
+    _run(x, tmp_path / "philox", checkpoint_every=6)
+    assert set(_key_impls(tmp_path / "philox" / "checkpoint.ckpt").values()) == {"philox4x32"}
+    threefry = _run(x, prng_impl=None)
+    assert not np.array_equal(threefry[0].W, _run(x)[0].W)  # another stream, another run
+    _run(x, tmp_path / "threefry", epochs=3, prng_impl=None)
+    assert set(_key_impls(tmp_path / "threefry" / "checkpoint.ckpt").values()) == {"threefry2x32"}
+    with pytest.raises(ValueError, match="resume with prng_impl='threefry2x32'"):
+        _run(x, tmp_path / "threefry", resume=True)
+    _assert_same_run(threefry, _run(x, tmp_path / "threefry", resume=True, prng_impl=None))
+
+
+def test_resume_with_fused_epochs_reproduces_the_uninterrupted_run(x, tmp_path):
+    """Three fused epochs, checkpoint, then three more (fused again) = six in one call."""
+    _run(x, tmp_path, epochs=3)
+    _assert_same_run(_run(x), _run(x, tmp_path, resume=True))
+
+
+def test_bad_fit_arguments(x):
+    model = ep.BernoulliRBM.init(jax.random.key(0), 64, 4)
+    with pytest.raises(ValueError, match="which metrics=False turns off"):
+        ep.fit(model, x, ep.training.cd(1), key=jax.random.key(0), metrics=False, validation=x)
+    with pytest.raises(ValueError, match="patience needs a monitored metric"):
+        ep.fit(model, x, ep.training.cd(1), key=jax.random.key(0), metrics=False, patience=2)
+    with pytest.raises(ValueError, match="eval_every must be an integer >= 1"):
+        ep.fit(model, x, ep.training.cd(1), key=jax.random.key(0), eval_every=0)
+    with pytest.raises(TypeError, match="metrics must be a function"):
+        ep.fit(model, x, ep.training.cd(1), key=jax.random.key(0), metrics="exact")
