@@ -8,11 +8,17 @@ correction: use MALA for that). A different sigma targets the tempered law
 ``p(x)^(1/T)`` with temperature ``T = sigma^2 / (2 alpha)``: the JEM defaults alpha = 1,
 sigma = 0.01 give T = 5e-5, i.e. close to noisy gradient ascent on log p, which is what JEM's
 short-run sampler does on purpose (Grathwohl et al. 2019; Nijkamp et al. 2019).
+
+The state keeps grad log p at its position (BlackJAX's convention, as in MALA), so ``init``
+evaluates one gradient and every ``step`` one more: ``init`` + n steps cost n + 1 gradients.
+:func:`run` makes the same n moves with the same draws from n gradients, for callers that only
+want the final position (JEM's negatives).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable, NamedTuple
 
 import jax
@@ -20,10 +26,12 @@ import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-__all__ = ["LangevinState", "LangevinInfo", "init", "build_kernel", "as_top_level_api", "temperature"]
+__all__ = ["LangevinState", "LangevinInfo", "init", "build_kernel", "as_top_level_api", "run", "temperature"]
 
 
 class LangevinState(NamedTuple):
+    """position, log p(position) and grad log p(position) (the gradient the next step moves along)."""
+
     position: Array
     logdensity: Array
     logdensity_grad: Array
@@ -40,7 +48,15 @@ def temperature(step_size: float, noise_scale: float | None) -> float:
     return 1.0 if noise_scale is None else noise_scale**2 / (2.0 * step_size)
 
 
+def _move(rng_key: PRNGKeyArray, position: Array, grad: Array, step_size, noise_scale) -> Array:
+    """One update x + alpha * grad + sigma * xi (eq. 6.24); sigma = sqrt(2 alpha) when noise_scale is None."""
+    sigma = jnp.sqrt(2.0 * step_size) if noise_scale is None else noise_scale
+    noise = jax.random.normal(rng_key, position.shape, position.dtype)
+    return position + step_size * grad + sigma * noise
+
+
 def init(position: ArrayLike, logdensity_fn: Callable[[Array], Array]) -> LangevinState:
+    """The state at ``position``: evaluates log p and its gradient once."""
     position = jnp.asarray(position)
     logdensity, grad = jax.value_and_grad(logdensity_fn)(position)
     return LangevinState(position, logdensity, grad)
@@ -56,9 +72,7 @@ def build_kernel():
         step_size: float,
         noise_scale: float | None = None,
     ):
-        sigma = jnp.sqrt(2.0 * step_size) if noise_scale is None else noise_scale
-        noise = jax.random.normal(rng_key, state.position.shape, state.position.dtype)
-        position = state.position + step_size * state.logdensity_grad + sigma * noise
+        position = _move(rng_key, state.position, state.logdensity_grad, step_size, noise_scale)
         logdensity, grad = jax.value_and_grad(logdensity_fn)(position)
         info = LangevinInfo(jnp.sqrt(jnp.sum(state.logdensity_grad**2)))
         return LangevinState(position, logdensity, grad), info
@@ -76,12 +90,7 @@ def as_top_level_api(
         step_size: alpha > 0, the gradient step.
         noise_scale: sigma >= 0, the noise std; None means sqrt(2 alpha) (proper Langevin, T = 1).
     """
-    if not isinstance(step_size, jax.Array) and not (math.isfinite(step_size) and step_size > 0):
-        raise ValueError(f"langevin: step_size must be a positive number, got {step_size!r}")
-    if noise_scale is not None and not isinstance(noise_scale, jax.Array) and not (
-        math.isfinite(noise_scale) and noise_scale >= 0
-    ):
-        raise ValueError(f"langevin: noise_scale must be >= 0 or None, got {noise_scale!r}")
+    _check(step_size, noise_scale)
     kernel = build_kernel()
 
     def init_fn(position: ArrayLike, rng_key: PRNGKeyArray | None = None):
@@ -91,3 +100,55 @@ def as_top_level_api(
         return kernel(rng_key, state, logdensity_fn, step_size, noise_scale)
 
     return SamplingAlgorithm(init_fn, step_fn)
+
+
+def run(
+    rng_key: PRNGKeyArray,
+    position: ArrayLike,
+    logdensity_fn: Callable[[Array], Array],
+    num_steps: int,
+    step_size: float,
+    noise_scale: float | None = None,
+) -> Array:
+    """The position after ``num_steps`` kernel steps from ``position``, at the cost of ``num_steps``
+    gradients (``init`` + ``num_steps`` steps evaluate one more, at the final position).
+
+    The same moves and draws as ``init`` followed by ``step`` with each key of
+    ``jax.random.split(rng_key, num_steps)`` in turn (a ``lax.scan``; each iteration evaluates
+    grad log p where the chain stands and moves). Jit-compatible; vmap it for many chains.
+
+    Args:
+        rng_key: the key the step keys are split from.
+        position: the start ``(*event)``.
+        logdensity_fn: log p(x) up to a constant, one example.
+        num_steps: n >= 0, a Python int (0 returns ``position``).
+        step_size: alpha > 0.
+        noise_scale: sigma >= 0; None means sqrt(2 alpha).
+
+    Returns:
+        The final position, shape and dtype of ``position``.
+    """
+    if not isinstance(num_steps, numbers.Integral) or isinstance(num_steps, bool) or num_steps < 0:
+        raise ValueError(f"langevin.run: num_steps must be an integer >= 0, got {num_steps!r}")
+    _check(step_size, noise_scale)
+    position = jnp.asarray(position)
+    if num_steps == 0:
+        return position
+    num_steps = int(num_steps)
+    grad_fn = jax.grad(logdensity_fn)
+
+    def body(x, key):
+        return _move(key, x, grad_fn(x), step_size, noise_scale), None
+
+    position, _ = jax.lax.scan(body, position, jax.random.split(rng_key, num_steps))
+    return position
+
+
+def _check(step_size, noise_scale) -> None:
+    """Python numbers are checked here; traced values are the caller's responsibility."""
+    if not isinstance(step_size, jax.Array) and not (math.isfinite(step_size) and step_size > 0):
+        raise ValueError(f"langevin: step_size must be a positive number, got {step_size!r}")
+    if noise_scale is not None and not isinstance(noise_scale, jax.Array) and not (
+        math.isfinite(noise_scale) and noise_scale >= 0
+    ):
+        raise ValueError(f"langevin: noise_scale must be >= 0 or None, got {noise_scale!r}")

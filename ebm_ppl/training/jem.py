@@ -22,6 +22,7 @@ from noise).
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import Any, Callable, NamedTuple
@@ -31,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from ebm_ppl.kernels.langevin import as_top_level_api as _langevin
+from ebm_ppl.kernels.langevin import run as _langevin_run
 from ebm_ppl.potentials.base import Potential
 
 __all__ = ["JEMEstimator", "JEMState", "jem", "jem_loss", "langevin_negatives", "replay_negatives",
@@ -47,16 +48,6 @@ class JEMState(NamedTuple):
 
     key: PRNGKeyArray
     buffer: Array | None
-
-
-class JEMEstimator(NamedTuple):
-    """A gradient estimator (``init``, ``update``, as :class:`ebm_ppl.training.GradientEstimator`)
-    that also carries its per-epoch ``metrics(model, data, key, prefix)``, which
-    :func:`ebm_ppl.fit` uses by default."""
-
-    init: Callable[..., JEMState]
-    update: Callable[..., tuple[Any, JEMState, dict[str, Array]]]
-    metrics: Callable[..., dict[str, float]]
 
 
 # -- the loss -----------------------------------------------------------------------------------------
@@ -83,11 +74,13 @@ def jem_loss(
         ``(loss, aux)`` with ``aux`` = clf_loss, gen_loss, accuracy, energy_data, energy_neg
         (batch means).
     """
-    logits = jax.vmap(model.net)(x)
+    # one forward pass over data and negatives (a 2B-row matmul per layer beats two B-row ones)
+    both = jax.vmap(model.net)(jnp.concatenate([x, jax.lax.stop_gradient(x_neg)]))
+    logits, logits_neg = both[: x.shape[0]], both[x.shape[0]:]
     log_probs = jax.nn.log_softmax(logits, axis=-1)  # stable: never log(softmax)
     clf_loss = -jnp.mean(jnp.take_along_axis(log_probs, y[:, None], axis=-1))
     e_data = -jax.nn.logsumexp(logits, axis=-1)
-    e_neg = jax.vmap(model._energy)(jax.lax.stop_gradient(x_neg))
+    e_neg = -jax.nn.logsumexp(logits_neg, axis=-1)
     gen_loss = jnp.mean(e_data) - jnp.mean(e_neg)
     loss = clf_loss + gen_weight * gen_loss
     if not isinstance(energy_l2, (int, float)) or energy_l2:
@@ -104,18 +97,17 @@ def langevin_negatives(
     key: PRNGKeyArray, model: Potential, x0: Array, steps: int, step_size: float, noise_scale: float | None
 ) -> Array:
     """``steps`` unadjusted Langevin steps (the library kernel, log p = -E) from every row of
-    ``x0`` ``(N, *event)``: vmapped over chains, ``lax.scan`` over steps; returns ``(N, *event)``."""
+    ``x0`` ``(N, *event)``; returns ``(N, *event)``.
+
+    Chain i runs :func:`ebm_ppl.kernels.langevin.run` with key ``jax.random.split(key, N)[i]``
+    (vmapped over chains, ``lax.scan`` over steps): ``steps`` gradient evaluations per chain, the
+    same moves as the kernel's ``init`` + ``steps`` ``step`` calls without the gradient at the end.
+    """
     if steps == 0:
         return x0
-    algorithm = _langevin(lambda x: -model._energy(x), step_size, noise_scale)
-    states = jax.vmap(algorithm.init)(x0)
-
-    def body(states, key):
-        states, _ = jax.vmap(algorithm.step)(jax.random.split(key, x0.shape[0]), states)
-        return states, None
-
-    states, _ = jax.lax.scan(body, states, jax.random.split(key, steps))
-    return states.position
+    chain = functools.partial(_langevin_run, logdensity_fn=lambda x: -model._energy(x), num_steps=steps,
+                              step_size=step_size, noise_scale=noise_scale)
+    return jax.vmap(chain)(jax.random.split(key, x0.shape[0]), x0)
 
 
 def _uniform(key: PRNGKeyArray, shape: tuple[int, ...], dtype, low: float, high: float) -> Array:
@@ -256,7 +248,7 @@ def jem(
         init_high: upper end of that noise.
 
     Returns:
-        :class:`JEMEstimator` ``(init, update, metrics)``. Step metrics: loss, clf_loss, gen_loss,
+        :class:`JEMEstimator` (``init``, ``update``, ``metrics``). Step metrics: loss, clf_loss, gen_loss,
         accuracy, energy_data, energy_neg. Epoch metrics: see :func:`jem_metrics` (short-run
         negatives in both modes, so curves compare across modes).
     """
@@ -271,9 +263,30 @@ def jem(
     step_size, low, high = float(step_size), float(init_low), float(init_high)
     noise_scale = None if noise_scale is None else float(noise_scale)
     energy_l2, gen_weight, reinit_prob = float(energy_l2), float(gen_weight), float(reinit_prob)
-    grad_fn = eqx.filter_value_and_grad(jem_loss, has_aux=True)
+    return JEMEstimator(langevin_steps, step_size, noise_scale, buffer_size, reinit_prob, bool(persistent),
+                        energy_l2, gen_weight, low, high)
 
-    def init(key: PRNGKeyArray, model: Potential, data: Any = None) -> JEMState:
+
+class JEMEstimator(eqx.Module):
+    """The JEM gradient estimator (``init``, ``update``, as :class:`ebm_ppl.training.GradientEstimator`)
+    with its per-epoch ``metrics(model, data, key, prefix)``, which :func:`ebm_ppl.fit` uses by
+    default. Build it with :func:`jem`; its settings are static fields, so two estimators of equal
+    settings are equal and share ``fit``'s compiled program across calls."""
+
+    langevin_steps: int = eqx.field(static=True)
+    step_size: float = eqx.field(static=True)
+    noise_scale: float | None = eqx.field(static=True)
+    buffer_size: int = eqx.field(static=True)
+    reinit_prob: float = eqx.field(static=True)
+    persistent: bool = eqx.field(static=True)
+    energy_l2: float = eqx.field(static=True)
+    gen_weight: float = eqx.field(static=True)
+    init_low: float = eqx.field(static=True)
+    init_high: float = eqx.field(static=True)
+
+    def init(self, key: PRNGKeyArray, model: Potential, data: Any = None) -> JEMState:
+        """The state: the sampler's key, and the replay buffer ``(buffer_size, *event)`` of uniform
+        noise in persistent mode."""
         if not hasattr(model, "net") or not hasattr(model, "num_classes"):
             raise TypeError(f"jem: the JEM objective needs a classifier potential (ebm_ppl.JEM), got "
                             f"{type(model).__name__}")
@@ -281,32 +294,39 @@ def jem(
             raise ValueError("jem: the data must be a tuple (x, y) of images and integer labels")
         if data is not None and not jnp.issubdtype(jnp.asarray(data[1]).dtype, jnp.integer):
             raise ValueError(f"jem: labels y must be integers, got dtype {jnp.asarray(data[1]).dtype}")
-        if not persistent:
+        if not self.persistent:
             return JEMState(key, None)
         key, sub = jax.random.split(key)
         dtype = jnp.asarray(data[0]).dtype if data is not None else jnp.result_type(float)
-        return JEMState(key, _uniform(sub, (buffer_size, *model.event_shape), dtype, low, high))
+        return JEMState(key, _uniform(sub, (self.buffer_size, *model.event_shape), dtype, self.init_low,
+                                      self.init_high))
 
-    def update(model: Potential, batch: tuple[Array, ...], state: JEMState):
+    def update(self, model: Potential, batch: tuple[Array, ...], state: JEMState):
+        """Gradients of L_clf + L_gen on the batch ``(x (B, *event), y (B,))``, the new state and the
+        step metrics (loss, clf_loss, gen_loss, accuracy, energy_data, energy_neg)."""
         x, y = batch[0], batch[1]
         key, sub = jax.random.split(state.key)
-        if persistent:
+        if self.persistent:
             if x.shape[0] > state.buffer.shape[0]:
                 raise ValueError(f"jem: batch size {x.shape[0]} exceeds buffer_size {state.buffer.shape[0]}")
-            x_neg, buffer, _ = replay_negatives(sub, model, state.buffer, x.shape[0], reinit_prob=reinit_prob,
-                                                init_low=low, init_high=high, steps=langevin_steps,
-                                                step_size=step_size, noise_scale=noise_scale)
+            x_neg, buffer, _ = replay_negatives(sub, model, state.buffer, x.shape[0], reinit_prob=self.reinit_prob,
+                                                init_low=self.init_low, init_high=self.init_high,
+                                                steps=self.langevin_steps, step_size=self.step_size,
+                                                noise_scale=self.noise_scale)
         else:
             k_init, k_run = jax.random.split(sub)
-            x0 = _uniform(k_init, x.shape, x.dtype, low, high)
-            x_neg = langevin_negatives(k_run, model, x0, langevin_steps, step_size, noise_scale)
+            x0 = _uniform(k_init, x.shape, x.dtype, self.init_low, self.init_high)
+            x_neg = langevin_negatives(k_run, model, x0, self.langevin_steps, self.step_size, self.noise_scale)
             buffer = None
-        (loss, aux), grads = grad_fn(model, x, y, x_neg, energy_l2, gen_weight)
+        grad_fn = eqx.filter_value_and_grad(jem_loss, has_aux=True)
+        (loss, aux), grads = grad_fn(model, x, y, x_neg, self.energy_l2, self.gen_weight)
         return grads, JEMState(key, buffer), {"loss": loss, **aux}
 
-    metrics = jem_metrics(steps=langevin_steps, step_size=step_size, noise_scale=noise_scale,
-                          init_low=low, init_high=high)
-    return JEMEstimator(init, update, metrics)
+    def metrics(self, model: Potential, data: tuple[Array, ...], key: PRNGKeyArray, prefix: str) -> dict[str, float]:
+        """:func:`jem_metrics` with this estimator's sampler settings (short-run negatives in both
+        modes, so curves compare across modes)."""
+        return jem_metrics(steps=self.langevin_steps, step_size=self.step_size, noise_scale=self.noise_scale,
+                           init_low=self.init_low, init_high=self.init_high)(model, data, key, prefix)
 
 
 # -- argument checks ----------------------------------------------------------------------------------

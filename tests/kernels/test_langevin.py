@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ebm_ppl.kernels import langevin
+from ebm_ppl.kernels.langevin import run as langevin_run
 from ebm_ppl.kernels.langevin import temperature
 
 
@@ -59,3 +60,71 @@ def test_temperature_and_bad_arguments():
         langevin(lambda x: -x @ x, -1.0)
     with pytest.raises(ValueError, match="noise_scale"):
         langevin(lambda x: -x @ x, 1.0, noise_scale=float("nan"))
+
+
+def _counted(logdensity, counter):
+    """``logdensity`` of one vector x whose gradient (its VJP) appends, at run time, the number of
+    examples it was evaluated at to ``counter`` (1 per call; the batch size under vmap, where the
+    callback sees the batch), also inside jit and scan."""
+
+    @jax.custom_vjp
+    def f(x):
+        return logdensity(x)
+
+    def fwd(x):
+        return logdensity(x), x
+
+    def bwd(x, ct):
+        jax.debug.callback(lambda v: counter.append(int(np.prod(np.shape(v)[:-1]))), x)
+        return (ct * jax.grad(logdensity)(x),)
+
+    f.defvjp(fwd, bwd)
+    return f
+
+
+def _kernel_by_hand(logdensity, key, x0, num_steps, step_size, noise_scale):
+    algo = langevin(logdensity, step_size, noise_scale)
+    state = algo.init(x0)
+    for k in jax.random.split(key, num_steps):
+        state, _ = algo.step(k, state)
+    return state
+
+
+@pytest.mark.parametrize("noise_scale", [None, 0.3])
+def test_run_makes_the_kernels_moves_with_one_gradient_per_step(noise_scale):
+    """run(key, x0, n) is init + n steps with the keys split(key, n): the same draws and positions,
+    but n gradient evaluations instead of n + 1 (no gradient at the final position)."""
+    precision = jnp.array([1.0, 4.0, 0.5])
+    logdensity = lambda x: -0.5 * jnp.sum(precision * x**2) + jnp.sum(jnp.sin(x))  # noqa: E731
+    x0, key, n = jnp.array([1.0, -2.0, 0.5]), jax.random.key(3), 7
+
+    kernel_calls, run_calls = [], []
+    state = _kernel_by_hand(_counted(logdensity, kernel_calls), key, x0, n, 0.1, noise_scale)
+    out = jax.jit(lambda k, x: langevin_run(k, x, _counted(logdensity, run_calls), n, 0.1, noise_scale))(key, x0)
+    jax.effects_barrier()
+    assert sum(kernel_calls) == n + 1 and sum(run_calls) == n
+    np.testing.assert_allclose(np.asarray(out), np.asarray(state.position), rtol=1e-6, atol=1e-6)
+
+    # vmapped over 5 chains inside jit: 5 n evaluations, each chain its own kernel trajectory
+    calls = []
+    keys, x0s = jax.random.split(key, 5), jnp.stack([x0 + i for i in range(5)])
+    many = jax.jit(jax.vmap(lambda k, x: langevin_run(k, x, _counted(logdensity, calls), n, 0.1, noise_scale)))
+    outs = many(keys, x0s)
+    jax.effects_barrier()
+    assert sum(calls) == 5 * n
+    for i in range(5):
+        ref = _kernel_by_hand(logdensity, keys[i], x0s[i], n, 0.1, noise_scale).position
+        np.testing.assert_allclose(np.asarray(outs[i]), np.asarray(ref), rtol=1e-6, atol=1e-6)
+
+
+def test_run_with_zero_steps_and_bad_arguments():
+    x0 = jnp.array([0.5, -0.5])
+    np.testing.assert_array_equal(np.asarray(langevin_run(jax.random.key(0), x0, lambda x: -x @ x, 0, 0.1)), x0)
+    with pytest.raises(ValueError, match="num_steps"):
+        langevin_run(jax.random.key(0), x0, lambda x: -x @ x, -1, 0.1)
+    with pytest.raises(ValueError, match="num_steps"):
+        langevin_run(jax.random.key(0), x0, lambda x: -x @ x, 2.0, 0.1)
+    with pytest.raises(ValueError, match="step_size"):
+        langevin_run(jax.random.key(0), x0, lambda x: -x @ x, 3, 0.0)
+    with pytest.raises(ValueError, match="noise_scale"):
+        langevin_run(jax.random.key(0), x0, lambda x: -x @ x, 3, 0.1, noise_scale=-1.0)
