@@ -224,7 +224,9 @@ def _anneal_loop(path, key, x0, betas, num_steps, progress, desc):
 
     Temperatures run in blocks of ``CHUNK``: each block's random numbers are drawn in one call
     (``path.draws`` vmapped over the block), which on CPU generates them about twice as fast as
-    many small calls inside the loop; steps past ``num_steps`` in the last block are no-ops."""
+    many small calls inside the loop. Steps past ``num_steps`` in the last block run on the
+    padding (beta_from = beta_to = the schedule's last value): their moves are exact moves at that
+    end of the path, and their weight increments are masked to zero."""
     dim = math.prod(x0.shape[1:])
 
     def block(c, carry):
@@ -234,14 +236,16 @@ def _anneal_loop(path, key, x0, betas, num_steps, progress, desc):
         def step(carry, inputs):
             j, d = inputs
             k = c * CHUNK + j
-            x, log_w, aux, var = carry
-            x_new, aux_new, delta = path.anneal_step(d, x, betas[k], betas[k + 1], aux)
-            live = k < num_steps
-            x, aux = jax.tree.map(lambda new, old: jnp.where(live, new, old), (x_new, aux_new), (x, aux))
-            log_w = jnp.where(live, log_w + delta, log_w)
-            return (x, log_w, aux, var.at[k].set(jnp.var(log_w))), None
+            x, log_w, aux = carry
+            x, aux, delta = path.anneal_step(d, x, betas[k], betas[k + 1], aux)
+            log_w = log_w + jnp.where(k < num_steps, delta, 0.0)
+            return (x, log_w, aux), log_w
 
-        return jax.lax.scan(step, carry, (jnp.arange(CHUNK), draws))[0]
+        x, log_w, aux, var = carry
+        (x, log_w, aux), history = jax.lax.scan(step, (x, log_w, aux), (jnp.arange(CHUNK), draws))
+        # the block's per-temperature variances in one op (not CHUNK small reductions in the loop)
+        var = jax.lax.dynamic_update_slice(var, jnp.var(history, axis=1), (c * CHUNK,))
+        return x, log_w, aux, var
 
     init = (x0, jnp.zeros(x0.shape[0], x0.dtype), path.init_aux(dim), jnp.zeros(betas.shape[0] - 1, x0.dtype))
     num_blocks = (num_steps + CHUNK - 1) // CHUNK

@@ -120,29 +120,33 @@ class RBMPath(ParameterPath):
     """
 
     def draws(self, key: PRNGKeyArray, xs: Array):
-        """``(u_h, noise_x)``: uniforms ``(N, M)`` for h, and ``(N, D)`` uniforms (Bernoulli) or
-        standard normals (Gaussian) for x."""
+        """Bernoulli: uniforms ``(N, M + D)``, the first M for h, the rest for x (one call);
+        Gaussian: ``(u_h, z_x)``, uniforms ``(N, M)`` for h and standard normals ``(N, D)`` for x."""
         n, m = xs.shape[0], self.target.c.shape[0]
-        key_h, key_x = jax.random.split(key)
-        u_h = jax.random.uniform(key_h, (n, m), xs.dtype)
         if isinstance(self.target, GaussianBernoulliRBM):
-            return u_h, jax.random.normal(key_x, xs.shape, xs.dtype)
-        return u_h, jax.random.uniform(key_x, xs.shape, xs.dtype)
+            key_h, key_x = jax.random.split(key)
+            return jax.random.uniform(key_h, (n, m), xs.dtype), jax.random.normal(key_x, xs.shape, xs.dtype)
+        return jax.random.uniform(key, (n, m + xs.shape[1]), xs.dtype)
 
     def anneal_step(self, draws, xs: Array, beta_from: Array, beta_to: Array, aux):
         target, base = self.target, self.base
         gaussian = isinstance(target, GaussianBernoulliRBM)
-        u_h, noise_x = draws
-        a = target.hidden_logits(xs)  # (N, M): the matmul shared by the weight and p(h | x)
+        m = target.c.shape[0]
+        b_to = (1 - beta_to) * base.b + beta_to * target.b
+        if gaussian:
+            u_h, noise_x = draws
+            a = target.hidden_logits(xs)  # (N, M): the matmul shared by the weight and p(h | x)
+            b_from = (1 - beta_from) * base.b + beta_from * target.b
+            visible = jnp.sum(((xs - b_from) ** 2 - (xs - b_to) ** 2) / (2 * target.sigma**2), axis=-1)
+        else:
+            u_h, noise_x = draws[:, :m], draws[:, m:]
+            # x . (b_to - b_from) = (beta_to - beta_from) x . (b - b0): one more column of the same
+            # matmul (the augmented matrix is loop-invariant; XLA hoists it)
+            both = xs @ jnp.concatenate([target.W, (target.b - base.b)[:, None]], axis=1)
+            a = target.c + both[:, :m]
+            visible = (beta_to - beta_from) * both[:, m]
         pre_to = (1 - beta_to) * base.c + beta_to * a
         pre_from = (1 - beta_from) * base.c + beta_from * a
-        b_to = (1 - beta_to) * base.b + beta_to * target.b
-        b_from = (1 - beta_from) * base.b + beta_from * target.b
-        if gaussian:
-            var2 = 2 * target.sigma**2
-            visible = jnp.sum(((xs - b_from) ** 2 - (xs - b_to) ** 2) / var2, axis=-1)
-        else:
-            visible = xs @ (b_to - b_from)
         delta = visible + jnp.sum(jax.nn.softplus(pre_to) - jax.nn.softplus(pre_from), axis=-1)
         h = (u_h < jax.nn.sigmoid(pre_to)).astype(xs.dtype)
         wh = beta_to * (h @ target.W.T)  # (N, D)
