@@ -22,7 +22,7 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.inference._progress import progress_scan
-from ebm_ppl.inference.to_arviz import draws_to_datatree
+from ebm_ppl.inference.to_arviz import draws_to_datatree, to_host
 from ebm_ppl.kernels.block_gibbs import as_top_level_api as block_gibbs_api
 from ebm_ppl.kernels.block_gibbs import has_conditionals
 from ebm_ppl.kernels.langevin import as_top_level_api as langevin_api
@@ -35,7 +35,7 @@ __all__ = ["sample", "draw", "KERNELS", "default_kernel"]
 KERNELS = ("block_gibbs", "site_gibbs", "langevin", "mala", "hmc", "nuts")
 _GRADIENT_KERNELS = ("langevin", "mala", "hmc", "nuts")
 MALA_TARGET_ACCEPTANCE = 0.574
-_ENERGY_BATCH = 256  # draws per chain per batch when energies are computed after the run
+_ENERGY_BATCH_ELEMENTS = 2**20  # draw elements (all chains) per batch when energies are computed after the run
 
 
 def default_kernel(potential: Potential) -> str:
@@ -82,9 +82,8 @@ def sample(
             default: fair coin flips for binary support, N(0, I) draws for real support.
         progress: show a progress bar over the sampling steps.
         prng_impl: re-key ``key`` into this PRNG implementation first (one-to-one,
-            :func:`ebm_ppl.random.rekey`); None keeps ``key``'s own. ``"philox4x32"`` makes Gibbs
-            on small models about 1.3x faster on CPU but cannot be sharded (see
-            :mod:`ebm_ppl.random`).
+            :func:`ebm_ppl.random.rekey`); None keeps ``key``'s own. Philox keys cannot be
+            sharded, and are no faster here (see :mod:`ebm_ppl.random`).
         **kernel_options: ``step_size`` (langevin, mala, hmc; the initial value for tuning),
             ``noise_scale`` (langevin), ``num_integration_steps`` (hmc), ``target_acceptance_rate``
             (hmc, nuts; default 0.8), ``adapt`` (mala/hmc/nuts, default True).
@@ -126,6 +125,10 @@ def sample(
     states, params = _warmup(potential, kernel, num_warmup, options, warmup_keys, positions)
     draws, stats = _run(potential, kernel, num_warmup, options, states, params, sample_keys, num_samples, thin,
                         progress)
+    # (draw, chain, ...) -> (chain, draw, ...), ArviZ's layout, as numpy views on the host: a
+    # transposed copy on the device would cost about as much as the energies of all draws
+    draws, stats = jax.tree.map(lambda a: np.swapaxes(to_host(a), 0, 1) if a.ndim >= 2 else to_host(a),
+                                (draws, stats))
     draws = draws.reshape(num_chains, num_samples, *potential.event_shape)  # HMC/NUTS run flattened
     return draws_to_datatree(draws, stats, kernel=kernel, potential=potential)
 
@@ -170,7 +173,8 @@ def _warmup(potential: Potential, kernel: str, num_warmup: int, options: tuple, 
 @eqx.filter_jit
 def _run(potential: Potential, kernel: str, num_warmup: int, options: tuple, states, params, chain_keys,
          num_samples: int, thin: int, progress: bool):
-    """Scan ``num_samples * thin`` steps of every chain; keep every ``thin``-th state.
+    """Scan ``num_samples * thin`` steps of every chain; keep every ``thin``-th state. Returns the
+    draws ``(draw, chain, ...)`` and the per-draw statistics ``(draw, chain)``.
 
     Every array is an argument, never a closure: under jax.distributed they span processes."""
     plan = _plan(kernel, potential, num_warmup, dict(options))
@@ -187,11 +191,11 @@ def _run(potential: Potential, kernel: str, num_warmup: int, options: tuple, sta
 
     _, (draws, stats) = progress_scan(one_draw, states, jnp.arange(num_samples), enabled=progress,
                                       desc="sampling")
-    if "energy" not in stats:  # Gibbs kernels: one batched pass over the stored draws (see _plan)
-        stats["energy"] = jax.vmap(lambda d: jax.lax.map(potential._energy, d, batch_size=_ENERGY_BATCH),
-                                   in_axes=1, out_axes=1)(draws)
-    # (draw, chain, ...) -> (chain, draw, ...), ArviZ's layout
-    return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), (draws, stats))
+    if "energy" not in stats:  # Gibbs kernels: batched passes over the stored draws (see _plan)
+        per_draw = math.prod(draws.shape[1:])  # chains x event size
+        batch = max(1, min(num_samples, _ENERGY_BATCH_ELEMENTS // per_draw))
+        stats["energy"] = jax.lax.map(jax.vmap(potential._energy), draws, batch_size=batch)
+    return draws, stats  # (draw, chain, ...); sample() hands ArviZ (chain, draw, ...) views
 
 
 # -- kernels -------------------------------------------------------------------------------------
