@@ -9,6 +9,33 @@ import jax
 import jax.numpy as jnp
 
 
+def _bar_updater(desc: str) -> Callable:
+    """A host callback ``update(i, total)`` that advances a tqdm bar to step ``i`` of ``total``,
+    opening it on the first call and closing it at the end (the next run of the same compiled
+    program then opens a new one)."""
+    from tqdm.auto import tqdm
+
+    bar = {}
+
+    def update(i, total):
+        i, total = int(i), int(total)
+        if "bar" not in bar:
+            bar["bar"] = tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
+        b = bar["bar"]
+        b.update(min(i + 1, total) - b.n)
+        if b.n >= total:
+            b.close()
+            del bar["bar"]
+
+    return update
+
+
+def _report(update: Callable, i, total, every) -> None:
+    """Traced: call ``update(i, total)`` on the host every ``every`` steps and at the last."""
+    jax.lax.cond((i % every == every - 1) | (i == total - 1),
+                 lambda: jax.debug.callback(update, i, total, ordered=True), lambda: None)
+
+
 def progress_scan(body: Callable, carry, xs, *, enabled: bool, desc: str = "", num_updates: int = 50):
     """``jax.lax.scan(body, carry, xs)``, updating a tqdm bar about ``num_updates`` times if enabled.
 
@@ -17,26 +44,13 @@ def progress_scan(body: Callable, carry, xs, *, enabled: bool, desc: str = "", n
     """
     if not enabled:
         return jax.lax.scan(body, carry, xs)
-    from tqdm.auto import tqdm
-
     total = int(xs.shape[0])
     every = max(1, total // num_updates)
-    bar = {}
-
-    def _update(i):
-        i = int(i)
-        if "bar" not in bar:
-            bar["bar"] = tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
-        b = bar["bar"]
-        b.update(min(i + 1, total) - b.n)
-        if b.n >= total:  # done: the next run of the same compiled program opens a new bar
-            b.close()
-            del bar["bar"]
+    update = _bar_updater(desc)
 
     def wrapped(c, i):
         c, out = body(c, i)
-        jax.lax.cond((i % every == every - 1) | (i == total - 1),
-                     lambda: jax.debug.callback(_update, i, ordered=True), lambda: None)
+        _report(update, i, total, every)
         return c, out
 
     return jax.lax.scan(wrapped, carry, jnp.asarray(xs))
@@ -50,26 +64,12 @@ def progress_fori_loop(num_steps, body: Callable, carry, *, enabled: bool, desc:
     """
     if not enabled:
         return jax.lax.fori_loop(0, num_steps, body, carry)
-    from tqdm.auto import tqdm
-
-    bar = {}
-
-    def _update(i, total):
-        i, total = int(i), int(total)
-        if "bar" not in bar:
-            bar["bar"] = tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
-        b = bar["bar"]
-        b.update(min(i + 1, total) - b.n)
-        if b.n >= total:
-            b.close()
-            del bar["bar"]
-
     every = jnp.maximum(1, num_steps // num_updates)
+    update = _bar_updater(desc)
 
     def wrapped(i, c):
         c = body(i, c)
-        jax.lax.cond((i % every == every - 1) | (i == num_steps - 1),
-                     lambda: jax.debug.callback(_update, i, num_steps, ordered=True), lambda: None)
+        _report(update, i, num_steps, every)
         return c
 
     return jax.lax.fori_loop(0, num_steps, wrapped, carry)

@@ -105,9 +105,9 @@ def _bernoulli_rbm_grads(rbm: BernoulliRBM, x_data: Array, x_model: Array):
     p(x)``, ``grad_b = -mean x``, ``grad_c = -mean p(x)`` over the data minus the same over the
     samples. Equal to autodiff to rounding and cheaper on CPU: autodiff of ``softplus`` costs two
     exponentials and a ``log1p`` per hidden unit, the closed form one sigmoid (a 64x20 PCD-1
-    update of ``ebm_ppl.fit`` took about a fifth less time). The reported gap reuses it: ``softplus(a) = max(a, 0) - log(p if a > 0 else 1 - p)``
-    (one log per unit instead of an exponential and a log1p; absolute error about 1e-7 per unit
-    in float32)."""
+    update of ``ebm_ppl.fit`` took about a fifth less time). The reported gap reuses it:
+    ``softplus(a) = max(a, 0) - log(p if a > 0 else 1 - p)`` (one log per unit instead of an
+    exponential and a log1p; absolute error about 1e-7 per unit in float32)."""
 
     def stats(x):
         logits = rbm.hidden_logits(x)
