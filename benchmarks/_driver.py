@@ -174,11 +174,16 @@ def jax_compile_log() -> list:
 
 def matmul_pair_scan(W, length: int):
     """The matmul reference: a jitted ``lax.scan`` of ``length`` steps of ``(x @ W) @ W.T`` (float32,
-    rescaled so values stay O(1))."""
+    rescaled so values stay O(1)), compiled with the XLA options ebm_ppl's own loops use
+    (``ep.compiler.COMPILER_OPTIONS``), so the matmul fraction compares like with like."""
+    import functools
+
     import jax
     import jax.numpy as jnp
 
-    @jax.jit
+    from ebm_ppl.compiler import COMPILER_OPTIONS
+
+    @functools.partial(jax.jit, compiler_options=COMPILER_OPTIONS or None)
     def pair_scan(x):
         def body(x, _):
             x = (x @ W) @ W.T

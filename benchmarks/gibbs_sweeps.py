@@ -5,8 +5,9 @@ sweep draws h ~ p(h | x), then x ~ p(x | h) for every chain. Peers, each in its 
 BLAS threads keep spinning after a matmul and slow whatever follows, see shared/STACK.md):
 
 * ``jax``            ebm_ppl: ``jax.vmap(ep.kernels.block_gibbs(rbm).step)`` inside a jitted
-                     ``lax.scan`` of N sweeps (the loop ``ep.sample`` runs), default PRNG
-                     (threefry2x32). In the same process, interleaved with it:
+                     ``lax.scan`` of N sweeps (the loop ``ep.sample`` runs, compiled with the same
+                     ``ep.compiler.COMPILER_OPTIONS``; every jitted peer below uses them too), default
+                     PRNG (threefry2x32). In the same process, interleaved with it:
                      - the matmul reference: a jitted ``lax.scan`` of the sweep's two float32
                        matmuls (100xD @ DxM, then 100xM @ MxD) with no random numbers, and one
                        jitted 100xD @ DxM matmul called in a Python loop;
@@ -160,7 +161,7 @@ def measure_jax(size: str, sweeps: int, reps: int, prng: str | None, variants, m
         if ndev > 1:
             spec = PartitionSpec("chains")
             body = jax.shard_map(body, mesh=mesh, in_specs=(spec, spec), out_specs=spec)
-        run = jax.jit(body)
+        run = jax.jit(body, compiler_options=ep.compiler.COMPILER_OPTIONS or None)  # as ep.sample's run
         carry0 = jax.tree.map(put, carry0)
         return lambda key: run(put(jax.random.split(key, CHAINS)), carry0)
 
@@ -220,7 +221,7 @@ def measure_jax(size: str, sweeps: int, reps: int, prng: str | None, variants, m
         pair_scan = drv.matmul_pair_scan(W, sweeps)
 
         fns["matmul_pair_scan"] = lambda key: pair_scan(xr)
-        mm = jax.jit(lambda x: x @ W)
+        mm = jax.jit(lambda x: x @ W, compiler_options=ep.compiler.COMPILER_OPTIONS or None)
 
         def single(key):  # 2 * sweeps separate jitted calls (async dispatch pipelines them)
             for _ in range(2 * sweeps):

@@ -5,15 +5,17 @@ Bernoulli RBM, 64 visible x 20 hidden, on the binarized digits train split (1000
 
 * ``ep``      ``ep.fit(ep.BernoulliRBM.init(key(seed), 64, 20, scale=0.01), x_train,
               ep.training.pcd(k=1, num_chains=100), key=key(seed + 1), optimizer=opt,
-              epochs=E, batch_size=100, metrics=False)`` (no per-epoch metrics: the E epochs run
-              fused in one compiled call), with one ``opt = optax.sgd(0.05)`` object per process:
+              epochs=E, batch_size=100, metrics=False, shuffle=False)`` (no per-epoch metrics: the
+              E epochs run fused in one compiled call; minibatches in the data's order, as
+              scikit-learn takes them), with one ``opt = optax.sgd(0.05)`` object per process:
 
               - ``first call``: the first ``fit`` in the process (after importing ebm_ppl and
                 loading the data), compile included;
               - ``cached call``: the same call again with a fresh ``pcd(...)`` (equal settings)
                 and the same optimizer object: nothing compiles (median of 5);
               - ``epoch``: the warm epoch inside a call, (cached call of 2E epochs - cached call of
-                E epochs) / E (median of 5 pairs);
+                E epochs) / E (median of 5 pairs); the same with ``shuffle=True`` (fit's default:
+                a fresh permutation every epoch);
               - ``compiled``: the compiled epoch loop alone (``ebm_ppl.training.fit._run_epochs``
                 called directly on the same state), per update; the rest of a call is Python;
               - ``unfused epoch``: median gap between successive calls of a ``metrics`` callback
@@ -77,7 +79,7 @@ def measure_ep(epochs: int, seed: int, with_metrics: bool) -> dict:
         rbm = ep.BernoulliRBM.init(jax.random.key(seed), 64, 20, scale=0.01)
         t = time.perf_counter()
         model, history = ep.fit(rbm, x, ep.training.pcd(k=1, num_chains=100), key=jax.random.key(seed + 1),
-                                optimizer=opt, epochs=E, batch_size=100, **{"metrics": False, **kw})
+                                optimizer=opt, epochs=E, batch_size=100, **{"metrics": False, "shuffle": False, **kw})
         jax.block_until_ready(model.W)
         return time.perf_counter() - t, model, history
 
@@ -85,6 +87,9 @@ def measure_ep(epochs: int, seed: int, with_metrics: bool) -> dict:
     cached = [run(epochs)[0] for _ in range(5)]
     double = [run(2 * epochs)[0] for _ in range(5)]  # same compiled program (MAX_FUSED_EPOCHS >= 2E)
     epoch = statistics.median((d - c) / epochs for c, d in zip(cached, double))
+    run(epochs, shuffle=True)  # compiles the shuffling variant
+    shuffled = statistics.median((run(2 * epochs, shuffle=True)[0] - run(epochs, shuffle=True)[0]) / epochs
+                                 for _ in range(5))
 
     # the compiled loop alone, on the state fit starts from
     rbm = ep.BernoulliRBM.init(jax.random.key(seed), 64, 20, scale=0.01)
@@ -98,7 +103,7 @@ def measure_ep(epochs: int, seed: int, with_metrics: bool) -> dict:
     compiled = []
     for _ in range(5):
         t = time.perf_counter()
-        jax.block_until_ready(fit_module._run_epochs(static, est, guarded, mask, 100, fit_module.MAX_FUSED_EPOCHS,
+        jax.block_until_ready(fit_module._run_epochs(static, est, guarded, mask, 100, False, fit_module.MAX_FUSED_EPOCHS,
                                                      carry, (x,), key_loop, plan))
         compiled.append(time.perf_counter() - t)
     compiled_call = statistics.median(compiled)
@@ -113,7 +118,7 @@ def measure_ep(epochs: int, seed: int, with_metrics: bool) -> dict:
     stamps.clear()
     run(epochs, metrics=stamp)
     unfused = statistics.median(b - a for a, b in itertools.pairwise(stamps))
-    out = {"peer": "ep", "epoch_s": epoch, "first_call_s": first, "cached_call_s": statistics.median(cached),
+    out = {"peer": "ep", "epoch_s": epoch, "epoch_shuffled_s": shuffled, "first_call_s": first, "cached_call_s": statistics.median(cached),
            "compiled_call_s": compiled_call, "compiled_update_s": compiled_call / (epochs * 10),
            "unfused_epoch_s": unfused, "test_ll": test_ll(model.W, model.b, model.c), "threads": drv.xla_threads()}
     if with_metrics:
@@ -167,19 +172,22 @@ def drive(a) -> dict:
                 "test_ll": statistics.mean(x["test_ll"] for x in rs),
                 "test_ll_all": [x["test_ll"] for x in rs]}
     e, s_ = runs["ep"], runs["sklearn"]
-    for k in ("first_call_s", "cached_call_s", "compiled_call_s", "compiled_update_s", "unfused_epoch_s"):
+    for k in ("first_call_s", "cached_call_s", "compiled_call_s", "compiled_update_s", "unfused_epoch_s",
+              "epoch_shuffled_s"):
         S["ep"][k] = statistics.median(x[k] for x in e)
     S["ep"]["epoch_with_metrics_s"] = e[0].get("epoch_with_metrics_s")
     S["sklearn"]["call_s"] = statistics.median(x["call_s"] for x in s_)
     S["sklearn"]["by_threads"] = {k: statistics.median(x["epoch_s_by_threads"][k] for x in s_)
                                   for k in ("default", "1thread")}
     S["ratio_epoch"] = drv.median_ratio((x["epoch_s"], y["epoch_s"]) for x, y in zip(e, s_))
+    S["ratio_epoch_shuffled"] = drv.median_ratio((x["epoch_shuffled_s"], y["epoch_s"]) for x, y in zip(e, s_))
     S["ratio_cached_call"] = drv.median_ratio((x["cached_call_s"], y["call_s"]) for x, y in zip(e, s_))
     S["ratio_first_call"] = drv.median_ratio((x["first_call_s"], y["call_s"]) for x, y in zip(e, s_))
     E = a.epochs
     ep_, sk = S["ep"], S["sklearn"]
     print(f"\n# results {S['date']}, load {load0:.2f} -> {S['load_end']:.2f}; {rounds} round(s); E={E}")
-    print(f"ebm_ppl epoch inside a fused call {ep_['epoch_s'] * 1e3:7.3f} ms (compiled loop alone "
+    print(f"ebm_ppl epoch inside a fused call {ep_['epoch_s'] * 1e3:7.3f} ms, with shuffle=True "
+          f"{ep_['epoch_shuffled_s'] * 1e3:.3f} ms (compiled loop alone "
           f"{ep_['compiled_call_s'] / E * 1e3:.3f} ms, {ep_['compiled_update_s'] * 1e6:.1f} us per update; "
           f"one epoch per call {ep_['unfused_epoch_s'] * 1e3:.3f} ms; with default metrics "
           f"~{(ep_['epoch_with_metrics_s'] or float('nan')) * 1e3:.1f} ms)")
@@ -188,7 +196,8 @@ def drive(a) -> dict:
     print(f"sklearn .fit: call {sk['call_s'] * 1e3:.1f} ms, epoch {sk['epoch_s'] * 1e3:.3f} ms (default threads "
           f"{sk['by_threads']['default'] * 1e3:.3f}, 1 thread {sk['by_threads']['1thread'] * 1e3:.3f})  "
           f"test LL {sk['test_ll']:.3f} {[round(v, 3) for v in sk['test_ll_all']]}")
-    print(f"ratios ebm_ppl/sklearn (median per round): epoch {S['ratio_epoch']:.3f} (target <= 0.25), "
+    print(f"ratios ebm_ppl/sklearn (median per round): epoch {S['ratio_epoch']:.3f} (target <= 0.25; "
+          f"shuffle=True {S['ratio_epoch_shuffled']:.3f}), "
           f"cached call {S['ratio_cached_call']:.3f}, first call {S['ratio_first_call']:.1f}")
     return S
 

@@ -6,7 +6,7 @@
     ep.log_partition(rbm)
 """
 
-from ebm_ppl import data, diagnostics, kernels, numpyro, partition, random, training
+from ebm_ppl import compiler, data, diagnostics, kernels, numpyro, partition, random, training
 from ebm_ppl.diagnostics import diagnose, report
 from ebm_ppl._version import __version__
 from ebm_ppl.inference import sample
@@ -33,6 +33,7 @@ __all__ = [
     "data",
     "kernels",
     "random",
+    "compiler",
     "sample",
     "diagnostics",
     "diagnose",

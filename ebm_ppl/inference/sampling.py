@@ -13,7 +13,6 @@ import math
 from typing import Any, Callable, NamedTuple
 
 import blackjax
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,6 +20,7 @@ from blackjax.adaptation.step_size import dual_averaging_adaptation
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
+from ebm_ppl.compiler import filter_jit
 from ebm_ppl.inference._progress import progress_scan
 from ebm_ppl.inference.to_arviz import draws_to_datatree, to_host
 from ebm_ppl.kernels.block_gibbs import as_top_level_api as block_gibbs_api
@@ -164,13 +164,13 @@ def draw(
 # (its arrays traced, the kernel settings static), so a second call with the same shapes and
 # settings reuses the compiled code instead of tracing and compiling again.
 
-@eqx.filter_jit
+@filter_jit
 def _warmup(potential: Potential, kernel: str, num_warmup: int, options: tuple, keys, positions):
     plan = _plan(kernel, potential, num_warmup, dict(options))
     return jax.vmap(plan.warmup)(keys, positions)
 
 
-@eqx.filter_jit
+@filter_jit
 def _run(potential: Potential, kernel: str, num_warmup: int, options: tuple, states, params, chain_keys,
          num_samples: int, thin: int, progress: bool):
     """Scan ``num_samples * thin`` steps of every chain; keep every ``thin``-th state. Returns the

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
+from ebm_ppl.compiler import filter_jit
 from ebm_ppl.inference._progress import progress_fori_loop
 from ebm_ppl.partition.estimate import AISEstimate, summarize_log_weights, warn_if_degenerate
 from ebm_ppl.partition.paths import make_path
@@ -206,14 +207,14 @@ def _padded(betas: np.ndarray) -> tuple[np.ndarray, int]:
 # The compiled programs are module-level and take the path as an argument (its arrays traced, its
 # settings static), so repeated runs with the same shapes and settings reuse them.
 
-@eqx.filter_jit
+@filter_jit
 def _forward(path, key: PRNGKeyArray, num_chains: int, dtype, betas: Array, num_steps, progress: bool):
     key_base, key_run = jax.random.split(key)
     x0 = path.sample_base(key_base, num_chains, dtype)
     return _anneal_loop(path, key_run, x0, betas, num_steps, progress, "AIS")
 
 
-@eqx.filter_jit
+@filter_jit
 def _anneal(path, key: PRNGKeyArray, x0: Array, betas: Array, num_steps, progress: bool, desc: str):
     return _anneal_loop(path, key, x0, betas, num_steps, progress, desc)
 

@@ -25,9 +25,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
+from ebm_ppl.compiler import filter_jit
 from ebm_ppl.kernels.block_gibbs import has_conditionals
-from ebm_ppl.kernels.site_gibbs import build_kernel as site_gibbs_kernel
 from ebm_ppl.kernels.site_gibbs import SiteGibbsState
+from ebm_ppl.kernels.site_gibbs import build_kernel as site_gibbs_kernel
 from ebm_ppl.potentials import BernoulliRBM, BoltzmannMachine, Gaussian, GaussianBernoulliRBM, SubspaceRBM
 from ebm_ppl.potentials.base import Potential, Support, validate_input
 
@@ -272,7 +273,7 @@ def factorized_log_z(base: Potential) -> Array:
     return visible
 
 
-@eqx.filter_jit
+@filter_jit
 def _default_base(target: Potential, data: Array | None):
     """``factorized_base(target, data)`` and its log Z in one compiled call (a handful of small
     eager operations, each a dispatch and some a host sync, cost about a millisecond per

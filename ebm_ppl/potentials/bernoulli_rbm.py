@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from ebm_ppl.potentials import enumeration
+from ebm_ppl.compiler import filter_jit
+from ebm_ppl.potentials import _draws, enumeration
 from ebm_ppl.potentials._checks import as_param, check_finite_params
 from ebm_ppl.potentials.base import Potential, Support, validate_input
 from ebm_ppl.potentials.registry import register_potential
@@ -123,11 +123,11 @@ class BernoulliRBM(Potential):
 
     def sample_hidden(self, key: PRNGKeyArray, x: Array) -> Array:
         """h ~ p(h|x); ``(*batch, D) -> (*batch, M)`` in x's dtype. No validation (jit inner)."""
-        return jax.random.bernoulli(key, jax.nn.sigmoid(self.hidden_logits(x))).astype(x.dtype)
+        return _draws.bernoulli_logits(key, self.hidden_logits(x), x.dtype)
 
     def sample_visible(self, key: PRNGKeyArray, h: Array) -> Array:
         """x ~ p(x|h); ``(*batch, M) -> (*batch, D)`` in h's dtype. No validation (jit inner)."""
-        return jax.random.bernoulli(key, jax.nn.sigmoid(self.visible_logits(h))).astype(h.dtype)
+        return _draws.bernoulli_logits(key, self.visible_logits(h), h.dtype)
 
     # -- exact log partition -----------------------------------------------------------------
     def log_partition(
@@ -154,7 +154,7 @@ class BernoulliRBM(Potential):
         return BernoulliRBM(jnp.zeros_like(self.W), self.b, jnp.zeros_like(self.c))
 
 
-@eqx.filter_jit
+@filter_jit
 def _log_z(rbm: BernoulliRBM, route: str, chunk_size: int) -> Array:
     if route == "hidden":
 

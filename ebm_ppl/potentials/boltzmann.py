@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
+from ebm_ppl.compiler import filter_jit
 from ebm_ppl.potentials import enumeration
 from ebm_ppl.potentials._checks import as_param, check_finite_params
 from ebm_ppl.potentials.base import Potential, Support, is_concrete
@@ -93,7 +93,7 @@ class BoltzmannMachine(Potential):
         return _log_z(self, chunk_size)
 
 
-@eqx.filter_jit
+@filter_jit
 def _log_z(bm: BoltzmannMachine, chunk_size: int) -> Array:
     def log_term(idx):
         x = enumeration.index_to_bits(idx, bm.dim, bm.W.dtype)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from ebm_ppl.potentials import enumeration
+from ebm_ppl.compiler import filter_jit
+from ebm_ppl.potentials import _draws, enumeration
 from ebm_ppl.potentials._checks import as_param, check_finite_params, check_positive
 from ebm_ppl.potentials.base import Potential, Support, validate_input
 from ebm_ppl.potentials.registry import register_potential
@@ -121,12 +121,11 @@ class GaussianBernoulliRBM(Potential):
 
     def sample_hidden(self, key: PRNGKeyArray, x: Array) -> Array:
         """h ~ p(h|x); ``(*batch, D) -> (*batch, M)`` in x's dtype. No validation (jit inner)."""
-        return jax.random.bernoulli(key, jax.nn.sigmoid(self.hidden_logits(x))).astype(x.dtype)
+        return _draws.bernoulli_logits(key, self.hidden_logits(x), x.dtype)
 
     def sample_visible(self, key: PRNGKeyArray, h: Array) -> Array:
         """x ~ N(b + sigma * (W h), sigma^2); ``(*batch, M) -> (*batch, D)``. No validation (jit inner)."""
-        mean = self._visible_mean(h)
-        return mean + self.sigma * jax.random.normal(key, mean.shape, mean.dtype)
+        return _draws.gaussian(key, self._visible_mean(h), self.sigma)
 
     # -- exact log partition -----------------------------------------------------------------
     def log_partition(
@@ -166,7 +165,7 @@ class GaussianBernoulliRBM(Potential):
         return GaussianBernoulliRBM(jnp.zeros_like(self.W), self.b, jnp.zeros_like(self.c), self.sigma)
 
 
-@eqx.filter_jit
+@filter_jit
 def _log_z(rbm: GaussianBernoulliRBM, chunk_size: int) -> Array:
     def log_term(idx):
         h = enumeration.index_to_bits(idx, rbm.n_hidden, rbm.W.dtype)

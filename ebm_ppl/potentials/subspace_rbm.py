@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from ebm_ppl.potentials import enumeration
+from ebm_ppl.compiler import filter_jit
+from ebm_ppl.potentials import _draws, enumeration
 from ebm_ppl.potentials._checks import as_param, check_finite_params
 from ebm_ppl.potentials.base import Potential, Support, validate_input
 from ebm_ppl.potentials.registry import register_potential
@@ -165,14 +165,14 @@ class SubspaceRBM(Potential):
         """
         key_h, key_s = jax.random.split(key)
         a = self.subspace_activations(x)
-        h = jax.random.bernoulli(key_h, jax.nn.sigmoid(self._gate_logits(a))).astype(x.dtype)
-        S = jax.random.bernoulli(key_s, jax.nn.sigmoid(h[..., None] * a)).astype(x.dtype)
+        h = _draws.bernoulli_logits(key_h, self._gate_logits(a), x.dtype)
+        S = _draws.bernoulli_logits(key_s, h[..., None] * a, x.dtype)
         return h, S
 
     def sample_visible(self, key: PRNGKeyArray, latent: tuple[Array, Array]) -> Array:
         """x ~ p(x|h, S) for ``latent = (h, S)``; ``-> (*batch, D)`` in h's dtype. No validation."""
         h, S = latent
-        return jax.random.bernoulli(key, jax.nn.sigmoid(self.visible_logits(h, S))).astype(h.dtype)
+        return _draws.bernoulli_logits(key, self.visible_logits(h, S), h.dtype)
 
     # -- exact log partition -----------------------------------------------------------------
     @property
@@ -241,7 +241,7 @@ def _decode_hidden(idx: Array, n_gates: int, n_subspace: int, dtype) -> tuple[Ar
     return h, S, log_mult
 
 
-@eqx.filter_jit
+@filter_jit
 def _log_z(rbm: SubspaceRBM, route: str, chunk_size: int) -> Array:
     if route == "hidden":
 

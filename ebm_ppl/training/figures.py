@@ -11,7 +11,6 @@ import math
 import os
 from typing import Any
 
-import equinox as eqx
 import jax
 import numpy as np
 from jaxtyping import ArrayLike, PRNGKeyArray
@@ -19,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ebm_ppl._atomic import atomic_write
+from ebm_ppl.compiler import filter_jit
 from ebm_ppl.potentials.base import Potential, Support
 
 __all__ = ["jem_figure", "rbm_figure", "image_grid"]
@@ -123,7 +123,7 @@ def rbm_figure(
         start = jax.random.bernoulli(k_start, 0.5, shape).astype(dtype)
     else:
         start = jax.random.normal(k_start, shape, dtype)
-    samples = np.asarray(eqx.filter_jit(gibbs_sweeps)(k_run, model, start, sweeps))
+    samples = np.asarray(filter_jit(gibbs_sweeps)(k_run, model, start, sweeps))
 
     fig = _figure(1, 3, 12.0, 3.9)
     ax_filters, ax_samples, ax_ll = fig.axes

@@ -31,6 +31,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
+from ebm_ppl.compiler import filter_jit
 from ebm_ppl.potentials.base import Potential, validate_input
 from ebm_ppl.potentials.gaussian_bernoulli_rbm import GaussianBernoulliRBM
 from ebm_ppl.random import DEFAULT_IMPL, rekey
@@ -86,6 +87,7 @@ def fit(
     optimizer: optax.GradientTransformation | None = None,
     epochs: int = 10,
     batch_size: int = 100,
+    shuffle: bool = True,
     validation: ArrayLike | tuple[ArrayLike, ...] | None = None,
     metrics: Callable[..., dict[str, float]] | Literal[False] | None = None,
     eval_every: int = 1,
@@ -116,6 +118,10 @@ def fit(
             object across calls to skip compiling.
         epochs: passes over the data; each drops the last incomplete minibatch.
         batch_size: minibatch size.
+        shuffle: draw each epoch's minibatches from a fresh random permutation of the data (the
+            default); ``False`` takes them in the data's order every epoch, as scikit-learn's
+            ``BernoulliRBM`` does (it saves sorting the indices, about 40 us per epoch of 1,000
+            examples on CPU).
         validation: data in the same form as ``data`` for the ``val_`` metrics.
         metrics: ``metrics(model, data_tuple, key, prefix) -> dict`` evaluated on the training
             data (prefix ``"train_"``) and the validation data (``"val_"``); default: the
@@ -205,7 +211,8 @@ def fit(
         while stop < min(epochs, epoch + MAX_FUSED_EPOCHS) and not needs_host(stop - 1):
             stop += 1
         plan = np.array([epoch, stop - epoch, retries, tries], np.int32)
-        carry, means, done = _run_epochs(static, estimator, optimizer, frozen_mask, batch_size, MAX_FUSED_EPOCHS,
+        carry, means, done = _run_epochs(static, estimator, optimizer, frozen_mask, batch_size, bool(shuffle),
+                                         MAX_FUSED_EPOCHS,
                                          (state.params, state.opt_state, state.estimator_state), data, key_loop, plan)
         means, done = jax.device_get((means, done))
         done = int(done)
@@ -298,7 +305,7 @@ def _guarded(optimizer) -> optax.GradientTransformation:
 # estimator and the optimizer as (static) arguments, so a later call with equal ones and the same
 # shapes reuses the compiled code.
 
-@eqx.filter_jit
+@filter_jit
 def _init_state(params, static, estimator, optimizer, data: tuple[Array, ...], key, prng_impl: str | None):
     """The initial training state and the key of the epoch loop, from the user's ``key``."""
     key_init, key_loop = jax.random.split(rekey(key, prng_impl))
@@ -306,11 +313,12 @@ def _init_state(params, static, estimator, optimizer, data: tuple[Array, ...], k
     return _TrainState(params, optimizer.init(params), estimator.init(key_init, model, data), params), key_loop
 
 
-@eqx.filter_jit
-def _run_epochs(static, estimator, optimizer, frozen_mask, batch_size: int, capacity: int, carry,
+@filter_jit
+def _run_epochs(static, estimator, optimizer, frozen_mask, batch_size: int, shuffle: bool, capacity: int, carry,
                 data: tuple[Array, ...], key_loop: PRNGKeyArray, plan):
     """Run epochs ``start, ..., start + num - 1`` (``plan = [start, num, retries, tries]``, int32)
-    until one diverges, each a ``lax.scan`` over ``N // batch_size`` shuffled minibatches.
+    until one diverges, each a ``lax.scan`` over ``N // batch_size`` minibatches (shuffled, or in
+    the data's order when ``shuffle`` is False).
 
     Epoch ``e`` shuffles with ``fold_in(key_loop, e * tries + r)``'s first half, ``r`` = ``retries``
     for the first epoch and 0 after it, so a run does not depend on how its epochs are grouped.
@@ -326,8 +334,12 @@ def _run_epochs(static, estimator, optimizer, frozen_mask, batch_size: int, capa
     num_batches = n // batch_size
 
     def one_epoch(carry, key):
-        perm = jax.random.permutation(key, n)[: num_batches * batch_size].reshape(num_batches, batch_size)
-        batches = tuple(a[perm] for a in data)
+        if shuffle:
+            perm = jax.random.permutation(key, n)[: num_batches * batch_size].reshape(num_batches, batch_size)
+            batches = tuple(a[perm] for a in data)
+        else:
+            batches = tuple(a[: num_batches * batch_size].reshape(num_batches, batch_size, *a.shape[1:])
+                            for a in data)
 
         def step(carry, batch):
             params, opt_state, est_state = carry

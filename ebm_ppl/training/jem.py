@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
+from ebm_ppl.compiler import filter_jit
 from ebm_ppl.kernels.langevin import run as _langevin_run
 from ebm_ppl.potentials.base import Potential
 
@@ -147,7 +148,7 @@ def replay_negatives(
     return x_neg, buffer.at[idx].set(x_neg), idx
 
 
-@eqx.filter_jit
+@filter_jit
 def _samples(key, model, num: int, init, steps: int, step_size: float, noise_scale, low: float, high: float):
     k_init, k_run = jax.random.split(key)
     if init is None:
@@ -183,7 +184,7 @@ def langevin_samples(
 
 # -- per-epoch metrics --------------------------------------------------------------------------------
 
-@eqx.filter_jit
+@filter_jit
 def _metric_values(model, x, y, key, num_neg: int, steps: int, step_size: float, noise_scale, low, high):
     k_init, k_run = jax.random.split(key)
     x0 = _uniform(k_init, (num_neg, *x.shape[1:]), x.dtype, low, high)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
+from ebm_ppl.compiler import filter_jit
 from ebm_ppl.kernels.block_gibbs import has_conditionals
 from ebm_ppl.potentials.base import Potential, Support
 
@@ -16,7 +16,7 @@ __all__ = ["boltzmann_metrics", "boltzmann_metrics_sets", "reconstruction_error"
 EXACT_LL_MAX_TERMS = 2**20
 
 
-@eqx.filter_jit
+@filter_jit
 def reconstruction_error(model: Potential, x: Array, key: PRNGKeyArray) -> Array:
     """Mean squared error between x and its one-step reconstruction E[x' | h], h ~ p(h | x)."""
     latent = model.sample_hidden(key, x)
@@ -28,7 +28,7 @@ def reconstruction_error(model: Potential, x: Array, key: PRNGKeyArray) -> Array
     return jnp.mean((x - recon) ** 2)
 
 
-@eqx.filter_jit
+@filter_jit
 def pseudo_log_likelihood(model: Potential, x: Array, key: PRNGKeyArray) -> Array:
     """Stochastic pseudo-log-likelihood of binary data, per example: ``D log sigmoid(F(x~) - F(x))``
     with x~ equal to x with one random coordinate flipped (Besag 1975; the estimator of
@@ -56,7 +56,7 @@ def boltzmann_metrics_sets(model: Potential, sets: dict[str, tuple[Array, ...]],
     return {k: float(v) for k, v in jax.device_get(_boltzmann_values(model, xs, key)).items()}
 
 
-@eqx.filter_jit
+@filter_jit
 def _boltzmann_values(model: Potential, xs: dict[str, Array], key: PRNGKeyArray) -> dict[str, Array]:
     k1, k2 = jax.random.split(key)
     log_z = None

@@ -181,9 +181,9 @@ def test_a_new_schedule_length_reuses_the_compiled_program(monkeypatch):
     ais_module = importlib.import_module("ebm_ppl.partition.ais")  # ep.partition.ais is the function
     rbm = _rbm(8, 4, seed=7)
     ep.ais(jax.random.key(1), rbm, num_chains=20, num_temperatures=100)
-    size = ais_module._forward._cached._cache_size()
+    size = ais_module._forward.top_level._cached._cache_size()
     b = ep.ais(jax.random.key(1), rbm, num_chains=20, num_temperatures=120)
-    assert ais_module._forward._cached._cache_size() == size
+    assert ais_module._forward.top_level._cached._cache_size() == size
     assert b.log_weight_var.shape == (120,) and b.schedule.shape == (121,)
     monkeypatch.setattr(ais_module, "MIN_BUCKET", 512)  # the same run padded to 512 instead of 128
     c = ep.ais(jax.random.key(1), rbm, num_chains=20, num_temperatures=120)

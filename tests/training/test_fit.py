@@ -192,3 +192,21 @@ def test_bad_fit_arguments(x):
         ep.fit(model, x, ep.training.cd(1), key=jax.random.key(0), eval_every=0)
     with pytest.raises(TypeError, match="metrics must be a function"):
         ep.fit(model, x, ep.training.cd(1), key=jax.random.key(0), metrics="exact")
+
+
+class _RecordFirstRows(ep.training.CDEstimator):
+    """Zero gradients; the step metric is the first value of the batch's first row."""
+
+    def update(self, model, batch, state):
+        zeros = jax.tree.map(jnp.zeros_like, model)
+        return zeros, state, {"first": batch[0][0, 0]}
+
+
+def test_shuffle_false_takes_the_minibatches_in_the_data_order():
+    x = jnp.arange(12.0).reshape(12, 1)
+    model = ep.Gaussian(jnp.zeros(1), jnp.eye(1))
+    kwargs = dict(key=jax.random.key(0), epochs=3, batch_size=5, metrics=False, optimizer=OPT)
+    _, ordered = ep.fit(model, x, _RecordFirstRows(1), shuffle=False, **kwargs)
+    np.testing.assert_array_equal(ordered["train_first"], [2.5, 2.5, 2.5])  # rows 0 and 5; 10, 11 dropped
+    _, shuffled = ep.fit(model, x, _RecordFirstRows(1), **kwargs)
+    assert len(set(shuffled["train_first"].tolist())) > 1  # a new permutation every epoch

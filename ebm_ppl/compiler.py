@@ -1,0 +1,68 @@
+"""XLA options for ebm_ppl's own compiled loops.
+
+On CPU, XLA vectorizes its elementwise kernels (random-number generation, sigmoids, the Bernoulli
+draws) for 256-bit registers by default, even where the processor has 512-bit AVX-512 registers
+(on some older Intel parts wide instructions lower the clock). These loops are dominated by such
+kernels when the model is small, so on a host with AVX-512 ebm_ppl compiles its own programs
+(``ebm_ppl.sample``'s run, ``ebm_ppl.ais``, ``ebm_ppl.fit``'s epochs) with
+``xla_cpu_prefer_vector_width=512``. Measured on a 2-core AMD EPYC (``benchmarks/``): Philox
+uniforms 1.5x faster, a 784x500 block-Gibbs sweep of 100 chains 1.19x, a 64x20 PCD-1 update
+1.2x. The option only changes how XLA vectorizes: results are bitwise identical (tested). It is
+passed per program (``jax.jit(compiler_options=...)``), so nothing else in the process changes,
+and GPU/TPU compilers ignore it. JAX accepts compiler options only on an outermost ``jit``: a
+function wrapped by :func:`filter_jit` that is called under a trace (a user's ``jit``, ``vmap``,
+``grad``) compiles as part of that program, without them.
+
+``EBM_PPL_CPU_VECTOR_WIDTH`` (read at import) overrides the choice: ``256`` gives XLA's default,
+``512`` forces the wide form.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Callable
+
+import equinox as eqx
+from jax._src import core as _jax_core
+
+__all__ = ["COMPILER_OPTIONS", "filter_jit"]
+
+_ENV = "EBM_PPL_CPU_VECTOR_WIDTH"
+
+
+def _host_has_avx512() -> bool:
+    try:  # numpy's runtime dispatch table: the host's instruction sets, without starting JAX
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # pragma: no cover - numpy moved it
+        return False
+    return bool(__cpu_features__.get("AVX512F"))
+
+
+def _options() -> dict[str, Any]:
+    width = os.environ.get(_ENV, "").strip()
+    if width:
+        if width not in ("256", "512"):
+            raise ValueError(f"{_ENV} must be 256 or 512, got {width!r}")
+        return {} if width == "256" else {"xla_cpu_prefer_vector_width": 512}
+    return {"xla_cpu_prefer_vector_width": 512} if _host_has_avx512() else {}
+
+
+#: The XLA options ebm_ppl's compiled loops use (empty: XLA's defaults).
+COMPILER_OPTIONS: dict[str, Any] = _options()
+
+
+def filter_jit(fun: Callable | None = None, **jit_kwargs):
+    """:func:`equinox.filter_jit` with :data:`COMPILER_OPTIONS` when called outside any trace, plain
+    ``filter_jit`` under one (where JAX refuses compiler options); usable bare or with arguments."""
+    if fun is None:
+        return lambda f: filter_jit(f, **jit_kwargs)
+    plain = eqx.filter_jit(fun, **jit_kwargs)
+    tuned = eqx.filter_jit(fun, **{"compiler_options": dict(COMPILER_OPTIONS), **jit_kwargs}) if COMPILER_OPTIONS else plain
+
+    @functools.wraps(fun)
+    def call(*args, **kwargs):
+        return (tuned if _jax_core.trace_state_clean() else plain)(*args, **kwargs)
+
+    call.top_level, call.nested = tuned, plain  # the two compiled functions (for tests and benchmarks)
+    return call

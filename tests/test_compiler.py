@@ -1,0 +1,60 @@
+"""ebm_ppl.compiler: per-program XLA options that change speed, never results."""
+
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ebm_ppl as ep
+
+compiler = importlib.import_module("ebm_ppl.compiler")
+
+
+@ep.compiler.filter_jit
+def _gibbs_run(rbm, key, x):
+    """Twenty block-Gibbs sweeps of a batch: random numbers, sigmoids, matmuls and reductions."""
+
+    def sweep(x, k):
+        k_h, k_x = jax.random.split(k)
+        h = rbm.sample_hidden(k_h, x)
+        return rbm.sample_visible(k_x, h), jnp.mean(h)
+
+    return jax.lax.scan(sweep, x, jax.random.split(key, 20))
+
+
+def test_the_options_leave_results_bitwise_unchanged():
+    rbm = ep.BernoulliRBM.init(jax.random.key(0), 37, 11, scale=1.0)
+    key = jax.random.key(1, impl="philox4x32")
+    x = (jax.random.uniform(jax.random.key(2), (53, 37)) < 0.5).astype(jnp.float32)
+    tuned = _gibbs_run.top_level(rbm, key, x)
+    plain = _gibbs_run.nested(rbm, key, x)  # at top level too: a plain filter_jit program
+    for a, b in zip(jax.tree.leaves(tuned), jax.tree.leaves(plain)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_wrapped_function_works_under_a_users_transformations():
+    """JAX refuses compiler options on a nested jit: under a trace the plain program is used."""
+    rbm = ep.BernoulliRBM.init(jax.random.key(0), 8, 3, scale=1.0)
+    x = jnp.zeros((4, 8))
+    direct = _gibbs_run(rbm, jax.random.key(5), x)
+    inside = jax.jit(_gibbs_run)(rbm, jax.random.key(5), x)
+    for a, b in zip(jax.tree.leaves(direct), jax.tree.leaves(inside)):
+        np.testing.assert_array_equal(a, b)
+    batched = jax.vmap(lambda k: _gibbs_run(rbm, k, x)[0])(jax.random.split(jax.random.key(5), 3))
+    assert batched.shape == (3, 4, 8)
+    grad = jax.grad(lambda s: jnp.sum(_gibbs_run(rbm, jax.random.key(5), x * s)[1]))(1.0)
+    assert np.isfinite(grad)
+
+
+def test_the_environment_variable_chooses_the_vector_width(monkeypatch):
+    monkeypatch.setenv("EBM_PPL_CPU_VECTOR_WIDTH", "256")
+    assert compiler._options() == {}
+    monkeypatch.setenv("EBM_PPL_CPU_VECTOR_WIDTH", "512")
+    assert compiler._options() == {"xla_cpu_prefer_vector_width": 512}
+    monkeypatch.setenv("EBM_PPL_CPU_VECTOR_WIDTH", "1024")
+    with pytest.raises(ValueError, match="EBM_PPL_CPU_VECTOR_WIDTH must be 256 or 512"):
+        compiler._options()
+    monkeypatch.delenv("EBM_PPL_CPU_VECTOR_WIDTH")
+    assert compiler._options() == ({"xla_cpu_prefer_vector_width": 512} if compiler._host_has_avx512() else {})
