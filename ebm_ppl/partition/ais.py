@@ -227,12 +227,15 @@ def _anneal_loop(path, key, x0, betas, num_steps, progress, desc):
     (``path.draws`` vmapped over the block), which on CPU generates them about twice as fast as
     many small calls inside the loop. Steps past ``num_steps`` in the last block run on the
     padding (beta_from = beta_to = the schedule's last value): their moves are exact moves at that
-    end of the path, and their weight increments are masked to zero."""
+    end of the path, and their weight increments are masked to zero. The chains are carried in
+    the path's own layout (``path.to_state``)."""
     dim = math.prod(x0.shape[1:])
+    path = path.prepare(x0.shape[0])
+    state0 = path.to_state(x0)
 
     def block(c, carry):
         keys = jax.random.split(jax.random.fold_in(key, c), CHUNK)
-        draws = jax.vmap(lambda k: path.draws(k, x0))(keys)
+        draws = jax.vmap(lambda k: path.draws(k, state0))(keys)
 
         def step(carry, inputs):
             j, d = inputs
@@ -248,7 +251,7 @@ def _anneal_loop(path, key, x0, betas, num_steps, progress, desc):
         var = jax.lax.dynamic_update_slice(var, jnp.var(history, axis=1), (c * CHUNK,))
         return x, log_w, aux, var
 
-    init = (x0, jnp.zeros(x0.shape[0], x0.dtype), path.init_aux(dim), jnp.zeros(betas.shape[0] - 1, x0.dtype))
+    init = (state0, jnp.zeros(x0.shape[0], x0.dtype), path.init_aux(dim), jnp.zeros(betas.shape[0] - 1, x0.dtype))
     num_blocks = (num_steps + CHUNK - 1) // CHUNK
     _, log_w, _, var = progress_fori_loop(num_blocks, block, init, enabled=progress, desc=desc)
     return log_w, var

@@ -9,6 +9,7 @@ from jaxtyping import Array, PRNGKeyArray
 from ebm_ppl.potentials import BernoulliRBM, BoltzmannMachine, Gaussian
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.enumeration import check_enumerable, index_to_bits
+from ebm_ppl.potentials._elementwise import softplus
 
 __all__ = ["exact_samples", "MAX_EXACT_STATES"]
 
@@ -30,7 +31,7 @@ def exact_samples(key: PRNGKeyArray, potential: Potential, num: int) -> Array:
         m = potential.n_hidden
         check_enumerable(2**m, MAX_EXACT_STATES, f"exact samples of a BernoulliRBM with n_hidden={m}")
         h_all = index_to_bits(jnp.arange(2**m, dtype=jnp.int32), m, potential.W.dtype)
-        logits = h_all @ potential.c + jnp.sum(jax.nn.softplus(potential.visible_logits(h_all)), axis=-1)
+        logits = h_all @ potential.c + jnp.sum(softplus(potential.visible_logits(h_all)), axis=-1)
         k_h, k_x = jax.random.split(key)
         h = h_all[jax.random.categorical(k_h, logits, shape=(num,))]
         return potential.sample_visible(k_x, h)

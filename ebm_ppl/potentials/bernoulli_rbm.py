@@ -14,6 +14,7 @@ from ebm_ppl.potentials import _draws, enumeration
 from ebm_ppl.potentials._checks import as_param, check_finite_params
 from ebm_ppl.potentials.base import Potential, Support, validate_input
 from ebm_ppl.potentials.registry import register_potential
+from ebm_ppl.potentials._elementwise import softplus
 
 __all__ = ["BernoulliRBM"]
 
@@ -92,7 +93,7 @@ class BernoulliRBM(Potential):
 
     # -- energies ----------------------------------------------------------------------------
     def _energy(self, x: Array) -> Array:
-        return -x @ self.b - jnp.sum(jax.nn.softplus(self.c + x @ self.W))
+        return -x @ self.b - jnp.sum(softplus(self.c + x @ self.W))
 
     def free_energy(self, x: ArrayLike) -> Array:
         """F(x) = -log sum_h exp(-E(x, h)) (eq. 6.37); ``(*batch, D) -> (*batch,)``."""
@@ -160,7 +161,7 @@ def _log_z(rbm: BernoulliRBM, route: str, chunk_size: int) -> Array:
 
         def log_term(idx):
             h = enumeration.index_to_bits(idx, rbm.n_hidden, rbm.W.dtype)
-            return h @ rbm.c + jnp.sum(jax.nn.softplus(rbm.visible_logits(h)), axis=-1)
+            return h @ rbm.c + jnp.sum(softplus(rbm.visible_logits(h)), axis=-1)
 
         return enumeration.logsumexp_over_indices(log_term, 2**rbm.n_hidden, chunk_size)
 

@@ -14,6 +14,7 @@ from ebm_ppl.potentials import _draws, enumeration
 from ebm_ppl.potentials._checks import as_param, check_finite_params, check_positive
 from ebm_ppl.potentials.base import Potential, Support, validate_input
 from ebm_ppl.potentials.registry import register_potential
+from ebm_ppl.potentials._elementwise import softplus
 
 __all__ = ["GaussianBernoulliRBM"]
 
@@ -90,7 +91,7 @@ class GaussianBernoulliRBM(Potential):
     # -- energies ----------------------------------------------------------------------------
     def _energy(self, x: Array) -> Array:
         quad = jnp.sum((x - self.b) ** 2 / (2 * self.sigma**2))
-        return quad - jnp.sum(jax.nn.softplus(self.hidden_logits(x)))
+        return quad - jnp.sum(softplus(self.hidden_logits(x)))
 
     def free_energy(self, x: ArrayLike) -> Array:
         """F(x) = -log sum_h exp(-E(x, h)); ``(*batch, D) -> (*batch,)``."""

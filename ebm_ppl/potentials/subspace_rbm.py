@@ -14,6 +14,7 @@ from ebm_ppl.potentials import _draws, enumeration
 from ebm_ppl.potentials._checks import as_param, check_finite_params
 from ebm_ppl.potentials.base import Potential, Support, validate_input
 from ebm_ppl.potentials.registry import register_potential
+from ebm_ppl.potentials._elementwise import softplus
 
 __all__ = ["SubspaceRBM"]
 
@@ -106,7 +107,7 @@ class SubspaceRBM(Potential):
     # -- energies ----------------------------------------------------------------------------
     def _energy(self, x: Array) -> Array:
         k_log2 = self.n_subspace * math.log(2.0)
-        return -x @ self.b - jnp.sum(k_log2 + jax.nn.softplus(self.hidden_logits(x)))
+        return -x @ self.b - jnp.sum(k_log2 + softplus(self.hidden_logits(x)))
 
     def free_energy(self, x: ArrayLike) -> Array:
         """F(x) = -log sum_{h,S} exp(-E(x, h, S)); ``(*batch, D) -> (*batch,)``."""
@@ -133,7 +134,7 @@ class SubspaceRBM(Potential):
         return self._gate_logits(self.subspace_activations(x))
 
     def _gate_logits(self, a: Array) -> Array:
-        return self.c - self.n_subspace * math.log(2.0) + jnp.sum(jax.nn.softplus(a), axis=-1)
+        return self.c - self.n_subspace * math.log(2.0) + jnp.sum(softplus(a), axis=-1)
 
     def subspace_logits(self, x: Array, h: Array) -> Array:
         """Logits of p(S_jk=1|x, h): ``h_j a_jk``; ``(*batch, D), (*batch, M) -> (*batch, M, K)``.
@@ -252,7 +253,7 @@ def _log_z(rbm: SubspaceRBM, route: str, chunk_size: int) -> Array:
                 log_mult
                 + h @ rbm.c
                 + jnp.sum(rbm.d * hS, axis=(-2, -1))
-                + jnp.sum(jax.nn.softplus(rbm.visible_logits(h, S)), axis=-1)
+                + jnp.sum(softplus(rbm.visible_logits(h, S)), axis=-1)
             )
 
         return enumeration.logsumexp_over_indices(log_term, rbm.n_hidden_terms, chunk_size)

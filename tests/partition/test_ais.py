@@ -167,10 +167,16 @@ def test_fused_rbm_path_weights_equal_the_generic_parameter_path(family):
     generic = ParameterPath(base, target, factorized_log_z(base))
     for b0, b1 in [(0.0, 0.3), (0.55, 0.6), (0.99, 1.0), (1.0, 0.9)]:  # forward and reverse steps
         b0, b1 = jnp.float32(b0), jnp.float32(b1)
-        x_f, _, d_f = fused.anneal_step(fused.draws(k[3], xs), xs, b0, b1, fused.init_aux(12))
         _, _, d_g = ParameterPath.anneal_step(generic, k[3], xs, b0, b1, generic.init_aux(12))
-        np.testing.assert_allclose(d_f, d_g, rtol=1e-4, atol=1e-4)
-        assert x_f.shape == xs.shape and bool(jnp.all(jnp.isfinite(x_f)))
+        # 30 chains: the (D, N) layout (5 hidden units < 30 chains); 4 chains: the (N, D) layout
+        for n, layout in ((30, "transposed"), (4, "rows")):
+            path = fused.prepare(n)
+            assert path.transposed == (layout == "transposed")
+            state = path.to_state(xs[:n])
+            x_f, _, d_f = path.anneal_step(path.draws(k[3], state), state, b0, b1, path.init_aux(12))
+            x_f = path.from_state(x_f)
+            np.testing.assert_allclose(d_f, d_g[:n], rtol=1e-4, atol=1e-4)
+            assert x_f.shape == xs[:n].shape and bool(jnp.all(jnp.isfinite(x_f)))
 
 
 def test_a_new_schedule_length_reuses_the_compiled_program(monkeypatch):

