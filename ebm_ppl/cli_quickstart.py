@@ -332,9 +332,10 @@ class _Clock:
 
 # -- b. the RBM -------------------------------------------------------------------------------
 def _train_rbm(data, n_hidden: int, budget: Budget, keys, progress: bool):
-    base = ep.BernoulliRBM.base_rate(data.x_train, n_hidden)
-    init = ep.BernoulliRBM.init(keys["rbm_init"], data.x_train.shape[1], n_hidden, scale=INIT_SCALE)
-    rbm0 = ep.BernoulliRBM(init.W, base.b, init.c)  # base-rate visible biases (Hinton's guide)
+    base = ep.BernoulliRBM.base_rate(data.x_train, n_hidden)  # the independent-pixel reference
+    # visible biases from the training data's marginals (Hinton's guide, Sec. 8.1): base.b
+    rbm0 = ep.BernoulliRBM.init(keys["rbm_init"], data.x_train.shape[1], n_hidden, scale=INIT_SCALE,
+                                data=data.x_train)
     rbm, history = ep.fit(
         rbm0, data.x_train, ep.training.pcd(k=1, num_chains=budget.rbm_chains), key=keys["rbm_fit"],
         optimizer=optax.sgd(0.1, momentum=0.5), epochs=budget.rbm_epochs, batch_size=100,

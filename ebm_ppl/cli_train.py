@@ -307,18 +307,14 @@ def _load_data(model: str, seed: int):
 
 def _initial_model(model: str, s: dict[str, Any], data, key) -> ep.Potential:
     n_visible = data.x_train.shape[1]
+    # visible biases from the training data's marginals (Hinton's guide, Sec. 8.1)
     if model == "rbm":
-        init = ep.BernoulliRBM.init(key, n_visible, s["hidden"], scale=INIT_SCALE)
-        base = ep.BernoulliRBM.base_rate(data.x_train, s["hidden"])
-        return ep.BernoulliRBM(init.W, base.b, init.c)  # base-rate visible biases (Hinton's guide)
+        return ep.BernoulliRBM.init(key, n_visible, s["hidden"], scale=INIT_SCALE, data=data.x_train)
     if model == "subspace-rbm":
-        init = ep.SubspaceRBM.init(key, n_visible, s["gates"], s["subspace"], scale=INIT_SCALE)
-        base = ep.BernoulliRBM.base_rate(data.x_train, 1)
-        return ep.SubspaceRBM(init.W, base.b, init.c, init.d)
+        return ep.SubspaceRBM.init(key, n_visible, s["gates"], s["subspace"], scale=INIT_SCALE, data=data.x_train)
     if model == "grbm":
-        init = ep.GaussianBernoulliRBM.init(key, n_visible, s["hidden"], scale=INIT_SCALE)
-        return ep.GaussianBernoulliRBM(init.W, jnp.asarray(data.x_train.mean(axis=0)), init.c,
-                                       jnp.full(n_visible, s["sigma"], init.W.dtype))
+        init = ep.GaussianBernoulliRBM.init(key, n_visible, s["hidden"], scale=INIT_SCALE, data=data.x_train)
+        return ep.GaussianBernoulliRBM(init.W, init.b, init.c, jnp.full(n_visible, s["sigma"], init.W.dtype))
     return ep.JEM.init(key, n_visible, 10, width=s["hidden"], depth=s["depth"], activation=s["activation"])
 
 

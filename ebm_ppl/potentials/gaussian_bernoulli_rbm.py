@@ -6,6 +6,7 @@ import math
 from typing import ClassVar
 
 import jax
+import numpy as np
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
@@ -68,12 +69,22 @@ class GaussianBernoulliRBM(Potential):
 
     @classmethod
     def init(
-        cls, key: PRNGKeyArray, n_visible: int, n_hidden: int, *, scale: float = 0.01, dtype=None
+        cls, key: PRNGKeyArray, n_visible: int, n_hidden: int, *, scale: float = 0.01,
+        data: ArrayLike | None = None, dtype=None
     ) -> "GaussianBernoulliRBM":
-        """W ~ N(0, scale^2), zero biases, unit sigma (suits data standardised per pixel)."""
+        """W ~ N(0, scale^2), zero hidden biases, unit sigma (suits data standardised per pixel);
+        visible biases zero, or the per-pixel mean of real ``data (N, n_visible)`` when given."""
         dtype = jnp.result_type(float) if dtype is None else dtype
         W = scale * jax.random.normal(key, (n_visible, n_hidden), dtype)
-        return cls(W, jnp.zeros(n_visible, dtype), jnp.zeros(n_hidden, dtype), jnp.ones(n_visible, dtype))
+        if data is None:
+            b = jnp.zeros(n_visible, dtype)
+        else:
+            if np.ndim(data) != 2 or np.shape(data)[1] != n_visible:
+                raise ValueError(f"GaussianBernoulliRBM.init: data must have shape (N, {n_visible}), "
+                                 f"got {np.shape(data)}")
+            x = validate_input(data, (n_visible,), Support.REAL, name="data", owner="GaussianBernoulliRBM.init")
+            b = jnp.mean(x, axis=0).astype(dtype)
+        return cls(W, b, jnp.zeros(n_hidden, dtype), jnp.ones(n_visible, dtype))
 
     # -- shapes ------------------------------------------------------------------------------
     @property

@@ -15,6 +15,7 @@ from ebm_ppl.potentials._checks import as_param, check_finite_params
 from ebm_ppl.potentials.base import Potential, Support, validate_input
 from ebm_ppl.potentials.registry import register_potential
 from ebm_ppl.potentials._elementwise import softplus
+from ebm_ppl.potentials.bernoulli_rbm import _data_visible_bias
 
 __all__ = ["SubspaceRBM"]
 
@@ -75,14 +76,18 @@ class SubspaceRBM(Potential):
         n_subspace: int,
         *,
         scale: float = 0.01,
+        data: ArrayLike | None = None,
         dtype=None,
     ) -> "SubspaceRBM":
-        """W ~ N(0, scale^2), zero biases."""
+        """W ~ N(0, scale^2), zero gate and subspace biases; visible biases zero, or the logit of
+        the smoothed pixel marginals of binary ``data (N, n_visible)`` when given (as
+        :meth:`BernoulliRBM.init`)."""
         dtype = jnp.result_type(float) if dtype is None else dtype
         W = scale * jax.random.normal(key, (n_visible, n_gates, n_subspace), dtype)
+        b = jnp.zeros(n_visible, dtype) if data is None else _data_visible_bias(data, n_visible, "SubspaceRBM", dtype)
         return cls(
             W,
-            jnp.zeros(n_visible, dtype),
+            b,
             jnp.zeros(n_gates, dtype),
             jnp.zeros((n_gates, n_subspace), dtype),
         )
