@@ -24,7 +24,12 @@ import os
 from typing import Any, Callable
 
 import equinox as eqx
-from jax._src import core as _jax_core
+
+try:  # whether a trace is active; JAX has no public API for it
+    from jax._src.core import trace_state_clean as _outside_any_trace
+except ImportError:  # pragma: no cover - a future JAX moved it: always compile the plain program
+    def _outside_any_trace() -> bool:
+        return False
 
 __all__ = ["COMPILER_OPTIONS", "filter_jit"]
 
@@ -62,7 +67,7 @@ def filter_jit(fun: Callable | None = None, **jit_kwargs):
 
     @functools.wraps(fun)
     def call(*args, **kwargs):
-        return (tuned if _jax_core.trace_state_clean() else plain)(*args, **kwargs)
+        return (tuned if _outside_any_trace() else plain)(*args, **kwargs)
 
     call.top_level, call.nested = tuned, plain  # the two compiled functions (for tests and benchmarks)
     return call
