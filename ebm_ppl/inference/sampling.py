@@ -181,6 +181,8 @@ def _run(potential: Potential, kernel: str, num_warmup: int, options: tuple, sta
 
     def one_draw(states, step_index):
         keys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, step_index), thin))(chain_keys)
+        # materialized once: fused into the draws, XLA re-derived every key per random number
+        keys = jax.lax.optimization_barrier(keys)
 
         def one_step(states, k):
             return jax.vmap(plan.step)(k, states, params)
