@@ -190,6 +190,10 @@ def fit(
         os.makedirs(checkpoint_dir, exist_ok=True)
         if resume and os.path.exists(ckpt_path):
             state, meta = load_checkpoint(ckpt_path, state)
+            if meta.get("shuffle", True) != bool(shuffle):  # absent in checkpoints written before it was kept
+                raise ValueError(f"checkpoint {ckpt_path!r} was written by a run with "
+                                 f"shuffle={meta.get('shuffle', True)}; resuming with shuffle={bool(shuffle)} "
+                                 "would not continue that run")
             history = History(meta["records"], meta["monitor"], meta["best_epoch"])
             start_epoch, best_value = meta["epoch"] + 1, meta["best_value"]
     bar = _progress_bar(progress, epochs, start_epoch)
@@ -240,7 +244,7 @@ def fit(
                 bar.update(done)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k.startswith("val_")} or None)
             if ckpt_path and checkpoint_every and (epoch + done) % checkpoint_every == 0:
-                _write_checkpoint(ckpt_path, state, history, record["epoch"], best_value)
+                _write_checkpoint(ckpt_path, state, history, record["epoch"], best_value, bool(shuffle))
             epoch += done
             if (patience is not None and history.best_epoch is not None and not failed
                     and record["epoch"] - history.best_epoch >= patience):
@@ -269,7 +273,7 @@ def fit(
     final = eqx.combine(best, static)
     if ckpt_path:
         if history.records:
-            _write_checkpoint(ckpt_path, state, history, history.records[-1]["epoch"], best_value)
+            _write_checkpoint(ckpt_path, state, history, history.records[-1]["epoch"], best_value, bool(shuffle))
         from ebm_ppl.io import save
 
         save(os.path.join(os.fspath(checkpoint_dir), MODEL), final,
@@ -435,9 +439,10 @@ def _default_monitor(record: dict[str, float]) -> str | None:
     return None
 
 
-def _write_checkpoint(path: str, state: _TrainState, history: History, epoch: int, best_value) -> None:
+def _write_checkpoint(path: str, state: _TrainState, history: History, epoch: int, best_value,
+                      shuffle: bool) -> None:
     meta = {"epoch": epoch, "records": history.records, "monitor": history.monitor,
-            "best_epoch": history.best_epoch, "best_value": best_value}
+            "best_epoch": history.best_epoch, "best_value": best_value, "shuffle": shuffle}
     save_checkpoint(path, state, meta)
 
 

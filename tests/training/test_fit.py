@@ -210,3 +210,10 @@ def test_shuffle_false_takes_the_minibatches_in_the_data_order():
     np.testing.assert_array_equal(ordered["train_first"], [2.5, 2.5, 2.5])  # rows 0 and 5; 10, 11 dropped
     _, shuffled = ep.fit(model, x, _RecordFirstRows(1), **kwargs)
     assert len(set(shuffled["train_first"].tolist())) > 1  # a new permutation every epoch
+
+
+def test_resume_refuses_another_shuffle_setting(x, tmp_path):
+    _run(x, tmp_path, epochs=2, shuffle=False)
+    with pytest.raises(ValueError, match="shuffle=False; resuming with shuffle=True"):
+        _run(x, tmp_path, epochs=4, resume=True)
+    _assert_same_run(_run(x, epochs=4, shuffle=False), _run(x, tmp_path, epochs=4, resume=True, shuffle=False))
