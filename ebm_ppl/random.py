@@ -5,10 +5,10 @@ Block Gibbs, AIS and CD/PCD spend much of their time on random numbers when the 
 Philox-4x32-10 (Salmon et al. 2011, the generator behind cuRAND and numpy's ``Philox``; 64-bit key,
 passes BigCrush) makes large batches of numbers about twice as fast as JAX's default
 threefry2x32. Measured here (2 cores, ``benchmarks/``): a bare block-Gibbs kernel loop with the
-step keys split up front, 1.33x (64x20) and 1.19x (784x500) faster; AIS about 1.2x faster on a
+step keys split up front, 1.6x (64x20) and 1.2x (784x500) faster; AIS about 1.2x faster on a
 784x500 RBM and even to 1.25x on a 64x20 one (it draws a block of temperatures' numbers per
-call); PCD-1 training about even; but a whole ``ebm_ppl.sample`` call 0.8-0.95x, slower (it
-derives every step's keys by ``fold_in``/``split``, where Philox's cost per key shows). So:
+call); PCD-1 training about even; a whole ``ebm_ppl.sample`` call 1.23x (64x20) and 1.08x
+(784x500). So:
 
 * ``ebm_ppl.ais`` and ``ebm_ppl.fit`` re-key the caller's key into :data:`DEFAULT_IMPL` first
   (``prng_impl=None`` keeps the key's own implementation). The mapping is deterministic and
@@ -16,7 +16,7 @@ derives every step's keys by ``fold_in``/``split``, where Philox's cost per key 
 * ``ebm_ppl.sample`` keeps the key's implementation unless ``prng_impl`` is given, because its
   chains may be sharded over devices and JAX 0.12 cannot compile Philox in a sharded program (its
   ``mulhi`` does not lower under SPMD partitioning); a Philox key with sharded chains is refused
-  with a clear error. ``prng_impl`` is there to choose the generator, not for speed.
+  with a clear error. On one device ``prng_impl="philox4x32"`` is the faster choice.
 
 Philox-2x32 is faster still, but its 32-bit key space makes collisions among the millions of
 per-chain, per-step keys a long run splits off likely (birthday bound at 2^16 keys), so it is
