@@ -143,7 +143,7 @@ class RBMPath(ParameterPath):
     rate), so it is kept there.
     """
 
-    weights_t: Array | None = None
+    weights_t: Array | None = None  # W^T, set by prepare() for the transposed layout
     transposed: bool = eqx.field(static=True, default=False)
 
     def prepare(self, num_chains: int) -> "RBMPath":
@@ -183,7 +183,7 @@ class RBMPath(ParameterPath):
             return v[:, None] if t else v
 
         def hidden_logits(x):  # (M, N) or (N, M)
-            return per_unit(target.c) + (self._weights_t() @ x if t else x @ target.W)
+            return per_unit(target.c) + (self.weights_t @ x if t else x @ target.W)
 
         b_to = (1 - beta_to) * base.b + beta_to * target.b
         if gaussian:
@@ -208,9 +208,6 @@ class RBMPath(ParameterPath):
         else:
             state = (noise_x < jax.nn.sigmoid(per_unit(b_to) + wh)).astype(state.dtype)
         return state, aux, delta
-
-    def _weights_t(self) -> Array:
-        return self.target.W.T if self.weights_t is None else self.weights_t
 
 
 class GeometricPath(AnnealingPath):
