@@ -17,8 +17,11 @@ sweep is), so ``log f_K(x_i) - log Z_0 + log w_i`` estimates, unbiasedly in Z-sp
 likelihood of x_i under the annealed model (the law of the forward chain's end point), and its
 mean over held-out data is a conservative estimate of their mean log-likelihood
 (``AISEstimate.start_log_likelihood``). This follows Burda et al.'s derivation in x-space, with
-the hidden units summed out of every f_k; we did not have Upadhya & Sastry's (2015) eq. 10 to
-compare with.
+the hidden units summed out of every f_k. We could not read Upadhya & Sastry's (2015) eq. 10,
+which corrects Burda et al.'s reverse weights; the recursion here (the reversed schedule, each
+increment taken before the move at the same temperature, ``log Z_0 - log mean(w)``) is the one
+the Julia package RBMsAnnealedImportanceSampling.jl documents as that equation, and the tests
+hold it to exact log Z (from exact samples) and to exact p(v).
 """
 
 from __future__ import annotations
