@@ -125,7 +125,9 @@ def _bernoulli_rbm_grads(rbm: BernoulliRBM, x_data: Array, x_model: Array):
     ones = jnp.ones((xs.shape[0], 1), xs.dtype)
     # weighted sums over the rows of x^T p, x, p: the data's means minus the samples' means
     moments = (jnp.concatenate([xs, ones], axis=1) * weights[:, None]).T @ jnp.concatenate([p, ones], axis=1)
-    grad_w, grad_b, grad_c = -moments[:n_visible, :n_hidden], -moments[:n_visible, n_hidden], -moments[n_visible, :n_hidden]
+    grad_w = -moments[:n_visible, :n_hidden]
+    grad_b = -moments[:n_visible, n_hidden]
+    grad_c = -moments[n_visible, :n_hidden]
     gap = weights @ (-projections[:, n_hidden] - jnp.sum(softplus(logits), axis=-1))  # weights @ F(xs)
     grads = eqx.tree_at(lambda m: (m.W, m.b, m.c), rbm, (grad_w, grad_b, grad_c))
     return grads, {"free_energy_gap": gap}
