@@ -88,7 +88,7 @@ class Budget(NamedTuple):
     jem_width: int
     jem_depth: int
     jem_epochs: int
-    jem_patience: int
+    jem_patience: int | None  # None: train every epoch, keep the best by validation accuracy
     jem_langevin_steps: int  # per training batch (the figure always shows 20 steps, as the chapter)
     sample_chains: int
     sample_warmup: int
@@ -99,18 +99,19 @@ class Budget(NamedTuple):
 # Measured on 2 CPU cores (Nov 2026; this machine's times drift 1.5-2x between identical runs): the
 # RBM stage takes 10-15 s, compilation bound (50 epochs cost ~3 s more than 30 and gain ~0.7 nats of
 # test log-likelihood); AIS ~2-4 s per direction, also compile bound up to 10^4 temperatures (0.005
-# nats standard error); the JEM ~0.8-1.3 s per epoch plus ~5 s of compilation, early stopping
-# usually near epoch 35; each sampler with its full report 7-11 s. A cold default run took 60 s
+# nats standard error); the JEM ~0.8-1.3 s per epoch plus ~5 s of compilation, all 40 epochs (with
+# early stopping after 10 epochs without progress the run usually ended near epoch 35, but too
+# soon for the accuracy: see cli_train.DEFAULTS); each sampler with its full report 7-11 s. A cold default run took 60 s
 # wall clock (56 s after imports), one reusing jem.ebm 45 s: inside the 120 s budget with room for
 # the noise.
 DEFAULT = Budget(
     rbm_epochs=50, rbm_chains=100, ais_chains=100, ais_temperatures=10_000, rbm_figure_sweeps=1000,
-    jem_width=512, jem_depth=3, jem_epochs=40, jem_patience=10, jem_langevin_steps=20,
+    jem_width=512, jem_depth=3, jem_epochs=40, jem_patience=None, jem_langevin_steps=20,
     sample_chains=4, sample_warmup=500, sample_draws=1000, report_worst=4,
 )
 FAST = Budget(
     rbm_epochs=3, rbm_chains=100, ais_chains=100, ais_temperatures=300, rbm_figure_sweeps=50,
-    jem_width=32, jem_depth=1, jem_epochs=2, jem_patience=10, jem_langevin_steps=5,
+    jem_width=32, jem_depth=1, jem_epochs=2, jem_patience=None, jem_langevin_steps=5,
     sample_chains=4, sample_warmup=50, sample_draws=100, report_worst=1,
 )
 
@@ -164,11 +165,10 @@ def _quickstart(args: argparse.Namespace) -> int:
        against the base-rate (independent pixel) model. Saves rbm.ebm, base_rate.ebm, rbm.png.
     3. JEM: the chapter's 64-512-512-512-10 ELU classifier trained as a joint energy model (batch
        64, Adamax 1e-3, short-run Langevin negatives: 20 steps, alpha 1, sigma 0.01, from uniform
-       noise), up to 40 epochs (early stopping after 10 without a better validation accuracy),
-       keeping the best epoch by validation accuracy; prints the test accuracy. Saves jem.ebm and
-       jem_fig6_2.png (real digits, samples after 20 Langevin steps, validation curves of
-       L_clf + L_gen and L_gen). A jem.ebm already in --out that was trained with the same
-       settings is loaded instead (--retrain forces training).
+       noise), 40 epochs, keeping the best epoch by validation accuracy; prints the test
+       accuracy. Saves jem.ebm and jem_fig6_2.png (real digits, samples after 20 Langevin
+       steps, validation curves of L_clf + L_gen and L_gen). A jem.ebm already in --out that was
+       trained with the same settings is loaded instead (--retrain forces training).
     4. Sampling the JEM's marginal energy E(x) = -logsumexp_y f(x)[y] from uniform noise on
        [-1, 1]: 4 chains of MALA (step size tuned to 0.574 acceptance) and 4 of the chapter's
        Langevin (alpha 1, sigma 0.01: Langevin dynamics of exp(-E / T) at T = 5e-5, a tempered,
