@@ -24,7 +24,7 @@ from ebm_ppl.compiler import filter_jit
 from ebm_ppl.inference._progress import progress_scan
 from ebm_ppl.inference.to_arviz import draws_to_datatree, to_host
 from ebm_ppl.kernels.block_gibbs import as_top_level_api as block_gibbs_api
-from ebm_ppl.kernels.block_gibbs import has_conditionals
+from ebm_ppl.kernels.block_gibbs import has_conditionals, has_logit_energy
 from ebm_ppl.kernels.langevin import as_top_level_api as langevin_api
 from ebm_ppl.kernels.site_gibbs import as_top_level_api as site_gibbs_api
 from ebm_ppl.potentials.base import Potential, Support, validate_input
@@ -178,6 +178,9 @@ def _run(potential: Potential, kernel: str, num_warmup: int, options: tuple, sta
 
     Every array is an argument, never a closure: under jax.distributed they span processes."""
     plan = _plan(kernel, potential, num_warmup, dict(options))
+    # block Gibbs on an RBM reports the energy of the state each step starts from (from the hidden
+    # logits it forms anyway): a draw's energy arrives with the next draw's first step
+    energy_from_next = kernel == "block_gibbs" and has_logit_energy(potential)
 
     def one_draw(states, step_index):
         keys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, step_index), thin))(chain_keys)
@@ -189,11 +192,17 @@ def _run(potential: Potential, kernel: str, num_warmup: int, options: tuple, sta
 
         states, infos = jax.lax.scan(one_step, states, jnp.swapaxes(keys, 0, 1))
         last_info = jax.tree.map(lambda a: a[-1], infos)
-        return states, (states.position, jax.vmap(plan.stats)(states, last_info, params))
+        stats = jax.vmap(plan.stats)(states, last_info, params)
+        if energy_from_next:
+            stats["previous_energy"] = infos.energy[0]  # of the state this draw started from
+        return states, (states.position, stats)
 
-    _, (draws, stats) = progress_scan(one_draw, states, jnp.arange(num_samples), enabled=progress,
-                                      desc="sampling")
-    if "energy" not in stats:  # Gibbs kernels: batched passes over the stored draws (see _plan)
+    final, (draws, stats) = progress_scan(one_draw, states, jnp.arange(num_samples), enabled=progress,
+                                          desc="sampling")
+    if energy_from_next:  # [E(start), E(draw 0), ..., E(draw n-2)], then the last draw's own
+        previous = stats.pop("previous_energy")
+        stats["energy"] = jnp.concatenate([previous[1:], jax.vmap(potential._energy)(final.position)[None]])
+    elif "energy" not in stats:  # other Gibbs kernels: batched passes over the stored draws (see _plan)
         per_draw = math.prod(draws.shape[1:])  # chains x event size
         batch = max(1, min(num_samples, _ENERGY_BATCH_ELEMENTS // per_draw))
         stats["energy"] = jax.lax.map(jax.vmap(potential._energy), draws, batch_size=batch)
@@ -209,9 +218,11 @@ def _plan(kernel: str, potential: Potential, num_warmup: int, options: dict[str,
     def pop(name, default):
         return options.pop(name, default)
 
-    # Gibbs states carry no energy; computing it inside the step loop would cost an extra matmul
-    # per kept draw for an RBM (the next sweep's x @ W sits in another loop iteration, out of
-    # XLA's reach), so _run computes the energies of all stored draws afterwards, batched.
+    # Gibbs states carry no energy. Block Gibbs on the RBMs reports the energy of each step's
+    # starting point, computed from the hidden logits the sweep forms anyway, and _run takes a
+    # draw's energy from the next draw's first step; an extra matmul per draw afterwards made a whole
+    # call 1.3-1.4x slower at 784 x 500 and 1.1-1.2x at 64 x 20. For other Gibbs kernels _run
+    # computes the energies of all stored draws afterwards, batched.
     if kernel == "block_gibbs":
         algo = block_gibbs_api(potential)
         plan = _burn_in_plan(algo, num_warmup, lambda s, i, p: {"hidden_mean": i.hidden_mean})

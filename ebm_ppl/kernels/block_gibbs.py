@@ -18,7 +18,8 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.potentials.base import Potential
 
-__all__ = ["BlockGibbsState", "BlockGibbsInfo", "init", "build_kernel", "as_top_level_api", "has_conditionals"]
+__all__ = ["BlockGibbsState", "BlockGibbsInfo", "init", "build_kernel", "as_top_level_api", "has_conditionals",
+           "has_logit_energy"]
 
 
 class BlockGibbsState(NamedTuple):
@@ -29,14 +30,27 @@ class BlockGibbsState(NamedTuple):
 
 
 class BlockGibbsInfo(NamedTuple):
-    """hidden_mean: the mean over hidden units of p(h_j = 1 | x) at the step's start."""
+    """hidden_mean: the mean over hidden units of p(h_j = 1 | x) at the step's start; energy: the
+    free energy F(x) of the step's starting position, from the same hidden logits, for potentials
+    with ``energy_from_hidden_logits`` (the RBMs with one hidden layer; else None)."""
 
     hidden_mean: Array
+    energy: Array | None = None
 
 
 def has_conditionals(potential: Potential) -> bool:
     """Whether ``potential`` offers ``hidden_logits``, ``sample_hidden`` and ``sample_visible``."""
     return all(callable(getattr(potential, m, None)) for m in ("hidden_logits", "sample_hidden", "sample_visible"))
+
+
+def has_logit_energy(potential: Potential) -> bool:
+    """Whether ``potential`` has ``energy_from_hidden_logits`` defined by the class that defines
+    its ``_energy`` (a subclass that changes only ``_energy`` does not qualify)."""
+    if not callable(getattr(potential, "energy_from_hidden_logits", None)):
+        return False
+    mro = type(potential).__mro__
+    owner = lambda name: next((k for k in mro if name in vars(k)), None)  # noqa: E731
+    return owner("_energy") is owner("energy_from_hidden_logits")
 
 
 def init(position: ArrayLike, potential: Potential, rng_key: PRNGKeyArray | None = None) -> BlockGibbsState:
@@ -52,10 +66,12 @@ def build_kernel():
     def kernel(rng_key: PRNGKeyArray, state: BlockGibbsState, potential: Potential):
         key_h, key_x = jax.random.split(rng_key)
         x = state.position
-        hidden_mean = jnp.mean(jax.nn.sigmoid(potential.hidden_logits(x)))
+        logits = potential.hidden_logits(x)  # the same product sample_hidden forms (XLA merges them)
+        hidden_mean = jnp.mean(jax.nn.sigmoid(logits))
+        energy = potential.energy_from_hidden_logits(x, logits) if has_logit_energy(potential) else None
         latent = potential.sample_hidden(key_h, x)
         x = potential.sample_visible(key_x, latent)
-        return BlockGibbsState(x, latent), BlockGibbsInfo(hidden_mean)
+        return BlockGibbsState(x, latent), BlockGibbsInfo(hidden_mean, energy)
 
     return kernel
 

@@ -102,7 +102,12 @@ class BernoulliRBM(Potential):
 
     # -- energies ----------------------------------------------------------------------------
     def _energy(self, x: Array) -> Array:
-        return -x @ self.b - jnp.sum(softplus(self.c + x @ self.W))
+        return self.energy_from_hidden_logits(x, self.hidden_logits(x))
+
+    def energy_from_hidden_logits(self, x: Array, logits: Array) -> Array:
+        """F(x) from ``logits = hidden_logits(x)`` (which a Gibbs sweep computes anyway):
+        ``-b.x - sum softplus(logits)``; ``(*batch, D), (*batch, M) -> (*batch,)``. No validation."""
+        return -x @ self.b - jnp.sum(softplus(logits), axis=-1)
 
     def free_energy(self, x: ArrayLike) -> Array:
         """F(x) = -log sum_h exp(-E(x, h)) (eq. 6.37); ``(*batch, D) -> (*batch,)``."""

@@ -101,8 +101,14 @@ class GaussianBernoulliRBM(Potential):
 
     # -- energies ----------------------------------------------------------------------------
     def _energy(self, x: Array) -> Array:
-        quad = jnp.sum((x - self.b) ** 2 / (2 * self.sigma**2))
-        return quad - jnp.sum(softplus(self.hidden_logits(x)))
+        return self.energy_from_hidden_logits(x, self.hidden_logits(x))
+
+    def energy_from_hidden_logits(self, x: Array, logits: Array) -> Array:
+        """F(x) from ``logits = hidden_logits(x)`` (which a Gibbs sweep computes anyway):
+        ``sum (x - b)^2 / (2 sigma^2) - sum softplus(logits)``; ``(*batch, D), (*batch, M) ->
+        (*batch,)``. No validation."""
+        quad = jnp.sum((x - self.b) ** 2 / (2 * self.sigma**2), axis=-1)
+        return quad - jnp.sum(softplus(logits), axis=-1)
 
     def free_energy(self, x: ArrayLike) -> Array:
         """F(x) = -log sum_h exp(-E(x, h)); ``(*batch, D) -> (*batch,)``."""

@@ -102,6 +102,7 @@ def test_block_gibbs_state_info_and_errors():
     state, info = algo.step(jax.random.key(1), state)
     assert state.position.shape == (10,) and set(np.unique(state.position)) <= {0.0, 1.0}
     np.testing.assert_allclose(info.hidden_mean, rbm.hidden_probs(jnp.ones(10)).mean(), rtol=1e-6)
+    np.testing.assert_allclose(info.energy, rbm.energy(jnp.ones(10)), rtol=1e-6)  # of the start
     with pytest.raises(ValueError, match="block conditionals"):
         block_gibbs(ep.Gaussian.standard(2))
     with pytest.raises(ValueError, match="binary"):
@@ -118,3 +119,7 @@ def test_block_gibbs_runs_on_every_family_with_conditionals(family):
     state = algo.init(x0, jax.random.key(1))
     state, info = jax.jit(algo.step)(jax.random.key(2), state)
     assert state.position.shape == (5,) and np.isfinite(float(info.hidden_mean))
+    if family == "gaussian_bernoulli_rbm":  # the start's free energy, from the sweep's own logits
+        np.testing.assert_allclose(info.energy, model.energy(x0), rtol=1e-6)
+    else:  # no energy_from_hidden_logits: ep.sample computes energies after the run
+        assert info.energy is None
