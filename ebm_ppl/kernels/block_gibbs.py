@@ -32,7 +32,7 @@ class BlockGibbsState(NamedTuple):
 class BlockGibbsInfo(NamedTuple):
     """hidden_mean: the mean over hidden units of p(h_j = 1 | x) at the step's start; energy: the
     free energy F(x) of the step's starting position, from the same hidden logits, for potentials
-    with ``energy_from_hidden_logits`` (the RBMs with one hidden layer; else None)."""
+    with ``energy_from_hidden_logits`` (the three RBMs; else None)."""
 
     hidden_mean: Array
     energy: Array | None = None

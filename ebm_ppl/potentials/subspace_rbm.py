@@ -111,8 +111,13 @@ class SubspaceRBM(Potential):
 
     # -- energies ----------------------------------------------------------------------------
     def _energy(self, x: Array) -> Array:
-        k_log2 = self.n_subspace * math.log(2.0)
-        return -x @ self.b - jnp.sum(k_log2 + softplus(self.hidden_logits(x)))
+        return self.energy_from_hidden_logits(x, self.hidden_logits(x))
+
+    def energy_from_hidden_logits(self, x: Array, logits: Array) -> Array:
+        """F(x) from the gates' ``logits = hidden_logits(x)`` (which a Gibbs sweep computes anyway):
+        ``-b.x - sum_j (K log 2 + softplus(logits_j))``; ``(*batch, D), (*batch, M) -> (*batch,)``.
+        No validation."""
+        return -x @ self.b - jnp.sum(self.n_subspace * math.log(2.0) + softplus(logits), axis=-1)
 
     def free_energy(self, x: ArrayLike) -> Array:
         """F(x) = -log sum_{h,S} exp(-E(x, h, S)); ``(*batch, D) -> (*batch,)``."""

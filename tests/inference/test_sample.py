@@ -123,10 +123,12 @@ def test_block_gibbs_energies_come_from_the_next_sweep_and_match_each_draw(thin)
     that changes only _energy does not qualify for the shortcut and gets its own energies."""
     from ebm_ppl.kernels.block_gibbs import has_logit_energy
 
-    gb = ep.GaussianBernoulliRBM.init(jax.random.key(0), 7, 4, scale=0.5)
-    dt = ep.sample(jax.random.key(5), gb, num_chains=3, num_warmup=2, num_samples=40, thin=thin)
-    np.testing.assert_allclose(dt.sample_stats["energy"].values, gb.energy(dt.posterior["x"].values),
-                               rtol=1e-5, atol=1e-5)
+    for model in (ep.GaussianBernoulliRBM.init(jax.random.key(0), 7, 4, scale=0.5),
+                  ep.SubspaceRBM.init(jax.random.key(0), 7, 3, 2, scale=0.8)):
+        assert has_logit_energy(model)
+        dt = ep.sample(jax.random.key(5), model, num_chains=3, num_warmup=2, num_samples=40, thin=thin)
+        np.testing.assert_allclose(dt.sample_stats["energy"].values, model.energy(dt.posterior["x"].values),
+                                   rtol=1e-5, atol=1e-5)
 
     class Tilted(ep.BernoulliRBM):  # one more term in the energy; conditionals unchanged (wrongly,
         name = "tilted_rbm_test"    # but this only checks that energies are the class's own)
