@@ -31,8 +31,8 @@ BLAS threads keep spinning after a matmul and slow whatever follows, see shared/
 * ``ep_sample``      ``ep.sample(key, rbm, num_chains=100, num_warmup=0, num_samples=N)``: the whole
                      call, the part JAX logs as tracing/lowering/compiling (the first call; later
                      calls reuse the program), and the rate of the rest (the run, which also
-                     stores every draw, computes all draws' energies in one batched pass after
-                     the loop, and converts to ArviZ). ``ep_sample_philox4x32``: the same with
+                     stores every draw, takes each draw's energy from the next sweep's hidden
+                     logits, and converts to ArviZ). ``ep_sample_philox4x32``: the same with
                      ``prng_impl="philox4x32"``.
 * ``sklearn``        ``sklearn.neural_network.BernoulliRBM`` with the same weights copied in
                      (components_ = W.T, intercept_visible_ = b, intercept_hidden_ = c),
@@ -525,7 +525,7 @@ def report(s: dict) -> None:
         line("variant half16 (APPROXIMATE, 2^-16)", r["half16"], r["half16_vs_library"])
         line("floor: no random numbers", r["floor_no_rng"], r["floor_no_rng_vs_library"])
         if r["ep_sample_sweeps"]:
-            line("ep.sample, run part (draws stored, energies after)", r["ep_sample_run"], r["ep_sample_run_vs_kernel"],
+            line("ep.sample, run part (draws and energies stored)", r["ep_sample_run"], r["ep_sample_run_vs_kernel"],
                  f"(a {r['ep_sample_sweeps']}-draw call takes {r['ep_sample_call_s']:.2f} s, of which "
                  f"{r['ep_sample_compile_s']:.2f} s compiling (first call in the process; later calls reuse it); first call "
                  f"{r['ep_sample_first_call_s']:.2f} s)")
