@@ -101,9 +101,9 @@ class Budget(NamedTuple):
 # test log-likelihood); AIS ~2-4 s per direction, also compile bound up to 10^4 temperatures (0.005
 # nats standard error); the JEM ~0.8-1.3 s per epoch plus ~5 s of compilation, all 40 epochs (with
 # early stopping after 10 epochs without progress the run usually ended near epoch 35, but too
-# soon for the accuracy: see cli_train.DEFAULTS); each sampler with its full report 7-11 s. A cold default run took 60 s
-# wall clock (56 s after imports), one reusing jem.ebm 45 s: inside the 120 s budget with room for
-# the noise.
+# soon for the accuracy: see cli_train.DEFAULTS); each sampler with its full report 7-11 s. A
+# cold default run took 60 s wall clock (56 s after imports), one reusing jem.ebm 45 s: inside the
+# 120 s budget with room for the noise. (Fourth session, a quiet machine: 34 s, all 40 epochs.)
 DEFAULT = Budget(
     rbm_epochs=50, rbm_chains=100, ais_chains=100, ais_temperatures=10_000, rbm_figure_sweeps=1000,
     jem_width=512, jem_depth=3, jem_epochs=40, jem_patience=None, jem_langevin_steps=20,
