@@ -48,9 +48,12 @@ def has_logit_energy(potential: Potential) -> bool:
     its ``_energy`` (a subclass that changes only ``_energy`` does not qualify)."""
     if not callable(getattr(potential, "energy_from_hidden_logits", None)):
         return False
-    mro = type(potential).__mro__
-    owner = lambda name: next((k for k in mro if name in vars(k)), None)  # noqa: E731
-    return owner("_energy") is owner("energy_from_hidden_logits")
+    return _defining_class(potential, "_energy") is _defining_class(potential, "energy_from_hidden_logits")
+
+
+def _defining_class(obj: Any, name: str) -> type | None:
+    """The first class in ``type(obj)``'s MRO whose body defines ``name``."""
+    return next((k for k in type(obj).__mro__ if name in vars(k)), None)
 
 
 def init(position: ArrayLike, potential: Potential, rng_key: PRNGKeyArray | None = None) -> BlockGibbsState:
