@@ -7,7 +7,7 @@
       * ``ep``    ``ep.ais(key, rbm, num_chains=100, num_temperatures=T, data=x_train)``, warm
                   (the first call per T, i.e. compilation, is reported separately; schedules are
                   padded to power-of-two buckets, so T in the same bucket compiles once), library
-                  defaults (fused RBM path: x @ W once per temperature; Philox-4x32 random numbers);
+                  defaults (fused RBM path: x @ W once per temperature; ebm_ppl's Philox-2x32 random numbers);
       * ``numpy`` the same algorithm in numpy: base-rate base (smoothed training marginals, W = 0,
                   c = 0), ``ep.partition.default_schedule(T)``, linear parameter interpolation, one
                   block-Gibbs sweep per temperature (weight first, then move), float32 matmuls,

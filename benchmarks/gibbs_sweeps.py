@@ -19,12 +19,14 @@ BLAS threads keep spinning after a matmul and slow whatever follows, see shared/
                        sweep compared against ``p * 2**32`` (both exact up to float32 rounding,
                        like ``jax.random.bernoulli``), ``half16`` two 16-bit draws per uint32
                        (APPROXIMATE: probabilities rounded to multiples of 2**-16).
-* ``jax_philox4x32``  the ebm_ppl sweep drawing from Philox-4x32 keys (``jax_default_prng_impl`` set),
-                     what ``ep.sample(..., prng_impl="philox4x32")`` runs on one device (and what
+* ``jax_philox2x32_64``  the ebm_ppl sweep drawing from ebm_ppl's Philox-2x32 with 64-bit keys
+                     (``ep.random.philox2x32_64``; the step keys re-keyed with ``ep.random.rekey``),
+                     what ``ep.sample(..., prng_impl="philox2x32_64")`` runs on one device (and what
                      ``ep.ais`` and ``ep.fit`` use by default); a primary peer, compared with
                      scikit-learn in every round.
-* ``jax_philox2x32``, ``jax_rbg``, ``jax_unsafe_rbg``  the ebm_ppl sweep with ``jax_default_prng_impl``
-                     set (Philox-2x32 is not offered as a default: 32-bit keys, see ``ep.random``).
+* ``jax_philox4x32``, ``jax_philox2x32``, ``jax_rbg``, ``jax_unsafe_rbg``  the ebm_ppl sweep with
+                     ``jax_default_prng_impl`` set to one of JAX's generators (Philox-4x32 was
+                     ebm_ppl's default before its own; Philox-2x32 has 32-bit keys, see ``ep.random``).
 * ``jax_2dev``       the ebm_ppl sweep and the ``uniform1`` variant with the 100 chains sharded over
                      2 host CPU devices (``XLA_FLAGS=--xla_force_host_platform_device_count=2``,
                      ``jax.shard_map``), as ``ep.sample`` shards them when there are devices.
@@ -32,8 +34,8 @@ BLAS threads keep spinning after a matmul and slow whatever follows, see shared/
                      call, the part JAX logs as tracing/lowering/compiling (the first call; later
                      calls reuse the program), and the rate of the rest (the run, which also
                      stores every draw, takes each draw's energy from the next sweep's hidden
-                     logits, and converts to ArviZ). ``ep_sample_philox4x32``: the same with
-                     ``prng_impl="philox4x32"``.
+                     logits, and converts to ArviZ). ``ep_sample_philox2x32_64``: the same with
+                     ``prng_impl="philox2x32_64"``.
 * ``sklearn``        ``sklearn.neural_network.BernoulliRBM`` with the same weights copied in
                      (components_ = W.T, intercept_visible_ = b, intercept_hidden_ = c),
                      ``.gibbs(v)`` in a Python loop.
@@ -64,25 +66,26 @@ import _driver as drv  # benchmarks/ is not a package: import from this folder
 
 SIZES = {"64x20": (64, 20), "784x500": (784, 500)}
 CHAINS = 100
-PEERS = ("jax", "jax_philox4x32", "jax_philox2x32", "jax_rbg", "jax_unsafe_rbg", "jax_2dev", "ep_sample",
-         "ep_sample_philox4x32", "sklearn", "numpy")
+PEERS = ("jax", "jax_philox2x32_64", "jax_philox4x32", "jax_philox2x32", "jax_rbg", "jax_unsafe_rbg", "jax_2dev",
+         "ep_sample", "ep_sample_philox2x32_64", "sklearn", "numpy")
 # sweeps per timed call, aiming at roughly 0.1-0.2 s per call on this machine
 SWEEPS = {
     "jax": {"64x20": 4000, "784x500": 200},
+    "jax_philox2x32_64": {"64x20": 4000, "784x500": 200},
     "jax_philox4x32": {"64x20": 4000, "784x500": 200},
     "jax_philox2x32": {"64x20": 4000, "784x500": 200},
     "jax_rbg": {"64x20": 800, "784x500": 60},
     "jax_unsafe_rbg": {"64x20": 800, "784x500": 60},
     "jax_2dev": {"64x20": 4000, "784x500": 200},
     "ep_sample": {"64x20": 3000, "784x500": 100},
-    "ep_sample_philox4x32": {"64x20": 3000, "784x500": 100},
+    "ep_sample_philox2x32_64": {"64x20": 3000, "784x500": 100},
     "sklearn": {"64x20": 1500, "784x500": 40},
     "numpy": {"64x20": 1500, "784x500": 40},
 }
 # secondary peers run in the first round(s) only: PRNG implementations (4x+ apart), the ep.sample
 # call (compiled once per shapes and settings since ep.sample caches its programs) and the 2-device sharded sweep
-SECONDARY = {"jax_philox2x32": 1, "jax_rbg": 1, "jax_unsafe_rbg": 1, "ep_sample": 1, "ep_sample_philox4x32": 1,
-             "jax_2dev": 2}
+SECONDARY = {"jax_philox4x32": 1, "jax_philox2x32": 1, "jax_rbg": 1, "jax_unsafe_rbg": 1, "ep_sample": 1,
+             "ep_sample_philox2x32_64": 1, "jax_2dev": 2}
 JAX_VARIANTS = ("library", "uniform1", "bits", "half16", "floor_no_rng", "matmul_pair_scan", "matmul_single")
 
 
@@ -123,12 +126,13 @@ def _median_rate(times, sweeps):
 def measure_jax(size: str, sweeps: int, reps: int, prng: str | None, variants, matmul: bool = True) -> dict:
     """ebm_ppl's sweep; ``variants``: True (all), False, or a tuple of variant names."""
     import jax
-
-    if prng is not None:
-        jax.config.update("jax_default_prng_impl", prng)
     import jax.numpy as jnp
 
     import ebm_ppl as ep
+
+    own = prng == ep.random.PHILOX2X32_64  # ebm_ppl's generator: keys re-keyed, JAX's default untouched
+    if prng is not None and not own:
+        jax.config.update("jax_default_prng_impl", prng)
 
     D, M = SIZES[size]
     rbm, *_ = rbm_weights(D, M)
@@ -163,7 +167,7 @@ def measure_jax(size: str, sweeps: int, reps: int, prng: str | None, variants, m
             body = jax.shard_map(body, mesh=mesh, in_specs=(spec, spec), out_specs=spec)
         run = jax.jit(body, compiler_options=ep.compiler.COMPILER_OPTIONS or None)  # as ep.sample's run
         carry0 = jax.tree.map(put, carry0)
-        return lambda key: run(put(jax.random.split(key, CHAINS)), carry0)
+        return lambda key: run(put(jax.random.split(ep.random.rekey(key, prng if own else None), CHAINS)), carry0)
 
     fns = {}
     # (a) the library kernel exactly as ep.sample uses it
@@ -230,7 +234,7 @@ def measure_jax(size: str, sweeps: int, reps: int, prng: str | None, variants, m
 
         fns["matmul_single"] = single
 
-    out = {"size": size, "sweeps": sweeps, "prng": jax.config.jax_default_prng_impl, "devices": ndev,
+    out = {"size": size, "sweeps": sweeps, "prng": prng if own else jax.config.jax_default_prng_impl, "devices": ndev,
            "threads": f"XLA CPU intra-op pool over {drv.cores()} cores"
                       + (f", chains sharded over {ndev} host devices" if ndev > 1 else ""),
            "compile_s": {}, "rate": {}, "times": {}}
@@ -346,16 +350,16 @@ def measure_numpy(size: str, sweeps: int, reps: int) -> dict:
 def run_only(name: str, size: str, sweeps: int, reps: int, lite: bool = False) -> dict:
     if name == "jax":
         return measure_jax(size, sweeps, reps, None, variants=not lite)
-    if name == "jax_philox4x32":
-        return measure_jax(size, sweeps, reps, "philox4x32", variants=False, matmul=True)
-    if name in ("jax_philox2x32", "jax_rbg", "jax_unsafe_rbg"):
+    if name == "jax_philox2x32_64":
+        return measure_jax(size, sweeps, reps, "philox2x32_64", variants=False, matmul=True)
+    if name in ("jax_philox4x32", "jax_philox2x32", "jax_rbg", "jax_unsafe_rbg"):
         return measure_jax(size, sweeps, reps, name.removeprefix("jax_"), variants=False, matmul=False)
     if name == "jax_2dev":
         return measure_jax(size, sweeps, reps, None, variants=("uniform1",), matmul=False)
     if name == "ep_sample":
         return measure_ep_sample(size, sweeps, reps)
-    if name == "ep_sample_philox4x32":
-        return measure_ep_sample(size, sweeps, reps, "philox4x32")
+    if name == "ep_sample_philox2x32_64":
+        return measure_ep_sample(size, sweeps, reps, "philox2x32_64")
     if name == "sklearn":
         return measure_sklearn(size, sweeps, reps)
     if name == "numpy":
@@ -444,11 +448,14 @@ def summarize(size: str, R: dict) -> dict:
         "numpy_best": rates("numpy", "best"),
         "x_sklearn": ratio("jax", "library", "sklearn", "best"),
         "x_numpy": ratio("jax", "library", "numpy", "best"),
+        "philox": rates("jax_philox2x32_64", "library"),
+        "philox_vs_threefry": ratio("jax_philox2x32_64", "library", "jax", "library"),
+        "x_sklearn_philox": ratio("jax_philox2x32_64", "library", "sklearn", "best"),
+        "x_numpy_philox": ratio("jax_philox2x32_64", "library", "numpy", "best"),
+        "matmul_fraction_philox": ratio("jax_philox2x32_64", "library", "jax_philox2x32_64", "matmul_pair_scan"),
         "philox4x32": rates("jax_philox4x32", "library"),
         "philox4x32_vs_threefry": ratio("jax_philox4x32", "library", "jax", "library"),
-        "x_sklearn_philox4x32": ratio("jax_philox4x32", "library", "sklearn", "best"),
-        "x_numpy_philox4x32": ratio("jax_philox4x32", "library", "numpy", "best"),
-        "matmul_fraction_philox4x32": ratio("jax_philox4x32", "library", "jax_philox4x32", "matmul_pair_scan"),
+        "philox_vs_philox4x32": ratio("jax_philox2x32_64", "library", "jax_philox4x32", "library"),
         "philox2x32": rates("jax_philox2x32", "library"),
         "philox2x32_vs_threefry": ratio("jax_philox2x32", "library", "jax", "library"),
         "rbg": rates("jax_rbg", "library"),
@@ -463,8 +470,8 @@ def summarize(size: str, R: dict) -> dict:
         "ep_sample_whole_call": rates("ep_sample", "whole_call"),
         "ep_sample_run_vs_kernel": ratio("ep_sample", "run", "jax", "library"),
         "ep_sample_sweeps": R["ep_sample"][0]["sweeps"] if R["ep_sample"] else None,
-        "ep_sample_philox_run": rates("ep_sample_philox4x32", "run"),
-        "ep_sample_philox_run_vs_kernel": ratio("ep_sample_philox4x32", "run", "jax_philox4x32", "library"),
+        "ep_sample_philox_run": rates("ep_sample_philox2x32_64", "run"),
+        "ep_sample_philox_run_vs_kernel": ratio("ep_sample_philox2x32_64", "run", "jax_philox2x32_64", "library"),
         "ep_sample_call_s": _med([x["call_s"] for x in R["ep_sample"]]),
         "ep_sample_compile_s": _med([x["compile_s_per_call"] for x in R["ep_sample"]]),
         "ep_sample_first_call_s": _med([x["first_call_s"] for x in R["ep_sample"]]),
@@ -512,10 +519,12 @@ def report(s: dict) -> None:
         line("numpy float32 loop, BLAS 1 thread", r["numpy_1thread"], r["numpy_1thread"] / e)
         line("  numpy, faster setting per round", r["numpy_best"], 1 / r["x_numpy"],
              f"-> ebm_ppl is {r['x_numpy']:.2f}x numpy")
-        line("ebm_ppl block_gibbs, Philox-4x32 keys", r["philox4x32"], r["philox4x32_vs_threefry"],
-             f"-> {r['x_sklearn_philox4x32']:.2f}x scikit-learn (target >= 3), {r['x_numpy_philox4x32']:.2f}x numpy, "
-             f"{r['matmul_fraction_philox4x32']:.2f} of the matmul scan")
-        line("ebm_ppl, Philox-2x32 keys (not a default)", r["philox2x32"], r["philox2x32_vs_threefry"])
+        line("ebm_ppl block_gibbs, ebm_ppl's Philox-2x32", r["philox"], r["philox_vs_threefry"],
+             f"-> {r['x_sklearn_philox']:.2f}x scikit-learn (target >= 3), {r['x_numpy_philox']:.2f}x numpy, "
+             f"{r['matmul_fraction_philox']:.2f} of the matmul scan")
+        line("ebm_ppl, JAX's Philox-4x32 keys", r["philox4x32"], r["philox4x32_vs_threefry"],
+             f"(ebm_ppl's Philox-2x32 is {r['philox_vs_philox4x32']:.2f}x this)")
+        line("ebm_ppl, JAX's Philox-2x32 (32-bit keys)", r["philox2x32"], r["philox2x32_vs_threefry"])
         line("ebm_ppl, jax_default_prng_impl=rbg", r["rbg"], r["rbg_vs_threefry"])
         line("ebm_ppl, jax_default_prng_impl=unsafe_rbg", r["unsafe_rbg"], r["unsafe_rbg_vs_threefry"])
         line("ebm_ppl, chains sharded over 2 CPU devices", r["two_dev"], r["two_dev_vs_one"])
@@ -529,7 +538,7 @@ def report(s: dict) -> None:
                  f"(a {r['ep_sample_sweeps']}-draw call takes {r['ep_sample_call_s']:.2f} s, of which "
                  f"{r['ep_sample_compile_s']:.2f} s compiling (first call in the process; later calls reuse it); first call "
                  f"{r['ep_sample_first_call_s']:.2f} s)")
-        line("ep.sample, prng_impl='philox4x32', run part", r["ep_sample_philox_run"],
+        line("ep.sample, prng_impl='philox2x32_64', run", r["ep_sample_philox_run"],
              r["ep_sample_philox_run"] / e, f"({r['ep_sample_philox_run_vs_kernel']:.2f} of the Philox kernel loop)")
         print(f"GFLOP/s: ebm_ppl sweep {r['gflops_ebm_ppl']:.1f}; jitted matmul pair in lax.scan "
               f"{r['gflops_matmul_scan']:.1f}; single jitted matmul called in a loop {r['gflops_matmul_single']:.1f}; "

@@ -1,53 +1,141 @@
 """PRNG implementations for ebm_ppl's stochastic loops.
 
 Block Gibbs, AIS and CD/PCD spend much of their time on random numbers when the model is small
-(a 64x20 RBM sweep of 100 chains needs 8,400 uniforms and about 0.5 MFLOP). On CPU, JAX's
-Philox-4x32-10 (Salmon et al. 2011, the generator behind cuRAND and numpy's ``Philox``; 64-bit key,
-passes BigCrush) makes large batches of numbers about twice as fast as JAX's default
-threefry2x32. Measured here (2 cores, ``benchmarks/``): a bare block-Gibbs kernel loop with the
-step keys split up front, 1.6x (64x20) and 1.2x (784x500) faster; AIS about 1.2x faster on a
-784x500 RBM and even to 1.25x on a 64x20 one (it draws a block of temperatures' numbers per
-call); PCD-1 training about even; a whole ``ebm_ppl.sample`` call 1.23x (64x20) and 1.08x
-(784x500). So:
+(a 64x20 RBM sweep of 100 chains needs 8,400 uniforms and about 0.5 MFLOP), and a noticeable part
+even at 784x500. ebm_ppl therefore brings one generator of its own, registered with JAX's public
+extension API (``jax.extend.random.define_prng_impl``) under the name :data:`PHILOX2X32_64`:
+
+* **Philox-2x32-10** (Salmon et al. 2011, "Parallel random numbers: as easy as 1, 2, 3"; the
+  generator family behind cuRAND and numpy's ``Philox``), which costs one 32x32-bit
+  multiply per round where Philox-4x32 costs two. JAX's own ``philox2x32`` uses 32-bit keys,
+  so collisions among the millions of per-chain, per-step keys a long run splits off become
+  likely (birthday bound near 2^16 keys). Here a key is **64 bits**: word 0 keys the Philox
+  bijection, word 1 is the high word of its 64-bit counter, and the low counter word indexes the
+  numbers drawn. Two keys give overlapping streams only if both words are equal, the same 2^32
+  birthday bound as JAX's threefry2x32 and philox4x32 keys. Each 32-bit output is the XOR of the
+  block's two words (as JAX's Philox implementations do), so every number is computed inside
+  the fused kernel that consumes it. ``split``, ``fold_in`` and seeding hash with key words
+  XOR-ed by distinct constants, so a key's children never reuse its own counters. The round
+  function reproduces Random123's known-answer vectors (tested).
+
+Measured on 2 cores (AMD EPYC, AVX-512; ``benchmarks/``), against JAX's Philox-4x32 (which
+computes a whole 4-word block per 32-bit number): block-Gibbs kernel loop 1.05x (784x500) and
+1.13x (64x20) faster, a whole ``ebm_ppl.sample`` call 1.05x and 1.16x, a PCD-1 epoch 1.05-1.08x,
+AIS 1.03-1.06x. Against JAX's default threefry2x32 the kernel loop is 1.3x (784x500) and 1.8x
+(64x20) faster.
+
+How it is used:
 
 * ``ebm_ppl.ais`` and ``ebm_ppl.fit`` re-key the caller's key into :data:`DEFAULT_IMPL` first
   (``prng_impl=None`` keeps the key's own implementation). The mapping is deterministic and
   one-to-one on the key's bits: same key, same result.
 * ``ebm_ppl.sample`` keeps the key's implementation unless ``prng_impl`` is given, because its
-  chains may be sharded over devices and JAX 0.12 cannot compile Philox in a sharded program (its
-  ``mulhi`` does not lower under SPMD partitioning); a Philox key with sharded chains is refused
-  with a clear error. On one device ``prng_impl="philox4x32"`` is the faster choice.
-
-Philox-2x32 is faster still, but its 32-bit key space makes collisions among the millions of
-per-chain, per-step keys a long run splits off likely (birthday bound at 2^16 keys), so it is
-never the default.
+  chains may be sharded over devices and JAX 0.12 cannot compile a 32-bit ``mulhi`` (all Philox
+  generators) in a sharded program; a Philox key with sharded chains is refused with a clear
+  error. On one device ``prng_impl="philox2x32_64"`` is the faster choice.
+* To draw from it directly: ``jax.random.key(seed, impl=ebm_ppl.random.philox2x32_64)`` or
+  ``ebm_ppl.random.rekey(key)``; every ``jax.random`` function then works as usual.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
+import jax.extend.random as jex_random
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 from jaxtyping import PRNGKeyArray
 
-__all__ = ["DEFAULT_IMPL", "rekey", "is_shardable"]
+__all__ = ["DEFAULT_IMPL", "PHILOX2X32_64", "philox2x32_64", "rekey", "is_shardable"]
 
-DEFAULT_IMPL = "philox4x32"
+#: The name of ebm_ppl's Philox-2x32-10 generator with 64-bit keys.
+PHILOX2X32_64 = "philox2x32_64"
+
+#: The generator ``ebm_ppl.ais`` and ``ebm_ppl.fit`` draw from by default.
+DEFAULT_IMPL = PHILOX2X32_64
+
+_ROUNDS = 10
+_MULTIPLIER = np.uint32(0xD256D193)  # Random123's PHILOX_M2x32_0
+_WEYL = np.uint32(0x9E3779B9)  # Random123's PHILOX_W32_0: the key's increment between rounds
+# XOR-ed into key word 0 so that the numbers a key draws, the keys it splits into, the key it
+# folds data into and the keys made from seeds come from different Philox keys (hex digits of pi)
+_SPLIT, _FOLD_IN, _SEED = np.uint32(0x243F6A88), np.uint32(0x85A308D3), np.uint32(0x13198A2E)
+
+
+def _philox2x32(key, hi, lo):
+    """Philox-2x32 with ``_ROUNDS`` rounds: key word ``key``, counter ``(hi, lo)`` (uint32 arrays
+    that broadcast) -> the two uint32 words of the output block."""
+    key = jnp.asarray(key, np.uint32)
+    for r in range(_ROUNDS):
+        if r:
+            key = key + _WEYL
+        product_hi = lax.mulhi(jnp.asarray(_MULTIPLIER), hi)
+        hi, lo = product_hi ^ key ^ lo, hi * _MULTIPLIER
+    return hi, lo
+
+
+def _seed(seed: jax.Array) -> jax.Array:
+    seed = jnp.asarray(seed)
+    high = (lax.shift_right_logical(seed, jnp.asarray(32, seed.dtype)) if seed.dtype.itemsize == 8
+            else jnp.zeros((), seed.dtype))
+    words = _philox2x32(_SEED, lax.convert_element_type(high, np.uint32),
+                        lax.convert_element_type(seed, np.uint32))
+    return jnp.stack(words)
+
+
+def _split(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    index = lax.iota(np.uint32, math.prod(shape))
+    words = _philox2x32(key[0] ^ _SPLIT, key[1], index)
+    return jnp.stack(words, axis=-1).reshape(*shape, 2)
+
+
+def _fold_in(key: jax.Array, data: jax.Array) -> jax.Array:
+    return jnp.stack(_philox2x32(key[0] ^ _FOLD_IN, key[1], jnp.asarray(data, np.uint32)))
+
+
+def _random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
+    size = math.prod(shape)
+    words = 2 * size if bit_width == 64 else size
+    if words > 2**32:
+        raise ValueError(f"{PHILOX2X32_64}: at most 2**32 32-bit words per draw, asked for {words}")
+    hi, lo = _philox2x32(key[0], key[1], lax.iota(np.uint32, words))
+    bits = hi ^ lo
+    if bit_width == 64:
+        wide = lax.convert_element_type(bits, np.uint64)
+        bits = lax.shift_left(wide[:size], np.uint64(32)) | wide[size:]
+    elif bit_width != 32:
+        bits = lax.convert_element_type(bits, np.dtype(f"uint{bit_width}"))
+    return bits.reshape(shape)
+
+
+#: ebm_ppl's Philox-2x32-10 with 64-bit keys, for ``impl=`` of ``jax.random.key`` and friends.
+philox2x32_64 = jex_random.define_prng_impl(key_shape=(2,), seed=_seed, split=_split, random_bits=_random_bits,
+                                            fold_in=_fold_in, name=PHILOX2X32_64, tag=PHILOX2X32_64)
+
+_OWN_IMPLS = {PHILOX2X32_64: philox2x32_64}
+
+
+def _impl_name(impl) -> str:
+    return impl if isinstance(impl, str) else str(impl)
 
 
 @functools.cache
-def _key_shape(impl: str) -> tuple[int, ...]:
+def _key_shape(impl) -> tuple[int, ...]:
     return tuple(jax.random.key_data(jax.random.key(0, impl=impl)).shape)
 
 
-def rekey(key: PRNGKeyArray, impl: str | None = DEFAULT_IMPL) -> PRNGKeyArray:
+def rekey(key: PRNGKeyArray, impl=DEFAULT_IMPL) -> PRNGKeyArray:
     """``key`` as a typed key of implementation ``impl`` (None: unchanged, only typed).
 
-    Accepts typed keys and legacy raw ``uint32`` keys (``jax.random.PRNGKey``). A key already of
-    ``impl`` is returned as is; otherwise the new key's data are the old key's data when the
-    shapes match (threefry2x32 -> philox4x32: the same 64 bits), else bits drawn from the key.
-    Works on a single key (shape ``()``) inside ``jit``.
+    ``impl`` is a name (``"philox2x32_64"``, or one of JAX's: ``"threefry2x32"``,
+    ``"philox4x32"``, ...) or an implementation object. Accepts typed keys and legacy raw
+    ``uint32`` keys (``jax.random.PRNGKey``). A key already of ``impl`` is returned as is;
+    otherwise the new key's data are the old key's data when the shapes match (threefry2x32 ->
+    philox2x32_64: the same 64 bits), else bits drawn from the key. Works on a single key (shape
+    ``()``) inside ``jit``.
     """
     if isinstance(key, jax.Array) and not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         if key.dtype != jnp.uint32 or key.ndim != 1:
@@ -58,8 +146,9 @@ def rekey(key: PRNGKeyArray, impl: str | None = DEFAULT_IMPL) -> PRNGKeyArray:
         raise TypeError(f"expected a PRNG key (jax.random.key(seed)), got {type(key).__name__}")
     if key.shape != ():
         raise ValueError(f"expected a single PRNG key, got a key array of shape {key.shape}")
-    if impl is None or str(jax.random.key_impl(key)) == impl:
+    if impl is None or str(jax.random.key_impl(key)) == _impl_name(impl):
         return key
+    impl = _OWN_IMPLS.get(impl, impl) if isinstance(impl, str) else impl
     shape = _key_shape(impl)
     data = jax.random.key_data(key)
     if data.shape != shape:

@@ -9,7 +9,7 @@ import ebm_ppl as ep
 def test_rekey_is_deterministic_one_to_one_and_keeps_matching_keys():
     k = jax.random.key(11)
     p = ep.random.rekey(k)
-    assert str(jax.random.key_impl(p)) == ep.random.DEFAULT_IMPL == "philox4x32"
+    assert str(jax.random.key_impl(p)) == ep.random.DEFAULT_IMPL == "philox2x32_64"
     np.testing.assert_array_equal(jax.random.key_data(p), jax.random.key_data(k))  # same 64 bits
     assert ep.random.rekey(p) is p
     assert ep.random.rekey(k, None) is k
@@ -23,6 +23,11 @@ def test_rekey_is_deterministic_one_to_one_and_keeps_matching_keys():
     raw = jax.random.PRNGKey(11)
     np.testing.assert_array_equal(jax.random.key_data(ep.random.rekey(raw)), jax.random.key_data(p))
     assert not ep.random.is_shardable(p) and ep.random.is_shardable(k)
+    # names and implementation objects both select a generator, JAX's or ebm_ppl's
+    assert str(jax.random.key_impl(ep.random.rekey(p, "philox4x32"))) == "philox4x32"
+    np.testing.assert_array_equal(jax.random.key_data(ep.random.rekey(k, ep.random.philox2x32_64)),
+                                  jax.random.key_data(p))
+    assert ep.random.rekey(p, ep.random.philox2x32_64) is p
 
 
 def test_rekey_rejects_what_is_not_one_key():
@@ -34,10 +39,64 @@ def test_rekey_rejects_what_is_not_one_key():
         ep.random.rekey(jax.random.split(jax.random.key(0), 3))
 
 
-def test_philox_draws_are_uniform():
+def test_default_generator_draws_are_uniform():
     u = np.asarray(jax.random.uniform(ep.random.rekey(jax.random.key(0)), (200_000,)))
     # mean and variance of U(0, 1) within 5 standard errors
     assert abs(u.mean() - 0.5) < 5 * np.sqrt(1 / 12 / u.size)
     counts = np.histogram(u, bins=20, range=(0, 1))[0]
     chi2 = ((counts - u.size / 20) ** 2 / (u.size / 20)).sum()
     assert chi2 < 43.8  # the 0.999 quantile of chi-square with 19 degrees of freedom
+
+
+def test_philox2x32_round_function_reproduces_random123s_known_answers():
+    """Random123's kat_vectors for philox2x32 with 10 rounds: (counter hi, lo, key) -> output."""
+    from ebm_ppl.random import _philox2x32
+
+    cases = [((0x00000000, 0x00000000, 0x00000000), (0xFF1DAE59, 0x6CD10DF2)),
+             ((0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF), (0x2C3F628B, 0xAB4FD7AD)),
+             ((0x243F6A88, 0x85A308D3, 0x13198A2E), (0xDD7CE038, 0xF62A4C12))]
+    for (hi, lo, key), want in cases:
+        got = _philox2x32(np.uint32(key), jnp.uint32(hi), jnp.uint32(lo))
+        assert tuple(int(w) for w in got) == want
+
+
+def _key(*words):
+    return jax.random.wrap_key_data(jnp.asarray(words, jnp.uint32), impl=ep.random.philox2x32_64)
+
+
+def test_philox2x32_64_is_a_working_jax_generator():
+    k = jax.random.key(5, impl=ep.random.philox2x32_64)
+    assert jax.random.key_data(k).shape == (2,) and str(jax.random.key_impl(k)) == "philox2x32_64"
+    u = jax.random.uniform(k, (3, 4))
+    np.testing.assert_array_equal(u, jax.jit(lambda k: jax.random.uniform(k, (3, 4)))(k))  # jit = eager
+    keys = jax.random.split(k, 5)
+    batched = jax.vmap(lambda kk: jax.random.normal(kk, (7,)))(keys)
+    np.testing.assert_array_equal(batched, np.stack([jax.random.normal(kk, (7,)) for kk in keys]))
+    assert jax.random.key_data(jax.random.split(k, (2, 3))).shape == (2, 3, 2)
+    assert jax.random.uniform(k, (2, 0, 3)).shape == (2, 0, 3)
+    for dtype in (jnp.uint8, jnp.uint16, jnp.uint32):
+        b = np.asarray(jax.random.bits(k, (4000,), dtype))
+        assert b.dtype == dtype and b.max() > np.iinfo(dtype).max * 0.99  # the whole range is used
+    # the children of a split, a fold-in and the parent's own draws are all different streams
+    draws = [jax.random.bits(kk, (64,)) for kk in (k, *keys, jax.random.fold_in(k, 0), jax.random.fold_in(k, 1))]
+    assert len({np.asarray(d).tobytes() for d in draws}) == len(draws)
+    r = np.asarray(jax.random.randint(k, (20_000,), 0, 10))
+    assert set(np.unique(r)) == set(range(10))
+
+
+def test_philox2x32_64_keys_differing_in_one_word_give_independent_streams():
+    """Word 0 keys Philox, word 1 is the counter's high word: flip either one and the draws are
+    uncorrelated (|r| within 5 standard errors of 0), as are draws of neighbouring keys."""
+    n = 100_000
+    base = np.asarray(jax.random.uniform(_key(7, 9), (n,)))
+    for other in (_key(8, 9), _key(7, 10), _key(7 ^ 0x80000000, 9), _key(9, 7)):
+        u = np.asarray(jax.random.uniform(other, (n,)))
+        assert abs(np.corrcoef(base, u)[0, 1]) < 5 / np.sqrt(n)
+        assert abs(u.mean() - 0.5) < 5 * np.sqrt(1 / 12 / n)
+    # and consecutive numbers of one stream are uncorrelated
+    assert abs(np.corrcoef(base[:-1], base[1:])[0, 1]) < 5 / np.sqrt(n)
+    # Bernoulli(p) frequencies from 1,000 keys split in one call (as the samplers draw them)
+    keys = jax.random.split(_key(1, 2), 1000)
+    hits = np.asarray(jax.vmap(lambda kk: jax.random.bernoulli(kk, 0.3, (100,)))(keys)).mean(axis=1)
+    assert abs(hits.mean() - 0.3) < 5 * np.sqrt(0.3 * 0.7 / hits.size / 100)
+    assert abs(hits.std() - np.sqrt(0.3 * 0.7 / 100)) < 0.1 * np.sqrt(0.3 * 0.7 / 100)

@@ -82,8 +82,9 @@ def sample(
             default: fair coin flips for binary support, N(0, I) draws for real support.
         progress: show a progress bar over the sampling steps.
         prng_impl: re-key ``key`` into this PRNG implementation first (one-to-one,
-            :func:`ebm_ppl.random.rekey`); None keeps ``key``'s own. ``"philox4x32"`` is
-            faster on one device but cannot be sharded (see :mod:`ebm_ppl.random`).
+            :func:`ebm_ppl.random.rekey`); None keeps ``key``'s own. ``"philox2x32_64"``
+            (ebm_ppl's Philox) is faster on one device but cannot be sharded (see
+            :mod:`ebm_ppl.random`).
         **kernel_options: ``step_size`` (langevin, mala, hmc; the initial value for tuning),
             ``noise_scale`` (langevin), ``num_integration_steps`` (hmc), ``target_acceptance_rate``
             (hmc, nuts; default 0.8), ``adapt`` (mala/hmc/nuts, default True).

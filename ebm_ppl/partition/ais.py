@@ -83,7 +83,7 @@ def ais(
         num_integration_steps: leapfrog steps per HMC move.
         progress: show a progress bar over temperatures.
         prng_impl: PRNG implementation the run draws from, seeded one-to-one by ``key``
-            (:mod:`ebm_ppl.random`; Philox-4x32 by default); None keeps ``key``'s own.
+            (:mod:`ebm_ppl.random`; ebm_ppl's Philox-2x32 by default); None keeps ``key``'s own.
 
     Returns:
         :class:`AISEstimate` with ``bound == "lower"``.

@@ -3,7 +3,7 @@
 A checkpoint is a zip of ``.npy`` leaves in flatten order and ``meta.json``. Loading needs a
 template pytree of the same structure (the training loop rebuilds one from its arguments), so
 nothing but arrays and JSON is ever read back. PRNG keys are stored as their raw data with the
-name of their implementation (``threefry2x32``, ``philox4x32``, ...) in the metadata; a key is
+name of their implementation (``threefry2x32``, ``philox2x32_64``, ...) in the metadata; a key is
 restored only into a template key of the same implementation.
 """
 

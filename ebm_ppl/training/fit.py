@@ -144,7 +144,7 @@ def fit(
         max_retries: divergence recoveries allowed in a row before stopping.
         progress: show a progress bar over epochs with the latest metrics (runs epochs one per call).
         prng_impl: the PRNG implementation training draws from, seeded one-to-one by ``key``
-            (:func:`ebm_ppl.random.rekey`; Philox-4x32 by default, see :mod:`ebm_ppl.random`);
+            (:func:`ebm_ppl.random.rekey`; ebm_ppl's Philox-2x32 by default, see :mod:`ebm_ppl.random`);
             None keeps the key's own implementation. Resume with the one the checkpoint was
             written with.
 

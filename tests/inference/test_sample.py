@@ -101,12 +101,12 @@ def test_same_key_same_draws_and_thinning_keeps_every_kth():
 def test_gibbs_energy_stat_and_philox_keys():
     rbm = ep.BernoulliRBM.init(jax.random.key(0), 12, 5, scale=1.0)
     dt = ep.sample(jax.random.key(3), rbm, num_chains=3, num_warmup=5, num_samples=300, thin=2,
-                   prng_impl="philox4x32")
+                   prng_impl="philox2x32_64")
     x = dt.posterior["x"].values
     # the energies computed after the run, batched, are each draw's free energy
     np.testing.assert_allclose(dt.sample_stats["energy"].values, rbm.energy(x), rtol=1e-5, atol=1e-5)
     again = ep.sample(jax.random.key(3), rbm, num_chains=3, num_warmup=5, num_samples=300, thin=2,
-                      prng_impl="philox4x32")
+                      prng_impl="philox2x32_64")
     np.testing.assert_array_equal(again.posterior["x"].values, x)
     default = ep.sample(jax.random.key(3), rbm, num_chains=3, num_warmup=5, num_samples=300, thin=2)
     assert not np.array_equal(default.posterior["x"].values, x)  # another generator, other draws
@@ -212,13 +212,13 @@ for model, kernel in ((g, "mala"), (rbm, "block_gibbs")):
     assert len(sharded.posterior["x"].values) == 8
 # JAX cannot compile Philox in a sharded program: a clear error instead of an MHLO traceback
 try:
-    ep.sample(jax.random.key(7), rbm, num_chains=8, num_warmup=2, num_samples=2, prng_impl="philox4x32")
+    ep.sample(jax.random.key(7), rbm, num_chains=8, num_warmup=2, num_samples=2, prng_impl="philox2x32_64")
 except ValueError as e:
-    assert "sharded" in str(e) and "philox4x32" in str(e), e
+    assert "sharded" in str(e) and "philox2x32_64" in str(e), e
 else:
     raise AssertionError("a philox key with sharded chains was accepted")
 # ... and runs unsharded when the chains do not divide over the devices
-x = ep.sample(jax.random.key(7), rbm, num_chains=3, num_warmup=2, num_samples=2, prng_impl="philox4x32")
+x = ep.sample(jax.random.key(7), rbm, num_chains=3, num_warmup=2, num_samples=2, prng_impl="philox2x32_64")
 assert x.posterior["x"].shape == (3, 2, 6)
 print("ok")
 """

@@ -120,8 +120,8 @@ def test_divergence_guard_stops_cleanly_with_the_last_good_model(tmp_path, digit
 
 def test_divergence_guard_recovers_by_restoring_and_reseeding():
     """An estimator that poisons its gradient with NaN at random (p = 0.5 per update, decided by
-    its own key): the first attempt at epoch 0 fails with this seed (key 5 under the default
-    Philox generator), and a retry, re-seeded from the restored state, succeeds. The result is
+    its own key): the first attempt at epoch 0 fails with this seed (key 1 under the default
+    generator, ebm_ppl's Philox-2x32), and a retry, re-seeded from the restored state, succeeds. The result is
     finite and the step was halved once."""
     model0 = ep.BernoulliRBM.init(jax.random.key(0), 6, 3, scale=0.1)
     x = jax.random.bernoulli(jax.random.key(1), 0.5, (40, 6)).astype(jnp.float32)
@@ -133,7 +133,7 @@ def test_divergence_guard_recovers_by_restoring_and_reseeding():
         return jax.tree.map(lambda g: jnp.where(poison, jnp.nan, g), grads), new_state, metrics
 
     flaky = ep.training.GradientEstimator(inner.init, update)
-    model, history = ep.fit(model0, x, flaky, key=jax.random.key(5), epochs=1, batch_size=40,
+    model, history = ep.fit(model0, x, flaky, key=jax.random.key(1), epochs=1, batch_size=40,
                             optimizer=optax.sgd(0.1), max_retries=5)
     assert history.stopped == "completed" and len(history.records) == 1
     assert history.recoveries == 1
