@@ -20,9 +20,9 @@ extension API (``jax.extend.random.define_prng_impl``) under the name :data:`PHI
 
 Measured on 2 cores (AMD EPYC, AVX-512; ``benchmarks/``), against JAX's Philox-4x32 (which
 computes a whole 4-word block per 32-bit number): block-Gibbs kernel loop 1.05x (784x500) and
-1.13x (64x20) faster, a whole ``ebm_ppl.sample`` call 1.05x and 1.16x, a PCD-1 epoch 1.05-1.08x,
-AIS 1.03-1.06x. Against JAX's default threefry2x32 the kernel loop is 1.3x (784x500) and 1.8x
-(64x20) faster.
+1.19x (64x20) faster, a whole ``ebm_ppl.sample`` call 1.05x and 1.16x, a PCD-1 epoch 1.05-1.08x,
+AIS 1.03-1.06x. Against JAX's default threefry2x32 the kernel loop is 1.29x (784x500) and 1.89x
+(64x20) faster, a whole ``ebm_ppl.sample`` call 1.16x and 1.47x.
 
 How it is used:
 
