@@ -77,6 +77,9 @@ def test_philox2x32_64_is_a_working_jax_generator():
     for dtype in (jnp.uint8, jnp.uint16, jnp.uint32):
         b = np.asarray(jax.random.bits(k, (4000,), dtype))
         assert b.dtype == dtype and b.max() > np.iinfo(dtype).max * 0.99  # the whole range is used
+    with jax.enable_x64(True):
+        wide = np.asarray(jax.random.bits(k, (1000,), jnp.uint64))
+    assert wide.dtype == np.uint64 and (wide >> np.uint64(32)).max() > 2**31 and (wide & 0xFFFFFFFF).max() > 2**31
     # the children of a split, a fold-in and the parent's own draws are all different streams
     draws = [jax.random.bits(kk, (64,)) for kk in (k, *keys, jax.random.fold_in(k, 0), jax.random.fold_in(k, 1))]
     assert len({np.asarray(d).tobytes() for d in draws}) == len(draws)
