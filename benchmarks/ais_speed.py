@@ -186,8 +186,8 @@ def measure_gauss(temps, seeds: int, smc_step: float, offset: int = 0) -> dict:
     exact = float(ep.log_partition(target))
     base = ep.Gaussian.standard(d)
 
-    logprior = lambda x: -base._energy(x) - base.log_partition()
-    loglik = lambda x: -target._energy(x) - logprior(x)
+    logprior = lambda x: -base.unbatched_energy(x) - base.log_partition()
+    loglik = lambda x: -target.unbatched_energy(x) - logprior(x)
     smc = blackjax.tempered_smc(logprior, loglik, blackjax.mala.build_kernel(), blackjax.mala.init,
                                 blackjax.smc.extend_params({"step_size": jnp.asarray(smc_step)}),
                                 blackjax.smc.resampling.systematic, num_mcmc_steps=1)

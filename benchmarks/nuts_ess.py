@@ -74,8 +74,8 @@ def make_potential(name: str):
         def event_shape(self):
             return self.base.event_shape
 
-        def _energy(self, x):
-            return self.base._energy(x) + 0.5 * jnp.sum(x * x) / self.prior_var
+        def unbatched_energy(self, x):
+            return self.base.unbatched_energy(x) + 0.5 * jnp.sum(x * x) / self.prior_var
 
     if name == "jem":
         jem = ep.JEM.init(jax.random.key(0), in_features=64, num_classes=10, width=64, depth=2)

@@ -62,7 +62,7 @@ def test_ll(W, b, c) -> float:
 
     rbm = ep.BernoulliRBM(jnp.asarray(W, jnp.float32), jnp.asarray(b, jnp.float32), jnp.asarray(c, jnp.float32))
     x = jnp.asarray(ep.data.digits(binarize=True).x_test)
-    return float(jnp.mean(-jax.vmap(rbm._energy)(x)) - ep.log_partition(rbm))
+    return float(jnp.mean(-jax.vmap(rbm.unbatched_energy)(x)) - ep.log_partition(rbm))
 
 
 def measure_ep(epochs: int, seed: int, with_metrics: bool) -> dict:

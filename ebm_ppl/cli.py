@@ -11,7 +11,7 @@ in a module ``ebm_ppl/cli_NAME.py`` imported where this file registers ``cli_qui
 
     @command("energy", help="print the energy of the digits under a saved model",
              example="energy runs/quickstart/rbm.ebm", arguments=_energy_arguments)
-    def _energy(args):
+    def unbatched_energy(args):
         ...
         return 0
 
@@ -40,7 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 import ebm_ppl as ep
-from ebm_ppl._atomic import atomic_write
+from ebm_ppl.archive import atomic_write
 from ebm_ppl._version import __version__
 
 __all__ = ["main", "build_parser", "command", "Command", "COMMANDS"]
@@ -279,7 +279,7 @@ def _prepare_out_dir(out: str) -> Path:
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` as JSON atomically (see :func:`ebm_ppl._atomic.atomic_write`)."""
+    """Write ``payload`` as JSON atomically (see :func:`ebm_ppl.archive.atomic_write`)."""
     text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 

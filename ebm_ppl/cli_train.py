@@ -14,7 +14,6 @@ import math
 import shlex
 import sys
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from ebm_ppl.cli import (
     _write_json,
     command,
 )
-from ebm_ppl.training.checkpoint import _META as CHECKPOINT_META
+from ebm_ppl.training.checkpoint import read_checkpoint_metadata
 from ebm_ppl.training.figures import jem_figure, rbm_figure
 from ebm_ppl.training.fit import CHECKPOINT, MODEL
 
@@ -292,10 +291,13 @@ def _check_resume(record_path: Path, ckpt_path: Path, settings: dict[str, Any]) 
             raise ValueError(f"--resume: {ckpt_path.parent} was trained with other settings: {', '.join(diffs)}; "
                              "repeat that run's options or choose a new --out")
     try:
-        with zipfile.ZipFile(ckpt_path) as zf:
-            return int(json.loads(zf.read(CHECKPOINT_META))["epoch"]) + 1
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise ValueError(f"--resume: {ckpt_path} is damaged or not a checkpoint ({exc})") from None
+        meta = read_checkpoint_metadata(ckpt_path)
+    except ValueError as exc:
+        raise ValueError(f"--resume: {exc}") from None
+    epoch = meta.get("epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool):
+        raise ValueError(f"--resume: checkpoint {str(ckpt_path)!r} is damaged or not a checkpoint (no epoch recorded)")
+    return epoch + 1
 
 
 # -- data, models, estimators ---------------------------------------------------------------------

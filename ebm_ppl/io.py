@@ -15,7 +15,7 @@ any path works), members stored uncompressed, holding:
          "family": "bernoulli_rbm",                  # registry name, cls.name
          "class": "ebm_ppl.potentials.bernoulli_rbm.BernoulliRBM",
          "package_version": "0.1.0",                 # ebm_ppl.__version__ of the writer
-         "config": {...},                            # potential._config()
+         "config": {...},                            # potential.to_config()
          "arrays": [{"key": ".W",                    # jax.tree_util.keystr of the leaf's path
                      "file": "arrays/0.npy",
                      "shape": [64, 16],
@@ -34,7 +34,7 @@ Loading never unpickles: pickles (and anything else that is not a zip) are refus
 members are read with ``allow_pickle=False`` and object dtypes are refused before reading, and
 every member's sha256, shape and dtype are checked against the metadata. A file that fails any
 check raises :class:`ValueError` naming the file and the problem. The potential is rebuilt by its
-family's ``_from_arrays(config, arrays)`` (so its constructor validates the parameters), or, with
+family's ``from_config(config, arrays)`` (so its constructor validates the parameters), or, with
 ``like=``, by putting the arrays into a template potential of the same structure (for families
 whose structure the config cannot describe, such as a JEM with a custom network).
 
@@ -63,7 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.lib import format as npy_format
 
-from ebm_ppl._atomic import atomic_write
+from ebm_ppl.archive import atomic_write
 from ebm_ppl._version import __version__
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.registry import get_potential
@@ -117,14 +117,14 @@ def save(path: str | os.PathLike, potential: Potential, *, metadata: dict[str, A
             "with load(path, like=<a template potential>)",
             stacklevel=2,
         )
-    config = potential._config()
+    config = potential.to_config()
     header: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "family": family,
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "package_version": __version__,
-        "config": _json_roundtrip(config, f"{cls.__qualname__}._config()"),
+        "config": _json_roundtrip(config, f"{cls.__qualname__}.to_config()"),
         "arrays": [],
         "user": _json_roundtrip({} if metadata is None else metadata, "metadata", want_dict=True),
     }
@@ -208,7 +208,7 @@ def load(path: str | os.PathLike, *, like: Potential | None = None) -> Potential
         path: a file written by :func:`save`.
         like: optional template potential of the same family and structure. Its array leaves are
             replaced, in flatten order, by the stored ones (keys, shapes and dtypes must match,
-            and so must its ``_config()``); its static parts (for a JEM, the network's
+            and so must its ``to_config()``); its static parts (for a JEM, the network's
             activation and layout) are kept. Needed for families that cannot be rebuilt from
             their config alone. Array leaves are placed on the template leaves' devices.
 
@@ -416,7 +416,7 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: str) -> 
             "package that registers it, or pass like=<a potential of that family>",
         )
     try:
-        potential = cls._from_arrays(dict(meta["config"]), _for_constructor(arrays))
+        potential = cls.from_config(dict(meta["config"]), _for_constructor(arrays))
     except NotImplementedError as exc:
         raise ValueError(
             f"cannot load {path!r}: family {family!r} cannot be rebuilt from its config alone ({exc}); "
@@ -425,31 +425,31 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: str) -> 
     except (ValueError, TypeError, KeyError) as exc:
         raise _bad(path, f"the stored parameters were refused by {cls.__qualname__}: {exc}") from exc
     if not isinstance(potential, cls):
-        raise _bad(path, f"{cls.__qualname__}._from_arrays returned a {type(potential).__qualname__}")
+        raise _bad(path, f"{cls.__qualname__}.from_config returned a {type(potential).__qualname__}")
     _check_reproduced(potential, meta, arrays, path)
     return potential
 
 
 def _for_constructor(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-    """The arrays as ``_from_arrays`` takes them: numpy, except ml_dtypes (bfloat16, ...) as jax
+    """The arrays as ``from_config`` takes them: numpy, except ml_dtypes (bfloat16, ...) as jax
     arrays, which the families' parameter checks accept while numpy does not call them numbers."""
     return {key: arr if arr.dtype.kind in "biufc" else jnp.asarray(arr) for key, arr in arrays.items()}
 
 
 def _check_reproduced(potential: Potential, meta: dict[str, Any], arrays: dict[str, np.ndarray], path: str) -> None:
-    """The rebuilt potential must hold exactly the stored arrays (guards ``_from_arrays`` bugs)."""
+    """The rebuilt potential must hold exactly the stored arrays (guards ``from_config`` bugs)."""
     rebuilt = [(key, np.asarray(jax.device_get(leaf))) for key, leaf in _flatten(potential)]
     stored_keys = [entry["key"] for entry in meta["arrays"]]
     if [key for key, _ in rebuilt] != stored_keys:
         raise _bad(
             path,
-            f"{type(potential).__qualname__}._from_arrays rebuilt arrays {[k for k, _ in rebuilt]}, "
+            f"{type(potential).__qualname__}.from_config rebuilt arrays {[k for k, _ in rebuilt]}, "
             f"but the file holds {stored_keys}",
         )
     for key, arr in rebuilt:
         want = arrays[key]
         if arr.dtype != want.dtype or arr.shape != want.shape or arr.tobytes() != want.tobytes():
-            raise _bad(path, f"{type(potential).__qualname__}._from_arrays changed array {key} while rebuilding")
+            raise _bad(path, f"{type(potential).__qualname__}.from_config changed array {key} while rebuilding")
 
 
 def _flatten(potential: Potential):
@@ -462,7 +462,7 @@ def _fill_template(like: Potential, meta: dict[str, Any], arrays: dict[str, np.n
     if getattr(type(like), "name", None) != family:
         raise _bad(path, f"the file holds a {family!r} potential, but like= is a {type(like).__qualname__} "
                    f"({getattr(type(like), 'name', None)!r})")
-    config = _json_roundtrip(like._config(), f"{type(like).__qualname__}._config()")
+    config = _json_roundtrip(like.to_config(), f"{type(like).__qualname__}.to_config()")
     if config != meta["config"]:
         differing = sorted(k for k in set(config) | set(meta["config"]) if config.get(k) != meta["config"].get(k))
         raise _bad(path, f"like= has a different config than the file for {differing}: "

@@ -71,7 +71,7 @@ def run(out: str, *, smoke: bool, seed: int = 0) -> dict:
         "rho_posterior_mean": float(np.asarray(samples["rho"]).mean()),
         "rho_rhat": float(az.rhat(np.asarray(samples["rho"]))),
     }
-    energy = np.asarray(jax.vmap(jax.vmap(prior._energy))(jnp.asarray(x)))
+    energy = np.asarray(jax.vmap(jax.vmap(prior.unbatched_energy))(jnp.asarray(x)))
     idata = az.from_dict({"posterior": {"x": x, "rho": np.asarray(samples["rho"])},
                           "sample_stats": {"energy": energy}}, dims={"x": ["x_dim_0"]})
     ep.report(idata, os.path.join(out, "report.html"), title="Denoising posterior (DiscreteHMCGibbs)")

@@ -85,7 +85,7 @@ def run(out: str, *, smoke: bool, seed: int = 0) -> dict:
 def _as_ebm_datatree(x, prior, diverging):
     """NumPyro's draws of x in the layout ep.report reads: posterior x, the prior energy of each
     draw, and NUTS's divergences."""
-    energy = np.asarray(jax.vmap(jax.vmap(prior._energy))(jnp.asarray(x)))
+    energy = np.asarray(jax.vmap(jax.vmap(prior.unbatched_energy))(jnp.asarray(x)))
     return az.from_dict({"posterior": {"x": x}, "sample_stats": {"energy": energy, "diverging": diverging}},
                         dims={"x": ["x_dim_0"]})
 

@@ -281,11 +281,11 @@ class _Opaque(Potential):
     def event_shape(self):
         return (self.shift.shape[0],)
 
-    def _energy(self, x):
+    def unbatched_energy(self, x):
         return self.net(x - self.shift)[0]
 
     @classmethod
-    def _from_arrays(cls, config, arrays):
+    def from_config(cls, config, arrays):
         raise NotImplementedError("the network's layout is not in the config")
 
 

@@ -26,7 +26,7 @@ import xarray as xr
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ebm_ppl._atomic import atomic_write
+from ebm_ppl.archive import atomic_write
 from ebm_ppl.diagnostics.summary import COLUMNS, Diagnostics, diagnose, format_summary, format_value
 
 __all__ = ["report"]

@@ -1,57 +1,34 @@
 """``ebm_ppl.sample``: many chains of any kernel on any potential, returned as ArviZ data.
 
 Chains are ``vmap``-ed, steps run in ``lax.scan`` (one compiled program for the whole run), and
-with several devices the chain axis is sharded over them. Warm-up tunes what can be tuned:
-BlackJAX window adaptation (step size and diagonal mass matrix) for HMC and NUTS, dual averaging
-of the step size towards 0.574 acceptance for MALA; for Gibbs and unadjusted Langevin it is
-plain burn-in.
+with several devices the chain axis is sharded over them. The kernels, their options and their
+statistics come from the kernel table (:mod:`ebm_ppl.kernels.registry`); what each runs per chain
+(warm-up, step, statistics) from :mod:`ebm_ppl.inference.plans`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Any
 
-import blackjax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from blackjax.adaptation.step_size import dual_averaging_adaptation
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.compiler import filter_jit
-from ebm_ppl.inference._progress import progress_scan
+from ebm_ppl.inference.plans import build_plan
 from ebm_ppl.inference.to_arviz import draws_to_datatree, to_host
-from ebm_ppl.kernels.block_gibbs import as_top_level_api as block_gibbs_api
-from ebm_ppl.kernels.block_gibbs import has_conditionals, has_logit_energy
-from ebm_ppl.kernels.langevin import as_top_level_api as langevin_api
-from ebm_ppl.kernels.site_gibbs import as_top_level_api as site_gibbs_api
-from ebm_ppl.potentials.base import Potential, Support, validate_input
+from ebm_ppl.kernels.registry import KERNELS, check_kernel, default_kernel, get_kernel
+from ebm_ppl.potentials.base import Potential, validate_input
+from ebm_ppl.potentials.capabilities import has_logit_energy
+from ebm_ppl.progress import progress_scan
 from ebm_ppl.random import is_shardable, rekey
 
 __all__ = ["sample", "draw", "KERNELS", "default_kernel"]
 
-KERNELS = ("block_gibbs", "site_gibbs", "langevin", "mala", "hmc", "nuts")
-_GRADIENT_KERNELS = ("langevin", "mala", "hmc", "nuts")
-MALA_TARGET_ACCEPTANCE = 0.574
 _ENERGY_BATCH_ELEMENTS = 2**20  # draw elements (all chains) per batch when energies are computed after the run
-
-
-def default_kernel(potential: Potential) -> str:
-    """Block Gibbs where there are conditionals, site Gibbs for other binary potentials, else NUTS."""
-    if has_conditionals(potential):
-        return "block_gibbs"
-    return "site_gibbs" if potential.support == Support.BINARY else "nuts"
-
-
-class _Plan(NamedTuple):
-    """What one chain runs: ``warmup(key, x0) -> (state, params)``, ``step(key, state, params)``,
-    and ``stats(state, info, params) -> dict`` of per-draw statistics."""
-
-    warmup: Callable
-    step: Callable
-    stats: Callable
 
 
 def sample(
@@ -73,7 +50,8 @@ def sample(
     Args:
         key: PRNG key; the same key gives the same draws, on one device or sharded over several.
         potential: any :class:`ebm_ppl.Potential`.
-        kernel: one of ``KERNELS``; None picks :func:`default_kernel`.
+        kernel: a name of the kernel table ``ep.kernels.KERNELS``; None picks
+            :func:`~ebm_ppl.kernels.default_kernel`.
         num_chains: independent chains (vmapped; sharded over devices when they divide it).
         num_warmup: tuning / burn-in steps per chain, discarded.
         num_samples: kept draws per chain.
@@ -96,20 +74,13 @@ def sample(
     """
     if not isinstance(potential, Potential):
         raise TypeError(f"sample expects an ebm_ppl.Potential, got {type(potential).__name__}")
-    kernel = default_kernel(potential) if kernel is None else kernel
-    if kernel not in KERNELS:
-        raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+    kernel = check_kernel(kernel, potential, kernel_options).name
     for name, value, low in (("num_chains", num_chains, 1), ("num_samples", num_samples, 1),
                              ("num_warmup", num_warmup, 0), ("thin", thin, 1)):
         if not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    if kernel in _GRADIENT_KERNELS and potential.support != Support.REAL:
-        raise ValueError(
-            f"kernel {kernel!r} needs gradients, so real support; {type(potential).__name__} is "
-            f"{potential.support.value}. Use kernel='block_gibbs' or 'site_gibbs'."
-        )
     options = tuple(sorted(kernel_options.items()))
-    _plan(kernel, potential, num_warmup, dict(options))  # validate the options here, not inside jit
+    build_plan(KERNELS[kernel], potential, num_warmup, dict(options))  # check option values here, not inside jit
     key = rekey(key, prng_impl)
     ndev = jax.device_count()
     if ndev > 1 and num_chains % ndev == 0 and not is_shardable(key):
@@ -151,10 +122,8 @@ def draw(
     traces under ``jit``/``vmap``: it is what NumPyro's ``Predictive`` calls through
     :class:`ebm_ppl.numpyro.EnergyDistribution`. It costs ``num * num_steps`` kernel steps.
     """
-    kernel = default_kernel(potential) if kernel is None else kernel
-    if kernel not in KERNELS:
-        raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
-    plan = _plan(kernel, potential, int(num_steps), dict(kernel_options))
+    spec = check_kernel(kernel, potential, kernel_options, owner="draw")
+    plan = build_plan(spec, potential, int(num_steps), dict(kernel_options))
     positions = _initial_positions(key, potential, init, int(num))
     keys = jax.random.split(jax.random.fold_in(key, 1), int(num))
     states, _ = jax.vmap(plan.warmup)(keys, positions)
@@ -167,7 +136,7 @@ def draw(
 
 @filter_jit
 def _warmup(potential: Potential, kernel: str, num_warmup: int, options: tuple, keys, positions):
-    plan = _plan(kernel, potential, num_warmup, dict(options))
+    plan = build_plan(get_kernel(kernel), potential, num_warmup, dict(options))
     return jax.vmap(plan.warmup)(keys, positions)
 
 
@@ -178,7 +147,7 @@ def _run(potential: Potential, kernel: str, num_warmup: int, options: tuple, sta
     draws ``(draw, chain, ...)`` and the per-draw statistics ``(draw, chain)``.
 
     Every array is an argument, never a closure: under jax.distributed they span processes."""
-    plan = _plan(kernel, potential, num_warmup, dict(options))
+    plan = build_plan(get_kernel(kernel), potential, num_warmup, dict(options))
     # block Gibbs on an RBM reports the energy of the state each step starts from (from the hidden
     # logits it forms anyway): a draw's energy arrives with the next draw's first step
     energy_from_next = kernel == "block_gibbs" and has_logit_energy(potential)
@@ -202,132 +171,12 @@ def _run(potential: Potential, kernel: str, num_warmup: int, options: tuple, sta
                                           desc="sampling")
     if energy_from_next:  # [E(start), E(draw 0), ..., E(draw n-2)], then the last draw's own
         previous = stats.pop("previous_energy")
-        stats["energy"] = jnp.concatenate([previous[1:], jax.vmap(potential._energy)(final.position)[None]])
-    elif "energy" not in stats:  # other Gibbs kernels: batched passes over the stored draws (see _plan)
+        stats["energy"] = jnp.concatenate([previous[1:], jax.vmap(potential.unbatched_energy)(final.position)[None]])
+    elif "energy" not in stats:  # other Gibbs kernels report none: batched passes over the stored draws
         per_draw = math.prod(draws.shape[1:])  # chains x event size
         batch = max(1, min(num_samples, _ENERGY_BATCH_ELEMENTS // per_draw))
-        stats["energy"] = jax.lax.map(jax.vmap(potential._energy), draws, batch_size=batch)
+        stats["energy"] = jax.lax.map(jax.vmap(potential.unbatched_energy), draws, batch_size=batch)
     return draws, stats  # (draw, chain, ...); sample() hands ArviZ (chain, draw, ...) views
-
-
-# -- kernels -------------------------------------------------------------------------------------
-
-def _plan(kernel: str, potential: Potential, num_warmup: int, options: dict[str, Any]) -> _Plan:
-    def logdensity_fn(x):
-        return -potential._energy(x)
-
-    def pop(name, default):
-        return options.pop(name, default)
-
-    # Gibbs states carry no energy. Block Gibbs on the RBMs reports the energy of each step's
-    # starting point, computed from the hidden logits the sweep forms anyway, and _run takes a
-    # draw's energy from the next draw's first step; an extra matmul per draw afterwards made a whole
-    # call 1.3-1.4x slower at 784 x 500 and 1.1-1.2x at 64 x 20. For other Gibbs kernels _run
-    # computes the energies of all stored draws afterwards, batched.
-    if kernel == "block_gibbs":
-        algo = block_gibbs_api(potential)
-        plan = _burn_in_plan(algo, num_warmup, lambda s, i, p: {"hidden_mean": i.hidden_mean})
-    elif kernel == "site_gibbs":
-        algo = site_gibbs_api(potential)
-        plan = _burn_in_plan(algo, num_warmup, lambda s, i, p: {"flip_rate": i.flip_rate})
-    elif kernel == "langevin":
-        step_size = _positive(pop("step_size", 1e-2), "step_size")
-        noise_scale = pop("noise_scale", None)
-        algo = langevin_api(logdensity_fn, step_size, noise_scale)
-        plan = _burn_in_plan(algo, num_warmup, lambda s, i, p: {
-            "energy": -s.logdensity, "grad_norm": i.grad_norm, "step_size": jnp.asarray(step_size)})
-    elif kernel == "mala":
-        plan = _mala_plan(logdensity_fn, num_warmup, _positive(pop("step_size", 1e-2), "step_size"),
-                          pop("adapt", True))
-    else:
-        plan = _hmc_plan(kernel, logdensity_fn, potential, num_warmup, options.pop("step_size", None),
-                         pop("num_integration_steps", 16), pop("target_acceptance_rate", 0.8), pop("adapt", True))
-    if options:
-        raise ValueError(f"kernel {kernel!r} does not take option(s): {', '.join(sorted(options))}")
-    return plan
-
-
-def _positive(value, name):
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _burn_in_plan(algo, num_warmup: int, stats) -> _Plan:
-    def warmup(key, x0):
-        key_init, key_run = jax.random.split(key)
-        state = algo.init(x0, key_init)
-        state, _ = jax.lax.scan(lambda s, k: algo.step(k, s), state, jax.random.split(key_run, num_warmup))
-        return state, ()
-
-    return _Plan(warmup, lambda key, state, params: algo.step(key, state), stats)
-
-
-def _mala_plan(logdensity_fn, num_warmup: int, step_size: float, adapt: bool) -> _Plan:
-    mala_kernel = blackjax.mala.build_kernel()
-    da_init, da_update, da_final = dual_averaging_adaptation(MALA_TARGET_ACCEPTANCE)
-
-    def warmup(key, x0):
-        state = blackjax.mala.init(x0, logdensity_fn)
-
-        def body(carry, k):
-            state, da = carry
-            eps = jnp.exp(da.log_step_size) if adapt else step_size
-            state, info = mala_kernel(k, state, logdensity_fn, eps)
-            da = da_update(da, info.acceptance_rate) if adapt else da
-            return (state, da), None
-
-        (state, da), _ = jax.lax.scan(body, (state, da_init(step_size)), jax.random.split(key, num_warmup))
-        tuned = da_final(da) if (adapt and num_warmup > 0) else jnp.asarray(step_size)
-        return state, tuned
-
-    def step(key, state, eps):
-        return mala_kernel(key, state, logdensity_fn, eps)
-
-    def stats(state, info, eps):
-        return {"energy": -state.logdensity, "acceptance_rate": info.acceptance_rate, "step_size": eps}
-
-    return _Plan(warmup, step, stats)
-
-
-def _hmc_plan(kernel, logdensity_fn, potential, num_warmup, step_size, num_steps, target, adapt) -> _Plan:
-    algorithm = blackjax.nuts if kernel == "nuts" else blackjax.hmc
-    dim = math.prod(potential.event_shape)
-    extra = {} if kernel == "nuts" else {"num_integration_steps": int(num_steps)}
-    initial_step = 1.0 if step_size is None else _positive(step_size, "step_size")
-    if len(potential.event_shape) != 1:
-        flat = logdensity_fn
-        logdensity_fn = lambda z: flat(z.reshape(potential.event_shape))  # noqa: E731
-
-    def warmup(key, x0):
-        z0 = x0.reshape(-1)
-        if adapt and num_warmup > 0:
-            adaptation = blackjax.window_adaptation(algorithm, logdensity_fn, initial_step_size=initial_step,
-                                                    target_acceptance_rate=target, **extra)
-            (state, params), _ = adaptation.run(key, z0, num_warmup)
-            return state, params
-        params = {"step_size": jnp.asarray(initial_step), "inverse_mass_matrix": jnp.ones(dim, z0.dtype)}
-        state = algorithm.init(z0, logdensity_fn)
-        algo = algorithm(logdensity_fn, **params, **extra)
-        state, _ = jax.lax.scan(lambda s, k: algo.step(k, s), state, jax.random.split(key, num_warmup))
-        return state, params
-
-    def step(key, state, params):
-        return algorithm(logdensity_fn, **{**extra, **params}).step(key, state)
-
-    def stats(state, info, params):
-        out = {
-            "energy": -state.logdensity,
-            "acceptance_rate": info.acceptance_rate,
-            "diverging": info.is_divergent,
-            "n_steps": info.num_integration_steps,
-            "step_size": params["step_size"],
-        }
-        if kernel == "nuts":
-            out["tree_depth"] = info.num_trajectory_expansions
-        return out
-
-    return _Plan(warmup, step, stats)
 
 
 # -- initial points and sharding -------------------------------------------------------------------
@@ -336,10 +185,7 @@ def _initial_positions(key, potential: Potential, init, num_chains: int) -> Arra
     shape = (num_chains, *potential.event_shape)
     dtype = jnp.result_type(float)
     if init is None:
-        k = jax.random.fold_in(key, 0)
-        if potential.support == Support.BINARY:
-            return jax.random.bernoulli(k, 0.5, shape).astype(dtype)
-        return jax.random.normal(k, shape, dtype)
+        return potential.initial_positions(jax.random.fold_in(key, 0), num_chains)
     x = validate_input(init, potential.event_shape, potential.support, name="init", owner="sample")
     if x.ndim == len(potential.event_shape):
         x = jnp.broadcast_to(x, shape)

@@ -1,16 +1,26 @@
-"""MCMC kernels in BlackJAX's ``SamplingAlgorithm(init, step)`` convention.
+"""MCMC kernels in BlackJAX's ``SamplingAlgorithm(init, step)`` convention, and the kernel table.
 
-``block_gibbs`` and ``site_gibbs`` take a potential (they need its conditionals);
-``langevin`` takes a ``logdensity_fn`` like BlackJAX's own MALA, HMC and NUTS, which ebm_ppl uses
-as they are.
+``block_gibbs`` and ``site_gibbs`` take a potential (they need its conditionals); ``langevin``
+takes a ``logdensity_fn`` like BlackJAX's own MALA, HMC and NUTS, which ebm_ppl uses as they are.
+Each is exposed as BlackJAX exposes ``blackjax.mala``: calling it builds the algorithm, and
+``.init`` / ``.build_kernel`` are the low-level pieces (state and info types live in the modules,
+e.g. ``ebm_ppl.kernels.block_gibbs.BlockGibbsState``). :data:`KERNELS` is the table every runner
+reads (:mod:`ebm_ppl.kernels.registry`).
 """
 
-from ebm_ppl.kernels import block_gibbs as block_gibbs_module
-from ebm_ppl.kernels import langevin as langevin_module
-from ebm_ppl.kernels import site_gibbs as site_gibbs_module
+from blackjax import GenerateSamplingAPI
 
-block_gibbs = block_gibbs_module.as_top_level_api
-site_gibbs = site_gibbs_module.as_top_level_api
-langevin = langevin_module.as_top_level_api
+from ebm_ppl.kernels import block_gibbs as _block_gibbs
+from ebm_ppl.kernels import langevin as _langevin
+from ebm_ppl.kernels import site_gibbs as _site_gibbs
+from ebm_ppl.kernels.gibbs import gibbs_sweeps
+from ebm_ppl.kernels.registry import KERNELS, KernelSpec, check_kernel, default_kernel, get_kernel
 
-__all__ = ["block_gibbs", "site_gibbs", "langevin"]
+block_gibbs = GenerateSamplingAPI(_block_gibbs.as_top_level_api, _block_gibbs.init, _block_gibbs.build_kernel)
+site_gibbs = GenerateSamplingAPI(_site_gibbs.as_top_level_api, _site_gibbs.init, _site_gibbs.build_kernel)
+langevin = GenerateSamplingAPI(_langevin.as_top_level_api, _langevin.init, _langevin.build_kernel)
+
+__all__ = ["block_gibbs", "site_gibbs", "langevin", "gibbs_sweeps", "KERNELS", "KernelSpec", "default_kernel",
+           "get_kernel", "check_kernel"]
+langevin.register_factory("run", _langevin.run)
+langevin.register_factory("temperature", _langevin.temperature)

@@ -17,9 +17,9 @@ from blackjax.base import SamplingAlgorithm
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.potentials.base import Potential
+from ebm_ppl.potentials.capabilities import has_block_conditionals, has_hidden_logits, has_logit_energy
 
-__all__ = ["BlockGibbsState", "BlockGibbsInfo", "init", "build_kernel", "as_top_level_api", "has_conditionals",
-           "has_logit_energy"]
+__all__ = ["BlockGibbsState", "BlockGibbsInfo", "init", "build_kernel", "as_top_level_api"]
 
 
 class BlockGibbsState(NamedTuple):
@@ -30,30 +30,13 @@ class BlockGibbsState(NamedTuple):
 
 
 class BlockGibbsInfo(NamedTuple):
-    """hidden_mean: the mean over hidden units of p(h_j = 1 | x) at the step's start; energy: the
-    free energy F(x) of the step's starting position, from the same hidden logits, for potentials
-    with ``energy_from_hidden_logits`` (the three RBMs; else None)."""
+    """hidden_mean: the mean over binary hidden units of p(h_j = 1 | x) at the step's start (for
+    potentials with ``hidden_logits``; else the mean of the latent draw); energy: the free energy
+    F(x) of the step's starting position, from the same hidden logits, for potentials with
+    ``energy_from_hidden_logits`` (see :mod:`ebm_ppl.potentials.capabilities`; else None)."""
 
     hidden_mean: Array
     energy: Array | None = None
-
-
-def has_conditionals(potential: Potential) -> bool:
-    """Whether ``potential`` offers ``hidden_logits``, ``sample_hidden`` and ``sample_visible``."""
-    return all(callable(getattr(potential, m, None)) for m in ("hidden_logits", "sample_hidden", "sample_visible"))
-
-
-def has_logit_energy(potential: Potential) -> bool:
-    """Whether ``potential`` has ``energy_from_hidden_logits`` defined by the class that defines
-    its ``_energy`` (a subclass that changes only ``_energy`` does not qualify)."""
-    if not callable(getattr(potential, "energy_from_hidden_logits", None)):
-        return False
-    return _defining_class(potential, "_energy") is _defining_class(potential, "energy_from_hidden_logits")
-
-
-def _defining_class(obj: Any, name: str) -> type | None:
-    """The first class in ``type(obj)``'s MRO whose body defines ``name``."""
-    return next((k for k in type(obj).__mro__ if name in vars(k)), None)
 
 
 def init(position: ArrayLike, potential: Potential, rng_key: PRNGKeyArray | None = None) -> BlockGibbsState:
@@ -69,10 +52,15 @@ def build_kernel():
     def kernel(rng_key: PRNGKeyArray, state: BlockGibbsState, potential: Potential):
         key_h, key_x = jax.random.split(rng_key)
         x = state.position
-        logits = potential.hidden_logits(x)  # the same product sample_hidden forms (XLA merges them)
-        hidden_mean = jnp.mean(jax.nn.sigmoid(logits))
-        energy = potential.energy_from_hidden_logits(x, logits) if has_logit_energy(potential) else None
         latent = potential.sample_hidden(key_h, x)
+        energy = None
+        if has_hidden_logits(potential):
+            logits = potential.hidden_logits(x)  # the same product sample_hidden forms (XLA merges them)
+            hidden_mean = jnp.mean(jax.nn.sigmoid(logits))
+            if has_logit_energy(potential):
+                energy = potential.energy_from_hidden_logits(x, logits)
+        else:
+            hidden_mean = jnp.mean(jnp.stack([jnp.mean(leaf) for leaf in jax.tree.leaves(latent)]))
         x = potential.sample_visible(key_x, latent)
         return BlockGibbsState(x, latent), BlockGibbsInfo(hidden_mean, energy)
 
@@ -84,9 +72,9 @@ def as_top_level_api(potential: Potential) -> SamplingAlgorithm:
 
     ``init(position, rng_key=None)``; ``step(rng_key, state) -> (state, info)``.
     """
-    if not has_conditionals(potential):
+    if not has_block_conditionals(potential):
         raise ValueError(
-            f"block Gibbs needs block conditionals (hidden_logits, sample_hidden, sample_visible); "
+            f"block Gibbs needs block conditionals (sample_hidden, sample_visible); "
             f"{type(potential).__name__} has none. Use kernel='site_gibbs' for binary potentials or "
             "'mala'/'nuts' for real ones."
         )

@@ -16,6 +16,7 @@ from blackjax.base import SamplingAlgorithm
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.potentials.base import Potential, Support
+from ebm_ppl.potentials.capabilities import has_site_logits
 
 __all__ = ["SiteGibbsState", "SiteGibbsInfo", "init", "build_kernel", "as_top_level_api"]
 
@@ -37,10 +38,10 @@ def init(position: ArrayLike) -> SiteGibbsState:
 
 
 def _site_logit(potential: Potential, x: Array, i: Array) -> Array:
-    if callable(getattr(potential, "site_logit", None)):
+    if has_site_logits(potential):
         return potential.site_logit(x, i)
     on, off = x.at[i].set(1), x.at[i].set(0)
-    return potential._energy(off) - potential._energy(on)
+    return potential.unbatched_energy(off) - potential.unbatched_energy(on)
 
 
 def build_kernel():

@@ -13,7 +13,8 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 from jaxtyping import Array, ArrayLike
 
-from ebm_ppl.inference.sampling import default_kernel, draw
+from ebm_ppl.inference.sampling import draw
+from ebm_ppl.kernels.registry import default_kernel
 from ebm_ppl.partition.estimate import AISEstimate
 from ebm_ppl.potentials.base import Potential, Support
 

@@ -8,13 +8,13 @@ import jax
 import jax.numpy as jnp
 from numpyro.infer.mcmc import MCMCKernel
 
-from ebm_ppl.kernels.block_gibbs import as_top_level_api as block_gibbs
-from ebm_ppl.kernels.langevin import as_top_level_api as langevin
-from ebm_ppl.kernels.site_gibbs import as_top_level_api as site_gibbs
-from ebm_ppl.inference.sampling import default_kernel
-from ebm_ppl.potentials.base import Potential, Support
+from ebm_ppl.kernels.registry import KERNELS, check_kernel, default_kernel, fixed_algorithm
+from ebm_ppl.potentials.base import Potential
 
-__all__ = ["EnergyKernel", "EnergyKernelState"]
+__all__ = ["EnergyKernel", "EnergyKernelState", "ENERGY_KERNELS"]
+
+#: The kernels of the table that run without tuning, hence under NumPyro's ``MCMC`` as they are.
+ENERGY_KERNELS = tuple(name for name, spec in KERNELS.items() if not spec.tuned)
 
 
 class EnergyKernelState(NamedTuple):
@@ -46,20 +46,15 @@ class EnergyKernel(MCMCKernel):
                  noise_scale: float | None = None):
         if not isinstance(potential, Potential):
             raise TypeError(f"EnergyKernel expects an ebm_ppl.Potential, got {type(potential).__name__}")
-        kernel = default_kernel(potential) if kernel is None else kernel
-        if kernel == "nuts":
-            kernel = "langevin"
-        if kernel == "block_gibbs":
-            self._algo = block_gibbs(potential)
-        elif kernel == "site_gibbs":
-            self._algo = site_gibbs(potential)
-        elif kernel == "langevin":
-            if potential.support != Support.REAL:
-                raise ValueError("langevin needs a real-valued potential")
-            self._algo = langevin(lambda x: -potential._energy(x), step_size, noise_scale)
-        else:
-            raise ValueError(f"EnergyKernel runs 'block_gibbs', 'site_gibbs' or 'langevin'; got {kernel!r} "
-                             "(use numpyro.infer.NUTS(potential_fn=ebm_ppl.numpyro.potential_fn(p)) for NUTS)")
+        if kernel is None:
+            kernel = default_kernel(potential)
+            kernel = kernel if kernel in ENERGY_KERNELS else "langevin"
+        if kernel not in ENERGY_KERNELS:
+            raise ValueError(f"EnergyKernel runs {', '.join(map(repr, ENERGY_KERNELS))}; got {kernel!r} (use "
+                             "numpyro.infer.NUTS(potential_fn=ebm_ppl.numpyro.potential_fn(p)) for NUTS)")
+        spec = check_kernel(kernel, potential, owner="EnergyKernel")
+        parameters = {"step_size": step_size, "noise_scale": noise_scale} if "step_size" in spec.options else {}
+        self._algo = fixed_algorithm(spec, potential, **parameters)
         self.potential = potential
         self.kernel = kernel
 
@@ -70,9 +65,7 @@ class EnergyKernel(MCMCKernel):
     def _init_one(self, rng_key, x0):
         key_init, key_next = jax.random.split(rng_key)
         if x0 is None:
-            shape = self.potential.event_shape
-            x0 = (jax.random.bernoulli(key_init, 0.5, shape).astype(jnp.result_type(float))
-                  if self.potential.support == Support.BINARY else jax.random.normal(key_init, shape))
+            x0 = self.potential.initial_positions(key_init, 1)[0]
         inner = self._algo.init(jnp.asarray(x0, jnp.result_type(float)), key_init)
         return EnergyKernelState(inner.position, inner, key_next)
 

@@ -9,7 +9,7 @@ from jaxtyping import Array, PRNGKeyArray
 from ebm_ppl.potentials import BernoulliRBM, BoltzmannMachine, Gaussian
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.enumeration import check_enumerable, index_to_bits
-from ebm_ppl.potentials._elementwise import softplus
+from ebm_ppl.ops import softplus
 
 __all__ = ["exact_samples", "MAX_EXACT_STATES"]
 
@@ -39,7 +39,7 @@ def exact_samples(key: PRNGKeyArray, potential: Potential, num: int) -> Array:
         d = potential.dim
         check_enumerable(2**d, MAX_EXACT_STATES, f"exact samples of a BoltzmannMachine with D={d}")
         x_all = index_to_bits(jnp.arange(2**d, dtype=jnp.int32), d, potential.W.dtype)
-        logits = -jax.vmap(potential._energy)(x_all)
+        logits = -jax.vmap(potential.unbatched_energy)(x_all)
         return x_all[jax.random.categorical(key, logits, shape=(num,))]
     raise ValueError(f"exact samples of {type(potential).__name__} are not available; start reverse AIS "
                      "from data or from long-chain samples (ebm_ppl.sample)")

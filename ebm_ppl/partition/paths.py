@@ -26,12 +26,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.compiler import filter_jit
-from ebm_ppl.kernels.block_gibbs import has_conditionals
-from ebm_ppl.kernels.site_gibbs import SiteGibbsState
-from ebm_ppl.kernels.site_gibbs import build_kernel as site_gibbs_kernel
+from ebm_ppl.kernels.gibbs import gibbs_sweep
 from ebm_ppl.potentials import BernoulliRBM, BoltzmannMachine, Gaussian, GaussianBernoulliRBM, SubspaceRBM
 from ebm_ppl.potentials.base import Potential, Support, validate_input
-from ebm_ppl.potentials._elementwise import softplus
+from ebm_ppl.ops import softplus
 
 __all__ = ["AnnealingPath", "ParameterPath", "RBMPath", "GeometricPath", "make_path", "factorized_base"]
 
@@ -87,28 +85,14 @@ class ParameterPath(AnnealingPath):
 
     def log_f(self, beta: Array, x: Array) -> Array:
         """log f_beta(x) = -F_{theta_beta}(x) for one x."""
-        return -self.at(beta)._energy(x)
+        return -self.at(beta).unbatched_energy(x)
 
     def init_aux(self, dim_hint: int) -> Array:
         return jnp.zeros(())
 
     def transition(self, key: PRNGKeyArray, xs: Array, beta: Array, aux: Array):
         """One exact Gibbs sweep of every chain under theta_beta; ``xs: (N, *event)``."""
-        model = self.at(beta)
-        keys = jax.random.split(key, xs.shape[0])
-        if has_conditionals(model):
-
-            def sweep(k, x):
-                k_h, k_x = jax.random.split(k)
-                return model.sample_visible(k_x, model.sample_hidden(k_h, x))
-
-        else:
-            kernel = site_gibbs_kernel()
-
-            def sweep(k, x):
-                return kernel(k, SiteGibbsState(x), model)[0].position
-
-        return jax.vmap(sweep)(keys, xs), aux, jnp.ones(())
+        return gibbs_sweep(key, self.at(beta), xs), aux, jnp.ones(())
 
     def sample_base(self, key: PRNGKeyArray, num: int, dtype) -> Array:
         """Exact base draws: the base has no couplings, so one sweep from anywhere is exact."""
@@ -222,7 +206,7 @@ class GeometricPath(AnnealingPath):
 
     def log_f(self, beta: Array, x: Array) -> Array:
         flat = x.reshape(self.base.event_shape)
-        return -(1 - beta) * self.base._energy(flat) - beta * self.target._energy(x)
+        return -(1 - beta) * self.base.unbatched_energy(flat) - beta * self.target.unbatched_energy(x)
 
     @property
     def target_acceptance(self) -> float:

@@ -2,27 +2,33 @@
 
 A potential is an :class:`equinox.Module`; its parameters are its fields, so ``jax.jit``,
 ``jax.grad``, ``jax.vmap``, Optax and :func:`ebm_ppl.save` work on it directly. Each family
-implements the energy of *one* example in :meth:`Potential._energy`; the public
+implements the energy of *one* example in :meth:`Potential.unbatched_energy`; the public
 :meth:`Potential.energy` validates its input and maps over any leading batch axes.
 
 Sign conventions (the most common source of bugs when moving between libraries):
 
-* ``energy(x)``      E(x), for latent-variable models the free energy F(x);
-* ``logdensity(x)``  -E(x), what BlackJAX kernels take as ``logdensity_fn``;
-* ``energy``         is what NumPyro's ``potential_fn`` takes (NumPyro's potential is -log p).
+* ``energy(x)``         E(x), for latent-variable models the free energy F(x);
+* ``logdensity(x)``     -E(x);
+* ``logdensity_fn()``   ``x -> -E(x)`` for one example, what BlackJAX kernels take as ``logdensity_fn``;
+* ``unbatched_energy``  ``x -> E(x)`` for one example, what NumPyro's ``potential_fn`` takes
+  (NumPyro's potential is -log p).
+
+What a potential can do beyond its energy (exact log Z, exact samples, block conditionals, a base
+model, ...) is declared by optional methods; :mod:`ebm_ppl.potentials.capabilities` lists them.
 """
 
 from __future__ import annotations
 
 import abc
 import enum
-from typing import Any, ClassVar
+import warnings
+from typing import Any, Callable, ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike
+from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 __all__ = ["Potential", "Support", "validate_input", "is_concrete"]
 
@@ -97,20 +103,23 @@ class Potential(eqx.Module):
     """Base class of every energy family.
 
     Subclasses set the class variables ``name`` (the registry name) and ``support``, implement
-    :attr:`event_shape` and :meth:`_energy` for one example, and may add capabilities:
-
-    ======================  ==================================================================
-    capability              methods
-    ======================  ==================================================================
-    exact log partition     ``log_partition(*, route=None, max_terms=...)``
-    block conditionals      ``sample_hidden(key, x)``, ``sample_visible(key, h)``
-    base model              ``base_model()`` (tractable reference with known log Z)
-    joint energy            ``energy_joint(x, latent)``
-    ======================  ==================================================================
+    :attr:`event_shape` and :meth:`unbatched_energy` for one example, and may add the optional
+    methods of :mod:`ebm_ppl.potentials.capabilities` (exact log Z, exact samples, block
+    conditionals, a base model, ...). Families whose static settings are not array fields
+    override :meth:`to_config` and :meth:`from_config` (saving).
     """
 
     name: ClassVar[str]
     support: ClassVar[Support]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for old, new in _RENAMED.items():
+            if old in vars(cls) and new not in vars(cls):
+                warnings.warn(
+                    f"{cls.__qualname__}.{old} is the name of ebm_ppl < 0.2; define {new} instead "
+                    f"(the old name still works for now)", DeprecationWarning, stacklevel=3)
+                setattr(cls, new, vars(cls)[old])
 
     @property
     @abc.abstractmethod
@@ -118,21 +127,43 @@ class Potential(eqx.Module):
         """The shape of one sample x."""
 
     @abc.abstractmethod
-    def _energy(self, x: Array) -> Array:
-        """E(x) for one example of shape ``event_shape``; no validation (jitted inner code)."""
+    def unbatched_energy(self, x: Array) -> Array:
+        """E(x) for one example of shape ``event_shape``, a scalar; no validation (jitted inner code).
+
+        This is the function NumPyro's ``potential_fn`` takes; :meth:`energy` is its validated,
+        batched form.
+        """
 
     def energy(self, x: ArrayLike) -> Array:
         """E(x) for ``x`` of shape ``(*batch, *event_shape)``; returns shape ``(*batch,)``."""
         x = validate_input(x, self.event_shape, self.support, owner=type(self).__name__)
-        return self._batched(self._energy, x)
+        return self._batched(self.unbatched_energy, x)
 
     def logdensity(self, x: ArrayLike) -> Array:
-        """-E(x), the unnormalized log density BlackJAX kernels take; shape ``(*batch,)``."""
+        """-E(x), the unnormalized log density; ``(*batch, *event_shape) -> (*batch,)``."""
         return -self.energy(x)
+
+    def logdensity_fn(self) -> Callable[[Array], Array]:
+        """``x -> -E(x)`` for one example of shape ``event_shape``, unvalidated: the
+        ``logdensity_fn`` every BlackJAX kernel takes."""
+
+        def logdensity(x: Array) -> Array:
+            return -self.unbatched_energy(x)
+
+        return logdensity
 
     def __call__(self, x: ArrayLike) -> Array:
         """Alias of :meth:`energy`."""
         return self.energy(x)
+
+    def initial_positions(self, key: PRNGKeyArray, num: int) -> Array:
+        """Default starting points of ``num`` chains, ``(num, *event_shape)`` in the default float
+        dtype: fair coin flips for binary support, standard normal draws for real support."""
+        shape = (num, *self.event_shape)
+        dtype = jnp.result_type(float)
+        if self.support == Support.BINARY:
+            return jax.random.bernoulli(key, 0.5, shape).astype(dtype)
+        return jax.random.normal(key, shape, dtype)
 
     def _batched(self, fn, x: Array, *rest: Array) -> Array:
         """Apply a one-example function over the leading batch axes of ``x`` (and ``rest``)."""
@@ -151,16 +182,22 @@ class Potential(eqx.Module):
         )
 
     # -- saving (see ebm_ppl.io) -----------------------------------------------------------
-    def _config(self) -> dict[str, Any]:
-        """JSON-able static settings that, with the arrays, rebuild this potential."""
+    def to_config(self) -> dict[str, Any]:
+        """JSON-able static settings that, with the array fields, rebuild this potential."""
         return {}
 
     @classmethod
-    def _from_arrays(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> "Potential":
-        """Rebuild from :meth:`_config` and the array leaves keyed by ``jax.tree_util.keystr``.
+    def from_config(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> "Potential":
+        """Rebuild from :meth:`to_config` and the array leaves keyed by ``jax.tree_util.keystr``.
 
         The default suits families whose fields are top-level arrays (keys like ``".W"``); the
         constructor runs, so a file holding invalid parameters is refused like any bad input.
+        Raise ``NotImplementedError`` when the config cannot describe the structure (``ep.load``
+        then asks for ``like=``).
         """
         kwargs = {key.removeprefix("."): value for key, value in arrays.items()}
         return cls(**kwargs, **config)
+
+
+#: Method names of ebm_ppl < 0.2 that subclasses may still define (with a DeprecationWarning).
+_RENAMED = {"_energy": "unbatched_energy", "_config": "to_config", "_from_arrays": "from_config"}

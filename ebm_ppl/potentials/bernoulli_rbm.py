@@ -14,7 +14,7 @@ from ebm_ppl.potentials import _draws, enumeration
 from ebm_ppl.potentials._checks import as_param, check_finite_params
 from ebm_ppl.potentials.base import Potential, Support, validate_input
 from ebm_ppl.potentials.registry import register_potential
-from ebm_ppl.potentials._elementwise import softplus
+from ebm_ppl.ops import softplus
 
 __all__ = ["BernoulliRBM"]
 
@@ -101,7 +101,7 @@ class BernoulliRBM(Potential):
         return (self.n_visible,)
 
     # -- energies ----------------------------------------------------------------------------
-    def _energy(self, x: Array) -> Array:
+    def unbatched_energy(self, x: Array) -> Array:
         return self.energy_from_hidden_logits(x, self.hidden_logits(x))
 
     def energy_from_hidden_logits(self, x: Array, logits: Array) -> Array:
@@ -181,7 +181,7 @@ def _log_z(rbm: BernoulliRBM, route: str, chunk_size: int) -> Array:
 
     def log_term(idx):
         x = enumeration.index_to_bits(idx, rbm.n_visible, rbm.W.dtype)
-        return -jax.vmap(rbm._energy)(x)
+        return -jax.vmap(rbm.unbatched_energy)(x)
 
     return enumeration.logsumexp_over_indices(log_term, 2**rbm.n_visible, chunk_size)
 

@@ -69,7 +69,7 @@ class BoltzmannMachine(Potential):
     def event_shape(self) -> tuple[int, ...]:
         return (self.dim,)
 
-    def _energy(self, x: Array) -> Array:
+    def unbatched_energy(self, x: Array) -> Array:
         return -0.5 * x @ self.W @ x - x @ self.b
 
     def site_logits(self, x: Array) -> Array:

@@ -104,7 +104,7 @@ class Gaussian(Potential):
             return solve_triangular(self.scale_tril, x - self.mean, lower=True)
         return (x - self.mean) / self.scale_diag
 
-    def _energy(self, x: Array) -> Array:
+    def unbatched_energy(self, x: Array) -> Array:
         z = self._whiten(x)
         return 0.5 * jnp.dot(z, z)
 

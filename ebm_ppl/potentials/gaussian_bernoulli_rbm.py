@@ -15,7 +15,7 @@ from ebm_ppl.potentials import _draws, enumeration
 from ebm_ppl.potentials._checks import as_param, check_finite_params, check_positive
 from ebm_ppl.potentials.base import Potential, Support, validate_input
 from ebm_ppl.potentials.registry import register_potential
-from ebm_ppl.potentials._elementwise import softplus
+from ebm_ppl.ops import softplus
 
 __all__ = ["GaussianBernoulliRBM"]
 
@@ -100,7 +100,7 @@ class GaussianBernoulliRBM(Potential):
         return (self.n_visible,)
 
     # -- energies ----------------------------------------------------------------------------
-    def _energy(self, x: Array) -> Array:
+    def unbatched_energy(self, x: Array) -> Array:
         return self.energy_from_hidden_logits(x, self.hidden_logits(x))
 
     def energy_from_hidden_logits(self, x: Array, logits: Array) -> Array:

@@ -164,7 +164,7 @@ class JEM(Potential):
         return jnp.argmax(self.logits(x), axis=-1)
 
     # -- energies ----------------------------------------------------------------------------
-    def _energy(self, x: Array) -> Array:
+    def unbatched_energy(self, x: Array) -> Array:
         return -jax.nn.logsumexp(self.net(x))
 
     def energy_joint(self, x: ArrayLike, y: ArrayLike) -> Array:
@@ -178,12 +178,12 @@ class JEM(Potential):
         return -jnp.take_along_axis(logits, jnp.asarray(y)[..., None], axis=-1)[..., 0]
 
     # -- saving ------------------------------------------------------------------------------
-    def _config(self) -> dict[str, Any]:
+    def to_config(self) -> dict[str, Any]:
         return {"event_shape": list(self._event_shape), "num_classes": self.num_classes,
                 "mlp_spec": None if self.mlp_spec is None else dict(self.mlp_spec)}
 
     @classmethod
-    def _from_arrays(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> "JEM":
+    def from_config(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> "JEM":
         spec = config.get("mlp_spec")
         if spec is None:
             raise NotImplementedError("this JEM wraps a custom network; load it with like=<a JEM of the same structure>")

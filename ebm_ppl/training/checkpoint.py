@@ -18,11 +18,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from ebm_ppl._atomic import atomic_write
+from ebm_ppl.archive import atomic_write
 
-__all__ = ["save_checkpoint", "load_checkpoint"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_metadata", "META"]
 
-_META = "meta.json"
+#: The member holding the checkpoint's JSON metadata.
+META = "meta.json"
 
 
 def _is_key(leaf: Any) -> bool:
@@ -46,7 +47,7 @@ def save_checkpoint(path: str | os.PathLike, tree: Any, meta: dict[str, Any]) ->
                 buffer = io.BytesIO()
                 np.lib.format.write_array(buffer, arr, allow_pickle=False)
                 zf.writestr(f"leaves/{i}.npy", buffer.getvalue())
-            zf.writestr(_META, json.dumps(dict(meta, num_leaves=len(leaves), key_impls=key_impls), allow_nan=True))
+            zf.writestr(META, json.dumps(dict(meta, num_leaves=len(leaves), key_impls=key_impls), allow_nan=True))
 
     atomic_write(path, write)
 
@@ -57,7 +58,7 @@ def load_checkpoint(path: str | os.PathLike, template: Any) -> tuple[Any, dict[s
     leaves, treedef = jax.tree.flatten(template)
     try:
         with zipfile.ZipFile(path) as zf:
-            meta = json.loads(zf.read(_META))
+            meta = json.loads(zf.read(META))
             if meta.get("num_leaves") != len(leaves):
                 raise ValueError(f"checkpoint {path!r} holds {meta.get('num_leaves')} arrays, this training "
                                  f"run has {len(leaves)}: it was written with other settings")
@@ -78,3 +79,20 @@ def load_checkpoint(path: str | os.PathLike, template: Any) -> tuple[Any, dict[s
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
         raise ValueError(f"checkpoint {path!r} is damaged or not a checkpoint: {exc}") from None
     return jax.tree.unflatten(treedef, restored), meta
+
+
+def read_checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON metadata of a checkpoint (``epoch``, ``records``, ...), without reading its arrays.
+
+    Raises:
+        ValueError: the file is damaged or not a checkpoint.
+    """
+    path = os.fspath(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            meta = json.loads(zf.read(META))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as exc:
+        raise ValueError(f"checkpoint {path!r} is damaged or not a checkpoint: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"checkpoint {path!r} is damaged or not a checkpoint: its metadata is not an object")
+    return meta

@@ -27,11 +27,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
-from ebm_ppl.kernels.block_gibbs import has_conditionals
-from ebm_ppl.kernels.site_gibbs import SiteGibbsState
-from ebm_ppl.kernels.site_gibbs import build_kernel as site_gibbs_kernel
+from ebm_ppl.kernels.gibbs import check_gibbs
+from ebm_ppl.kernels.gibbs import gibbs_sweeps as _sweeps
 from ebm_ppl.potentials.base import Potential, Support
-from ebm_ppl.potentials._elementwise import softplus
+from ebm_ppl.ops import softplus
 from ebm_ppl.potentials.bernoulli_rbm import BernoulliRBM
 
 __all__ = ["GradientEstimator", "CDEstimator", "PCDEstimator", "CDState", "PCDState", "cd", "pcd", "gibbs_sweeps"]
@@ -63,33 +62,15 @@ class PCDState(NamedTuple):
 
 def gibbs_sweeps(key: PRNGKeyArray, model: Potential, xs: Array, k: int) -> Array:
     """``k`` Gibbs sweeps of every row of ``xs`` ``(N, *event)`` under ``model``: block Gibbs
-    where there are conditionals, systematic-scan site Gibbs for other binary potentials."""
-    if has_conditionals(model):
-
-        def body(xs, key):  # the whole batch at once: one draw per layer, not one key per row
-            k_h, k_x = jax.random.split(key)
-            return model.sample_visible(k_x, model.sample_hidden(k_h, xs)), None
-
-    elif model.support == Support.BINARY:
-        kernel = site_gibbs_kernel()
-
-        def sweep(key, x):
-            return kernel(key, SiteGibbsState(x), model)[0].position
-
-        def body(xs, key):
-            return jax.vmap(sweep)(jax.random.split(key, xs.shape[0]), xs), None
-
-    else:
-        raise ValueError(f"CD/PCD need Gibbs conditionals or binary support; {type(model).__name__} has "
-                         "neither (train real energies with the JEM objective and Langevin)")
-
-    xs, _ = jax.lax.scan(body, xs, jax.random.split(key, k))
-    return xs
+    where there are conditionals, systematic-scan site Gibbs for other binary potentials
+    (:func:`ebm_ppl.kernels.gibbs_sweeps`)."""
+    check_gibbs(model, "CD/PCD", " (train real energies with the JEM objective and Langevin)")
+    return _sweeps(key, model, xs, k)
 
 
 def _free_energy_gap(model: Potential, x_data: Array, x_model: Array) -> Array:
     """``mean F(x_data) - mean F(x_model)``: its gradient is the NLL gradient estimate."""
-    f = jax.vmap(model._energy)
+    f = jax.vmap(model.unbatched_energy)
     return jnp.mean(f(x_data)) - jnp.mean(f(jax.lax.stop_gradient(x_model)))
 
 

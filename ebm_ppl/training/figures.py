@@ -17,7 +17,7 @@ from jaxtyping import ArrayLike, PRNGKeyArray
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ebm_ppl._atomic import atomic_write
+from ebm_ppl.archive import atomic_write
 from ebm_ppl.compiler import filter_jit
 from ebm_ppl.potentials.base import Potential, Support
 

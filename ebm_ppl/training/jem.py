@@ -106,7 +106,7 @@ def langevin_negatives(
     """
     if steps == 0:
         return x0
-    chain = functools.partial(_langevin_run, logdensity_fn=lambda x: -model._energy(x), num_steps=steps,
+    chain = functools.partial(_langevin_run, logdensity_fn=lambda x: -model.unbatched_energy(x), num_steps=steps,
                               step_size=step_size, noise_scale=noise_scale)
     return jax.vmap(chain)(jax.random.split(key, x0.shape[0]), x0)
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
 from ebm_ppl.compiler import filter_jit
-from ebm_ppl.kernels.block_gibbs import has_conditionals
+from ebm_ppl.potentials.capabilities import has_block_conditionals
 from ebm_ppl.potentials.base import Potential, Support
 
 __all__ = ["boltzmann_metrics", "boltzmann_metrics_sets", "reconstruction_error", "pseudo_log_likelihood", "EXACT_LL_MAX_TERMS"]
@@ -36,7 +36,7 @@ def pseudo_log_likelihood(model: Potential, x: Array, key: PRNGKeyArray) -> Arra
     d = x.shape[-1]
     idx = jax.random.randint(key, (x.shape[0],), 0, d)
     flipped = x.at[jnp.arange(x.shape[0]), idx].set(1 - x[jnp.arange(x.shape[0]), idx])
-    f = jax.vmap(model._energy)
+    f = jax.vmap(model.unbatched_energy)
     return jnp.mean(d * jax.nn.log_sigmoid(f(flipped) - f(x)))
 
 
@@ -67,10 +67,10 @@ def _boltzmann_values(model: Potential, xs: dict[str, Array], key: PRNGKeyArray)
             pass
     out = {}
     for prefix, x in xs.items():
-        if has_conditionals(model):
+        if has_block_conditionals(model):
             out[f"{prefix}reconstruction_error"] = reconstruction_error(model, x, k1)
         if model.support == Support.BINARY:
             out[f"{prefix}pseudo_log_likelihood"] = pseudo_log_likelihood(model, x, k2)
         if log_z is not None:
-            out[f"{prefix}log_likelihood"] = jnp.mean(-jax.vmap(model._energy)(x)) - log_z
+            out[f"{prefix}log_likelihood"] = jnp.mean(-jax.vmap(model.unbatched_energy)(x)) - log_z
     return out

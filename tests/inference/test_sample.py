@@ -121,7 +121,7 @@ def test_block_gibbs_energies_come_from_the_next_sweep_and_match_each_draw(thin)
     """Block Gibbs on the RBMs takes a draw's energy from the hidden logits of the next sweep (the
     last draw's is computed after the loop): each must be the energy of that very draw. A subclass
     that changes only _energy does not qualify for the shortcut and gets its own energies."""
-    from ebm_ppl.kernels.block_gibbs import has_logit_energy
+    from ebm_ppl.potentials.capabilities import has_logit_energy
 
     for model in (ep.GaussianBernoulliRBM.init(jax.random.key(0), 7, 4, scale=0.5),
                   ep.SubspaceRBM.init(jax.random.key(0), 7, 3, 2, scale=0.8)):
@@ -133,8 +133,8 @@ def test_block_gibbs_energies_come_from_the_next_sweep_and_match_each_draw(thin)
     class Tilted(ep.BernoulliRBM):  # one more term in the energy; conditionals unchanged (wrongly,
         name = "tilted_rbm_test"    # but this only checks that energies are the class's own)
 
-        def _energy(self, x):
-            return super()._energy(x) + 0.5 * jnp.sum(x)
+        def unbatched_energy(self, x):
+            return super().unbatched_energy(x) + 0.5 * jnp.sum(x)
 
     base = ep.BernoulliRBM.init(jax.random.key(1), 6, 3, scale=1.0)
     tilted = Tilted(base.W, base.b, base.c)
@@ -156,7 +156,7 @@ def test_image_shaped_events_run_under_nuts():
         def event_shape(self):
             return (2, 2)
 
-        def _energy(self, x):
+        def unbatched_energy(self, x):
             return 0.5 * jnp.sum(x**2) - jax.nn.logsumexp(self.inner(x.reshape(-1)))
 
     dt = ep.sample(jax.random.key(0), Flat(net), "nuts", num_chains=2, num_warmup=50, num_samples=20)

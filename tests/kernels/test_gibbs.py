@@ -90,8 +90,8 @@ class _EnergyOnly(ep.Potential):
     def event_shape(self):
         return self.inner.event_shape
 
-    def _energy(self, x):
-        return self.inner._energy(x)
+    def unbatched_energy(self, x):
+        return self.inner.unbatched_energy(x)
 
 
 def test_block_gibbs_state_info_and_errors():

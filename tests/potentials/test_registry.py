@@ -54,7 +54,7 @@ class Quartic(ep.Potential):
     def event_shape(self):
         return (self.dim,)
 
-    def _energy(self, x):
+    def unbatched_energy(self, x):
         return jnp.sum(x**4)
 '''
 

@@ -291,12 +291,12 @@ def test_too_large_enumeration_points_to_ais():
         log_partition(small, max_terms=10)
 
 
-def test_rebuild_from_arrays():
-    """The default ``_from_arrays`` (used by ebm_ppl.io) rebuilds the model, validating it."""
+def test_rebuildfrom_config():
+    """The default ``from_config`` (used by ebm_ppl.io) rebuilds the model, validating it."""
     rbm = _model(11, 3, 2, 2)
     arrays = {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(rbm)[0]}
-    rebuilt = SubspaceRBM._from_arrays(rbm._config(), arrays)
+    rebuilt = SubspaceRBM.from_config(rbm.to_config(), arrays)
     np.testing.assert_array_equal(rebuilt.d, rbm.d)
     arrays[".d"] = arrays[".d"][:, :1]
     with pytest.raises(ValueError, match=r"parameter d must have shape"):
-        SubspaceRBM._from_arrays(rbm._config(), arrays)
+        SubspaceRBM.from_config(rbm.to_config(), arrays)

@@ -110,7 +110,7 @@ def test_negatives_are_the_library_langevin_kernel_vmapped_over_the_batch():
     out = langevin_negatives(key, model, x0, steps, 0.5, 0.01)
     assert out.shape == (7, 4)
 
-    algorithm = langevin(lambda x: -model._energy(x), 0.5, 0.01)
+    algorithm = langevin(lambda x: -model.unbatched_energy(x), 0.5, 0.01)
     for i, chain_key in enumerate(jax.random.split(key, 7)):
         state = algorithm.init(x0[i])
         for k in jax.random.split(chain_key, steps):
@@ -119,7 +119,7 @@ def test_negatives_are_the_library_langevin_kernel_vmapped_over_the_batch():
 
     ascent = langevin_negatives(key, model, x0, steps, 0.5, 0.0)
     x = x0
-    grad_log_p = jax.vmap(jax.grad(lambda v: -model._energy(v)))
+    grad_log_p = jax.vmap(jax.grad(lambda v: -model.unbatched_energy(v)))
     for _ in range(steps):
         x = x + 0.5 * grad_log_p(x)
     np.testing.assert_allclose(np.asarray(ascent), np.asarray(x), rtol=1e-5, atol=1e-6)
@@ -178,7 +178,7 @@ def test_energy_gradient_of_the_elu_network_matches_numpy_backprop():
     float64 NumPy (ELU' = 1 above 0, exp(h) below); float32 agrees to 1e-5 relative."""
     model = ep.JEM.init(jax.random.key(0), 5, 4, width=16, depth=2)
     x = jax.random.normal(jax.random.key(1), (9, 5)) * 2
-    grads = jax.jit(jax.vmap(jax.grad(model._energy)))(x)
+    grads = jax.jit(jax.vmap(jax.grad(model.unbatched_energy)))(x)
 
     layers = model.net.layers
     hs, pre = [np.asarray(x, np.float64)], []

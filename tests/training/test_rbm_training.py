@@ -18,15 +18,15 @@ def _exact_nll_grad(model, x_data):
 
     def nll(m):
         states = all_binary_states(m.event_shape[0], jnp.float64)
-        log_z = jax.nn.logsumexp(-jax.vmap(m._energy)(states))
-        return jnp.mean(jax.vmap(m._energy)(x_data)) + log_z
+        log_z = jax.nn.logsumexp(-jax.vmap(m.unbatched_energy)(states))
+        return jnp.mean(jax.vmap(m.unbatched_energy)(x_data)) + log_z
 
     return eqx.filter_grad(nll)(model)
 
 
 def _per_chain_grad_se(model, chains):
     """Monte Carlo s.e. of the model term mean_i grad F(x_i) over independent chains."""
-    per = jax.vmap(lambda x: eqx.filter_grad(lambda m: m._energy(x))(model))(chains)
+    per = jax.vmap(lambda x: eqx.filter_grad(lambda m: m.unbatched_energy(x))(model))(chains)
     return jax.tree.map(lambda g: jnp.std(g, axis=0) / np.sqrt(chains.shape[0]), eqx.filter(per, eqx.is_array))
 
 

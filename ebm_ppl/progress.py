@@ -1,4 +1,8 @@
-"""A progress bar for ``lax.scan`` loops, driven by host callbacks (off by default)."""
+"""Progress bars for compiled loops (``lax.scan``, ``lax.fori_loop``), driven by host callbacks.
+
+Library calls show them only when asked (``progress=True``); the command line asks when stderr is a
+terminal.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+
+__all__ = ["progress_scan", "progress_fori_loop"]
 
 
 def _bar_updater(desc: str) -> Callable:

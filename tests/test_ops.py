@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl.potentials._elementwise import softplus
+from ebm_ppl.ops import softplus
 
 
 def test_softplus_matches_jax_in_value_and_derivative_including_zero():

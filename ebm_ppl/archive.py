@@ -1,4 +1,4 @@
-"""Atomic file writes: every file ebm_ppl writes goes through :func:`atomic_write`."""
+"""Writing files safely: every file ebm_ppl writes goes through :func:`atomic_write`."""
 
 from __future__ import annotations
 
