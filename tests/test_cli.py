@@ -13,7 +13,7 @@ import sys
 import pytest
 
 import ebm_ppl as ep
-from ebm_ppl import cli
+from ebm_ppl.cli import app as cli
 from ebm_ppl.cli import COMMANDS, main
 from cli_helpers import run_cli as _run
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import ebm_ppl as ep
-from ebm_ppl import cli_quickstart
+from ebm_ppl.cli import quickstart as cli_quickstart
 from ebm_ppl.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -13,7 +13,7 @@ import xarray as xr
 
 import ebm_ppl as ep
 from ebm_ppl.cli import main
-from ebm_ppl.cli_sample import read_samples
+from ebm_ppl.cli.sample import read_samples
 from cli_helpers import run_cli as _run
 from cli_helpers import one_line_error as _one_line_error
 

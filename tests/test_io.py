@@ -97,7 +97,7 @@ def _roundtrip(tmp_path, potential, **load_kwargs):
     return path, ep.load(path, **load_kwargs)
 
 
-def _rewrite(path, *, members=None, edit_meta=None, drop=()):
+def _rewrite(path, *, members=None, edit_meta=None, drop=(), compression=zipfile.ZIP_STORED):
     """Rewrite the zip at ``path``: replace member bytes, edit metadata.json, drop members."""
     members = members or {}
     with zipfile.ZipFile(path) as zf:
@@ -107,7 +107,7 @@ def _rewrite(path, *, members=None, edit_meta=None, drop=()):
         meta = json.loads(contents["metadata.json"])
         edit_meta(meta)
         contents["metadata.json"] = json.dumps(meta).encode()
-    with zipfile.ZipFile(path, "w") as zf:
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
         for name, data in contents.items():
             if name not in drop:
                 zf.writestr(name, data)
@@ -184,6 +184,21 @@ def test_save_is_deterministic(tmp_path):
     ep.save(tmp_path / "a.ebm", rbm)
     ep.save(tmp_path / "b.ebm", rbm)
     assert (tmp_path / "a.ebm").read_bytes() == (tmp_path / "b.ebm").read_bytes()
+
+
+def test_file_bytes_unchanged_by_the_archive_refactor(tmp_path, monkeypatch):
+    """A fixed model saves to the very bytes the writer before ebm_ppl.archive produced (sha256
+    pinned from that writer), so files written before and after load in both versions."""
+    monkeypatch.setattr(ebm_io, "__version__", "0.1.0")
+    W = (np.arange(24, dtype=np.float32).reshape(6, 4) - 11.5) / 8
+    rbm = ep.BernoulliRBM(jnp.asarray(W), jnp.linspace(-1, 1, 6, dtype=jnp.float32),
+                          jnp.asarray([0.5, -0.25, 0.0, -0.0], jnp.float32))
+    ep.save(tmp_path / "rbm.ebm", rbm, metadata={"note": "fixed", "é": [1, 2.5]})
+    gaussian = ep.Gaussian(jnp.asarray([1.0, 2.0, 3.0]), scale_diag=jnp.asarray([1.0, 0.5, 2.0]))
+    ep.save(tmp_path / "gaussian.ebm", gaussian)
+    digests = [hashlib.sha256((tmp_path / n).read_bytes()).hexdigest() for n in ("rbm.ebm", "gaussian.ebm")]
+    assert digests == ["152c12f0112be3ccb6b24a394c3d4ffebfff0ce2271c1d6a6a52fb21205fc84b",
+                       "de781e10f4687d42d3654e744f39cc6a4a8e71975f8c470a6ab42ec91b65b92e"]
 
 
 def test_format_layout(saved):
@@ -451,6 +466,56 @@ def test_bad_metadata_refused(saved, edit, message):
     _rewrite(path, edit_meta=edit)
     with pytest.raises(ValueError, match=message) as info:
         ep.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_compressed_member_refused_naming_it(saved):
+    """ebm_ppl never compresses; a compressed member is refused before it is inflated (the
+    1 GiB decompression bomb itself is in tests/test_archive.py)."""
+    path, _ = saved
+    _rewrite(path, compression=zipfile.ZIP_DEFLATED)
+    with pytest.raises(ValueError, match="member 'arrays/0.npy' is compressed"):
+        ep.load(path)
+
+
+def test_member_larger_than_declared_refused_before_reading(saved, monkeypatch):
+    """W's member replaced by 2000 floats: 8128 bytes, more than float32[6, 4] plus the 4096-byte
+    header bound; refused from the zip directory alone, before the member is opened."""
+    path, _ = saved
+    _rewrite(path, members={"arrays/0.npy": _npy_bytes(np.zeros(2000, np.float32))})
+    real_open = zipfile.ZipFile.open
+
+    def open_json_only(self, member, *args, **kwargs):
+        assert not getattr(member, "filename", member).endswith(".npy"), "an array member was opened"
+        return real_open(self, member, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", open_json_only)
+    with pytest.raises(ValueError, match=r"array \.W \(arrays/0\.npy\) is 8128 bytes, more than the 4192"):
+        ep.load(path)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_parameters_refused_when_saving(tmp_path, value):
+    """Constructors refuse NaN, but eqx.tree_at (or training) can put it in after construction."""
+    rbm = _bernoulli_rbm(jax.random.key(0), jnp.float32)
+    broken = eqx.tree_at(lambda m: m.b, rbm, rbm.b.at[2].set(value))
+    with pytest.raises(ValueError, match=r"leaf \.b contains .*a model file holds finite parameters only"):
+        ep.save(tmp_path / "m.ebm", broken)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("like", [False, True])
+def test_non_finite_arrays_refused_when_loading(saved, like):
+    """A file altered to hold NaN (sha256 updated) is refused, with like= too, which bypasses the
+    family's constructor."""
+    path, rbm = saved
+    W = np.asarray(rbm.W).copy()
+    W[1, 2] = np.nan
+    data = _npy_bytes(W)
+    _rewrite(path, members={"arrays/0.npy": data},
+             edit_meta=lambda m: m["arrays"][0].update(sha256=hashlib.sha256(data).hexdigest()))
+    with pytest.raises(ValueError, match=r"array \.W contains 1 NaN and 0 infinite value\(s\) \(of 24\)") as info:
+        ep.load(path, like=rbm if like else None)
     assert str(path) in str(info.value)
 
 

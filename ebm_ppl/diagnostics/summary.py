@@ -18,10 +18,10 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
+from ebm_ppl.diagnostics.formatting import COLUMNS, TEXT_COLUMNS, format_row, format_summary
+
 __all__ = ["diagnose", "Diagnostics", "COLUMNS"]
 
-#: Columns of every row of :attr:`Diagnostics.table`.
-COLUMNS = ("quantity", "mean", "sd", "mcse_mean", "ess_bulk", "ess_tail", "rhat", "flag", "note")
 _NUMERIC = ("mean", "sd", "mcse_mean", "ess_bulk", "ess_tail", "rhat")
 _STUCK = "stuck (constant)"
 _SAMPLE_DIMS = ("chain", "draw")
@@ -142,12 +142,12 @@ class Diagnostics:
         lines = [header + (f" ({about})" if about else "")]
         shown, truncated = self.shown_rows()
         rows = ([self.energy] if self.energy is not None else []) + shown
-        cells = [list(COLUMNS)] + [_format_row(row) for row in rows]
+        cells = [list(COLUMNS)] + [format_row(row) for row in rows]
         widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
 
         def render(c):
-            left = {0, 7, 8}  # quantity, flag, note
-            return "  ".join(v.ljust(w) if i in left else v.rjust(w) for i, (v, w) in enumerate(zip(c, widths))).rstrip()
+            return "  ".join(v.ljust(w) if name in TEXT_COLUMNS else v.rjust(w)
+                             for name, v, w in zip(COLUMNS, c, widths)).rstrip()
 
         lines.append(render(cells[0]))
         lines.append("-" * len(lines[-1]))
@@ -361,7 +361,7 @@ def _badness(row):
     return (group, -rhat if not stuck else 0.0, ess if not stuck else 0.0)
 
 
-# -- formatting -------------------------------------------------------------------------------------
+# -- small helpers ------------------------------------------------------------------------------------
 
 def _nan_reduce(fn, values):
     values = np.asarray(values, dtype=float)
@@ -378,30 +378,3 @@ def _json_value(v):
 
 def _str_or_none(v):
     return None if v is None else str(v)
-
-
-def format_value(column: str, v) -> str:
-    """How a table cell is printed (shared with the HTML report)."""
-    if isinstance(v, str):
-        return v
-    if v is None or not math.isfinite(v):
-        return "-"
-    if column in ("ess_bulk", "ess_tail"):
-        return f"{v:.0f}"
-    if column == "rhat":
-        return f"{v:.3f}" if v < 100 else f"{v:.3g}"
-    return f"{v:.4g}"
-
-
-def _format_row(row) -> list[str]:
-    return [format_value(c, row[c]) for c in COLUMNS]
-
-
-def format_summary(s: dict[str, Any]) -> str:
-    """One line over all coordinates of a variable (shared with the HTML report)."""
-    stuck = f" ({s['num_stuck']} stuck)" if s["num_stuck"] else ""
-    return (f"{s['variable']} ({s['size']} coordinates): max R-hat {format_value('rhat', s['max_rhat'])}, "
-            f"min ESS bulk {format_value('ess_bulk', s['min_ess_bulk'])}, "
-            f"min ESS tail {format_value('ess_tail', s['min_ess_tail'])}, "
-            f"{s['num_flagged']} flagged{stuck}")
-

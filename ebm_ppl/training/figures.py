@@ -1,24 +1,25 @@
 """Training figures of the chapter: JEM (Fig. 6.2) and an RBM's filters, samples and likelihood.
 
 Drawn on ``matplotlib.figure.Figure`` with the Agg canvas (pyplot and its global figure list are
-never touched) and written atomically: a temporary file in the target's folder, then
-:func:`os.replace`, so a reader never sees half a PNG.
+never touched; :func:`ebm_ppl.diagnostics.figures.new_figure`) and written atomically: a temporary
+file in the target's folder, then :func:`os.replace`, so a reader never sees half a PNG.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
 import jax
 import numpy as np
 from jaxtyping import ArrayLike, PRNGKeyArray
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ebm_ppl.archive import atomic_write
 from ebm_ppl.compiler import filter_jit
+from ebm_ppl.diagnostics.figures import new_figure
+from ebm_ppl.diagnostics.image_figures import image_grid, show_grid
+from ebm_ppl.kernels import gibbs_sweeps
 from ebm_ppl.potentials.base import Potential, Support
 
 __all__ = ["jem_figure", "rbm_figure", "image_grid"]
@@ -26,35 +27,9 @@ __all__ = ["jem_figure", "rbm_figure", "image_grid"]
 _DPI = 120
 
 
-def image_grid(images: ArrayLike, image_shape: tuple[int, int], *, ncols: int | None = None,
-               pad: int = 1, fill: float = np.nan) -> np.ndarray:
-    """Tile ``images`` ``(N, H*W)`` or ``(N, H, W)`` into one ``(rows*(H+pad)-pad, cols*(W+pad)-pad)``
-    array, row-major, separated by ``pad`` pixels of ``fill`` (NaN shows as the background)."""
-    h, w = image_shape
-    images = np.asarray(images, dtype=np.float64).reshape(-1, h, w)
-    n = images.shape[0]
-    ncols = ncols or max(1, math.ceil(math.sqrt(n)))
-    nrows = max(1, math.ceil(n / ncols))
-    grid = np.full((nrows * (h + pad) - pad, ncols * (w + pad) - pad), fill)
-    for i, image in enumerate(images):
-        r, c = divmod(i, ncols)
-        grid[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = image
-    return grid
-
-
-def jem_figure(
-    model: Potential,
-    x_real: ArrayLike,
-    history: Any,
-    path: str | os.PathLike,
-    *,
-    key: PRNGKeyArray,
-    image_shape: tuple[int, int] = (8, 8),
-    num_images: int = 64,
-    steps: int = 20,
-    step_size: float = 1.0,
-    noise_scale: float | None = 0.01,
-) -> str:
+def jem_figure(model: Potential, x_real: ArrayLike, history: Any, path: str | os.PathLike, *, key: PRNGKeyArray,
+               image_shape: tuple[int, int] = (8, 8), num_images: int = 64, steps: int = 20,
+               step_size: float = 1.0, noise_scale: float | None = 0.01) -> str:
     """The chapter's Fig. 6.2 as a PNG: real digits, samples after ``steps`` Langevin steps from
     uniform noise, and the validation curves of L_clf + L_gen and of L_gen over epochs.
 
@@ -66,6 +41,10 @@ def jem_figure(
         path: the PNG to write.
         key: PRNG key of the samples.
         image_shape: (H, W) of one image.
+        num_images: how many real images and samples to show.
+        steps: Langevin steps of the samples (:func:`ebm_ppl.training.jem.langevin_samples`).
+        step_size: their step size alpha.
+        noise_scale: their noise standard deviation sigma.
 
     Returns:
         ``path`` as a string.
@@ -79,36 +58,35 @@ def jem_figure(
     samples = np.asarray(langevin_samples(key, model, real.shape[0], steps=steps, step_size=step_size,
                                           noise_scale=noise_scale, init_low=low, init_high=high))
 
-    fig = _figure(1, 4, 15.0, 3.8)
-    ax_real, ax_samples, ax_loss, ax_gen = fig.axes
-    _show_grid(ax_real, real, image_shape, "real digits", (low, high))
-    _show_grid(ax_samples, samples, image_shape, f"samples after {steps} Langevin steps", (low, high))
+    fig, axes = new_figure(1, 4, 15.0, 3.8)
+    ax_real, ax_samples, ax_loss, ax_gen = axes[0]
+    show_grid(ax_real, real, image_shape, "real digits", (low, high))
+    show_grid(ax_samples, samples, image_shape, f"samples after {steps} Langevin steps", (low, high))
     _curves(ax_loss, history, "loss", r"$L_{clf} + L_{gen}$")
     _curves(ax_gen, history, "gen_loss", r"$L_{gen}$")
     return _save(fig, path)
 
 
-def rbm_figure(
-    model: Potential,
-    history: Any,
-    path: str | os.PathLike,
-    *,
-    key: PRNGKeyArray,
-    image_shape: tuple[int, int] = (8, 8),
-    num_samples: int = 64,
-    sweeps: int = 1000,
-    max_filters: int = 64,
-) -> str:
+def rbm_figure(model: Potential, history: Any, path: str | os.PathLike, *, key: PRNGKeyArray,
+               image_shape: tuple[int, int] = (8, 8), num_samples: int = 64, sweeps: int = 1000,
+               max_filters: int = 64) -> str:
     """An RBM's training figure as a PNG: its filters (columns of W as images), samples of
-    ``num_samples`` block Gibbs chains after ``sweeps`` sweeps from random starts, and the
-    log-likelihood over epochs (``val_log_likelihood`` and ``train_log_likelihood``; the
-    pseudo-log-likelihood when no exact one was recorded).
+    ``num_samples`` block Gibbs chains after ``sweeps`` sweeps from the model's default starts
+    (:meth:`~ebm_ppl.Potential.initial_positions`), and the log-likelihood over epochs
+    (``val_log_likelihood`` and ``train_log_likelihood``; the pseudo-log-likelihood when no exact
+    one was recorded).
+
+    Args:
+        model: an RBM (a potential with weights ``W`` ``(n_visible, ...)``).
+        history: the :class:`ebm_ppl.training.History` of ``fit``.
+        path: the PNG to write.
+        key: PRNG key of the samples.
+        image_shape: (H, W) of one image; ``H * W`` must be the number of visible units.
+        max_filters: how many columns of ``W`` to show.
 
     Returns:
         ``path`` as a string.
     """
-    from ebm_ppl.training.estimators import gibbs_sweeps
-
     if not hasattr(model, "W"):
         raise TypeError(f"rbm_figure: expects an RBM with weights W, got {type(model).__name__}")
     d = int(np.prod(model.event_shape))
@@ -117,21 +95,16 @@ def rbm_figure(
     filters = np.asarray(model.W, dtype=np.float64).reshape(d, -1).T[:max_filters]
 
     k_start, k_run = jax.random.split(key)
-    shape = (num_samples, *model.event_shape)
-    dtype = np.asarray(model.W).dtype
-    if model.support == Support.BINARY:
-        start = jax.random.bernoulli(k_start, 0.5, shape).astype(dtype)
-    else:
-        start = jax.random.normal(k_start, shape, dtype)
+    start = model.initial_positions(k_start, num_samples).astype(np.asarray(model.W).dtype)
     samples = np.asarray(filter_jit(gibbs_sweeps)(k_run, model, start, sweeps))
 
-    fig = _figure(1, 3, 12.0, 3.9)
-    ax_filters, ax_samples, ax_ll = fig.axes
+    fig, axes = new_figure(1, 3, 12.0, 3.9)
+    ax_filters, ax_samples, ax_ll = axes[0]
     bound = float(np.max(np.abs(filters))) or 1.0
-    _show_grid(ax_filters, filters, image_shape, f"filters (columns of W, {filters.shape[0]})", (-bound, bound),
-               cmap="RdBu_r")
+    show_grid(ax_filters, filters, image_shape, f"filters (columns of W, {filters.shape[0]})", (-bound, bound),
+              cmap="RdBu_r")
     span = (0.0, 1.0) if model.support == Support.BINARY else (float(samples.min()), float(samples.max()))
-    _show_grid(ax_samples, samples, image_shape, f"samples after {sweeps} Gibbs sweeps", span)
+    show_grid(ax_samples, samples, image_shape, f"samples after {sweeps} Gibbs sweeps", span)
     names = getattr(history, "metric_names", [])
     metric = "log_likelihood" if any(n.endswith("_log_likelihood") and "pseudo" not in n for n in names) \
         else "pseudo_log_likelihood"
@@ -139,29 +112,11 @@ def rbm_figure(
     return _save(fig, path)
 
 
-# -- helpers ------------------------------------------------------------------------------------------
-
 def _check_images(x: np.ndarray, image_shape: tuple[int, int], owner: str) -> None:
     if x.ndim < 2 or int(np.prod(x.shape[1:])) != image_shape[0] * image_shape[1]:
         raise ValueError(f"{owner}: images of shape {x.shape} do not match image_shape {image_shape}")
     if x.shape[0] == 0:
         raise ValueError(f"{owner}: no images to show")
-
-
-def _figure(nrows: int, ncols: int, width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    fig.subplots(nrows, ncols, squeeze=False)
-    return fig
-
-
-def _show_grid(ax, images: np.ndarray, image_shape, title: str, span: tuple[float, float], cmap: str = "gray"):
-    grid = image_grid(np.clip(images, *span) if span[1] > span[0] else images, image_shape)
-    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=span[0], vmax=span[1], interpolation="nearest")
-    ax.set_facecolor("0.85")
-    ax.set_title(title, fontsize=10)
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def _curves(ax, history: Any, metric: str, label: str) -> None:

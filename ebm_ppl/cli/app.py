@@ -1,0 +1,155 @@
+"""The command table, the ``ebm-ppl`` parser built from it, :func:`main` and the exit codes.
+
+Exit codes: :data:`EXIT_OK` (0) success; :data:`EXIT_USAGE` (2) a usage error or a problem the user
+can fix (bad option value, unwritable output folder, invalid input), reported as one line
+``ebm-ppl: error: ...`` on stderr without a traceback (set ``EBM_PPL_TRACEBACK=1`` to see it);
+:data:`EXIT_INTERRUPTED` (130) interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import sys
+from typing import Any, Callable, NamedTuple, Sequence
+
+from ebm_ppl import __version__
+
+__all__ = ["Command", "COMMANDS", "command", "build_parser", "main", "PROG", "EXIT_OK", "EXIT_USAGE",
+           "EXIT_INTERRUPTED", "TRACEBACK_ENV", "UsageError"]
+
+PROG = "ebm-ppl"
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+TRACEBACK_ENV = "EBM_PPL_TRACEBACK"
+
+
+class Command(NamedTuple):
+    """One subcommand: its name, one-line help, an example for the epilog, and its functions."""
+
+    name: str
+    help: str
+    description: str
+    example: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+#: Subcommands by name, in the order they were registered.
+COMMANDS: dict[str, Command] = {}
+#: ``ebm-ppl --help`` lists these first, in this order (the workflow), then the others in the
+#: order they were registered, and ``version`` last. Import order then does not matter.
+_LISTED_FIRST = ("quickstart", "train", "sample", "report", "logz")
+_LISTED_LAST = ("version",)
+
+
+def _listed() -> list[Command]:
+    def rank(c: Command) -> int:
+        if c.name in _LISTED_FIRST:
+            return _LISTED_FIRST.index(c.name)
+        return len(_LISTED_FIRST) + (1 if c.name in _LISTED_LAST else 0)
+
+    return sorted(COMMANDS.values(), key=rank)  # stable: registration order within a rank
+
+
+def command(
+    name: str,
+    *,
+    help: str,
+    example: str,
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    """Register the decorated ``run(args) -> int`` as subcommand ``name``.
+
+    Args:
+        name: the subcommand (``ebm-ppl NAME``).
+        help: one line for the command list.
+        example: one or more example invocations, shown in ``ebm-ppl NAME --help``.
+        arguments: adds the subcommand's options to its parser.
+
+    The function's docstring becomes the description in ``--help``.
+    """
+
+    def decorator(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        if name in COMMANDS:
+            raise ValueError(f"ebm-ppl subcommand {name!r} is registered twice")
+        description = inspect.cleandoc(run.__doc__ or help)
+        COMMANDS[name] = Command(name, help, description, example, arguments or (lambda p: None), run)
+        return run
+
+    return decorator
+
+
+class UsageError(Exception):
+    """A command-line usage error (argparse's), reported as one line with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser that raises instead of printing usage and exiting, so main() owns the output."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's example lines as written; wider column for option names."""
+
+    def __init__(self, prog: str, **kwargs: Any):
+        kwargs.setdefault("max_help_position", 28)
+        super().__init__(prog, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ebm-ppl`` parser with one subparser per entry of :data:`COMMANDS`."""
+    commands = "\n".join(f"  {PROG} {c.example.splitlines()[0]}" for c in _listed())
+    parser = _Parser(
+        prog=PROG,
+        description="Energy-based models as first-class potentials for JAX probabilistic programming.",
+        epilog=(
+            f"examples:\n{commands}\n\n"
+            f"Run '{PROG} COMMAND --help' for a command's options. Errors are reported as one line; "
+            f"set {TRACEBACK_ENV}=1 for the full traceback."
+        ),
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for c in _listed():
+        example = "\n".join(f"  {PROG} {line}" for line in c.example.splitlines())
+        p = sub.add_parser(c.name, help=c.help, description=c.description, epilog=f"example:\n{example}",
+                           formatter_class=_Formatter)
+        c.arguments(p)
+        p.set_defaults(_run=c.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``ebm-ppl`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser()
+    try:
+        try:
+            args, extra = parser.parse_known_args(argv)
+        except SystemExit as exc:  # --help and --version print and exit 0
+            return exc.code if isinstance(exc.code, int) else EXIT_OK
+        if args.command is None:
+            raise UsageError(f"missing command; choose from {', '.join(COMMANDS)} (see '{PROG} --help')")
+        if extra:
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see '{PROG} {args.command} --help')")
+        return int(args._run(args))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (UsageError, ValueError, OSError) as exc:
+        if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+            raise
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        text = f"{exc.strerror}: {exc.filename}"  # drop the "[Errno 13]" prefix
+    return text or type(exc).__name__

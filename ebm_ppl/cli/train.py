@@ -1,0 +1,280 @@
+"""``ebm-ppl train``: train an RBM, a Gaussian-Bernoulli RBM, a subspace RBM or a JEM on the digits.
+
+One call of :func:`ebm_ppl.fit` with the model's usual settings (overridable;
+:mod:`ebm_ppl.cli.train_models`), checkpointed into the output folder every epoch (``--resume``
+continues an interrupted or shorter run), followed by the training figure, the held-out figures
+(exact test log-likelihood where log Z can be enumerated, test accuracy for the JEM) and
+``train.json`` with the settings and the per-epoch history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+
+import ebm_ppl as ep
+from ebm_ppl.cli import train_models as models
+from ebm_ppl.cli.app import EXIT_OK, PROG, command
+from ebm_ppl.cli.helpers import (finite_or_none, float_at_least, format_table, int_in, prepare_out_dir,
+                                 print_hints, print_warnings, progress_enabled, quiet_option, seed_option,
+                                 warnings_to, write_json)
+from ebm_ppl.training.checkpoint import read_checkpoint_metadata
+from ebm_ppl.training.figures import jem_figure, rbm_figure
+from ebm_ppl.training.fit import CHECKPOINT, MODEL
+
+__all__ = ["FIGURE", "RECORD", "DATA_SETS"]
+
+DATA_SETS = ("digits",)
+#: Files inside --out besides fit's model.ebm and checkpoint.ckpt.
+FIGURE = "figure.png"
+RECORD = "train.json"
+#: Settings that may differ between a run and its --resume (the others must match).
+_MAY_CHANGE_ON_RESUME = ("epochs",)
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", choices=models.MODELS, metavar="MODEL",
+                        help="rbm (Bernoulli RBM), grbm (Gaussian-Bernoulli RBM), subspace-rbm, jem")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help=f"folder for {MODEL}, {CHECKPOINT}, {FIGURE} and {RECORD} (created; files replaced)")
+    parser.add_argument("--data", choices=DATA_SETS, default="digits", metavar="NAME",
+                        help="training data; the train / validation / test split is fixed [default: %(default)s]")
+    parser.add_argument("--epochs", type=int_in(1), metavar="N",
+                        help="passes over the 1000 training images (the total, when resuming) "
+                        "[default: rbm, grbm, subspace-rbm 50; jem 30]")
+    parser.add_argument("--hidden", type=int_in(1), metavar="M",
+                        help="hidden units of rbm and grbm [default 16], or the width of the JEM's three "
+                        "hidden layers [default 512]")
+    parser.add_argument("--gates", type=int_in(1), metavar="M", help="subspace-rbm: gate units [default 8]")
+    parser.add_argument("--subspace", type=int_in(1), metavar="K",
+                        help="subspace-rbm: subspace units per gate [default 2]")
+    parser.add_argument("--lr", type=float_at_least(0.0, strict=True), metavar="F",
+                        help="learning rate [default: rbm, subspace-rbm 0.1 (SGD, momentum 0.5); grbm 3e-3 "
+                        "(Adam); jem 1e-3 (Adamax)]")
+    parser.add_argument("--batch-size", type=int_in(1, 1000), metavar="B",
+                        help="minibatch size [default: 100; jem 64]")
+    parser.add_argument("--k", type=int_in(1), metavar="K",
+                        help="sampler steps per update: Gibbs sweeps of CD-k / PCD-k (RBMs, default 1) or "
+                        "Langevin steps (jem, default 20)")
+    chains = parser.add_mutually_exclusive_group()
+    chains.add_argument("--persistent", dest="persistent", action="store_true", default=None,
+                        help="RBMs: persistent CD, 100 chains kept across updates (the default)")
+    chains.add_argument("--cd", dest="persistent", action="store_false",
+                        help="RBMs: contrastive divergence, chains restarted at each batch")
+    parser.add_argument("--replay-buffer", action="store_true",
+                        help="jem: persistent Langevin chains in a replay buffer of 10000 (5%% restart from "
+                        "noise) instead of short-run chains from uniform noise")
+    parser.add_argument("--patience", type=int_in(1), metavar="P",
+                        help="stop after P epochs without improvement of the monitored validation metric "
+                        "[default: never; model.ebm is the best epoch by that metric either way]")
+    parser.add_argument("--resume", action="store_true",
+                        help=f"continue from DIR/{CHECKPOINT} (same options; --epochs may grow)")
+    seed_option(parser, "seed of the initial weights, minibatches and samplers")
+    quiet_option(parser)
+
+
+@command(
+    "train",
+    help="train an rbm, grbm, subspace-rbm or jem on the digits, with checkpoints and figures",
+    example=(
+        "train rbm --epochs 50 --out runs/rbm\n"
+        "train grbm --hidden 32 --epochs 100 --out runs/grbm\n"
+        "train subspace-rbm --gates 8 --subspace 2 --out runs/subspace\n"
+        "train jem --epochs 60 --replay-buffer --out runs/jem\n"
+        "train jem --epochs 90 --replay-buffer --out runs/jem --resume"
+    ),
+    arguments=_train_arguments,
+)
+def run(args: argparse.Namespace) -> int:
+    """Train one model on the digits with ep.fit and save it, its figure and its history.
+
+    Defaults (each overridable):
+      rbm           Bernoulli RBM 64 x 16 on binarized digits; visible biases from the base-rate
+                    model, W ~ 0.01 N(0, 1); PCD-1 with 100 chains, batch 100, SGD 0.1 momentum 0.5,
+                    50 epochs; best epoch by the exact validation log-likelihood.
+      grbm          Gaussian-Bernoulli RBM 64 x 16 on digits scaled to [-1, 1], sigma fixed at 0.4,
+                    visible biases at the pixel means; PCD-1, batch 100, Adam 3e-3, 50 epochs.
+      subspace-rbm  subspace RBM with 8 gates x 2 subspace units on binarized digits; PCD-1, batch
+                    100, SGD 0.1 momentum 0.5, 50 epochs.
+      jem           the chapter's 64-512-512-512-10 ELU classifier as a joint energy model on digits
+                    in [-1, 1] (training noise 0.03): batch 64, Adamax 1e-3, 20 short-run Langevin
+                    steps (alpha 1, sigma 0.01) from uniform noise (--replay-buffer: persistent
+                    chains), 40 epochs, keeping the epoch with the best validation accuracy.
+
+    Writes into DIR: model.ebm (the best epoch's model), checkpoint.ckpt (the full training state,
+    every epoch; --resume continues from it), figure.png (filters, samples and log-likelihood
+    curves for the RBMs; the chapter's Fig. 6.2 for the JEM) and train.json (settings, history,
+    results). Prints the best epoch, the final validation metrics, the exact test log-likelihood
+    where log Z can be enumerated (against independent pixels for binary models) or the JEM's test
+    accuracy.
+
+    Exit status: 0 on success, also when training diverged: ep.fit then restored the last good
+    state, lowered the step size and finally stopped; the command prints a one-line warning on
+    stderr and saves that last good model. 2 for a bad option or an unusable DIR.
+    """
+    settings = models.settings(args)
+    out = prepare_out_dir(args.out)
+    record_path, ckpt_path = out / RECORD, out / CHECKPOINT
+    resumed_from = _check_resume(record_path, ckpt_path, settings) if args.resume else None
+    data = models.load_data(args.model, args.seed)
+    model0 = models.initial_model(args.model, settings, data, jax.random.fold_in(jax.random.key(args.seed), 0))
+    write_json(record_path, {"command": "train", "ebm_ppl_version": ep.__version__, "status": "running",
+                             "settings": settings})
+
+    fit_data, validation = models.fit_arrays(args.model, data)
+    print(_plan_line(args, settings, model0, out, resumed_from), flush=True)
+    notes: list[str] = []
+    t0 = time.perf_counter()
+    with warnings_to(notes):
+        model, history = ep.fit(
+            model0, fit_data, models.estimator(args.model, settings),
+            key=jax.random.fold_in(jax.random.key(args.seed), 1),
+            optimizer=models.OPTIMIZERS[settings["optimizer"]](settings["lr"]), epochs=settings["epochs"],
+            batch_size=settings["batch_size"], validation=validation, patience=settings["patience"],
+            checkpoint_dir=out, checkpoint_every=1, resume=args.resume, progress=progress_enabled(args.quiet),
+        )
+    seconds = time.perf_counter() - t0
+    print_warnings(notes)
+
+    results = models.evaluate(args.model, model, data)
+    model_path, figure_path = out / MODEL, out / FIGURE
+    ep.save(model_path, model, metadata={
+        "created_by": f"{PROG} train", "model": args.model, "settings": settings,
+        "epochs": len(history.records), "best_epoch": history.best_epoch, "stopped": history.stopped,
+        **{k: v for k, v in results.items() if isinstance(v, (int, float)) and math.isfinite(v)},
+    })
+    fig_key = jax.random.fold_in(jax.random.key(args.seed), 2)
+    if args.model == "jem":
+        jem_figure(model, data.x_test, history, figure_path, key=fig_key, steps=settings["k"])
+    else:
+        rbm_figure(model, history, figure_path, key=fig_key)
+    write_json(record_path, finite_or_none({
+        "command": "train", "ebm_ppl_version": ep.__version__, "status": history.stopped,
+        "message": history.message, "settings": settings, "seconds": seconds,
+        "resumed_after_epochs": resumed_from, "epochs": len(history.records), "best_epoch": history.best_epoch,
+        "monitor": history.monitor, "recoveries": history.recoveries,
+        "final": history.records[-1] if history.records else {}, "results": results,
+        "history": history.records, "files": {"model": MODEL, "checkpoint": CHECKPOINT, "figure": FIGURE},
+    }))
+
+    _print_results(args, history, results, seconds, out)
+    if not args.quiet:
+        print_hints("Next steps:", _hints(args, settings, out))
+    return EXIT_OK
+
+
+def _plan_line(args: argparse.Namespace, s: dict[str, Any], model0: ep.Potential, out: Path,
+               resumed_from: int | None) -> str:
+    """One line saying what is trained, on what, how, and from where."""
+    epochs = s["epochs"]
+    return (f"Training {args.model} ({models.describe(model0, s)}) on {models.DATA_TEXT[args.model]}: "
+            f"{models.estimator_text(s)}, batch {s['batch_size']}, "
+            f"{models.OPTIMIZER_NAMES[s['optimizer']]} learning rate {s['lr']:g}, "
+            f"{epochs} epoch{'s' if epochs != 1 else ''}"
+            + (f", early stopping after {s['patience']} epochs without improvement" if s["patience"] else "")
+            + (f"; resuming from {CHECKPOINT} after {resumed_from} completed epochs" if resumed_from is not None else "")
+            + ("; nothing left to train (raise --epochs to continue)"
+               if resumed_from is not None and resumed_from >= epochs else "")
+            + (f"; no checkpoint in {out}, starting from scratch" if args.resume and resumed_from is None else "")
+            + ".")
+
+
+def _check_resume(record_path: Path, ckpt_path: Path, settings: dict[str, Any]) -> int | None:
+    """How many epochs the checkpoint to resume has completed, None when there is none; refuses a
+    folder trained with other settings (one line naming the differences)."""
+    if not ckpt_path.is_file():
+        return None
+    if record_path.is_file():
+        try:
+            before = json.loads(record_path.read_text(encoding="utf-8")).get("settings") or {}
+        except (OSError, ValueError):
+            before = {}
+        diffs = [f"{k} {before.get(k)!r} (now {v!r})" for k, v in settings.items()
+                 if k not in _MAY_CHANGE_ON_RESUME and before and before.get(k) != v]
+        if diffs:
+            raise ValueError(f"--resume: {ckpt_path.parent} was trained with other settings: {', '.join(diffs)}; "
+                             "repeat that run's options or choose a new --out")
+    try:
+        meta = read_checkpoint_metadata(ckpt_path)
+    except ValueError as exc:
+        raise ValueError(f"--resume: {exc}") from None
+    epoch = meta.get("epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool):
+        raise ValueError(f"--resume: checkpoint {str(ckpt_path)!r} is damaged or not a checkpoint (no epoch recorded)")
+    return epoch + 1
+
+
+def _print_results(args, history, results, seconds, out: Path) -> None:
+    """The epochs, the best and last validation metrics, the held-out result and the files."""
+    stopped = {"completed": "completed", "early stopping": f"stopped early ({history.message})",
+               "diverged": "DIVERGED (see the warning); kept the last good model"}.get(history.stopped,
+                                                                                      history.stopped)
+    print(f"({seconds:.1f} s on {jax.default_backend()}, compilation included)")
+    print()
+    print(f"Epochs: {len(history.records)} recorded, {stopped}; best epoch {history.best_epoch} by {history.monitor}"
+          + (f"; {history.recoveries} divergence recoveries" if history.recoveries else ""))
+    if history.records:
+        last = history.records[-1]
+        best = next((r for r in history.records if r["epoch"] == history.best_epoch), last)
+        rows = [[k, f"{best.get(k, float('nan')):.4f}", f"{last[k]:.4f}"] for k in last if k.startswith("val_")]
+        print(format_table(["validation metric", f"best (epoch {best['epoch']})", f"last (epoch {last['epoch']})"],
+                           rows))
+    print()
+    model_path = out / MODEL
+    if args.model == "jem":
+        print(f"Test accuracy {results['test_accuracy']:.4f} (validation {results['val_accuracy']:.4f}) "
+              "with the best epoch's model")
+    elif results.get("exact_log_z") is not None:
+        line = (f"Exact log Z {results['exact_log_z']:.4f}; test log-likelihood {results['test_log_likelihood']:.3f} "
+                f"nats/image")
+        if "independent_pixels_test_log_likelihood" in results:
+            line += (f" ({results['test_bits_per_pixel']:.4f} bits/pixel; independent pixels "
+                     f"{results['independent_pixels_test_log_likelihood']:.3f})")
+        print(line)
+    else:
+        print(f"Exact test log-likelihood not feasible: {results.get('note', '')}")
+        print(f"  estimate it with: {PROG} logz {shlex.quote(str(model_path))} --reverse --data digits")
+    print()
+    print(f"Saved to {out}/:")
+    print(f"  {model_path}   (best epoch's model)")
+    print(f"  {out / FIGURE}")
+    print(f"  {out / CHECKPOINT}   (--resume continues from it)")
+    print(f"  {out / RECORD}   (settings and per-epoch history)")
+
+
+def _hints(args: argparse.Namespace, s: dict[str, Any], out: Path) -> list[tuple[str, str]]:
+    model_file = shlex.quote(str(out / MODEL))
+    kernel = "" if args.model != "jem" else " --kernel mala"
+    hints = [
+        (f"{PROG} sample {model_file}{kernel} --out {shlex.quote(str(out / 'samples'))}", "MCMC draws + diagnostics"),
+        (f"{PROG} report {shlex.quote(str(out / 'samples'))}", "their HTML report"),
+    ]
+    if args.model != "jem":
+        hints.append((f"{PROG} logz {model_file} --reverse --data digits", "AIS sandwich of log Z"))
+    hints.append((f"{PROG} train {args.model} --epochs {2 * s['epochs']} --out {shlex.quote(str(out))} --resume"
+                  + _same_options(args), "train longer"))
+    return hints
+
+
+def _same_options(args: argparse.Namespace) -> str:
+    """The options of this run that a ``--resume`` must repeat, as command-line text."""
+    parts = []
+    for flag, value in (("--hidden", args.hidden), ("--gates", args.gates), ("--subspace", args.subspace),
+                        ("--lr", args.lr), ("--batch-size", args.batch_size), ("--k", args.k),
+                        ("--patience", args.patience)):
+        if value is not None:
+            parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+    if args.persistent is False:
+        parts.append("--cd")
+    if args.replay_buffer:
+        parts.append("--replay-buffer")
+    if args.seed:
+        parts.append(f"--seed {args.seed}")
+    return "".join(" " + p for p in parts)
