@@ -4,7 +4,7 @@ from ebm_ppl.partition.ais import ais, reverse_ais
 from ebm_ppl.partition.estimate import AISEstimate
 from ebm_ppl.partition.exact import exact_samples
 from ebm_ppl.partition.likelihood import Sandwich, log_likelihood, sandwich
-from ebm_ppl.partition.paths import factorized_base, factorized_log_z
+from ebm_ppl.partition.choice import factorized_base, factorized_log_z
 from ebm_ppl.partition.schedule import default_schedule, linear_schedule
 from ebm_ppl.potentials.partition import log_partition
 

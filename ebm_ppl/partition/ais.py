@@ -38,7 +38,7 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray
 from ebm_ppl.compiler import filter_jit
 from ebm_ppl.progress import progress_fori_loop
 from ebm_ppl.partition.estimate import AISEstimate, summarize_log_weights, warn_if_degenerate
-from ebm_ppl.partition.paths import make_path
+from ebm_ppl.partition.choice import make_path
 from ebm_ppl.partition.schedule import default_schedule, validate_schedule
 from ebm_ppl.potentials.base import Potential, validate_input
 from ebm_ppl.random import DEFAULT_IMPL, rekey

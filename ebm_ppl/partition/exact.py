@@ -1,45 +1,37 @@
-"""Exact samples of small models (for reverse AIS and for tests), by enumeration."""
+"""Exact samples of small models (for reverse AIS and for tests)."""
 
 from __future__ import annotations
 
+import math
+
 import jax
-import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
-from ebm_ppl.potentials import BernoulliRBM, BoltzmannMachine, Gaussian
-from ebm_ppl.potentials.base import Potential
-from ebm_ppl.potentials.enumeration import check_enumerable, index_to_bits
-from ebm_ppl.ops import softplus
+from ebm_ppl.potentials.base import Potential, Support
+from ebm_ppl.potentials.capabilities import has_exact_samples
+from ebm_ppl.potentials.enumeration import MAX_EXACT_STATES, sample_binary_states
 
 __all__ = ["exact_samples", "MAX_EXACT_STATES"]
-
-#: The largest state space exact_samples enumerates (the log-probabilities are held in memory).
-MAX_EXACT_STATES = 2**22
 
 
 def exact_samples(key: PRNGKeyArray, potential: Potential, num: int) -> Array:
     """``num`` independent exact draws, shape ``(num, *event_shape)``.
 
-    Gaussian: directly. Bernoulli RBM: h from its marginal ``p(h) ∝ exp(c.h + sum_i softplus(b_i +
-    (W h)_i))`` by enumerating the 2^M hidden states, then x ~ p(x | h). Boltzmann machine: by
-    enumerating all 2^D states. Others raise a ValueError.
+    The potential's own ``exact_samples(key, num)`` where it has one (the Gaussian directly; the
+    RBMs and the Boltzmann machine by enumerating their smaller discrete layer); any other binary
+    potential by enumerating its ``2^D`` states (D <= 22). Others raise a ValueError.
     """
     num = int(num)
-    if isinstance(potential, Gaussian):
-        return potential.sample(key, (num,))
-    if isinstance(potential, BernoulliRBM):
-        m = potential.n_hidden
-        check_enumerable(2**m, MAX_EXACT_STATES, f"exact samples of a BernoulliRBM with n_hidden={m}")
-        h_all = index_to_bits(jnp.arange(2**m, dtype=jnp.int32), m, potential.W.dtype)
-        logits = h_all @ potential.c + jnp.sum(softplus(potential.visible_logits(h_all)), axis=-1)
-        k_h, k_x = jax.random.split(key)
-        h = h_all[jax.random.categorical(k_h, logits, shape=(num,))]
-        return potential.sample_visible(k_x, h)
-    if isinstance(potential, BoltzmannMachine):
-        d = potential.dim
-        check_enumerable(2**d, MAX_EXACT_STATES, f"exact samples of a BoltzmannMachine with D={d}")
-        x_all = index_to_bits(jnp.arange(2**d, dtype=jnp.int32), d, potential.W.dtype)
-        logits = -jax.vmap(potential.unbatched_energy)(x_all)
-        return x_all[jax.random.categorical(key, logits, shape=(num,))]
+    if has_exact_samples(potential):
+        return potential.exact_samples(key, num)
+    if potential.support == Support.BINARY:
+        size = math.prod(potential.event_shape)
+
+        def log_weight(states):
+            return -jax.vmap(potential.unbatched_energy)(states.reshape(-1, *potential.event_shape))
+
+        draws = sample_binary_states(key, log_weight, size, num, jax.numpy.result_type(float),
+                                     f"a {type(potential).__name__} with {size} binary units")
+        return draws.reshape(num, *potential.event_shape)
     raise ValueError(f"exact samples of {type(potential).__name__} are not available; start reverse AIS "
                      "from data or from long-chain samples (ebm_ppl.sample)")

@@ -11,7 +11,8 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray
 from ebm_ppl.compiler import filter_jit
 from ebm_ppl.potentials import enumeration
 from ebm_ppl.potentials._checks import as_param, check_finite_params
-from ebm_ppl.potentials.base import Potential, Support, is_concrete
+from ebm_ppl.potentials.base import Potential, Support, is_concrete, validate_input
+from ebm_ppl.potentials.layers import Binary
 from ebm_ppl.potentials.registry import register_potential
 
 __all__ = ["BoltzmannMachine"]
@@ -92,11 +93,37 @@ class BoltzmannMachine(Potential):
         enumeration.check_enumerable(2**self.dim, max_terms, f"BoltzmannMachine with D={self.dim}")
         return _log_z(self, chunk_size)
 
+    def _log_weights(self, x: Array) -> Array:
+        """-E(x) of states ``(S, D)``, vectorized over the rows."""
+        return 0.5 * jnp.sum((x @ self.W) * x, axis=-1) + x @ self.b
+
+    def exact_samples(self, key: PRNGKeyArray, num: int) -> Array:
+        """``num`` independent exact draws ``(num, D)`` by enumerating the 2^D states (D <= 22)."""
+        return enumeration.sample_binary_states(key, self._log_weights, self.dim, num, self.W.dtype,
+                                                f"a BoltzmannMachine with D={self.dim}")
+
+    # -- the coupling-free base model ----------------------------------------------------------
+    def base_model(self, data: ArrayLike | None = None) -> "BoltzmannMachine":
+        """W = 0 and biases fitted to binary ``data`` ``(N, D)`` when given (the logits of its
+        smoothed marginals), else these biases: independent units, log Z in closed form
+        (:meth:`factorized_log_partition`)."""
+        if data is not None:
+            data = validate_input(data, self.event_shape, self.support, name="data", owner="BoltzmannMachine.base_model")
+            if data.ndim != 2:
+                raise ValueError(f"BoltzmannMachine.base_model: data must have shape (N, {self.dim}), got {data.shape}")
+        return BoltzmannMachine(jnp.zeros_like(self.W), Binary(self.b).base(data).bias)
+
+    def factorized_log_partition(self) -> Array:
+        """Exact log Z when W = 0: ``sum softplus(b)``. A concrete nonzero W raises a ValueError."""
+        if is_concrete(self.W) and bool(jnp.any(self.W != 0)):
+            raise ValueError("BoltzmannMachine: the base model must have zero couplings (W is not zero); "
+                             "use base_model()")
+        return Binary(self.b).cgf(jnp.zeros_like(self.b))
+
 
 @filter_jit
 def _log_z(bm: BoltzmannMachine, chunk_size: int) -> Array:
     def log_term(idx):
-        x = enumeration.index_to_bits(idx, bm.dim, bm.W.dtype)
-        return 0.5 * jnp.sum((x @ bm.W) * x, axis=-1) + x @ bm.b
+        return bm._log_weights(enumeration.index_to_bits(idx, bm.dim, bm.W.dtype))
 
     return enumeration.logsumexp_over_indices(log_term, 2**bm.dim, chunk_size)

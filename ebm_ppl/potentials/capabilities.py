@@ -14,32 +14,38 @@ has_exact_samples           ``exact_samples(key, num)``                     reve
 has_block_conditionals      ``sample_hidden(key, x)``,                      block Gibbs, CD/PCD,
                             ``sample_visible(key, latent)``                 AIS moves
 has_hidden_logits           ``hidden_logits(x)`` (binary hidden units)      block Gibbs statistics
+has_visible_mean            ``conditional_visible_mean(latent)``            reconstruction error
 has_logit_energy            ``energy_from_hidden_logits(x, logits)``        block Gibbs energies
 has_site_logits             ``site_logit(x, i)``                            site Gibbs
 has_base_model              ``base_model(data=None)``,                      AIS's parameter path
                             ``factorized_log_partition()``
 has_closed_form_gradient    ``contrastive_gradient(x_data, x_model)``       CD/PCD
+has_layers                  ``visible``, ``hidden`` layers, ``W``           AIS's fused RBM path
 ==========================  ==============================================  ======================
 
 Methods that depend on the energy (the logit energy and the closed-form gradient) count only
-when the class that defines them also defines :meth:`~ebm_ppl.Potential.unbatched_energy`: a
-subclass that changes the energy alone falls back to the generic route instead of inheriting a
-formula for another energy.
+when they are defined by the class that defines :meth:`~ebm_ppl.Potential.unbatched_energy` or by
+a subclass of it: a subclass that changes the energy alone falls back to the generic route
+instead of inheriting a formula for another energy.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ebm_ppl.potentials.layers import Layer
+
 __all__ = [
     "has_exact_log_partition",
     "has_exact_samples",
     "has_block_conditionals",
     "has_hidden_logits",
+    "has_visible_mean",
     "has_logit_energy",
     "has_site_logits",
     "has_base_model",
     "has_closed_form_gradient",
+    "has_layers",
     "default_frozen",
 ]
 
@@ -54,9 +60,11 @@ def _defining_class(obj: Any, name: str) -> type | None:
 
 
 def _defined_with_energy(potential: Any, method: str) -> bool:
-    """Whether ``method`` exists and comes from the class that defines the energy."""
-    return _has(potential, method) and (
-        _defining_class(potential, method) is _defining_class(potential, "unbatched_energy"))
+    """Whether ``method`` exists and comes from the class that defines the energy or a subclass of it."""
+    if not _has(potential, method):
+        return False
+    owner, energy_owner = _defining_class(potential, method), _defining_class(potential, "unbatched_energy")
+    return owner is not None and energy_owner is not None and issubclass(owner, energy_owner)
 
 
 def has_exact_log_partition(potential: Any) -> bool:
@@ -79,6 +87,11 @@ def has_block_conditionals(potential: Any) -> bool:
 def has_hidden_logits(potential: Any) -> bool:
     """Whether ``potential.hidden_logits(x)`` gives the logits of binary hidden units given x."""
     return has_block_conditionals(potential) and _has(potential, "hidden_logits")
+
+
+def has_visible_mean(potential: Any) -> bool:
+    """Whether ``potential.conditional_visible_mean(latent)`` gives E[x | latent]."""
+    return has_block_conditionals(potential) and _has(potential, "conditional_visible_mean")
 
 
 def has_logit_energy(potential: Any) -> bool:
@@ -104,6 +117,13 @@ def has_closed_form_gradient(potential: Any) -> bool:
     ``mean F(x_data) - mean F(x_model)`` in closed form (the method and the energy defined by the
     same class)."""
     return _defined_with_energy(potential, "contrastive_gradient")
+
+
+def has_layers(potential: Any) -> bool:
+    """Whether ``potential`` is an RBM over two layers (:mod:`ebm_ppl.potentials.layers`) coupled
+    by a weight matrix ``W`` (``matrix_couplings``), with ``with_layers`` to rebuild it."""
+    return (isinstance(getattr(potential, "visible", None), Layer) and isinstance(getattr(potential, "hidden", None), Layer)
+            and bool(getattr(potential, "matrix_couplings", False)) and _has(potential, "with_layers"))
 
 
 def default_frozen(potential: Any) -> tuple[str, ...]:

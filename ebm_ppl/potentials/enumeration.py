@@ -11,12 +11,15 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array
+from jaxtyping import Array, PRNGKeyArray
 
-__all__ = ["DEFAULT_MAX_TERMS", "check_enumerable", "logsumexp_over_indices", "index_to_bits", "all_binary_states"]
+__all__ = ["DEFAULT_MAX_TERMS", "MAX_EXACT_STATES", "check_enumerable", "logsumexp_over_indices", "index_to_bits",
+           "all_binary_states", "sample_binary_states"]
 
 #: Largest state space :func:`ebm_ppl.log_partition` enumerates unless told otherwise (2^26).
 DEFAULT_MAX_TERMS = 2**26
+#: Largest state space exact samplers enumerate (their log-probabilities are held in memory).
+MAX_EXACT_STATES = 2**22
 
 
 def check_enumerable(num_terms: int, max_terms: int | None, what: str) -> None:
@@ -72,3 +75,13 @@ def logsumexp_over_indices(
     init = (jnp.asarray(-jnp.inf, dtype), jnp.asarray(0.0, dtype))
     (m, s), _ = jax.lax.scan(body, init, jnp.arange(num_chunks, dtype=jnp.int32))
     return m + jnp.log(s)
+
+
+def sample_binary_states(key: PRNGKeyArray, log_weight: Callable[[Array], Array], num_bits: int, num: int,
+                         dtype, what: str) -> Array:
+    """``num`` exact draws from ``p(x) ∝ exp(log_weight(x))`` over ``{0, 1}^num_bits`` by
+    enumerating all states (at most :data:`MAX_EXACT_STATES`); ``log_weight: (S, n) -> (S,)``.
+    Returns ``(num, num_bits)`` in ``dtype``."""
+    check_enumerable(2**num_bits, MAX_EXACT_STATES, f"exact samples of {what}")
+    states = all_binary_states(num_bits, dtype)
+    return states[jax.random.categorical(key, log_weight(states), shape=(int(num),))]

@@ -122,6 +122,10 @@ class Gaussian(Potential):
             return self.mean + eps @ self.scale_tril.T
         return self.mean + eps * self.scale_diag
 
-    def base_model(self) -> "Gaussian":
+    def exact_samples(self, key: PRNGKeyArray, num: int) -> Array:
+        """``num`` exact draws, shape ``(num, D)``."""
+        return self.sample(key, (int(num),))
+
+    def base_model(self, data: ArrayLike | None = None) -> "Gaussian":
         """Itself: it already has a known log Z and exact samples."""
         return self

@@ -9,19 +9,20 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from ebm_ppl.compiler import filter_jit
+from ebm_ppl.ops import softplus
 from ebm_ppl.potentials import _draws, enumeration
 from ebm_ppl.potentials._checks import as_param, check_finite_params
-from ebm_ppl.potentials.base import Potential, Support, validate_input
-from ebm_ppl.potentials.registry import register_potential
-from ebm_ppl.ops import softplus
+from ebm_ppl.potentials.base import Support, validate_input
 from ebm_ppl.potentials.bernoulli_rbm import _data_visible_bias
+from ebm_ppl.potentials.layers import Binary, Layer
+from ebm_ppl.potentials.rbm import RBMBase
+from ebm_ppl.potentials.registry import register_potential
 
 __all__ = ["SubspaceRBM"]
 
 
 @register_potential()
-class SubspaceRBM(Potential):
+class SubspaceRBM(RBMBase):
     r"""Binary visible x in {0,1}^D, binary gates h in {0,1}^M, binary subspace units S in {0,1}^(M, K).
 
     Tomczak & Gonczarek (2016), "Learning invariant features using subspace restricted Boltzmann
@@ -40,7 +41,12 @@ class SubspaceRBM(Potential):
     * ``p(x_i=1|h, S)   = sigmoid(b_i + sum_jk W_ijk h_j S_jk)``.
 
     The latent state passed between :meth:`sample_hidden` and :meth:`sample_visible` is the
-    pair ``(h, S)``.
+    pair ``(h, S)``: the hidden layer is :class:`SubspaceUnits`, the visible layer
+    :class:`~ebm_ppl.potentials.layers.Binary`, and the shared RBM machinery
+    (:class:`~ebm_ppl.potentials.rbm.RBMBase`) gives exact log Z by enumerating x (2^D states) or
+    the latents, with x summed out analytically. A gate that is off leaves its S_j out of the
+    energy, so each gate has ``1 + 2^K`` distinct states (off, weighted 2^K; or on with one of
+    2^K patterns): ``(1 + 2^K)^M`` terms instead of ``2^(M (K + 1))``.
 
     Attributes:
         W: weights, shape ``(n_visible, n_gates, n_subspace)``.
@@ -92,11 +98,27 @@ class SubspaceRBM(Potential):
             jnp.zeros((n_gates, n_subspace), dtype),
         )
 
-    # -- shapes ------------------------------------------------------------------------------
+    # -- layers ------------------------------------------------------------------------------
     @property
-    def n_visible(self) -> int:
-        return self.W.shape[0]
+    def visible(self) -> Binary:
+        return Binary(self.b)
 
+    @property
+    def hidden(self) -> "SubspaceUnits":
+        return SubspaceUnits(self.c, self.d)
+
+    def with_layers(self, visible: Binary, hidden: "SubspaceUnits", W: Array) -> "SubspaceRBM":
+        return SubspaceRBM(W, visible.bias, hidden.gate_bias, hidden.subspace_bias)
+
+    def hidden_field(self, x: Array) -> Array:
+        """``sum_i x_i W_ijk``, the input to the subspace units; ``(*batch, D) -> (*batch, M, K)``."""
+        return jnp.einsum("...i,ijk->...jk", x, self.W)
+
+    def visible_field(self, latent: tuple[Array, Array]) -> Array:
+        """``sum_jk W_ijk h_j S_jk``; ``((*batch, M), (*batch, M, K)) -> (*batch, D)``."""
+        return jnp.einsum("...jk,ijk->...i", self.hidden.features(latent), self.W)
+
+    # -- shapes ------------------------------------------------------------------------------
     @property
     def n_gates(self) -> int:
         return self.W.shape[1]
@@ -106,22 +128,16 @@ class SubspaceRBM(Potential):
         return self.W.shape[2]
 
     @property
-    def event_shape(self) -> tuple[int, ...]:
-        return (self.n_visible,)
+    def n_hidden_terms(self) -> int:
+        """Effective number of (h, S) states: ``(1 + 2^K)^M`` (an off gate's S is free)."""
+        return self.hidden.num_states
 
     # -- energies ----------------------------------------------------------------------------
-    def unbatched_energy(self, x: Array) -> Array:
-        return self.energy_from_hidden_logits(x, self.hidden_logits(x))
-
     def energy_from_hidden_logits(self, x: Array, logits: Array) -> Array:
         """F(x) from the gates' ``logits = hidden_logits(x)`` (which a Gibbs sweep computes anyway):
         ``-b.x - sum_j (K log 2 + softplus(logits_j))``; ``(*batch, D), (*batch, M) -> (*batch,)``.
         No validation."""
-        return -x @ self.b - jnp.sum(self.n_subspace * math.log(2.0) + softplus(logits), axis=-1)
-
-    def free_energy(self, x: ArrayLike) -> Array:
-        """F(x) = -log sum_{h,S} exp(-E(x, h, S)); ``(*batch, D) -> (*batch,)``."""
-        return self.energy(x)
+        return self.visible.energy(x) - self.hidden.cgf_from_gate_logits(logits)
 
     def energy_joint(self, x: ArrayLike, h: ArrayLike, S: ArrayLike) -> Array:
         """E(x, h, S); ``x: (*batch, D)``, ``h: (*batch, M)``, ``S: (*batch, M, K)`` -> ``(*batch,)``."""
@@ -134,17 +150,14 @@ class SubspaceRBM(Potential):
     # -- conditionals (block Gibbs) ----------------------------------------------------------
     def subspace_activations(self, x: Array) -> Array:
         """``a_jk = sum_i W_ijk x_i + d_jk``; ``(*batch, D) -> (*batch, M, K)``. No validation."""
-        return jnp.einsum("...i,ijk->...jk", x, self.W) + self.d
+        return self.hidden_field(x) + self.d
 
     def hidden_logits(self, x: Array) -> Array:
         """Logits of p(h_j=1|x): ``c_j - K log 2 + sum_k softplus(a_jk)``; ``(*batch, D) -> (*batch, M)``.
 
         No validation.
         """
-        return self._gate_logits(self.subspace_activations(x))
-
-    def _gate_logits(self, a: Array) -> Array:
-        return self.c - self.n_subspace * math.log(2.0) + jnp.sum(softplus(a), axis=-1)
+        return self.hidden.gate_logits(self.hidden_field(x))
 
     def subspace_logits(self, x: Array, h: Array) -> Array:
         """Logits of p(S_jk=1|x, h): ``h_j a_jk``; ``(*batch, D), (*batch, M) -> (*batch, M, K)``.
@@ -155,7 +168,7 @@ class SubspaceRBM(Potential):
 
     def visible_logits(self, h: Array, S: Array) -> Array:
         """Logits of p(x_i=1|h, S): ``b_i + sum_jk W_ijk h_j S_jk``; ``-> (*batch, D)``. No validation."""
-        return self.b + jnp.einsum("...jk,ijk->...i", h[..., None] * S, self.W)
+        return self.visible.logits(self.visible_field((h, S)))
 
     def hidden_probs(self, x: ArrayLike) -> Array:
         """p(h_j=1|x), S summed out; ``(*batch, D) -> (*batch, M)``."""
@@ -169,57 +182,6 @@ class SubspaceRBM(Potential):
         """p(x_i=1|h, S); ``h: (*batch, M)``, ``S: (*batch, M, K)`` -> ``(*batch, D)``."""
         return jax.nn.sigmoid(self.visible_logits(self._check_gates(h), self._check_subspace(S)))
 
-    def sample_hidden(self, key: PRNGKeyArray, x: Array) -> tuple[Array, Array]:
-        """(h, S) ~ p(h, S|x): h from p(h|x), then S from p(S|x, h).
-
-        ``(*batch, D) -> ((*batch, M), (*batch, M, K))`` in x's dtype. No validation (jit inner).
-        """
-        key_h, key_s = jax.random.split(key)
-        a = self.subspace_activations(x)
-        h = _draws.bernoulli_logits(key_h, self._gate_logits(a), x.dtype)
-        S = _draws.bernoulli_logits(key_s, h[..., None] * a, x.dtype)
-        return h, S
-
-    def sample_visible(self, key: PRNGKeyArray, latent: tuple[Array, Array]) -> Array:
-        """x ~ p(x|h, S) for ``latent = (h, S)``; ``-> (*batch, D)`` in h's dtype. No validation."""
-        h, S = latent
-        return _draws.bernoulli_logits(key, self.visible_logits(h, S), h.dtype)
-
-    # -- exact log partition -----------------------------------------------------------------
-    @property
-    def n_hidden_terms(self) -> int:
-        """Effective number of (h, S) states: ``(1 + 2^K)^M`` (an off gate's S is free)."""
-        return (1 + 2**self.n_subspace) ** self.n_gates
-
-    def log_partition(
-        self, *, route: str | None = None, max_terms: int | None = None, chunk_size: int = 2**14
-    ) -> Array:
-        """Exact log Z by enumerating x (``route="visible"``) or the latents (``route="hidden"``).
-
-        * visible: ``log Z = logsumexp_x [-F(x)]`` over 2^D states;
-        * hidden: x summed out analytically,
-          ``log Z = logsumexp_{h,S} [c^T h + sum_jk h_j d_jk S_jk + sum_i softplus(b_i + sum_jk W_ijk h_j S_jk)]``.
-          A gate that is off leaves its S_j out of the energy, so each gate has ``1 + 2^K``
-          distinct states (off, weighted 2^K; or on with one of 2^K patterns): ``(1 + 2^K)^M``
-          terms instead of ``2^(M (K + 1))``, indexed as mixed-radix digits in base ``1 + 2^K``.
-
-        ``route=None`` picks the route with fewer terms.
-        """
-        n_visible_terms = 2**self.n_visible
-        n_hidden_terms = self.n_hidden_terms
-        if route is None:
-            route = "hidden" if n_hidden_terms <= n_visible_terms else "visible"
-        elif route not in ("hidden", "visible"):
-            raise ValueError(f"SubspaceRBM: route must be 'hidden', 'visible' or None, got {route!r}")
-        num_terms = n_hidden_terms if route == "hidden" else n_visible_terms
-        enumeration.check_enumerable(
-            num_terms,
-            max_terms,
-            f"SubspaceRBM with n_visible={self.n_visible}, n_gates={self.n_gates}, "
-            f"n_subspace={self.n_subspace}, enumerating the {route} units",
-        )
-        return _log_z(self, route, chunk_size)
-
     def _check_gates(self, h: ArrayLike) -> Array:
         return validate_input(h, (self.n_gates,), Support.BINARY, name="h", owner="SubspaceRBM")
 
@@ -228,12 +190,86 @@ class SubspaceRBM(Potential):
             S, (self.n_gates, self.n_subspace), Support.BINARY, name="S", owner="SubspaceRBM"
         )
 
-    def base_model(self) -> "SubspaceRBM":
-        """W = 0, c = 0, d = 0 and these visible biases: x independent Bernoulli(sigmoid(b)).
+    def _describe(self, route: str) -> str:
+        return (f"SubspaceRBM with n_visible={self.n_visible}, n_gates={self.n_gates}, "
+                f"n_subspace={self.n_subspace}, enumerating the {route} units")
 
-        Its ``log Z = sum_i softplus(b_i) + n_gates (n_subspace + 1) log 2``.
-        """
-        return SubspaceRBM(jnp.zeros_like(self.W), self.b, jnp.zeros_like(self.c), jnp.zeros_like(self.d))
+
+class SubspaceUnits(Layer):
+    """The hidden layer of a subspace RBM: M gates h_j, each with K subspace units S_jk.
+
+    ``E(h, S) = -c.h - sum_jk h_j d_jk S_jk``, features ``h_j S_jk`` (shape ``(M, K)``); an off
+    gate leaves its S_j free (2^K states), so with ``a = I + d``::
+
+        cgf(I) = sum_j [K log 2 + softplus(c_j - K log 2 + sum_k softplus(a_jk))],
+
+    and ``p(h_j = 1 | I) = sigmoid(c_j - K log 2 + sum_k softplus(a_jk))``, ``p(S_jk = 1 | h, I)
+    = sigmoid(h_j a_jk)``. Enumerating it takes ``(1 + 2^K)^M`` states (:func:`_decode_hidden`).
+
+    Attributes:
+        gate_bias: c, shape ``(M,)``.
+        subspace_bias: d, shape ``(M, K)``.
+    """
+
+    support: ClassVar[Support] = Support.BINARY
+
+    gate_bias: Array
+    subspace_bias: Array
+
+    @property
+    def size(self) -> int:
+        return self.gate_bias.shape[0]
+
+    @property
+    def n_subspace(self) -> int:
+        return self.subspace_bias.shape[1]
+
+    def energy(self, latent: tuple[Array, Array], axis: int = -1) -> Array:
+        h, S = latent
+        return -(h @ self.gate_bias) - jnp.sum(self.subspace_bias * (h[..., None] * S), axis=(-2, -1))
+
+    def features(self, latent: tuple[Array, Array], axis: int = -1) -> Array:
+        h, S = latent
+        return h[..., None] * S
+
+    def gate_logits(self, field: Array) -> Array:
+        """Logits of p(h_j = 1 | field), S summed out; ``(*batch, M, K) -> (*batch, M)``."""
+        return self._gate_logits(field + self.subspace_bias)
+
+    def _gate_logits(self, a: Array) -> Array:
+        return self.gate_bias - self.n_subspace * math.log(2.0) + jnp.sum(softplus(a), axis=-1)
+
+    def cgf_from_gate_logits(self, logits: Array) -> Array:
+        """:meth:`cgf` given the gate logits; ``(*batch, M) -> (*batch,)``."""
+        return jnp.sum(self.n_subspace * math.log(2.0) + softplus(logits), axis=-1)
+
+    def cgf(self, field: Array, axis: int = -1) -> Array:
+        return self.cgf_from_gate_logits(self.gate_logits(field))
+
+    def sample(self, key: PRNGKeyArray, field: Array, dtype) -> tuple[Array, Array]:
+        key_h, key_s = jax.random.split(key)
+        a = field + self.subspace_bias
+        h = _draws.bernoulli_logits(key_h, self._gate_logits(a), dtype)
+        S = _draws.bernoulli_logits(key_s, h[..., None] * a, dtype)
+        return h, S
+
+    def mean(self, field: Array) -> tuple[Array, Array]:
+        """``(E[h], E[S])``: an off gate's S_jk is 1/2 on average."""
+        p_h = jax.nn.sigmoid(self.gate_logits(field))[..., None]
+        p_s = jax.nn.sigmoid(field + self.subspace_bias)
+        return p_h[..., 0], p_h * p_s + (1 - p_h) * 0.5
+
+    def base(self, data: Array | None = None) -> "SubspaceUnits":
+        """Zero biases (a hidden layer is never fitted to data)."""
+        return jax.tree.map(jnp.zeros_like, self)
+
+    @property
+    def num_states(self) -> int:
+        return (1 + 2**self.n_subspace) ** self.size
+
+    def state(self, index: Array, dtype) -> tuple[tuple[Array, Array], Array]:
+        h, S, log_mult = _decode_hidden(index, self.size, self.n_subspace, dtype)
+        return (h, S), log_mult
 
 
 def _decode_hidden(idx: Array, n_gates: int, n_subspace: int, dtype) -> tuple[Array, Array, Array]:
@@ -252,24 +288,3 @@ def _decode_hidden(idx: Array, n_gates: int, n_subspace: int, dtype) -> tuple[Ar
     return h, S, log_mult
 
 
-@filter_jit
-def _log_z(rbm: SubspaceRBM, route: str, chunk_size: int) -> Array:
-    if route == "hidden":
-
-        def log_term(idx):
-            h, S, log_mult = _decode_hidden(idx, rbm.n_gates, rbm.n_subspace, rbm.W.dtype)
-            hS = h[..., None] * S
-            return (
-                log_mult
-                + h @ rbm.c
-                + jnp.sum(rbm.d * hS, axis=(-2, -1))
-                + jnp.sum(softplus(rbm.visible_logits(h, S)), axis=-1)
-            )
-
-        return enumeration.logsumexp_over_indices(log_term, rbm.n_hidden_terms, chunk_size)
-
-    def log_term(idx):
-        x = enumeration.index_to_bits(idx, rbm.n_visible, rbm.W.dtype)
-        return -jax.vmap(rbm.unbatched_energy)(x)
-
-    return enumeration.logsumexp_over_indices(log_term, 2**rbm.n_visible, chunk_size)

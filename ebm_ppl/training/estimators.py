@@ -29,9 +29,8 @@ from jaxtyping import Array, PRNGKeyArray
 
 from ebm_ppl.kernels.gibbs import check_gibbs
 from ebm_ppl.kernels.gibbs import gibbs_sweeps as _sweeps
-from ebm_ppl.potentials.base import Potential, Support
-from ebm_ppl.ops import softplus
-from ebm_ppl.potentials.bernoulli_rbm import BernoulliRBM
+from ebm_ppl.potentials.base import Potential
+from ebm_ppl.potentials.capabilities import has_closed_form_gradient
 
 __all__ = ["GradientEstimator", "CDEstimator", "PCDEstimator", "CDState", "PCDState", "cd", "pcd", "gibbs_sweeps"]
 
@@ -75,42 +74,10 @@ def _free_energy_gap(model: Potential, x_data: Array, x_model: Array) -> Array:
 
 
 def _grads_and_metrics(model, x_data, x_model):
-    if type(model) is BernoulliRBM:  # exactly this family: its gradient in closed form
-        return _bernoulli_rbm_grads(model, x_data, x_model)
-    gap, grads = eqx.filter_value_and_grad(_free_energy_gap)(model, x_data, x_model)
-    return grads, {"free_energy_gap": gap}
-
-
-def _bernoulli_rbm_grads(rbm: BernoulliRBM, x_data: Array, x_model: Array):
-    """The gradient of ``mean F(x_data) - mean F(x_model)`` for ``F(x) = -b.x - sum softplus(c + xW)``
-    in closed form (Hinton 2002's CD update): with ``p(x) = sigmoid(c + xW)``, ``grad_W = -mean x^T
-    p(x)``, ``grad_b = -mean x``, ``grad_c = -mean p(x)`` over the data minus the same over the
-    samples. Equal to autodiff to rounding and cheaper on CPU: autodiff of ``softplus`` costs two
-    exponentials and a ``log1p`` per hidden unit, the closed form one sigmoid.
-
-    On a 64x20 RBM with batches of 100 the fixed cost of each small matmul dominates, so data and
-    samples (rows weighted ``1/B_data`` and ``-1/B_model``) share two matmuls: ``xs @ [W | b]``
-    gives the hidden logits and ``x.b`` (for the reported gap), ``[xs | 1]^T @ [p | 1]`` gives
-    ``grad_W``, ``grad_b`` and ``grad_c`` at once (a 64x20 PCD-1 update 1.06x faster than three
-    separate products). The reported gap takes the logits' softplus; deriving it from ``p`` with
-    one log per unit made the same update 1.35x slower (``benchmarks/rbm_training.py``)."""
-    x_model = jax.lax.stop_gradient(x_model)
-    n_data = x_data.shape[0]
-    n_visible, n_hidden = rbm.W.shape
-    xs = jnp.concatenate([x_data, x_model.astype(x_data.dtype)])
-    weights = jnp.concatenate([jnp.full(n_data, 1.0 / n_data, xs.dtype),
-                               jnp.full(x_model.shape[0], -1.0 / x_model.shape[0], xs.dtype)])
-    projections = xs @ jnp.concatenate([rbm.W, rbm.b[:, None]], axis=1)  # (N, M + 1): [x W | x.b]
-    logits = rbm.c + projections[:, :n_hidden]
-    p = jax.nn.sigmoid(logits)
-    ones = jnp.ones((xs.shape[0], 1), xs.dtype)
-    # weighted sums over the rows of x^T p, x, p: the data's means minus the samples' means
-    moments = (jnp.concatenate([xs, ones], axis=1) * weights[:, None]).T @ jnp.concatenate([p, ones], axis=1)
-    grad_w = -moments[:n_visible, :n_hidden]
-    grad_b = -moments[:n_visible, n_hidden]
-    grad_c = -moments[n_visible, :n_hidden]
-    gap = weights @ (-projections[:, n_hidden] - jnp.sum(softplus(logits), axis=-1))  # weights @ F(xs)
-    grads = eqx.tree_at(lambda m: (m.W, m.b, m.c), rbm, (grad_w, grad_b, grad_c))
+    if has_closed_form_gradient(model):
+        grads, gap = model.contrastive_gradient(x_data, x_model)
+    else:
+        gap, grads = eqx.filter_value_and_grad(_free_energy_gap)(model, x_data, x_model)
     return grads, {"free_energy_gap": gap}
 
 
@@ -148,16 +115,14 @@ class PCDEstimator(eqx.Module):
 
     def init(self, key: PRNGKeyArray, model: Potential, data: Array | tuple[Array, ...] | None = None) -> PCDState:
         """The state: a key and ``num_chains`` chains ``(num_chains, *event)``, started at random
-        rows of ``data`` when given, else at fair coin flips (binary) or standard normals (real)."""
+        rows of ``data`` when given, else at the potential's default starts (fair coin flips for
+        binary support, standard normals for real)."""
         key, sub = jax.random.split(key)
-        shape = (self.num_chains, *model.event_shape)
         if data is not None:
             x = jnp.asarray(data[0] if isinstance(data, tuple) else data)
             chains = x[jax.random.randint(sub, (self.num_chains,), 0, x.shape[0])]
-        elif model.support == Support.BINARY:
-            chains = jax.random.bernoulli(sub, 0.5, shape).astype(jnp.result_type(float))
         else:
-            chains = jax.random.normal(sub, shape)
+            chains = model.initial_positions(sub, self.num_chains)
         return PCDState(key, chains)
 
     def update(self, model: Potential, batch: tuple[Array, ...], state: PCDState):

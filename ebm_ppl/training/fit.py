@@ -33,7 +33,7 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.compiler import filter_jit
 from ebm_ppl.potentials.base import Potential, validate_input
-from ebm_ppl.potentials.gaussian_bernoulli_rbm import GaussianBernoulliRBM
+from ebm_ppl.potentials.capabilities import default_frozen
 from ebm_ppl.random import DEFAULT_IMPL, rekey
 from ebm_ppl.training.checkpoint import load_checkpoint, save_checkpoint
 from ebm_ppl.training.estimators import GradientEstimator
@@ -177,7 +177,7 @@ def fit(
         raise TypeError(f"metrics must be a function, None (the default metrics) or False (none), got {metrics!r}")
     if metrics is not False:
         metrics = metrics or getattr(estimator, "metrics", None) or boltzmann_metrics
-    freeze = tuple(("sigma",) if freeze is None and isinstance(model, GaussianBernoulliRBM) else (freeze or ()))
+    freeze = default_frozen(model) if freeze is None else tuple(freeze)
     optimizer = _guarded(DEFAULT_OPTIMIZER if optimizer is None else optimizer)
 
     params, static = eqx.partition(model, eqx.is_inexact_array)

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.compiler import filter_jit
-from ebm_ppl.kernels.langevin import run as _langevin_run
+from ebm_ppl.kernels.langevin import run as langevin_run
 from ebm_ppl.potentials.base import Potential
 
 __all__ = ["JEMEstimator", "JEMState", "jem", "jem_loss", "langevin_negatives", "replay_negatives",
@@ -106,7 +106,7 @@ def langevin_negatives(
     """
     if steps == 0:
         return x0
-    chain = functools.partial(_langevin_run, logdensity_fn=lambda x: -model.unbatched_energy(x), num_steps=steps,
+    chain = functools.partial(langevin_run, logdensity_fn=model.logdensity_fn(), num_steps=steps,
                               step_size=step_size, noise_scale=noise_scale)
     return jax.vmap(chain)(jax.random.split(key, x0.shape[0]), x0)
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
 from ebm_ppl.compiler import filter_jit
-from ebm_ppl.potentials.capabilities import has_block_conditionals
+from ebm_ppl.potentials.capabilities import has_exact_log_partition, has_visible_mean
 from ebm_ppl.potentials.base import Potential, Support
 
 __all__ = ["boltzmann_metrics", "boltzmann_metrics_sets", "reconstruction_error", "pseudo_log_likelihood", "EXACT_LL_MAX_TERMS"]
@@ -18,14 +18,9 @@ EXACT_LL_MAX_TERMS = 2**20
 
 @filter_jit
 def reconstruction_error(model: Potential, x: Array, key: PRNGKeyArray) -> Array:
-    """Mean squared error between x and its one-step reconstruction E[x' | h], h ~ p(h | x)."""
-    latent = model.sample_hidden(key, x)
-    if model.support == Support.REAL:  # Gaussian visible units: the conditional mean
-        recon = model._visible_mean(latent)
-    else:
-        latent = latent if isinstance(latent, tuple) else (latent,)
-        recon = jax.nn.sigmoid(model.visible_logits(*latent))
-    return jnp.mean((x - recon) ** 2)
+    """Mean squared error between x and its one-step reconstruction E[x' | h], h ~ p(h | x), for
+    potentials with ``conditional_visible_mean``; ``x: (N, D)``, returns a scalar."""
+    return jnp.mean((x - model.conditional_visible_mean(model.sample_hidden(key, x))) ** 2)
 
 
 @filter_jit
@@ -60,14 +55,14 @@ def boltzmann_metrics_sets(model: Potential, sets: dict[str, tuple[Array, ...]],
 def _boltzmann_values(model: Potential, xs: dict[str, Array], key: PRNGKeyArray) -> dict[str, Array]:
     k1, k2 = jax.random.split(key)
     log_z = None
-    if hasattr(model, "log_partition"):
+    if has_exact_log_partition(model):
         try:  # the size check is static: it raises while tracing, before any enumeration
             log_z = model.log_partition(max_terms=EXACT_LL_MAX_TERMS)
         except ValueError:
             pass
     out = {}
     for prefix, x in xs.items():
-        if has_block_conditionals(model):
+        if has_visible_mean(model):
             out[f"{prefix}reconstruction_error"] = reconstruction_error(model, x, k1)
         if model.support == Support.BINARY:
             out[f"{prefix}pseudo_log_likelihood"] = pseudo_log_likelihood(model, x, k2)

@@ -135,7 +135,7 @@ def test_reverse_ais_input_checks_and_exact_samples_limits():
     approx = ep.reverse_ais(jax.random.key(0), rbm, np.zeros((4, 8)), num_temperatures=20)
     assert approx.bound == "approximate upper"
     with pytest.raises(ValueError, match="not available"):
-        exact_samples(jax.random.key(0), ep.SubspaceRBM.init(jax.random.key(0), 4, 2, 2), 3)
+        exact_samples(jax.random.key(0), ep.JEM.init(jax.random.key(0), 4, 2, width=4, depth=1), 3)
     with pytest.raises(ValueError, match="2\\^30"):
         exact_samples(jax.random.key(0), ep.BernoulliRBM.init(jax.random.key(0), 40, 30), 3)
     with pytest.raises(ValueError, match="sandwich takes"):
@@ -148,7 +148,9 @@ def test_fused_rbm_path_weights_equal_the_generic_parameter_path(family):
     generic path's (theta_beta built explicitly, two free energies), also for a base with nonzero
     hidden biases, and its moves must be exact Gibbs sweeps of theta_beta (checked in
     distribution by the AIS accuracy tests above)."""
-    from ebm_ppl.partition.paths import ParameterPath, RBMPath, factorized_log_z, make_path
+    from ebm_ppl.partition.choice import factorized_log_z, make_path
+    from ebm_ppl.partition.paths import ParameterPath
+    from ebm_ppl.partition.rbm_path import RBMPath
 
     k = jax.random.split(jax.random.key(5), 4)
     if family == "bernoulli":

@@ -1,0 +1,102 @@
+"""The annealing path of an RBM over layers, fused: two matmuls per temperature instead of four.
+
+With a base of zero couplings (hidden biases c0, visible layer v0, the target's features), the
+intermediate model at beta has the hidden input ``beta * a(x)``, ``a(x) = features_v(x) W``,
+hidden layer ``h_beta = (1 - beta) h0 + beta h`` and visible layer ``v_beta`` likewise, so
+
+    log f_beta(x) = -E_{v_beta}(x) + cgf_{h_beta}(beta a(x)),
+
+and ``p_beta(h | x)`` takes the same input. One step computes ``a(x)`` once (one matmul) for both
+log f terms of the weight and for ``h ~ p_beta(h | x)``, then ``x ~ p_beta(x | h)`` from
+``beta W features_h(h)`` (the second matmul). :class:`~ebm_ppl.partition.paths.ParameterPath`
+computes ``theta_beta`` and runs four; the two agree to float rounding (tested). The step's random
+numbers come from :meth:`RBMPath.draws`, so AIS can draw them for many temperatures in one call.
+
+Layout: with fewer hidden units than chains, the chains are kept transposed, ``(D, N)``, and the
+hidden layer as ``(M, N)``, so elementwise work runs along the chain axis with one parameter per
+row (layer methods take ``axis=0``); with wide hidden layers the ``(N, D)`` layout is kept.
+``docs/performance.md`` has the measurements behind both choices.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, PRNGKeyArray
+
+from ebm_ppl.partition.paths import ParameterPath
+from ebm_ppl.potentials.base import Potential
+from ebm_ppl.potentials.capabilities import has_layers
+
+__all__ = ["RBMPath", "fused_path"]
+
+
+class RBMPath(ParameterPath):
+    """:class:`~ebm_ppl.partition.paths.ParameterPath` of an RBM over layers, fused (module docstring)."""
+
+    weights_t: Array | None = None  # W^T, set by prepare() for the transposed layout
+    transposed: bool = eqx.field(static=True, default=False)
+
+    def prepare(self, num_chains: int) -> "RBMPath":
+        """The layout for ``num_chains`` chains, and ``W^T`` stored once (a dot with the transposed
+        operand folded in runs on XLA's slow generic path, and a copy per step costs as much)."""
+        weights_t = jax.lax.optimization_barrier(self.target.W.T)
+        return RBMPath(self.base, self.target, self.base_log_z, weights_t, self.target.n_hidden < num_chains)
+
+    def to_state(self, xs: Array) -> Array:
+        """``(D, N)``, the chains transposed, in the transposed layout; else ``xs``."""
+        return xs.T if self.transposed else xs
+
+    def from_state(self, state: Array) -> Array:
+        return state.T if self.transposed else state
+
+    def draws(self, key: PRNGKeyArray, state: Array):
+        """The random numbers of one step for chains in :meth:`to_state`'s layout: one array
+        ``(N, M + D)`` (transposed: ``(M + D, N)``; the first M units' for h) when both layers draw
+        the same kind of noise, else the pair ``(hidden noise, visible noise)``."""
+        hidden, visible = self.target.hidden, self.target.visible
+        m, d, t = hidden.size, visible.size, self.transposed
+        n = state.shape[1] if t else state.shape[0]
+
+        def shape(k):
+            return (k, n) if t else (n, k)
+
+        if hidden.noise_kind == visible.noise_kind:
+            return hidden.noise(key, shape(m + d), state.dtype)
+        key_h, key_x = jax.random.split(key)
+        return hidden.noise(key_h, shape(m), state.dtype), visible.noise(key_x, shape(d), state.dtype)
+
+    def anneal_step(self, draws, state: Array, beta_from: Array, beta_to: Array, aux):
+        """:meth:`~ebm_ppl.partition.paths.AnnealingPath.anneal_step` on chains in :meth:`to_state`'s layout."""
+        target, base, t = self.target, self.base, self.transposed
+        axis = 0 if t else -1  # the axis of units in every array
+        if isinstance(draws, tuple):
+            noise_h, noise_x = draws
+        else:
+            m = target.n_hidden
+            noise_h, noise_x = (draws[:m], draws[m:]) if t else (draws[:, :m], draws[:, m:])
+        v_from = base.visible.interpolate(target.visible, beta_from)
+        v_to = base.visible.interpolate(target.visible, beta_to)
+        h_from = base.hidden.interpolate(target.hidden, beta_from)
+        h_to = base.hidden.interpolate(target.hidden, beta_to)
+        features = target.visible.features(state, axis)
+        field = self.weights_t @ features if t else features @ target.W  # a(x): shared by the weight and p(h | x)
+        delta = (v_from.energy_drop(v_to, state, axis)
+                 + h_to.cgf(beta_to * field, axis) - h_from.cgf(beta_from * field, axis))
+        h = target.hidden.features(h_to.sample_from_noise(noise_h, beta_to * field, axis), axis)
+        visible_field = beta_to * (target.W @ h if t else h @ target.W.T)
+        return v_to.sample_from_noise(noise_x, visible_field, axis), aux, delta
+
+
+def fused_path(base: Potential, target: Potential, base_log_z: Array) -> RBMPath | None:
+    """The fused path from ``base`` to ``target`` where it applies (an RBM over layers that split
+    their draws, with matrix couplings, and a base whose visible features equal the target's),
+    else None."""
+    if not (has_layers(target) and has_layers(base)):
+        return None
+    if target.hidden.noise_kind is None or target.visible.noise_kind is None:
+        return None
+    if not base.visible.same_features(target.visible):
+        return None
+    return RBMPath(base, target, base_log_z)

@@ -1,0 +1,227 @@
+"""What every restricted Boltzmann machine has, written once over its two layers.
+
+An RBM couples a visible layer and a hidden layer (:mod:`ebm_ppl.potentials.layers`) through
+weights W between their features::
+
+    E(x, h) = E_v(x) + E_h(h) - features_v(x) W features_h(h)
+    F(x)    = E_v(x) - cgf_h(features_v(x) W)            (h summed out)
+    log Z   = logsumexp_h [-E_h(h) + cgf_v(W features_h(h))]   (or over x; the smaller discrete layer)
+
+From these, :class:`RBMBase` gives the free energy, the block conditionals, exact log Z by
+chunked enumeration, exact samples, the coupling-free base model and its log Z. A family names its
+layers (``visible``, ``hidden`` properties over its own fields, so its file format is its own)
+and, where the couplings are not a matrix product, the two fields (:meth:`RBMBase.hidden_field`,
+:meth:`RBMBase.visible_field`). :class:`BinaryHiddenRBM` adds what binary hidden units allow
+(logits, the energy from the logits a Gibbs sweep forms anyway).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, PRNGKeyArray
+
+from ebm_ppl.compiler import filter_jit
+from ebm_ppl.potentials import enumeration
+from ebm_ppl.potentials.base import Potential, validate_input
+from ebm_ppl.potentials.layers import Binary, Layer
+
+__all__ = ["RBMBase", "BinaryHiddenRBM"]
+
+
+class RBMBase(Potential):
+    """A restricted Boltzmann machine over ``visible`` and ``hidden`` layers (abstract).
+
+    Subclasses define the fields, the ``visible`` and ``hidden`` layers over them, and
+    :meth:`with_layers` (the same family rebuilt from layers and weights).
+    """
+
+    W: eqx.AbstractVar[Array]
+
+    @property
+    @abc.abstractmethod
+    def visible(self) -> Layer:
+        """The visible layer."""
+
+    @property
+    @abc.abstractmethod
+    def hidden(self) -> Layer:
+        """The hidden layer."""
+
+    @abc.abstractmethod
+    def with_layers(self, visible: Layer, hidden: Layer, W: Array) -> "RBMBase":
+        """A model of this family with these layers and weights (other settings kept)."""
+
+    # -- shapes and couplings ------------------------------------------------------------------
+    @property
+    def n_visible(self) -> int:
+        return self.W.shape[0]
+
+    @property
+    def n_hidden(self) -> int:
+        return self.W.shape[1]
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return (self.n_visible,)
+
+    @property
+    def matrix_couplings(self) -> bool:
+        """Whether the couplings are the matrix products of :meth:`hidden_field` and
+        :meth:`visible_field` as defined here (a family may override them, as the subspace RBM does)."""
+        return type(self).hidden_field is RBMBase.hidden_field and type(self).visible_field is RBMBase.visible_field
+
+    def hidden_field(self, x: Array) -> Array:
+        """The input to the hidden layer, ``features_v(x) W``; ``(*batch, D) -> (*batch, M)``."""
+        return self.visible.features(x) @ self.W
+
+    def visible_field(self, latent: Any) -> Array:
+        """The input to the visible layer, ``W features_h(latent)``; ``-> (*batch, D)``."""
+        return self.hidden.features(latent) @ self.W.T
+
+    # -- energies ------------------------------------------------------------------------------
+    def unbatched_energy(self, x: Array) -> Array:
+        return self.visible.energy(x) - self.hidden.cgf(self.hidden_field(x))
+
+    def free_energy(self, x: ArrayLike) -> Array:
+        """F(x) = -log sum_h exp(-E(x, h)); ``(*batch, D) -> (*batch,)``."""
+        return self.energy(x)
+
+    # -- block conditionals --------------------------------------------------------------------
+    def sample_hidden(self, key: PRNGKeyArray, x: Array) -> Any:
+        """latent ~ p(latent | x); ``(*batch, D) ->`` the hidden layer's state, in x's dtype.
+        No validation (jit inner)."""
+        return self.hidden.sample(key, self.hidden_field(x), x.dtype)
+
+    def sample_visible(self, key: PRNGKeyArray, latent: Any) -> Array:
+        """x ~ p(x | latent); ``-> (*batch, D)`` in the latent's dtype. No validation (jit inner)."""
+        return self.visible.sample(key, self.visible_field(latent), jax.tree.leaves(latent)[0].dtype)
+
+    def conditional_visible_mean(self, latent: Any) -> Array:
+        """E[x | latent]; ``-> (*batch, D)``. No validation (jit inner)."""
+        return self.visible.mean(self.visible_field(latent))
+
+    # -- exact log partition and exact samples -------------------------------------------------
+    def _routes(self) -> dict[str, int]:
+        """The enumerable layers and their numbers of states."""
+        layers = {"hidden": self.hidden, "visible": self.visible}
+        return {name: layer.num_states for name, layer in layers.items() if hasattr(layer, "num_states")}
+
+    def _route(self, route: str | None) -> str:
+        routes = self._routes()
+        owner = type(self).__name__
+        if route is None:
+            return min(routes, key=lambda r: (routes[r], r != "hidden"))
+        if route not in ("hidden", "visible"):
+            allowed = " or ".join([", ".join(f"'{r}'" for r in routes), "None"])
+            raise ValueError(f"{owner}: route must be {allowed}, got {route!r}")
+        if route not in routes:
+            other = next(iter(routes))
+            raise ValueError(f"{owner}: route={route!r} is impossible, the {route} units are real-valued and "
+                             f"cannot be enumerated; use route={other!r} (or None), which integrates them out "
+                             "analytically")
+        return route
+
+    def _describe(self, route: str) -> str:
+        return (f"{type(self).__name__} with n_visible={self.n_visible}, n_hidden={self.n_hidden}, "
+                f"enumerating the {route} layer")
+
+    def log_partition(
+        self, *, route: str | None = None, max_terms: int | None = None, chunk_size: int = 2**14
+    ) -> Array:
+        """Exact log Z by enumerating the layer with fewer states (or ``route="hidden"|"visible"``)
+        and summing or integrating the other out in closed form: ``num_states`` terms, in chunks
+        of ``chunk_size`` (bounded memory); past ``max_terms`` (default 2^26) a ValueError points
+        to :func:`ebm_ppl.ais`."""
+        route = self._route(route)
+        enumeration.check_enumerable(self._routes()[route], max_terms, self._describe(route))
+        return _log_z(self, route, chunk_size)
+
+    def _log_terms(self, route: str, index: Array) -> tuple[Array, Any]:
+        """``(log weight, state)`` of the enumerated states ``index`` of ``route``'s layer."""
+        dtype = self.W.dtype
+        if route == "visible":
+            x, log_mult = self.visible.state(index, dtype)
+            return log_mult - jax.vmap(self.unbatched_energy)(x), x
+        latent, log_mult = self.hidden.state(index, dtype)
+        return log_mult - self.hidden.energy(latent) + self.visible.cgf(self.visible_field(latent)), latent
+
+    def exact_samples(self, key: PRNGKeyArray, num: int) -> Array:
+        """``num`` independent exact draws ``(num, D)``: a state of the smaller discrete layer from
+        its marginal by enumeration (at most
+        :data:`~ebm_ppl.potentials.enumeration.MAX_EXACT_STATES` states), then x given it."""
+        route = self._route(None)
+        num_states = self._routes()[route]
+        enumeration.check_enumerable(num_states, enumeration.MAX_EXACT_STATES, f"exact samples of a {self._describe(route)}")
+        log_w, states = self._log_terms(route, jnp.arange(num_states, dtype=jnp.int32))
+        key_state, key_x = jax.random.split(key)
+        chosen = jax.tree.map(lambda s: s[jax.random.categorical(key_state, log_w, shape=(int(num),))], states)
+        return chosen if route == "visible" else self.sample_visible(key_x, chosen)
+
+    # -- the coupling-free base model ----------------------------------------------------------
+    def base_model(self, data: ArrayLike | None = None) -> "RBMBase":
+        """The same family with W = 0, a zero-bias hidden layer and a visible layer fitted to
+        ``data`` ``(N, D)`` when given (binary units: the base-rate model of Salakhutdinov &
+        Murray 2008; Gaussian units: the data's means), else this model's visible layer. Its
+        log Z is :meth:`factorized_log_partition`."""
+        if data is not None:
+            data = validate_input(data, self.event_shape, self.support, name="data", owner=f"{type(self).__name__}.base_model")
+            if data.ndim != 2:
+                raise ValueError(f"{type(self).__name__}.base_model: data must have shape (N, {self.n_visible}), "
+                                 f"got {data.shape}")
+        zero_hidden = jax.tree.map(jnp.zeros_like, self.hidden)
+        return self.with_layers(self.visible.base(data), zero_hidden, jnp.zeros_like(self.W))
+
+    def factorized_log_partition(self) -> Array:
+        """Exact log Z of this model when W = 0 (the base model): ``cgf_v(0) + cgf_h(0)``. A
+        concrete W with a nonzero entry raises a ValueError."""
+        if not isinstance(self.W, jax.core.Tracer) and bool(jnp.any(self.W != 0)):
+            raise ValueError(f"{type(self).__name__}: the base model must have zero couplings (W is not zero); "
+                             "use base_model() or pass base=None for the uniform or base-rate (data=) model")
+        zero_v = jnp.zeros(self.n_visible, self.W.dtype)
+        return self.visible.cgf(zero_v) + self.hidden.cgf(jnp.zeros_like(self.hidden_field(zero_v)))
+
+
+class BinaryHiddenRBM(RBMBase):
+    """An RBM whose hidden layer is :class:`~ebm_ppl.potentials.layers.Binary` (abstract): hidden
+    logits, the free energy from them, and the joint energy."""
+
+    @property
+    @abc.abstractmethod
+    def hidden(self) -> Binary:
+        """The binary hidden layer."""
+
+    def hidden_logits(self, x: Array) -> Array:
+        """Logits of p(h = 1 | x), ``c + features_v(x) W``; ``(*batch, D) -> (*batch, M)``. No validation."""
+        return self.hidden.logits(self.hidden_field(x))
+
+    def energy_from_hidden_logits(self, x: Array, logits: Array) -> Array:
+        """F(x) from ``logits = hidden_logits(x)`` (which a Gibbs sweep computes anyway):
+        ``E_v(x) - sum softplus(logits)``; ``(*batch, D), (*batch, M) -> (*batch,)``. No validation."""
+        return self.visible.energy(x) - self.hidden.cgf_from_logits(logits)
+
+    def hidden_probs(self, x: ArrayLike) -> Array:
+        """p(h_j = 1 | x); ``(*batch, D) -> (*batch, M)``."""
+        return jax.nn.sigmoid(self.hidden_logits(self._check(x)))
+
+    def energy_joint(self, x: ArrayLike, h: ArrayLike) -> Array:
+        """E(x, h); ``x: (*batch, D)``, ``h: (*batch, M)`` -> ``(*batch,)``."""
+        x = self._check(x)
+        h = self._check_hidden(h)
+        coupling = jnp.sum(self.hidden_field(x) * h, axis=-1)
+        return self.visible.energy(x) + self.hidden.energy(h) - coupling
+
+    def _check_hidden(self, h: ArrayLike) -> Array:
+        return self.hidden.check(h, "h", type(self).__name__)
+
+
+@filter_jit
+def _log_z(rbm: RBMBase, route: str, chunk_size: int) -> Array:
+    def log_term(index):
+        return rbm._log_terms(route, index)[0]
+
+    return enumeration.logsumexp_over_indices(log_term, rbm._routes()[route], chunk_size)
