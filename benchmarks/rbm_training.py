@@ -16,7 +16,7 @@ Bernoulli RBM, 64 visible x 20 hidden, on the binarized digits train split (1000
               - ``epoch``: the warm epoch inside a call, (cached call of 2E epochs - cached call of
                 E epochs) / E (median of 5 pairs); the same with ``shuffle=True`` (fit's default:
                 a fresh permutation every epoch);
-              - ``compiled``: the compiled epoch loop alone (``ebm_ppl.training.fit._run_epochs``
+              - ``compiled``: the compiled epoch loop alone (``ebm_ppl.training.epochs.run_epochs``
                 called directly on the same state), per update; the rest of a call is Python;
               - ``unfused epoch``: median gap between successive calls of a ``metrics`` callback
                 that only records the time, which makes ``fit`` run one epoch per compiled call;
@@ -75,7 +75,7 @@ def measure_ep(epochs: int, seed: int, with_metrics: bool) -> dict:
 
     import ebm_ppl as ep
 
-    fit_module = importlib.import_module("ebm_ppl.training.fit")
+    from ebm_ppl.training import epochs as fit_epochs
     x = ep.data.digits(binarize=True).x_train
     opt = optax.sgd(0.05)
 
@@ -98,16 +98,16 @@ def measure_ep(epochs: int, seed: int, with_metrics: bool) -> dict:
     # the compiled loop alone, on the state fit starts from
     rbm = ep.BernoulliRBM.init(jax.random.key(seed), 64, 20, scale=0.01)
     params, static = eqx.partition(rbm, eqx.is_inexact_array)
-    guarded, mask = fit_module._guarded(opt), fit_module._freeze_mask(params, ())
+    guarded, mask = fit_epochs.guarded(opt), fit_epochs.freeze_mask(params, ())
     est = ep.training.pcd(k=1, num_chains=100)
-    state, key_loop = fit_module._init_state(params, static, est, guarded, (x,), jax.random.key(seed + 1),
+    state, key_loop = fit_epochs.init_state(params, static, est, guarded, (x,), jax.random.key(seed + 1),
                                              ep.random.DEFAULT_IMPL)
     carry = (state.params, state.opt_state, state.estimator_state)
     plan = np.array([0, epochs, 0, 4], np.int32)
     compiled = []
     for _ in range(5):
         t = time.perf_counter()
-        jax.block_until_ready(fit_module._run_epochs(static, est, guarded, mask, 100, False, fit_module.MAX_FUSED_EPOCHS,
+        jax.block_until_ready(fit_epochs.run_epochs(static, est, guarded, mask, 100, False, fit_epochs.MAX_FUSED_EPOCHS,
                                                      carry, (x,), key_loop, plan))
         compiled.append(time.perf_counter() - t)
     compiled_call = statistics.median(compiled)

@@ -5,10 +5,8 @@ draws) for 256-bit registers by default, even where the processor has 512-bit AV
 (on some older Intel parts wide instructions lower the clock). These loops are dominated by such
 kernels when the model is small, so on a host with AVX-512 ebm_ppl compiles its own programs
 (``ebm_ppl.sample``'s run, ``ebm_ppl.ais``, ``ebm_ppl.fit``'s epochs) with
-``xla_cpu_prefer_vector_width=512``. Measured on a 2-core AMD EPYC (``benchmarks/``): Philox
-uniforms 1.5x faster, a 784x500 block-Gibbs sweep of 100 chains 1.19x, a 64x20 PCD-1 update
-1.2x (in a microbenchmark of the update). The option only changes how XLA vectorizes: results
-are bitwise identical (tested). It is passed per program (``jax.jit(compiler_options=...)``), so
+``xla_cpu_prefer_vector_width=512`` (the speed-ups are in ``docs/performance.md``). The option
+only changes how XLA vectorizes: results are bitwise identical (tested). It is passed per program (``jax.jit(compiler_options=...)``), so
 nothing else in the process changes, and GPU/TPU compilers ignore it. JAX accepts compiler options only on an outermost ``jit``: a
 function wrapped by :func:`filter_jit` that is called under a trace (a user's ``jit``, ``vmap``,
 ``grad``) compiles as part of that program, without them.

@@ -19,11 +19,8 @@ extension API (``jax.extend.random.define_prng_impl``) under the name :data:`PHI
   from different Philox keys. The round function reproduces Random123's known-answer vectors
   (tested).
 
-Measured on 2 cores (AMD EPYC, AVX-512; ``benchmarks/``), against JAX's Philox-4x32 (which
-computes a whole 4-word block per 32-bit number): block-Gibbs kernel loop 1.05x (784x500) and
-1.19x (64x20) faster, a whole ``ebm_ppl.sample`` call 1.05x and 1.16x, a PCD-1 epoch 1.05-1.08x,
-AIS 1.03-1.06x. Against JAX's default threefry2x32 the kernel loop is 1.29x (784x500) and 1.89x
-(64x20) faster, a whole ``ebm_ppl.sample`` call 1.16x and 1.47x.
+Its speed against JAX's Philox-4x32 (which computes a whole 4-word block per 32-bit number) and
+threefry2x32 is in ``docs/performance.md``.
 
 How it is used:
 

@@ -46,6 +46,9 @@ def models(tmp_path_factory):
     ep.save(folder / "gauss.ebm", ep.Gaussian(np.array([1.0, -2.0, 0.5], np.float32),
                                               scale_diag=np.array([1.0, 0.5, 2.0], np.float32)))
     ep.save(folder / "gbrbm.ebm", ep.GaussianBernoulliRBM.init(jax.random.key(2), 64, 4, scale=0.1))
+    # 2^24 hidden states: exact log Z still enumerates (<= 2^26 terms), exact samples do not (> 2^22)
+    ep.save(folder / "gbrbm_wide.ebm", ep.GaussianBernoulliRBM.init(jax.random.key(2), 64, 24, scale=0.1))
+    ep.save(folder / "jem.ebm", ep.JEM.init(jax.random.key(3), 64, 3, width=8, depth=1))
     (folder / "notes.ebm").write_text("not a model\n")
     return folder
 
@@ -121,11 +124,21 @@ def test_logz_wide_rbm_exact_not_feasible(models, tmp_path, capsys):
     assert all(math.isfinite(v) for v in _numbers(results))
 
 
-def test_logz_real_model_reverse_from_scaled_digits(models, tmp_path, capsys):
+def test_logz_real_model_reverse_from_exact_samples(models, tmp_path, capsys):
+    """A Gaussian-Bernoulli RBM with 4 hidden units draws exact samples (enumerating its 16 hidden
+    states), so reverse AIS needs no data and its estimate is an upper bound in expectation."""
     code, out, err = _run(capsys, ["logz", models / "gbrbm.ebm", "--chains", 4, "--temperatures", 10,
+                                   "--reverse", "--out", tmp_path, "--quiet"])
+    assert code == 0, err
+    results = json.loads((tmp_path / "logz.json").read_text())
+    assert results["reverse"]["bound"] == "upper" and results["reverse"]["exact_start"] is True
+
+
+def test_logz_real_model_reverse_from_scaled_digits(models, tmp_path, capsys):
+    code, out, err = _run(capsys, ["logz", models / "gbrbm_wide.ebm", "--chains", 4, "--temperatures", 10,
                                    "--reverse", "--data", "digits", "--out", tmp_path, "--quiet"])
     assert code == 0, err
-    assert "started from 4 test images (there is no exact sampler for gaussian_bernoulli_rbm)" in out
+    assert "started from 4 test images (exact samples would enumerate 2^24 states)" in out
     assert "RAISE:" in out
     results = json.loads((tmp_path / "logz.json").read_text())
     assert math.isfinite(results["reverse"]["raise_mean_log_likelihood"])
@@ -145,7 +158,8 @@ def test_logz_real_model_reverse_from_scaled_digits(models, tmp_path, capsys):
         ("notes.ebm", [], "not an ebm_ppl model file"),
         ("gauss.ebm", ["--data", "digits"], "the digits are 64 pixels"),
         ("gauss.ebm", ["--data", "mnist"], "invalid choice: 'mnist'"),
-        ("gbrbm.ebm", ["--reverse"], "no exact sampler for gaussian_bernoulli_rbm"),
+        ("gbrbm_wide.ebm", ["--reverse"], "exact samples would enumerate 2^24 states"),
+        ("jem.ebm", ["--reverse"], "no exact sampler for jem"),
         ("rbm.ebm", ["--chains", "1"], "--chains: must be an integer >= 2"),
         ("rbm.ebm", ["--temperatures", "9"], "--temperatures: must be an integer >= 10"),
     ],

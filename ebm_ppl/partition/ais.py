@@ -11,17 +11,18 @@ exact target samples, ``E[w] = Z_0 / Z_K``, so ``log Z_0 - log mean(w)`` overest
 expectation: the other side of the sandwich (the reverse-annealing bound of Burda et al. 2015).
 Started from data or long-chain samples that bound is only approximate; the estimate says which.
 
+The reverse recursion is the one of Burda, Grosse & Salakhutdinov (2015), as corrected by Upadhya
+& Sastry (2015, eq. 10), and the one RBMsAnnealedImportanceSampling.jl and the BDMC reference code
+implement from exact target samples: the schedule reversed, weights ``sum_k [log f_{k-1}(x_k) -
+log f_k(x_k)]``, each increment taken before the move at the same temperature, and
+``log Z = log Z_0 - logmeanexp(log w)``.
+
 Started from any points x_i, each chain's weight also gives RAISE's per-example estimate (Burda,
 Grosse & Salakhutdinov 2015): the transitions are reversible (the x-marginal of a two-block Gibbs
 sweep is), so ``log f_K(x_i) - log Z_0 + log w_i`` estimates, unbiasedly in Z-space, the
 likelihood of x_i under the annealed model (the law of the forward chain's end point), and its
 mean over held-out data is a conservative estimate of their mean log-likelihood
-(``AISEstimate.start_log_likelihood``). This follows Burda et al.'s derivation in x-space, with
-the hidden units summed out of every f_k. We could not read Upadhya & Sastry's (2015) eq. 10,
-which corrects Burda et al.'s reverse weights; the recursion here (the reversed schedule, each
-increment taken before the move at the same temperature, ``log Z_0 - log mean(w)``) is the one
-the Julia package RBMsAnnealedImportanceSampling.jl documents as that equation, and the tests
-hold it to exact log Z (from exact samples) and to exact p(v).
+(``AISEstimate.start_log_likelihood``); the hidden units are summed out of every f_k.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import blackjax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, PRNGKeyArray
+from jaxtyping import Array, PRNGKeyArray
 
 from ebm_ppl.kernels.gibbs import gibbs_sweep
 from ebm_ppl.potentials.base import Potential

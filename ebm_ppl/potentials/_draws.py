@@ -3,10 +3,9 @@
 XLA fuses an elementwise producer into every consumer and duplicates it when there are several;
 it counts random-number generation as cheap elementwise work. A Gibbs draw typically has two
 consumers (the next matmul and the chain's stored state or a statistic such as the mean hidden
-activation), so without a barrier XLA generates its random numbers twice: the block-Gibbs kernel
-loop of 100 chains of a 64x20 RBM with Philox keys ran 4.0e4 sweeps/s without and 6.6e4 with the
-barrier (``benchmarks/gibbs_sweeps.py``). The draws below end in ``lax.optimization_barrier``,
-which makes XLA materialize them once (the values do not change).
+activation), so without a barrier XLA generates its random numbers twice (the cost is in
+``docs/performance.md``). The draws below end in ``lax.optimization_barrier``, which makes XLA
+materialize them once (the values do not change).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from ebm_ppl.training.estimators import (
     gibbs_sweeps,
     pcd,
 )
-from ebm_ppl.training.fit import History, TrainingDiverged, fit
+from ebm_ppl.training.fit import CheckpointWarning, History, TrainingDiverged, fit
 from ebm_ppl.training.jem import JEMEstimator, JEMState, jem, jem_loss, jem_metrics, langevin_samples
 from ebm_ppl.training.metrics import (
     boltzmann_metrics,
@@ -32,6 +32,7 @@ __all__ = [
     "fit",
     "History",
     "TrainingDiverged",
+    "CheckpointWarning",
     "boltzmann_metrics",
     "boltzmann_metrics_sets",
     "pseudo_log_likelihood",

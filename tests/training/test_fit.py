@@ -4,6 +4,7 @@ fused call, eval_every, the PRNG implementation, and the shared-log-Z default me
 import importlib
 import json
 import logging
+import os
 import zipfile
 
 import jax
@@ -14,7 +15,7 @@ import pytest
 
 import ebm_ppl as ep
 
-fit_module = importlib.import_module("ebm_ppl.training.fit")
+epochs_module = importlib.import_module("ebm_ppl.training.epochs")
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +27,13 @@ def x():
 def calls(monkeypatch):
     """Counts the compiled calls (each runs one group of epochs) that ep.fit makes."""
     counter = {"n": 0}
-    inner = fit_module._run_epochs
+    inner = epochs_module.run_epochs
 
     def counting(*args):
         counter["n"] += 1
         return inner(*args)
 
-    monkeypatch.setattr(fit_module, "_run_epochs", counting)
+    monkeypatch.setattr(epochs_module, "run_epochs", counting)
     return counter
 
 
@@ -120,12 +121,12 @@ def test_a_second_call_with_equal_settings_compiles_nothing(x, caplog):
         _run(x, estimator=ep.training.pcd(k=1, num_chains=40))
         assert _compiled(caplog) == []
         _run(x, estimator=ep.training.pcd(k=2, num_chains=40))
-        assert any("_run_epochs" in m for m in _compiled(caplog))
+        assert any("jit(run_epochs)" in m for m in _compiled(caplog))
         caplog.clear()
         model0 = ep.BernoulliRBM.init(jax.random.key(0), 64, 8, scale=0.1)
         ep.fit(model0, x, ep.training.pcd(k=1, num_chains=40), key=jax.random.key(4), epochs=6, batch_size=50,
                optimizer=optax.sgd(0.05, momentum=0.5), metrics=False)
-        assert any("_run_epochs" in m for m in _compiled(caplog))
+        assert any("jit(run_epochs)" in m for m in _compiled(caplog))
 
 
 def test_eval_every_evaluates_every_other_epoch_without_changing_the_run(x):
@@ -217,3 +218,48 @@ def test_resume_refuses_another_shuffle_setting(x, tmp_path):
     with pytest.raises(ValueError, match="shuffle=False; resuming with shuffle=True"):
         _run(x, tmp_path, epochs=4, resume=True)
     _assert_same_run(_run(x, epochs=4, shuffle=False), _run(x, tmp_path, epochs=4, resume=True, shuffle=False))
+
+
+def test_a_misspelled_monitor_is_an_error_listing_the_recorded_metrics(x):
+    """monitor='val_log_likelihod' would never select or stop anything; the first evaluation refuses it."""
+    model0 = ep.BernoulliRBM.init(jax.random.key(0), 64, 8, scale=0.1)
+    with pytest.raises(ValueError, match=r"monitor='val_log_likelihod' is not a recorded metric.*val_log_likelihood"):
+        ep.fit(model0, x[:200], ep.training.pcd(k=1, num_chains=20), key=jax.random.key(1), epochs=3, batch_size=50,
+               optimizer=OPT, validation=x[200:], monitor="val_log_likelihod")
+
+
+def test_a_failed_save_warns_and_returns_the_trained_model(x, tmp_path, monkeypatch):
+    """Checkpoints and model.ebm that cannot be written (disk full, permissions changed mid-run)
+    cost a warning each, never the trained model: it equals the run without checkpoints."""
+    run_module = importlib.import_module("ebm_ppl.training.run")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(run_module, "save_checkpoint", refuse)
+    monkeypatch.setattr(run_module, "save", refuse)
+    with pytest.warns(ep.training.CheckpointWarning) as caught:
+        saved = _run(x, tmp_path, checkpoint_every=2)
+    messages = [str(w.message) for w in caught]
+    assert any("could not write checkpoint.ckpt" in m for m in messages)
+    assert any("could not write model.ebm" in m for m in messages)
+    _assert_same_run(saved, _run(x))
+    assert not list(tmp_path.iterdir())
+
+
+def test_checkpoint_dir_is_checked_before_training(x, tmp_path):
+    """A checkpoint_dir that cannot hold files is refused before the first epoch."""
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    with pytest.raises(NotADirectoryError, match="checkpoint_dir"):
+        _run(x, not_a_dir)
+    if os.geteuid() == 0:
+        pytest.skip("root can write anywhere")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError, match="not writable"):
+            _run(x, locked)
+    finally:
+        locked.chmod(0o700)

@@ -1,0 +1,159 @@
+"""The compiled part of :func:`ebm_ppl.fit`: the training state and groups of epochs in one program.
+
+A call of :func:`run_epochs` runs a ``lax.while_loop`` over epochs, each a ``lax.scan`` over
+minibatches, and checks the parameters and the epoch's mean step metrics for divergence after
+every epoch, so the host fetches one small result per call. The programs are module-level and
+take the model's static part, the estimator and the optimizer as static arguments, so a later
+call with equal ones and the same shapes reuses the compiled code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, PRNGKeyArray
+
+from ebm_ppl.compiler import filter_jit
+from ebm_ppl.random import rekey
+
+__all__ = ["TrainState", "EXPLOSION", "MAX_FUSED_EPOCHS", "DEFAULT_OPTIMIZER", "guarded", "freeze_mask",
+           "init_state", "run_epochs", "healthy", "scale_step"]
+
+#: |parameter| or |metric| beyond this counts as divergence (Grathwohl et al.'s guard).
+EXPLOSION = 1e8
+#: The most epochs one compiled call runs. Fixed, so that every call, fused or not, runs the same
+#: compiled program (the results do not depend on how the epochs were grouped into calls).
+MAX_FUSED_EPOCHS = 64
+#: ``optax.sgd(0.05, momentum=0.5)``: one object, so that fits with the default optimizer share
+#: their compiled program.
+DEFAULT_OPTIMIZER = optax.sgd(0.05, momentum=0.5)
+
+
+class TrainState(eqx.Module):
+    """Everything a run carries between epochs (and a checkpoint stores): the parameters, the
+    optimizer's and the estimator's states, and the best parameters so far."""
+
+    params: Any
+    opt_state: Any
+    estimator_state: Any
+    best_params: Any
+
+    def replace(self, **changes: Any) -> "TrainState":
+        return dataclasses.replace(self, **changes)
+
+
+@functools.lru_cache(maxsize=32)
+def _guarded_cached(optimizer):
+    return optax.chain(optimizer, optax.inject_hyperparams(optax.scale)(step_size=1.0))
+
+
+def guarded(optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``optimizer`` followed by a scale the divergence guard halves (:func:`scale_step`); one
+    object per optimizer object, so the compiled program (which takes it as a static argument)
+    is reused."""
+    try:
+        return _guarded_cached(optimizer)
+    except TypeError:  # unhashable: no caching
+        return _guarded_cached.__wrapped__(optimizer)
+
+
+def scale_step(state: TrainState, factor: float) -> TrainState:
+    """``state`` with the guard's step size multiplied by ``factor``."""
+    inner, guard = state.opt_state
+    hyper = dict(guard.hyperparams)
+    hyper["step_size"] = hyper["step_size"] * factor
+    return state.replace(opt_state=(inner, guard._replace(hyperparams=hyper)))
+
+
+def freeze_mask(params: Any, freeze: Sequence[str]) -> Any:
+    """A pytree of ``params``'s structure, True in the fields named in ``freeze``; ValueError for
+    a name ``params`` has no field of."""
+    unknown = [f for f in freeze if not hasattr(params, f)]
+    if unknown:
+        raise ValueError(f"freeze: {type(params).__name__} has no field(s) {unknown}")
+    mask = jax.tree.map(lambda _: False, params)
+    for name in freeze:
+        mask = eqx.tree_at(lambda m, name=name: getattr(m, name), mask,
+                           replace_fn=lambda sub: jax.tree.map(lambda _: True, sub))
+    return mask
+
+
+def healthy(params: Any, means: Any) -> Array:
+    """Traced: True when every parameter is finite and at most :data:`EXPLOSION` in magnitude and
+    every mean is finite and below it (NaN fails both comparisons)."""
+    ok = jnp.array(True)
+    for leaf in jax.tree.leaves(eqx.filter(params, eqx.is_inexact_array)):
+        ok = ok & jnp.all(jnp.abs(leaf) <= EXPLOSION)
+    for value in jax.tree.leaves(means):
+        ok = ok & jnp.all(jnp.abs(value) < EXPLOSION)
+    return ok
+
+
+@filter_jit
+def init_state(params, static, estimator, optimizer, data: tuple[Array, ...], key, prng_impl: str | None):
+    """The initial :class:`TrainState` and the key of the epoch loop, from the user's ``key``."""
+    key_init, key_loop = jax.random.split(rekey(key, prng_impl))
+    model = eqx.combine(params, static)
+    return TrainState(params, optimizer.init(params), estimator.init(key_init, model, data), params), key_loop
+
+
+@filter_jit
+def run_epochs(static, estimator, optimizer, frozen_mask, batch_size: int, shuffle: bool, capacity: int, carry,
+               data: tuple[Array, ...], key_loop: PRNGKeyArray, plan):
+    """Run epochs ``start, ..., start + num - 1`` (``plan = [start, num, retries, tries]``, int32)
+    until one diverges, each a ``lax.scan`` over ``N // batch_size`` minibatches (shuffled, or in
+    the data's order when ``shuffle`` is False).
+
+    Epoch ``e`` shuffles with ``fold_in(key_loop, e * tries + r)``'s first half, ``r`` = ``retries``
+    for the first epoch and 0 after it, so a run does not depend on how its epochs are grouped.
+
+    Returns:
+        ``(carry, means, done)``: ``carry = (params, opt_state, estimator_state)`` after the
+        ``done`` good epochs, and each step metric's epoch means, shape ``(capacity,)``, valid in
+        ``[:done]``. ``done < num`` means epoch ``start + done`` diverged (non-finite or exploding
+        parameters or means) and was discarded.
+    """
+    start, num, retries, tries = plan[0], plan[1], plan[2], plan[3]
+    n = data[0].shape[0]
+    num_batches = n // batch_size
+
+    def one_epoch(carry, key):
+        if shuffle:
+            perm = jax.random.permutation(key, n)[: num_batches * batch_size].reshape(num_batches, batch_size)
+            batches = tuple(a[perm] for a in data)
+        else:
+            batches = tuple(a[: num_batches * batch_size].reshape(num_batches, batch_size, *a.shape[1:])
+                            for a in data)
+
+        def step(carry, batch):
+            params, opt_state, est_state = carry
+            grads, est_state, step_metrics = estimator.update(eqx.combine(params, static), batch, est_state)
+            grads = eqx.filter(grads, eqx.is_inexact_array)
+            if any(jax.tree.leaves(frozen_mask)):
+                grads = jax.tree.map(lambda g, frozen: jnp.zeros_like(g) if frozen else g, grads, frozen_mask)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (eqx.apply_updates(params, updates), opt_state, est_state), step_metrics
+
+        carry, per_step = jax.lax.scan(step, carry, batches)
+        return carry, jax.tree.map(jnp.mean, per_step)
+
+    def body(loop):
+        i, _, carry, buffer = loop
+        epoch_key = jax.random.fold_in(key_loop, (start + i) * tries + jnp.where(i == 0, retries, 0))
+        new_carry, means = one_epoch(carry, jax.random.split(epoch_key)[0])
+        good = healthy(new_carry[0], means)
+        carry = jax.tree.map(lambda new, old: jax.lax.select(good, new, old), new_carry, carry)
+        buffer = jax.tree.map(lambda b, m: b.at[i].set(m), buffer, means)
+        return i + good.astype(i.dtype), good, carry, buffer
+
+    shapes = jax.eval_shape(one_epoch, carry, key_loop)[1]
+    buffer = jax.tree.map(lambda s: jnp.zeros((capacity, *s.shape), s.dtype), shapes)
+    loop = (jnp.zeros((), jnp.int32), jnp.array(True), carry, buffer)
+    done, _, carry, buffer = jax.lax.while_loop(lambda loop: loop[1] & (loop[0] < num), body, loop)
+    return carry, buffer, done

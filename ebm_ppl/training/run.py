@@ -1,0 +1,223 @@
+"""One :func:`ebm_ppl.fit` run as named steps: resume, train groups of epochs (evaluate, monitor,
+checkpoint, recover from divergence), finish (the best model and the files)."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import warnings
+from typing import Callable
+
+import equinox as eqx
+import jax
+import numpy as np
+
+from ebm_ppl.io import save
+from ebm_ppl.potentials.base import Potential
+from ebm_ppl.training import epochs as compiled
+from ebm_ppl.training.checkpoint import load_checkpoint, save_checkpoint
+from ebm_ppl.training.epochs import DEFAULT_OPTIMIZER, EXPLOSION, MAX_FUSED_EPOCHS, TrainState
+from ebm_ppl.training.history import History, Monitor, TrainingDiverged
+from ebm_ppl.training.metrics import boltzmann_metrics, boltzmann_metrics_sets
+
+__all__ = ["TrainingRun", "CheckpointWarning", "CHECKPOINT", "MODEL"]
+
+#: File names inside ``checkpoint_dir``.
+CHECKPOINT = "checkpoint.ckpt"
+MODEL = "model.ebm"
+_PACKAGE = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))),)  # warnings point at the caller's line, outside ebm_ppl
+
+
+class CheckpointWarning(RuntimeWarning):
+    """A checkpoint or the final model could not be written; training went on, the model is returned."""
+
+
+class TrainingRun:
+    """One training run: its state on the device, its history and monitor on the host."""
+
+    def __init__(self, model, estimator, settings, *, optimizer, key, shuffle, freeze, prng_impl,
+                 monitor: Monitor):
+        self.settings, self.estimator, self.shuffle, self.monitor = settings, estimator, shuffle, monitor
+        self.optimizer = compiled.guarded(DEFAULT_OPTIMIZER if optimizer is None else optimizer)
+        params, self.static = eqx.partition(model, eqx.is_inexact_array)
+        self.frozen_mask = compiled.freeze_mask(params, freeze)
+        self.state, self.key_loop = compiled.init_state(params, self.static, estimator, self.optimizer,
+                                                        settings.data, key, prng_impl)
+        self.history, self.epoch, self.retries = History(), 0, 0
+        self.checkpointing = settings.checkpoint_dir is not None
+
+    # -- the steps ---------------------------------------------------------------------------------
+    def resume(self) -> None:
+        """Continue from ``checkpoint_dir``'s checkpoint when there is one."""
+        path = self._path(CHECKPOINT)
+        if path is None or not os.path.exists(path):
+            return
+        self.state, meta = load_checkpoint(path, self.state)
+        if meta.get("shuffle", True) != self.shuffle:  # absent in checkpoints written before it was kept
+            raise ValueError(f"checkpoint {path!r} was written by a run with shuffle={meta.get('shuffle', True)}; "
+                             f"resuming with shuffle={self.shuffle} would not continue that run")
+        self.history = History(meta["records"], meta["monitor"], meta["best_epoch"])
+        self.epoch, self.monitor.best_value = meta["epoch"] + 1, meta["best_value"]
+        if self.monitor.name is None:
+            self.monitor.name = meta["monitor"]
+
+    def train(self, progress: bool) -> None:
+        """Run groups of epochs until the last, early stopping, or repeated divergence."""
+        self.bar = _progress_bar(progress, self.settings.epochs, self.epoch)
+        try:
+            while self.epoch < self.settings.epochs:
+                stop = self._group_end(self.epoch)
+                done, records, new_state = self._train_group(stop)
+                complete = bool(records) and self.epoch + done == stop  # else it diverged, or its metrics did
+                if done and self._accept(done, records, new_state, complete=complete):
+                    break
+                if not complete and not self._recover():
+                    break
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+
+    def finish(self) -> tuple[Potential, History]:
+        """The best model (the last if nothing was monitored) and the history; the final
+        checkpoint and ``model.ebm`` written when checkpointing."""
+        best = self.state.best_params if self.history.best_epoch is not None else self.state.params
+        final = eqx.combine(best, self.static)
+        if self.checkpointing:
+            if self.history.records:
+                self._write_checkpoint()
+            self._guard_save(lambda: save(self._path(MODEL), final, metadata={
+                "epochs": len(self.history.records), "best_epoch": self.history.best_epoch,
+                "stopped": self.history.stopped}), MODEL)
+        return final, self.history
+
+    # -- inside train ------------------------------------------------------------------------------
+    def _evaluated(self, e: int) -> bool:
+        """Whether metrics, the monitor and early stopping run after epoch ``e``."""
+        s = self.settings
+        return s.evaluating and ((e + 1) % s.eval_every == 0 or e == s.epochs - 1)
+
+    def _needs_host(self, e: int) -> bool:
+        every = self.settings.checkpoint_every
+        return (e == self.settings.epochs - 1 or self.bar is not None or self._evaluated(e)
+                or bool(self.checkpointing and every and (e + 1) % every == 0))
+
+    def _group_end(self, epoch: int) -> int:
+        """One past the last epoch of the group that starts at ``epoch``: up to the next epoch the
+        host acts after, at most :data:`MAX_FUSED_EPOCHS`."""
+        stop = epoch + 1
+        while stop < min(self.settings.epochs, epoch + MAX_FUSED_EPOCHS) and not self._needs_host(stop - 1):
+            stop += 1
+        return stop
+
+    def _train_group(self, stop: int) -> tuple[int, list[dict[str, float]], TrainState]:
+        """Run epochs ``self.epoch .. stop - 1``; return how many were good, their records (the
+        last one evaluated when due) and the state after them. Non-finite metrics reject the
+        whole group (0 good epochs)."""
+        s, epoch, tries = self.settings, self.epoch, self.settings.max_retries + 1
+        plan = np.array([epoch, stop - epoch, self.retries, tries], np.int32)
+        carry, means, done = compiled.run_epochs(
+            self.static, self.estimator, self.optimizer, self.frozen_mask, s.batch_size, self.shuffle,
+            MAX_FUSED_EPOCHS, (self.state.params, self.state.opt_state, self.state.estimator_state), s.data,
+            self.key_loop, plan)
+        means, done = jax.device_get((means, done))
+        done = int(done)
+        new_state = self.state.replace(params=carry[0], opt_state=carry[1], estimator_state=carry[2])
+        records = [{"epoch": e, **{f"train_{k}": float(v[i]) for k, v in means.items()}}
+                   for i, e in enumerate(range(epoch, epoch + done))]
+        if epoch + done == stop and self._evaluated(stop - 1) and s.metrics is not None:
+            index = (stop - 1) * tries + (self.retries if stop - 1 == epoch else 0)  # keyed like the epoch's shuffle
+            records[-1].update(_evaluate(s.metrics, eqx.combine(carry[0], self.static), s.data, s.validation,
+                                         self.key_loop, index))
+            if not _finite(records[-1]):
+                return 0, [], self.state
+        return done, records, new_state
+
+    def _accept(self, done: int, records, new_state: TrainState, *, complete: bool) -> bool:
+        """Keep the good epochs; monitor, show and checkpoint them. Returns whether to stop early
+        (checked after a ``complete`` group only)."""
+        self.retries, self.state = 0, new_state
+        self.history.records.extend(records)
+        record = records[-1]
+        if complete and self._evaluated(record["epoch"]) and self.monitor.update(record, self.history):
+            self.state = self.state.replace(best_params=self.state.params)
+        if self.bar is not None:
+            self.bar.update(done)
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k.startswith("val_")} or None)
+        self.epoch += done
+        every = self.settings.checkpoint_every
+        if self.checkpointing and every and self.epoch % every == 0:
+            self._write_checkpoint()
+        return complete and self.monitor.exhausted(record["epoch"], self.history)
+
+    def _recover(self) -> bool:
+        """After a diverged group: restore the last good state with half the step size and a
+        re-seeded sampler; False (and a warning) after ``max_retries`` failures in a row."""
+        self.retries += 1
+        max_retries = self.settings.max_retries
+        if self.retries > max_retries:
+            self.history.stopped = "diverged"
+            self.history.message = (f"training diverged at epoch {self.epoch} {max_retries + 1} times in a row "
+                                    "(non-finite or exploding parameters/metrics) despite lowering the step size; "
+                                    "stopped and kept the last good model")
+            warnings.warn(self.history.message, TrainingDiverged, skip_file_prefixes=_PACKAGE)
+            return False
+        self.history.recoveries += 1
+        state = compiled.scale_step(self.state, 0.5)
+        if hasattr(state.estimator_state, "key"):
+            est = state.estimator_state
+            state = state.replace(estimator_state=est._replace(key=jax.random.fold_in(est.key, self.retries)))
+        self.state = state
+        return True
+
+    # -- files -------------------------------------------------------------------------------------
+    def _path(self, name: str) -> str | None:
+        return None if self.settings.checkpoint_dir is None else os.path.join(self.settings.checkpoint_dir, name)
+
+    def _write_checkpoint(self) -> None:
+        meta = {"epoch": self.history.records[-1]["epoch"], "records": self.history.records,
+                "monitor": self.history.monitor, "best_epoch": self.history.best_epoch,
+                "best_value": self.monitor.best_value, "shuffle": self.shuffle}
+        self._guard_save(lambda: save_checkpoint(self._path(CHECKPOINT), self.state, meta), CHECKPOINT)
+
+    def _guard_save(self, write: Callable[[], None], what: str) -> None:
+        """Run ``write``; a failure becomes a :class:`CheckpointWarning` (training and the
+        returned model do not depend on the files)."""
+        try:
+            write()
+        except (OSError, ValueError) as exc:
+            warnings.warn(f"fit: could not write {what} in {self.settings.checkpoint_dir!r} ({exc}); training "
+                          "continues and the trained model is returned", CheckpointWarning,
+                          skip_file_prefixes=_PACKAGE)
+
+
+def _evaluate(metrics, model: Potential, data, validation, key_loop, index: int) -> dict[str, float]:
+    """The epoch's metrics on the training and validation data, keyed by ``fold_in(key_loop, index)``'s
+    second half; the default Boltzmann metrics in one compiled call with one log Z."""
+    key = jax.random.split(jax.random.fold_in(key_loop, index))[1]
+    sets = {"train_": data} if validation is None else {"train_": data, "val_": validation}
+    if metrics is boltzmann_metrics:
+        return boltzmann_metrics_sets(model, sets, key)
+    out = {}
+    for prefix, d in sets.items():
+        values = metrics(model, d, key, prefix)
+        if not isinstance(values, dict):
+            raise TypeError(f"fit: metrics must return a dict of numbers, got {type(values).__name__}")
+        for name, value in values.items():
+            try:
+                out[name] = float(value)
+            except (TypeError, ValueError):
+                raise TypeError(f"fit: metric {name!r} is not a number ({value!r})") from None
+    return out
+
+
+def _finite(record: dict[str, float]) -> bool:
+    return all(math.isfinite(v) and abs(v) < EXPLOSION for v in record.values())
+
+
+def _progress_bar(enabled: bool, epochs: int, start: int):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=epochs, initial=start, desc="training", unit="epoch", file=sys.stderr)
