@@ -35,11 +35,13 @@ _ENV = "EBM_PPL_CPU_VECTOR_WIDTH"
 
 
 def _host_has_avx512() -> bool:
-    try:  # numpy's runtime dispatch table: the host's instruction sets, without starting JAX
-        from numpy._core._multiarray_umath import __cpu_features__
-    except ImportError:  # pragma: no cover - numpy moved it
+    """Whether the CPU has AVX-512 (its ``avx512f`` flag in ``/proc/cpuinfo``); False where that
+    file does not exist (XLA's default vector width is then kept)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            return any(line.startswith("flags") and " avx512f" in line for line in f)
+    except OSError:
         return False
-    return bool(__cpu_features__.get("AVX512F"))
 
 
 def _options() -> dict[str, Any]:

@@ -154,15 +154,16 @@ def _logz_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Estimate the log partition function of a saved model by annealed importance sampling.
 
-    Forward AIS (ep.ais) from a tractable base (the base-rate model fitted to --data, else the
-    uniform / standard-normal one) gives log Z with a delta-method error bar and the weights'
-    effective sample size; it underestimates log Z in expectation. With --reverse, reverse AIS
-    (ep.reverse_ais) runs the same path back from exact samples (ep.partition.exact_samples;
-    an upper bound in expectation) or, where none can be drawn, from test images (an
-    approximate one, and RAISE's conservative estimate of those images' mean log-likelihood);
-    the two make the sandwich, which with --data also brackets the mean test log-likelihood. The exact log Z (ep.log_partition) is printed where the enumeration is
-    feasible. Writes DIR/ais_health.png (log-weight variance along the schedule, histogram of
-    the log-weights) and DIR/logz.json.
+    Forward AIS (ep.ais) from a tractable base (the base-rate model fitted to --data, else
+    the model with its couplings set to zero, or N(0, I)) gives log Z with a delta-method
+    error bar and the weights' effective sample size; it underestimates log Z in
+    expectation. With --reverse, reverse AIS (ep.reverse_ais) runs the same path back from
+    exact samples (ep.partition.exact_samples; an upper bound in expectation) or, where none
+    can be drawn, from test images (an approximate one, and RAISE's conservative estimate of
+    those images' mean log-likelihood); the two make the sandwich, which with --data also
+    brackets the mean test log-likelihood. The exact log Z (ep.log_partition) is printed
+    where the enumeration is feasible. Writes DIR/ais_health.png (log-weight variance along
+    the schedule, histogram of the log-weights) and DIR/logz.json.
     """
     model_file = args.model
     model = load_model(model_file)

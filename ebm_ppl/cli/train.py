@@ -48,7 +48,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training data; the train / validation / test split is fixed [default: %(default)s]")
     parser.add_argument("--epochs", type=int_in(1), metavar="N",
                         help="passes over the 1000 training images (the total, when resuming) "
-                        "[default: rbm, grbm, subspace-rbm 50; jem 30]")
+                        "[default: rbm, grbm, subspace-rbm 50; jem 40]")
     parser.add_argument("--hidden", type=int_in(1), metavar="M",
                         help="hidden units of rbm and grbm [default 16], or the width of the JEM's three "
                         "hidden layers [default 512]")

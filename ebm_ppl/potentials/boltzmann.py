@@ -99,6 +99,7 @@ class BoltzmannMachine(Potential):
 
     def exact_samples(self, key: PRNGKeyArray, num: int) -> Array:
         """``num`` independent exact draws ``(num, D)`` by enumerating the 2^D states (D <= 22)."""
+        num = enumeration.check_num(num, "BoltzmannMachine.exact_samples")
         return enumeration.sample_binary_states(key, self._log_weights, self.dim, num, self.W.dtype,
                                                 f"a BoltzmannMachine with D={self.dim}")
 

@@ -11,10 +11,11 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
 __all__ = ["DEFAULT_MAX_TERMS", "MAX_EXACT_STATES", "check_enumerable", "logsumexp_over_indices", "index_to_bits",
-           "all_binary_states", "sample_binary_states"]
+           "all_binary_states", "log_weights", "sample_indices", "sample_binary_states", "check_num"]
 
 #: Largest state space :func:`ebm_ppl.log_partition` enumerates unless told otherwise (2^26).
 DEFAULT_MAX_TERMS = 2**26
@@ -77,11 +78,52 @@ def logsumexp_over_indices(
     return m + jnp.log(s)
 
 
+def log_weights(log_term: Callable[[Array], Array], num_terms: int, chunk_size: int = 2**14) -> Array:
+    """``log_term(i)`` for every ``i < num_terms``, shape ``(num_terms,)``, evaluated ``chunk_size``
+    indices at a time (``log_term: (chunk,) int32 -> (chunk,)``), so the intermediate arrays of
+    one chunk bound the memory."""
+    chunk = int(min(chunk_size, num_terms))
+    num_chunks = -(-num_terms // chunk)
+    index = jnp.minimum(jnp.arange(num_chunks * chunk, dtype=jnp.int32), num_terms - 1)
+    return jax.lax.map(log_term, index.reshape(num_chunks, chunk)).reshape(-1)[:num_terms]
+
+
+def sample_indices(key: PRNGKeyArray, log_weights: Array, num: int, batch_size: int = 256) -> Array:
+    """``num`` independent draws of an index ``i`` with probability ``∝ exp(log_weights[i])``;
+    ``(S,) -> (num,)`` int32.
+
+    Two exact categorical draws per sample, first of a block of about ``sqrt(S)`` indices (by the
+    blocks' log-sum-exp), then of an index inside it, ``batch_size`` samples at a time: memory
+    ``batch_size * 2 sqrt(S)`` whatever ``num`` is (one categorical over all S indices would
+    hold ``num x S`` numbers). Jit-compatible; ``num`` is static.
+    """
+    size = log_weights.shape[0]
+    block = 1 << max(0, (size - 1).bit_length() + 1) // 2
+    blocks = -(-size // block)
+    padded = jnp.full(blocks * block, -jnp.inf, log_weights.dtype).at[:size].set(log_weights).reshape(blocks, block)
+    block_log_weights = jax.nn.logsumexp(padded, axis=1)
+
+    def draw(k):
+        k_block, k_index = jax.random.split(k)
+        b = jax.random.categorical(k_block, block_log_weights)
+        return b * block + jax.random.categorical(k_index, padded[b])
+
+    keys = jax.random.split(key, int(num))
+    return jax.lax.map(draw, keys, batch_size=batch_size).astype(jnp.int32)
+
+
 def sample_binary_states(key: PRNGKeyArray, log_weight: Callable[[Array], Array], num_bits: int, num: int,
                          dtype, what: str) -> Array:
     """``num`` exact draws from ``p(x) ∝ exp(log_weight(x))`` over ``{0, 1}^num_bits`` by
-    enumerating all states (at most :data:`MAX_EXACT_STATES`); ``log_weight: (S, n) -> (S,)``.
-    Returns ``(num, num_bits)`` in ``dtype``."""
+    enumerating the states (at most :data:`MAX_EXACT_STATES`) in chunks;
+    ``log_weight: (chunk, num_bits) -> (chunk,)``. Returns ``(num, num_bits)`` in ``dtype``."""
     check_enumerable(2**num_bits, MAX_EXACT_STATES, f"exact samples of {what}")
-    states = all_binary_states(num_bits, dtype)
-    return states[jax.random.categorical(key, log_weight(states), shape=(int(num),))]
+    weights = log_weights(lambda index: log_weight(index_to_bits(index, num_bits, dtype)), 2**num_bits)
+    return index_to_bits(sample_indices(key, weights, num), num_bits, dtype)
+
+
+def check_num(num, owner: str) -> int:
+    """``num`` as a non-negative int; ValueError naming ``owner`` otherwise."""
+    if not isinstance(num, (int, np.integer)) or isinstance(num, (bool, np.bool_)) or num < 0:
+        raise ValueError(f"{owner}: num must be a non-negative integer, got {num!r}")
+    return int(num)

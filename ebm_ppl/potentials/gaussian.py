@@ -12,6 +12,7 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.potentials._checks import as_param, check_finite_params, check_positive
 from ebm_ppl.potentials.base import Potential, Support, is_concrete
+from ebm_ppl.potentials.enumeration import check_num
 from ebm_ppl.potentials.registry import register_potential
 
 __all__ = ["Gaussian"]
@@ -124,7 +125,7 @@ class Gaussian(Potential):
 
     def exact_samples(self, key: PRNGKeyArray, num: int) -> Array:
         """``num`` exact draws, shape ``(num, D)``."""
-        return self.sample(key, (int(num),))
+        return self.sample(key, (check_num(num, "Gaussian.exact_samples"),))
 
     def base_model(self, data: ArrayLike | None = None) -> "Gaussian":
         """Itself: it already has a known log Z and exact samples."""

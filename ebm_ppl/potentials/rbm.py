@@ -153,14 +153,13 @@ class RBMBase(Potential):
     def exact_samples(self, key: PRNGKeyArray, num: int) -> Array:
         """``num`` independent exact draws ``(num, D)``: a state of the smaller discrete layer from
         its marginal by enumeration (at most
-        :data:`~ebm_ppl.potentials.enumeration.MAX_EXACT_STATES` states), then x given it."""
+        :data:`~ebm_ppl.potentials.enumeration.MAX_EXACT_STATES` states, in bounded memory), then
+        x given it."""
+        num = enumeration.check_num(num, f"{type(self).__name__}.exact_samples")
         route = self._route(None)
-        num_states = self._routes()[route]
-        enumeration.check_enumerable(num_states, enumeration.MAX_EXACT_STATES, f"exact samples of a {self._describe(route)}")
-        log_w, states = self._log_terms(route, jnp.arange(num_states, dtype=jnp.int32))
-        key_state, key_x = jax.random.split(key)
-        chosen = jax.tree.map(lambda s: s[jax.random.categorical(key_state, log_w, shape=(int(num),))], states)
-        return chosen if route == "visible" else self.sample_visible(key_x, chosen)
+        enumeration.check_enumerable(self._routes()[route], enumeration.MAX_EXACT_STATES,
+                                     f"exact samples of a {self._describe(route)}")
+        return _exact_samples(self, route, key, num)
 
     # -- the coupling-free base model ----------------------------------------------------------
     def base_model(self, data: ArrayLike | None = None) -> "RBMBase":
@@ -225,3 +224,12 @@ def _log_z(rbm: RBMBase, route: str, chunk_size: int) -> Array:
         return rbm._log_terms(route, index)[0]
 
     return enumeration.logsumexp_over_indices(log_term, rbm._routes()[route], chunk_size)
+
+
+@filter_jit
+def _exact_samples(rbm: RBMBase, route: str, key: PRNGKeyArray, num: int) -> Array:
+    key_state, key_x = jax.random.split(key)
+    weights = enumeration.log_weights(lambda index: rbm._log_terms(route, index)[0], rbm._routes()[route])
+    layer = rbm.visible if route == "visible" else rbm.hidden
+    chosen, _ = layer.state(enumeration.sample_indices(key_state, weights, num), rbm.W.dtype)
+    return chosen if route == "visible" else rbm.sample_visible(key_x, chosen)

