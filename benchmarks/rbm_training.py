@@ -66,7 +66,6 @@ def test_ll(W, b, c) -> float:
 
 
 def measure_ep(epochs: int, seed: int, with_metrics: bool) -> dict:
-    import importlib
 
     import equinox as eqx
     import jax
