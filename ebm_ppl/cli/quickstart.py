@@ -39,7 +39,7 @@ from ebm_ppl.cli.quickstart_page import print_summary, write_page
 from ebm_ppl.diagnostics.image_figures import draws_grid_figure
 from ebm_ppl.io import load_metadata
 from ebm_ppl.training import History
-from ebm_ppl.training.figures import jem_figure, rbm_figure
+from ebm_ppl.diagnostics.training_figures import jem_figure, rbm_figure
 
 __all__ = ["Budget", "DEFAULT", "FAST", "FILES", "MAX_HIDDEN", "LANGEVIN_TEMPERATURE"]
 

@@ -26,7 +26,7 @@ from ebm_ppl.cli.helpers import (finite_or_none, float_at_least, format_table, i
                                  print_hints, print_warnings, progress_enabled, quiet_option, seed_option,
                                  warnings_to, write_json)
 from ebm_ppl.training.checkpoint import read_checkpoint_metadata
-from ebm_ppl.training.figures import jem_figure, rbm_figure
+from ebm_ppl.diagnostics.training_figures import jem_figure, rbm_figure
 from ebm_ppl.training.fit import CHECKPOINT, MODEL
 
 __all__ = ["FIGURE", "RECORD", "DATA_SETS"]

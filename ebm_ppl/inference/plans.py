@@ -9,17 +9,19 @@ for MALA; for Gibbs and unadjusted Langevin it is plain burn-in.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Callable, NamedTuple
 
 import jax
-import jax.numpy as jnp
-from blackjax.adaptation.step_size import dual_averaging_adaptation
 import blackjax
+import jax.numpy as jnp
+import numpy as np
+from blackjax.adaptation.step_size import dual_averaging_adaptation
 
 from ebm_ppl.kernels.registry import KernelSpec, fixed_algorithm
 from ebm_ppl.potentials.base import Potential
 
-__all__ = ["Plan", "build_plan", "MALA_TARGET_ACCEPTANCE"]
+__all__ = ["Plan", "build_plan", "check_options", "MALA_TARGET_ACCEPTANCE"]
 
 MALA_TARGET_ACCEPTANCE = 0.574
 
@@ -34,33 +36,83 @@ class Plan(NamedTuple):
     stats: Callable
 
 
+def check_options(spec: KernelSpec, options: dict[str, Any]) -> dict[str, Any]:
+    """Every option of kernel ``spec``: the given ones checked (names against the table, by
+    :func:`ebm_ppl.kernels.check_kernel`; values here) and normalized to Python numbers, the
+    others at their defaults. ValueError naming a bad value."""
+    options = {**{name: spec.defaults.get(name) for name in spec.options}, **options}
+    return {name: value if value is None else _CHECKS[name](value, name) for name, value in options.items()}
+
+
 def build_plan(spec: KernelSpec, potential: Potential, num_warmup: int, options: dict[str, Any]) -> Plan:
-    """The plan of kernel ``spec`` on ``potential``; ``options`` were checked against the table
-    (:func:`ebm_ppl.kernels.check_kernel`), their values are checked here."""
-    options = dict(options)
-    if spec.name == "block_gibbs":
-        return _burn_in_plan(fixed_algorithm(spec, potential), num_warmup,
-                             lambda s, i, p: {"hidden_mean": i.hidden_mean})
-    if spec.name == "site_gibbs":
-        return _burn_in_plan(fixed_algorithm(spec, potential), num_warmup, lambda s, i, p: {"flip_rate": i.flip_rate})
-    if spec.name == "langevin":
-        step_size = _positive(options.get("step_size", 1e-2), "step_size")
-        algo = fixed_algorithm(spec, potential, step_size=step_size, noise_scale=options.get("noise_scale"))
-        return _burn_in_plan(algo, num_warmup, lambda s, i, p: {
-            "energy": -s.logdensity, "grad_norm": i.grad_norm, "step_size": jnp.asarray(step_size)})
-    if spec.name == "mala":
-        return _mala_plan(potential.logdensity_fn(), num_warmup, _positive(options.get("step_size", 1e-2), "step_size"),
-                          options.get("adapt", True))
-    step_size = options.get("step_size")
-    return _hmc_plan(spec, potential, num_warmup, None if step_size is None else _positive(step_size, "step_size"),
-                     options.get("num_integration_steps", 16), options.get("target_acceptance_rate", 0.8),
-                     options.get("adapt", True))
+    """The plan of kernel ``spec`` on ``potential``, by its ``tuning``; ``options`` as
+    :func:`check_options` returns them."""
+    if spec.tuning == "burn_in":
+        algo = fixed_algorithm(spec, potential, **options)
+        step_size = options.get("step_size")
+
+        def stats(state, info, params):
+            out = spec.info_stats(state, info)
+            return out if step_size is None else {**out, "step_size": jnp.asarray(step_size)}
+
+        return _burn_in_plan(algo, num_warmup, stats)
+    if spec.tuning == "dual_averaging":
+        return _dual_averaging_plan(spec, potential.logdensity_fn(), num_warmup, options["step_size"],
+                                    options["adapt"])
+    return _window_plan(spec, potential, num_warmup, options)
 
 
-def _positive(value, name):
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+def _number(value: Any, name: str) -> float:
+    """A real number: Python, NumPy or a 0-d array with a value; ValueError otherwise."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.ndarray, jax.Array)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, jax.errors.ConcretizationTypeError):
+        raise ValueError(f"{name} must be a number (a concrete scalar), got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return number
+
+
+def _positive(value: Any, name: str) -> float:
+    number = _number(value, name)
+    if number <= 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
+    return number
+
+
+def _non_negative(value: Any, name: str) -> float:
+    number = _number(value, name)
+    if number < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return number
+
+
+def _probability(value: Any, name: str) -> float:
+    number = _number(value, name)
+    if not 0 < number < 1:
+        raise ValueError(f"{name} must lie strictly between 0 and 1, got {value!r}")
+    return number
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+#: How each kernel option's value is checked (and normalized to a Python value).
+_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "step_size": _positive, "noise_scale": _non_negative, "num_integration_steps": _positive_int,
+    "target_acceptance_rate": _probability, "adapt": _flag,
+}
 
 
 def _burn_in_plan(algo, num_warmup: int, stats) -> Plan:
@@ -73,17 +125,18 @@ def _burn_in_plan(algo, num_warmup: int, stats) -> Plan:
     return Plan(warmup, lambda key, state, params: algo.step(key, state), stats)
 
 
-def _mala_plan(logdensity_fn, num_warmup: int, step_size: float, adapt: bool) -> Plan:
-    mala_kernel = blackjax.mala.build_kernel()
+def _dual_averaging_plan(spec: KernelSpec, logdensity_fn, num_warmup: int, step_size: float, adapt: bool) -> Plan:
+    """A BlackJAX algorithm with one step size (MALA), tuned by dual averaging during warm-up."""
+    kernel = spec.algorithm.build_kernel()
     da_init, da_update, da_final = dual_averaging_adaptation(MALA_TARGET_ACCEPTANCE)
 
     def warmup(key, x0):
-        state = blackjax.mala.init(x0, logdensity_fn)
+        state = spec.algorithm.init(x0, logdensity_fn)
 
         def body(carry, k):
             state, da = carry
             eps = jnp.exp(da.log_step_size) if adapt else step_size
-            state, info = mala_kernel(k, state, logdensity_fn, eps)
+            state, info = kernel(k, state, logdensity_fn, eps)
             da = da_update(da, info.acceptance_rate) if adapt else da
             return (state, da), None
 
@@ -92,22 +145,23 @@ def _mala_plan(logdensity_fn, num_warmup: int, step_size: float, adapt: bool) ->
         return state, tuned
 
     def step(key, state, eps):
-        return mala_kernel(key, state, logdensity_fn, eps)
+        return kernel(key, state, logdensity_fn, eps)
 
     def stats(state, info, eps):
-        return {"energy": -state.logdensity, "acceptance_rate": info.acceptance_rate, "step_size": eps}
+        return {**spec.info_stats(state, info), "step_size": eps}
 
     return Plan(warmup, step, stats)
 
 
-def _hmc_plan(spec: KernelSpec, potential: Potential, num_warmup, step_size, num_steps, target, adapt) -> Plan:
-    """HMC or NUTS on the flattened event (BlackJAX's mass matrix is over a vector)."""
+def _window_plan(spec: KernelSpec, potential: Potential, num_warmup: int, options: dict[str, Any]) -> Plan:
+    """A BlackJAX HMC-like algorithm on the flattened event (its mass matrix is over a vector),
+    step size and diagonal mass matrix tuned by window adaptation during warm-up."""
     algorithm = spec.algorithm
-    nuts = spec.name == "nuts"
     event_shape = potential.event_shape
     dim = math.prod(event_shape)
-    extra = {} if nuts else {"num_integration_steps": int(num_steps)}
-    initial_step = 1.0 if step_size is None else step_size
+    extra = {name: options[name] for name in ("num_integration_steps",) if name in options}
+    initial_step = 1.0 if options["step_size"] is None else options["step_size"]
+    adapt, target = options["adapt"], options["target_acceptance_rate"]
     logdensity_fn = potential.logdensity_fn()
     if len(event_shape) != 1:
         flat = logdensity_fn
@@ -130,15 +184,6 @@ def _hmc_plan(spec: KernelSpec, potential: Potential, num_warmup, step_size, num
         return algorithm(logdensity_fn, **{**extra, **params}).step(key, state)
 
     def stats(state, info, params):
-        out = {
-            "energy": -state.logdensity,
-            "acceptance_rate": info.acceptance_rate,
-            "diverging": info.is_divergent,
-            "n_steps": info.num_integration_steps,
-            "step_size": params["step_size"],
-        }
-        if nuts:
-            out["tree_depth"] = info.num_trajectory_expansions
-        return out
+        return {**spec.info_stats(state, info), "step_size": params["step_size"]}
 
     return Plan(warmup, step, stats)

@@ -18,11 +18,10 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.compiler import filter_jit
-from ebm_ppl.inference.plans import build_plan
+from ebm_ppl.inference.plans import build_plan, check_options
 from ebm_ppl.inference.to_arviz import draws_to_datatree, to_host
 from ebm_ppl.kernels.registry import KERNELS, check_kernel, default_kernel, get_kernel
 from ebm_ppl.potentials.base import Potential, validate_input
-from ebm_ppl.potentials.capabilities import has_logit_energy
 from ebm_ppl.progress import progress_scan
 from ebm_ppl.random import is_shardable, rekey
 
@@ -74,13 +73,13 @@ def sample(
     """
     if not isinstance(potential, Potential):
         raise TypeError(f"sample expects an ebm_ppl.Potential, got {type(potential).__name__}")
-    kernel = check_kernel(kernel, potential, kernel_options).name
+    spec = check_kernel(kernel, potential, kernel_options)
+    kernel = spec.name
     for name, value, low in (("num_chains", num_chains, 1), ("num_samples", num_samples, 1),
                              ("num_warmup", num_warmup, 0), ("thin", thin, 1)):
         if not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    options = tuple(sorted(kernel_options.items()))
-    build_plan(KERNELS[kernel], potential, num_warmup, dict(options))  # check option values here, not inside jit
+    options = tuple(sorted(check_options(spec, kernel_options).items()))  # Python values: static under jit
     key = rekey(key, prng_impl)
     ndev = jax.device_count()
     if ndev > 1 and num_chains % ndev == 0 and not is_shardable(key):
@@ -123,7 +122,7 @@ def draw(
     :class:`ebm_ppl.numpyro.EnergyDistribution`. It costs ``num * num_steps`` kernel steps.
     """
     spec = check_kernel(kernel, potential, kernel_options, owner="draw")
-    plan = build_plan(spec, potential, int(num_steps), dict(kernel_options))
+    plan = build_plan(spec, potential, int(num_steps), check_options(spec, kernel_options))
     positions = _initial_positions(key, potential, init, int(num))
     keys = jax.random.split(jax.random.fold_in(key, 1), int(num))
     states, _ = jax.vmap(plan.warmup)(keys, positions)
@@ -148,9 +147,9 @@ def _run(potential: Potential, kernel: str, num_warmup: int, options: tuple, sta
 
     Every array is an argument, never a closure: under jax.distributed they span processes."""
     plan = build_plan(get_kernel(kernel), potential, num_warmup, dict(options))
-    # block Gibbs on an RBM reports the energy of the state each step starts from (from the hidden
-    # logits it forms anyway): a draw's energy arrives with the next draw's first step
-    energy_from_next = kernel == "block_gibbs" and has_logit_energy(potential)
+    # a kernel that reports the energy of the state each step starts from (block Gibbs, from the
+    # hidden logits it forms anyway) hands a draw's energy over with the next draw's first step
+    spec = get_kernel(kernel)
 
     def one_draw(states, step_index):
         keys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, step_index), thin))(chain_keys)
@@ -163,13 +162,13 @@ def _run(potential: Potential, kernel: str, num_warmup: int, options: tuple, sta
         states, infos = jax.lax.scan(one_step, states, jnp.swapaxes(keys, 0, 1))
         last_info = jax.tree.map(lambda a: a[-1], infos)
         stats = jax.vmap(plan.stats)(states, last_info, params)
-        if energy_from_next:
+        if spec.start_energy and infos.energy is not None:
             stats["previous_energy"] = infos.energy[0]  # of the state this draw started from
         return states, (states.position, stats)
 
     final, (draws, stats) = progress_scan(one_draw, states, jnp.arange(num_samples), enabled=progress,
                                           desc="sampling")
-    if energy_from_next:  # [E(start), E(draw 0), ..., E(draw n-2)], then the last draw's own
+    if "previous_energy" in stats:  # [E(start), E(draw 0), ..., E(draw n-2)], then the last draw's own
         previous = stats.pop("previous_energy")
         stats["energy"] = jnp.concatenate([previous[1:], jax.vmap(potential.unbatched_energy)(final.position)[None]])
     elif "energy" not in stats:  # other Gibbs kernels report none: batched passes over the stored draws

@@ -35,15 +35,22 @@ class KernelSpec(NamedTuple):
         name: the name ``ep.sample(..., kernel=name)`` takes.
         summary: one line for help texts.
         supports: the supports whose potentials it samples.
-        requires: a capability predicate the potential must satisfy (None: none), and
-        requirement: what that capability is, in words, for error messages.
-        options: the keyword options :func:`ebm_ppl.sample` accepts for it.
+        requires: a predicate the potential must satisfy (a capability; None: none), and
+        requirement: what it asks, in words, for error messages.
+        options: the keyword options :func:`ebm_ppl.sample` accepts for it, and
+        defaults: their default values (an option without one defaults to None).
         stats: the per-draw statistics it reports in ``sample_stats``.
+        info_stats: ``info_stats(state, info) -> dict``, the statistics read off a step's state
+            and info (the runner adds ``step_size`` and, for the Gibbs kernels, ``energy``).
         algorithm: its ``SamplingAlgorithm`` factory: ``algorithm(potential)`` for ours that take
             a potential (Gibbs), ``algorithm(logdensity_fn, ...)`` for the others.
         takes_potential: which of the two the factory takes.
-        tuned: whether warm-up tunes its parameters (else warm-up is burn-in), so it needs
-            :func:`ebm_ppl.sample`'s warm-up to run well.
+        tuning: what warm-up does: ``"burn_in"`` (nothing to tune), ``"dual_averaging"`` (the
+            step size, towards 0.574 acceptance; MALA-like algorithms) or ``"window_adaptation"``
+            (BlackJAX's window adaptation of step size and mass matrix; HMC-like algorithms).
+        start_energy: whether a step's ``info.energy`` is the energy of the state it started
+            from (None where the potential cannot give it cheaply), so a runner takes each draw's
+            energy from the next step instead of computing it again.
     """
 
     name: str
@@ -52,38 +59,62 @@ class KernelSpec(NamedTuple):
     requires: Callable[[Potential], bool] | None
     requirement: str
     options: tuple[str, ...]
+    defaults: Mapping[str, Any]
     stats: tuple[str, ...]
+    info_stats: Callable[[Any, Any], dict]
     algorithm: Callable[..., SamplingAlgorithm]
     takes_potential: bool
-    tuned: bool
+    tuning: str
+    start_energy: bool = False
 
     @property
     def gradient(self) -> bool:
         """Whether it follows grad log p (so needs real-valued x)."""
         return self.supports == (Support.REAL,)
 
+    @property
+    def tuned(self) -> bool:
+        """Whether warm-up tunes its parameters (else warm-up is burn-in)."""
+        return self.tuning != "burn_in"
 
-_GIBBS_SUPPORTS = (Support.BINARY, Support.REAL)
+
+def _accept_stats(state, info) -> dict:
+    return {"energy": -state.logdensity, "acceptance_rate": info.acceptance_rate}
+
+
+def _hmc_stats(state, info) -> dict:
+    return {**_accept_stats(state, info), "diverging": info.is_divergent, "n_steps": info.num_integration_steps}
+
+
+def _vector_events(potential: Potential) -> bool:
+    return len(potential.event_shape) == 1
+
+
 _GRADIENT = (Support.REAL,)
-
 _TABLE = (
-    KernelSpec("block_gibbs", "exact block Gibbs (RBM family)", _GIBBS_SUPPORTS, has_block_conditionals,
-               "block conditionals (sample_hidden, sample_visible)", (), ("hidden_mean", "energy"),
-               block_gibbs, True, False),
-    KernelSpec("site_gibbs", "systematic-scan single-site Gibbs (binary vectors)", (Support.BINARY,), None, "",
-               (), ("flip_rate", "energy"), site_gibbs, True, False),
+    KernelSpec("block_gibbs", "exact block Gibbs (RBM family)", (Support.BINARY, Support.REAL),
+               has_block_conditionals, "block conditionals (sample_hidden, sample_visible)", (), {},
+               ("hidden_mean", "energy"), lambda s, i: {"hidden_mean": i.hidden_mean}, block_gibbs, True, "burn_in",
+               start_energy=True),
+    KernelSpec("site_gibbs", "systematic-scan single-site Gibbs (binary vectors)", (Support.BINARY,), _vector_events,
+               "a vector event shape (D,)", (), {}, ("flip_rate", "energy"), lambda s, i: {"flip_rate": i.flip_rate},
+               site_gibbs, True, "burn_in"),
     KernelSpec("langevin", "unadjusted Langevin with a separate noise scale", _GRADIENT, None, "",
-               ("step_size", "noise_scale"), ("energy", "grad_norm", "step_size"), langevin,
-               False, False),
+               ("step_size", "noise_scale"), {"step_size": 1e-2}, ("energy", "grad_norm", "step_size"),
+               lambda s, i: {"energy": -s.logdensity, "grad_norm": i.grad_norm}, langevin, False, "burn_in"),
     KernelSpec("mala", "BlackJAX MALA, step size tuned by dual averaging", _GRADIENT, None, "",
-               ("step_size", "adapt"), ("energy", "acceptance_rate", "step_size"), blackjax.mala, False, True),
+               ("step_size", "adapt"), {"step_size": 1e-2, "adapt": True}, ("energy", "acceptance_rate", "step_size"),
+               _accept_stats, blackjax.mala, False, "dual_averaging"),
     KernelSpec("hmc", "BlackJAX HMC, window adaptation", _GRADIENT, None, "",
                ("step_size", "num_integration_steps", "target_acceptance_rate", "adapt"),
-               ("energy", "acceptance_rate", "diverging", "n_steps", "step_size"), blackjax.hmc, False, True),
+               {"num_integration_steps": 16, "target_acceptance_rate": 0.8, "adapt": True},
+               ("energy", "acceptance_rate", "diverging", "n_steps", "step_size"), _hmc_stats, blackjax.hmc, False,
+               "window_adaptation"),
     KernelSpec("nuts", "BlackJAX NUTS, window adaptation", _GRADIENT, None, "",
-               ("step_size", "target_acceptance_rate", "adapt"),
-               ("energy", "acceptance_rate", "diverging", "n_steps", "step_size", "tree_depth"), blackjax.nuts,
-               False, True),
+               ("step_size", "target_acceptance_rate", "adapt"), {"target_acceptance_rate": 0.8, "adapt": True},
+               ("energy", "acceptance_rate", "diverging", "n_steps", "step_size", "tree_depth"),
+               lambda s, i: {**_hmc_stats(s, i), "tree_depth": i.num_trajectory_expansions}, blackjax.nuts, False,
+               "window_adaptation"),
 )
 
 #: Every kernel by name, read-only (the order is the order of help texts).
@@ -118,13 +149,10 @@ def check_kernel(name: str | None, potential: Potential, options: Mapping[str, A
                              f"{potential.support.value}. Use kernel='block_gibbs' or 'site_gibbs'.")
         raise ValueError(f"{owner}: kernel {spec.name!r} samples {' or '.join(s.value for s in spec.supports)} "
                          f"potentials; {family} is {potential.support.value}")
-    if spec.name == "site_gibbs" and len(potential.event_shape) != 1:
-        raise ValueError(f"{owner}: site Gibbs needs a binary potential over vectors; {family} has event shape "
-                         f"{potential.event_shape}")
     if spec.requires is not None and not spec.requires(potential):
         alternative = "'site_gibbs'" if potential.support == Support.BINARY else "'mala' or 'nuts'"
-        raise ValueError(f"{owner}: kernel {spec.name!r} needs {spec.requirement}; {family} has none. "
-                         f"Use kernel={alternative}.")
+        raise ValueError(f"{owner}: kernel {spec.name!r} needs {spec.requirement}; {family} (event shape "
+                         f"{potential.event_shape}) has none. Use kernel={alternative}.")
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         takes = f"it takes {', '.join(spec.options)}" if spec.options else "it takes none"

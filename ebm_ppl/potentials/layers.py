@@ -10,7 +10,8 @@ An RBM is a visible layer, a hidden layer and couplings ``W`` between the layers
                       (an integral for real units): what summing the layer out adds to the other
                       layer's free energy;
 * ``sample(key, field, dtype)`` and ``mean(field)``: the conditional ``p(x | field)`` it defines;
-* ``base(data)``      the layer of a coupling-free reference model, fitted to data when given;
+* ``base(data)``      the visible layer of a coupling-free reference model, fitted to data when
+                      given (``without_bias()`` gives its hidden layer);
 * for discrete layers, ``num_states`` and ``state(index)``: enumeration for exact sums.
 
 Methods taking ``axis`` reduce over (and broadcast parameters along) the units axis, ``-1`` or,
@@ -87,6 +88,11 @@ class Layer(eqx.Module):
     def base(self, data: Array | None = None) -> "Layer":
         """The layer of a coupling-free reference model: fitted to ``data`` ``(N, size)`` when
         given, else this layer."""
+
+    def without_bias(self) -> "Layer":
+        """This layer with its biases zero and its scales (if any) kept: the hidden layer of a
+        coupling-free base model."""
+        return jax.tree.map(jnp.zeros_like, self)
 
     def energy_drop(self, other: "Layer", x: Array, axis: int = -1) -> Array:
         """``E_self(x) - E_other(x)`` for a layer ``other`` of the same kind and features."""
@@ -233,6 +239,9 @@ class Gaussian(Layer):
         scale = _along(self.scale, axis)
         loc_self, loc_other = _along(self.loc, axis), _along(other.loc, axis)
         return jnp.sum(((x - loc_self) ** 2 - (x - loc_other) ** 2) / (2 * scale**2), axis=axis)
+
+    def without_bias(self) -> "Gaussian":
+        return Gaussian(jnp.zeros_like(self.loc), self.scale)
 
     def interpolate(self, other: "Layer", beta: Array) -> "Gaussian":
         """The means interpolated; the standard deviations are ``other``'s (they must agree)."""

@@ -114,6 +114,9 @@ class RBMBase(Potential):
     def _route(self, route: str | None) -> str:
         routes = self._routes()
         owner = type(self).__name__
+        if not routes:
+            raise ValueError(f"{owner}: neither layer is discrete, so there is nothing to enumerate for an exact "
+                             "log Z or exact samples; estimate log Z with ebm_ppl.ais(...)")
         if route is None:
             return min(routes, key=lambda r: (routes[r], r != "hidden"))
         if route not in ("hidden", "visible"):
@@ -172,8 +175,7 @@ class RBMBase(Potential):
             if data.ndim != 2:
                 raise ValueError(f"{type(self).__name__}.base_model: data must have shape (N, {self.n_visible}), "
                                  f"got {data.shape}")
-        zero_hidden = jax.tree.map(jnp.zeros_like, self.hidden)
-        return self.with_layers(self.visible.base(data), zero_hidden, jnp.zeros_like(self.W))
+        return self.with_layers(self.visible.base(data), self.hidden.without_bias(), jnp.zeros_like(self.W))
 
     def factorized_log_partition(self) -> Array:
         """Exact log Z of this model when W = 0 (the base model): ``cgf_v(0) + cgf_h(0)``. A

@@ -261,7 +261,7 @@ class SubspaceUnits(Layer):
 
     def base(self, data: Array | None = None) -> "SubspaceUnits":
         """Zero biases (a hidden layer is never fitted to data)."""
-        return jax.tree.map(jnp.zeros_like, self)
+        return self.without_bias()
 
     @property
     def num_states(self) -> int:

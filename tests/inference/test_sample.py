@@ -231,3 +231,28 @@ def test_sharded_and_single_device_runs_agree():
                          env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().endswith("ok")
+
+
+@pytest.mark.parametrize("kernel, options, message", [
+    ("hmc", {"num_integration_steps": 0}, "num_integration_steps must be an integer >= 1"),
+    ("hmc", {"num_integration_steps": 2.5}, "num_integration_steps must be an integer >= 1"),
+    ("nuts", {"target_acceptance_rate": 1.5}, "strictly between 0 and 1"),
+    ("nuts", {"target_acceptance_rate": 0.0}, "strictly between 0 and 1"),
+    ("mala", {"adapt": "no"}, "adapt must be True or False"),
+    ("mala", {"step_size": -0.1}, "step_size must be a positive number"),
+    ("langevin", {"noise_scale": -1.0}, "noise_scale must be >= 0"),
+    ("nuts", {"step_size": float("nan")}, "step_size must be finite"),
+])
+def test_kernel_option_values_are_checked_before_any_work(kernel, options, message):
+    """Issue 15: num_integration_steps <= 0 froze every chain; a target acceptance outside (0, 1)
+    tuned the step to 1e-19 or 1e21; adapt='no' was taken as true."""
+    with pytest.raises(ValueError, match=message):
+        ep.sample(jax.random.key(0), ep.Gaussian.standard(2), kernel, num_chains=1, num_warmup=2, num_samples=4,
+                  **options)
+
+
+def test_numpy_and_jax_scalars_are_accepted_as_kernel_options():
+    idata = ep.sample(jax.random.key(0), ep.Gaussian.standard(2), "hmc", num_chains=1, num_warmup=5, num_samples=4,
+                      step_size=np.float32(0.1), num_integration_steps=np.int64(3), adapt=np.bool_(False),
+                      target_acceptance_rate=jnp.asarray(0.7))
+    assert float(idata.sample_stats["step_size"][0, 0]) == pytest.approx(0.1)

@@ -13,7 +13,7 @@ import pytest
 
 import ebm_ppl as ep
 from ebm_ppl.kernels import langevin
-from ebm_ppl.training.figures import image_grid, jem_figure, rbm_figure
+from ebm_ppl.diagnostics.training_figures import image_grid, jem_figure, rbm_figure
 from ebm_ppl.training.jem import jem_loss, langevin_negatives, replay_negatives
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

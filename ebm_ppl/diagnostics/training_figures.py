@@ -21,8 +21,11 @@ from ebm_ppl.diagnostics.figures import new_figure
 from ebm_ppl.diagnostics.image_figures import image_grid, show_grid
 from ebm_ppl.kernels import gibbs_sweeps
 from ebm_ppl.potentials.base import Potential, Support
+from ebm_ppl.training.jem import langevin_samples
 
 __all__ = ["jem_figure", "rbm_figure", "image_grid"]
+
+_gibbs_sweeps = filter_jit(gibbs_sweeps)  # module-level: one compiled program per model shape
 
 _DPI = 120
 
@@ -49,7 +52,6 @@ def jem_figure(model: Potential, x_real: ArrayLike, history: Any, path: str | os
     Returns:
         ``path`` as a string.
     """
-    from ebm_ppl.training.jem import langevin_samples
 
     x_real = np.asarray(x_real, dtype=np.float64)
     _check_images(x_real, image_shape, "jem_figure")
@@ -96,7 +98,7 @@ def rbm_figure(model: Potential, history: Any, path: str | os.PathLike, *, key: 
 
     k_start, k_run = jax.random.split(key)
     start = model.initial_positions(k_start, num_samples).astype(np.asarray(model.W).dtype)
-    samples = np.asarray(filter_jit(gibbs_sweeps)(k_run, model, start, sweeps))
+    samples = np.asarray(_gibbs_sweeps(k_run, model, start, sweeps))
 
     fig, axes = new_figure(1, 3, 12.0, 3.9)
     ax_filters, ax_samples, ax_ll = axes[0]
