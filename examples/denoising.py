@@ -71,9 +71,10 @@ def run(out: str, *, smoke: bool, seed: int = 0) -> dict:
         "rho_posterior_mean": float(np.asarray(samples["rho"]).mean()),
         "rho_rhat": float(az.rhat(np.asarray(samples["rho"]))),
     }
-    energy = np.asarray(jax.vmap(jax.vmap(prior.unbatched_energy))(jnp.asarray(x)))
+    # ArviZ's sample_stats.lp is a log density per draw: here the prior's, -E(x) (Gibbs has no Hamiltonian)
+    lp = -np.asarray(jax.vmap(jax.vmap(prior.unbatched_energy))(jnp.asarray(x)))
     idata = az.from_dict({"posterior": {"x": x, "rho": np.asarray(samples["rho"])},
-                          "sample_stats": {"energy": energy}}, dims={"x": ["x_dim_0"]})
+                          "sample_stats": {"lp": lp}}, dims={"x": ["x_dim_0"]})
     ep.report(idata, os.path.join(out, "report.html"), title="Denoising posterior (DiscreteHMCGibbs)")
     _figure(np.asarray(clean), np.asarray(noisy), posterior, os.path.join(out, "denoising.png"))
     with open(os.path.join(out, "summary.json"), "w") as f:

@@ -11,7 +11,7 @@
 
    and NUTS draws x | y: the observed pixels stay at the data, the hidden ones are filled in
    with the prior's uncertainty.
-3. Write the ebm_ppl diagnostics report and a figure (truth, masked input, posterior mean and sd).
+3. Write the ebm_ppl diagnostics report of NumPyro's run (arviz.from_numpyro) and a figure (truth, masked input, posterior mean and sd).
 """
 
 from __future__ import annotations
@@ -60,10 +60,13 @@ def run(out: str, *, smoke: bool, seed: int = 0) -> dict:
     y_obs = truth[observed_index]
     mcmc = MCMC(NUTS(inpainting_model), num_warmup=500, num_samples=1000 if smoke else 2000,
                 num_chains=4, chain_method="vectorized", progress_bar=False)
-    mcmc.run(jax.random.fold_in(key, 2), prior, observed_index, y_obs, extra_fields=("diverging",))
+    # the fields ArviZ turns into sample_stats: lp (the log joint), energy (the Hamiltonian, for
+    # BFMI), diverging, acceptance_rate, step_size, n_steps and tree_depth
+    mcmc.run(jax.random.fold_in(key, 2), prior, observed_index, y_obs, extra_fields=(
+        "diverging", "potential_energy", "energy", "accept_prob", "num_steps", "adapt_state.step_size"))
     x = np.asarray(mcmc.get_samples(group_by_chain=True)["x"])  # (chain, draw, 64)
-    diverging = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
-    idata = _as_ebm_datatree(x, prior, diverging)
+    idata = az.from_numpyro(mcmc)  # ep.diagnose and ep.report read NumPyro's data as they are
+    diverging = idata.sample_stats["diverging"].values
 
     post_mean, post_sd = x.mean((0, 1)), x.std((0, 1))
     summary = {
@@ -80,14 +83,6 @@ def run(out: str, *, smoke: bool, seed: int = 0) -> dict:
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     return summary
-
-
-def _as_ebm_datatree(x, prior, diverging):
-    """NumPyro's draws of x in the layout ep.report reads: posterior x, the prior energy of each
-    draw, and NUTS's divergences."""
-    energy = np.asarray(jax.vmap(jax.vmap(prior.unbatched_energy))(jnp.asarray(x)))
-    return az.from_dict({"posterior": {"x": x}, "sample_stats": {"energy": energy, "diverging": diverging}},
-                        dims={"x": ["x_dim_0"]})
 
 
 def _figure(truth, mean, sd, path):

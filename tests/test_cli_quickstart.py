@@ -98,7 +98,7 @@ def test_summary_numbers_are_finite_and_complete(summary):
     assert 0.0 <= summary["jem"]["test_accuracy"] <= 1.0
     assert set(summary["samplers"]) == {"mala", "langevin"}
     for sampler in summary["samplers"].values():
-        assert sampler["diagnostics"]["table"][0]["quantity"] == "energy"
+        assert sampler["diagnostics"]["table"][0]["quantity"] == "lp"
         assert sampler["num_chains"] == 4
     assert summary["samplers"]["langevin"]["temperature"] == pytest.approx(5e-5)
     assert summary["stage_seconds"]["total (after start-up and imports)"] > 0

@@ -6,10 +6,14 @@ import contextlib
 import io
 import sys
 
+import arviz as az
 import jax
 import numpy as np
+import numpyro
+import numpyro.distributions as dist
 import pytest
 import xarray as xr
+from numpyro.infer import MCMC, NUTS
 
 import ebm_ppl as ep
 from ebm_ppl.cli import main
@@ -51,7 +55,8 @@ def test_sample_writes_netcdf_that_loads_back(rbm_run):
         data = tree.load()
     assert data["posterior"]["x"].shape == (3, 12, 64)
     assert set(np.unique(data["posterior"]["x"].values).tolist()) <= {0.0, 1.0}
-    assert data["sample_stats"]["energy"].shape == (3, 12)
+    assert data["sample_stats"]["lp"].shape == (3, 12) and "energy" not in data["sample_stats"]  # ArviZ's names
+    assert data["posterior"].attrs["stats_schema"] == "arviz"
     assert data.attrs["kernel"] == "block_gibbs" and data.attrs["seed"] == 7 and data.attrs["thin"] == 2
     assert "MCMC diagnostics: 3 chains x 12 draws" in stdout and "verdict:" in stdout
     assert f"to {path}" in stdout
@@ -177,8 +182,63 @@ def test_report_out_title_and_nc_path(mala_run, tmp_path, capsys):
 def test_report_errors_are_one_line(tmp_path, capsys):
     _one_line_error(*_run(capsys, ["report", tmp_path / "nowhere"]), "samples.nc: no such file")
     (tmp_path / "samples.nc").write_text("not netCDF")
-    _one_line_error(*_run(capsys, ["report", tmp_path]), "not a samples file written by 'ebm-ppl sample'")
+    _one_line_error(*_run(capsys, ["report", tmp_path]), "not a NetCDF (HDF5) file or Zarr store of ArviZ data")
     assert not (tmp_path / "report.html").exists()
+    az.from_dict({"sample_stats": {"lp": np.zeros((2, 10))}}).to_netcdf(tmp_path / "stats.nc", engine="h5netcdf")
+    _one_line_error(*_run(capsys, ["report", tmp_path / "stats.nc"]), "has no 'posterior' group")
+
+
+def _numpyro_netcdf(path):
+    """A plain NumPyro NUTS run of a two-site model, saved as ArviZ writes it."""
+    def model():
+        numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        numpyro.sample("sigma", dist.HalfNormal(1.0))
+
+    mcmc = MCMC(NUTS(model), num_warmup=100, num_samples=100, num_chains=2, chain_method="vectorized",
+                progress_bar=False)
+    mcmc.run(jax.random.key(0), extra_fields=("diverging", "potential_energy", "energy", "accept_prob"))
+    az.from_numpyro(mcmc).to_netcdf(path, engine="h5netcdf")
+
+
+def test_report_reads_any_arviz_netcdf(tmp_path, capsys):
+    _numpyro_netcdf(tmp_path / "numpyro_run.nc")
+    code, stdout, err = _run(capsys, ["report", tmp_path / "numpyro_run.nc", "--quiet"])
+    assert code == 0, err
+    html = (tmp_path / "report.html").read_text()
+    assert ">mu<" in html and ">sigma<" in html and ">lp<" in html
+    assert "<h2>Energy and BFMI</h2>" in html and "E-BFMI per chain" in html
+
+
+def test_report_reads_a_zarr_store(tmp_path, capsys):
+    pytest.importorskip("zarr")
+    rng = np.random.default_rng(0)
+    data = az.from_dict({"posterior": {"a": rng.normal(size=(2, 50))},
+                         "sample_stats": {"lp": rng.normal(size=(2, 50))}})
+    data.to_zarr(tmp_path / "run.zarr")
+    code, stdout, err = _run(capsys, ["report", tmp_path / "run.zarr", "--quiet"])
+    assert code == 0, err
+    assert ">a<" in (tmp_path / "report.html").read_text()
+
+
+def test_report_without_zarr_says_how_to_install(tmp_path, capsys, monkeypatch):
+    store = tmp_path / "run.zarr"
+    store.mkdir()
+    (store / "zarr.json").write_text("{}")
+    monkeypatch.setitem(sys.modules, "zarr", None)
+    _one_line_error(*_run(capsys, ["report", store]), "pip install zarr")
+
+
+def test_report_reads_an_old_samples_file_as_lp(tmp_path, capsys):
+    """A samples.nc written before ArviZ's schema (energy = E(x)): read, mapped to lp, and said so."""
+    x = np.random.default_rng(1).normal(size=(2, 40, 3))
+    attrs = {"kernel": "mala", "potential": "gaussian", "inference_library": "ebm_ppl"}
+    old = az.from_dict({"posterior": {"x": x}, "sample_stats": {"energy": 0.5 * (x**2).sum(-1)}},
+                       attrs={"posterior": attrs, "sample_stats": attrs})
+    old.to_netcdf(tmp_path / "samples.nc", engine="h5netcdf")
+    code, stdout, err = _run(capsys, ["report", tmp_path, "--quiet"])
+    assert code == 0, err
+    html = (tmp_path / "report.html").read_text()
+    assert "Note: this run was written by an older ebm_ppl" in html and ">lp<" in html
 
 
 @pytest.mark.parametrize("name", ["sample", "report"])

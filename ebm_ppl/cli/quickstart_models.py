@@ -160,7 +160,7 @@ def best_value(history: History, metric: str) -> float | None:
 def sampler_summary(name: str, data, diag: Diagnostics, seconds: float, options: dict[str, float]):
     """summary.json's entry for one sampler run: its diagnostics and where its draws went."""
     x = np.asarray(data.posterior["x"].values)
-    energy = np.asarray(data.sample_stats["energy"].values)
+    energy = -np.asarray(data.sample_stats["lp"].values)  # E(x) of each draw
     coords = diag.coordinates
     rhats = [r["rhat"] for r in coords if np.isfinite(r["rhat"])]
     ess = [min(r["ess_bulk"], r["ess_tail"]) for r in coords if np.isfinite(r["ess_bulk"])]
@@ -173,8 +173,8 @@ def sampler_summary(name: str, data, diag: Diagnostics, seconds: float, options:
         "seconds": seconds,
         "ok": diag.ok,
         "verdict": diag.verdict(),
-        "energy_rhat": diag.energy["rhat"] if diag.energy else None,
-        "energy_ess_bulk": diag.energy["ess_bulk"] if diag.energy else None,
+        "lp_rhat": diag.lp["rhat"] if diag.lp else None,
+        "lp_ess_bulk": diag.lp["ess_bulk"] if diag.lp else None,
         "energy_mean": float(np.mean(energy)),
         "max_rhat": max(rhats) if rhats else None,
         "min_ess": min(ess) if ess else None,

@@ -120,7 +120,7 @@ def _sampler_sections(s: dict[str, Any], paths: dict[str, Path], diags: dict[str
             f"outside [-1, 1]; mean energy of the draws {d['energy_mean']:.4g} (test digits: "
             f"{s['jem']['test_energy_mean']:.4g}).</p>"
             f"<p>Verdict: <span class=\"{'ok' if d['ok'] else 'warn'}\">{_e(d['verdict'])}</span>. "
-            f"Full report with trace, rank, ESS and autocorrelation plots: "
+            f"Full report with ArviZ's trace, rank, ESS and autocorrelation plots: "
             f"<a href=\"{_e(report_link)}\">{_e(report_link)}</a></p>"
             + _diagnostics_table(diags[name])
             + _png(paths[f"{name}_samples"], f"{name} draws", "Rows: chains; columns: draws evenly spaced over the run.")
@@ -129,9 +129,9 @@ def _sampler_sections(s: dict[str, Any], paths: dict[str, Path], diags: dict[str
 
 
 def _diagnostics_table(diag: Diagnostics, worst: int = 8) -> str:
-    """The energy row and the ``worst`` worst-mixing coordinates, with a caption."""
-    rows = ([diag.energy] if diag.energy is not None else []) + diag.worst[:worst]
-    caption = (f"<p class=\"note\">Energy and the {min(worst, len(diag.worst))} worst-mixing of "
+    """The lp row and the ``worst`` worst-mixing coordinates, with a caption."""
+    rows = ([diag.lp] if diag.lp is not None else []) + diag.worst[:worst]
+    caption = (f"<p class=\"note\">lp (log density) and the {min(worst, len(diag.worst))} worst-mixing of "
                f"{len(diag.coordinates)} coordinates (arviz R-hat, bulk/tail ESS, MCSE; thresholds R-hat &lt; "
                f"{diag.rhat_threshold:g}, ESS &ge; {diag.min_ess:g}).</p>")
     return caption + pages.diagnostics_table([pages.diagnostics_row(r) for r in rows])
@@ -198,10 +198,10 @@ def _print_samplers(s: dict[str, Any]) -> None:
     print(f"Sampling the JEM's marginal energy: {first['num_chains']} chains x {first['num_draws']} draws after "
           f"{s['budget']['sample_warmup']} warm-up steps, from uniform noise on [-1, 1]")
     rows = [["  " + ("MALA (T = 1)" if name == "mala" else f"Langevin (T = {LANGEVIN_TEMPERATURE:.0e})"),
-             _fmt(d["max_rhat"], ".3f"), _fmt(d["min_ess"], ".0f"), _fmt(d["energy_rhat"], ".3f"),
-             _fmt(d["energy_ess_bulk"], ".0f"), _fmt(d["acceptance_rate"], ".3f"), f"{d['max_abs_x']:.3g}",
+             _fmt(d["max_rhat"], ".3f"), _fmt(d["min_ess"], ".0f"), _fmt(d["lp_rhat"], ".3f"),
+             _fmt(d["lp_ess_bulk"], ".0f"), _fmt(d["acceptance_rate"], ".3f"), f"{d['max_abs_x']:.3g}",
              "ok" if d["ok"] else "WARN"] for name, d in s["samplers"].items()]
-    print(format_table(["  sampler", "max R-hat", "min ESS", "E R-hat", "E ESS", "accept", "max |x|", "verdict"],
+    print(format_table(["  sampler", "max R-hat", "min ESS", "lp R-hat", "lp ESS", "accept", "max |x|", "verdict"],
                        rows))
     print(f"  Langevin here is the chapter's: x' = x + {LANGEVIN_STEP:g} grad log p(x) + {LANGEVIN_NOISE:g} xi. "
           f"Exact Langevin needs noise variance 2 x {LANGEVIN_STEP:g};")

@@ -1,7 +1,8 @@
 """``ebm-ppl sample``: MCMC draws of a saved model, stored as netCDF, with their diagnostics.
 
 The draws are :func:`ebm_ppl.sample`'s ``xarray.DataTree``, written to ``DIR/samples.nc`` (HDF5
-through h5netcdf); :func:`read_samples` reads it back (``ebm-ppl report``). The ``--kernel``
+through h5netcdf); :func:`read_samples` reads it back, or any ArviZ NetCDF/Zarr data
+(``ebm-ppl report``). The ``--kernel``
 choices, the options each kernel takes and the support it needs come from the kernel table
 :data:`ebm_ppl.kernels.KERNELS`.
 """
@@ -22,7 +23,7 @@ from ebm_ppl.cli.helpers import (describe_model, float_at_least, int_in, load_mo
                                  print_hints, progress_enabled, quiet_option, seed_option, write_atomic)
 from ebm_ppl.kernels import KERNELS, check_kernel, default_kernel
 
-__all__ = ["SAMPLES_FILE", "read_samples", "write_samples", "kernels_taking"]
+__all__ = ["SAMPLES_FILE", "read_samples", "is_zarr_store", "write_samples", "kernels_taking"]
 
 #: File name of the draws inside ``sample``'s --out folder.
 SAMPLES_FILE = "samples.nc"
@@ -53,26 +54,49 @@ def write_samples(data: xr.DataTree, path: Path) -> None:
 
 
 def read_samples(path: str | Path) -> xr.DataTree:
-    """The DataTree in a ``samples.nc`` written by ``ebm-ppl sample``, loaded into memory (the file
-    is closed on return).
+    """The ArviZ DataTree in ``path``, loaded into memory (the file is closed on return).
+
+    ``path`` is a NetCDF file (netCDF-4/HDF5, as ``ebm-ppl sample``, ``DataTree.to_netcdf`` and
+    ArviZ's ``to_netcdf`` write it, for runs of ebm_ppl, NumPyro, PyMC, Stan or BlackJAX alike), a
+    Zarr store (a folder or a ``.zip``, as ``DataTree.to_zarr`` writes it; needs the ``zarr``
+    package), or a folder holding ``samples.nc``. The data are returned as written: an old
+    ebm_ppl run (``sample_stats.energy`` = E(x)) is read as ``lp = -energy`` by
+    :func:`ebm_ppl.diagnose` and :func:`ebm_ppl.report`, which say so.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is not netCDF/HDF5, or has no ``posterior`` group.
+        ValueError: neither NetCDF/HDF5 nor Zarr, or no ``posterior`` group.
     """
     path = Path(path)
-    if not path.is_file():
+    if (path.is_dir() and not is_zarr_store(path)) or (not path.exists() and not path.suffix):
+        path = path / SAMPLES_FILE
+    if not path.exists():
         raise FileNotFoundError(f"{path}: no such file; write it with "
                                 f"'{PROG} sample MODEL_FILE --out {shlex.quote(str(path.parent))}'")
-    _require_hdf5("reading samples")
+    engine = "zarr" if is_zarr_store(path) else _ENGINE
+    if engine == "zarr":
+        try:
+            import zarr  # noqa: F401
+        except ImportError:
+            raise ValueError(f"{path} is a Zarr store; reading it needs the zarr package (pip install zarr)") from None
+    else:
+        _require_hdf5("reading samples")
     try:
-        with xr.open_datatree(path, engine=_ENGINE) as tree:
+        with xr.open_datatree(path, engine=engine) as tree:
             data = tree.load()
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read {path}: not a samples file written by '{PROG} sample' ({exc})") from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"cannot read {path}: not a NetCDF (HDF5) file or Zarr store of ArviZ data, as "
+                         f"'{PROG} sample' or ArviZ's to_netcdf/to_zarr write ({exc})") from None
     if "posterior" not in data.children:
-        raise ValueError(f"{path} has no 'posterior' group; it was not written by '{PROG} sample'")
+        raise ValueError(f"{path} has no 'posterior' group; it is not the ArviZ data of a sampling run")
     return data
+
+
+def is_zarr_store(path: Path) -> bool:
+    """A Zarr store: a folder with Zarr metadata (v2 or v3), or a ``.zip``/``.zarr`` path."""
+    if path.is_dir():
+        return any((path / name).exists() for name in ("zarr.json", ".zgroup", ".zmetadata"))
+    return path.suffix in (".zip", ".zarr")
 
 
 def _sample_arguments(parser: argparse.ArgumentParser) -> None:
@@ -142,10 +166,11 @@ def run(args: argparse.Namespace) -> int:
 
     Loads MODEL_FILE (written by ep.save or 'ebm-ppl quickstart'), runs ep.sample with the chosen
     kernel (--step-size and --noise-scale are passed only when given), prints ep.diagnose's table
-    (R-hat, bulk/tail ESS, MCSE of the energy and of the worst-mixing coordinates) and saves the
-    draws with their sampler statistics as netCDF in DIR/samples.nc (read it with
+    (R-hat, bulk/tail ESS, MCSE of lp, the log density, and of the flagged coordinates) and saves
+    the draws with their sampler statistics under ArviZ's names (lp, energy = the Hamiltonian for
+    hmc/nuts, acceptance_rate, diverging, ...) as netCDF in DIR/samples.nc (read it with
     xarray.open_datatree(path, engine="h5netcdf")). 'ebm-ppl report DIR' turns it into an HTML
-    report with trace, rank, ESS and autocorrelation plots.
+    report with ArviZ's trace, rank, ESS, autocorrelation and energy plots.
     """
     model = load_model(args.model)
     kernel, options = _checked_kernel(args, model)
@@ -179,5 +204,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"Saved {args.chains} chains x {args.samples} draws to {path}")
     if not args.quiet:
         print_hints("Next step:", [(f"{PROG} report {shlex.quote(str(out))}",
-                                    "HTML report: trace, rank, ESS and autocorrelation plots")])
+                                    "HTML report: ArviZ's trace, rank, ESS and energy plots")])
     return EXIT_OK

@@ -33,8 +33,8 @@ def format_row(row: dict[str, Any]) -> list[str]:
 
 def format_summary(s: dict[str, Any]) -> str:
     """One line over all coordinates of a variable (a :meth:`Diagnostics.variable_summaries` entry)."""
-    stuck = f" ({s['num_stuck']} stuck)" if s["num_stuck"] else ""
+    constant = f", {s['num_constant']} constant (agreed)" if s["num_constant"] else ""
     return (f"{s['variable']} ({s['size']} coordinates): max R-hat {format_value('rhat', s['max_rhat'])}, "
             f"min ESS bulk {format_value('ess_bulk', s['min_ess_bulk'])}, "
             f"min ESS tail {format_value('ess_tail', s['min_ess_tail'])}, "
-            f"{s['num_flagged']} flagged{stuck}")
+            f"{s['num_flagged']} flagged{constant}")

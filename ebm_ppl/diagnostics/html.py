@@ -23,7 +23,7 @@ __all__ = ["CSS", "escape", "page", "write_page", "figure_png", "png_figure", "f
            "diagnostics_row", "diagnostics_table", "spanning_row"]
 
 #: Resolution of the figures :func:`figure_section` embeds.
-DPI = 80
+DPI = 72
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 1.5em auto;
@@ -73,7 +73,7 @@ def write_page(path: str | os.PathLike, text: str) -> None:
 def figure_png(fig: Figure, dpi: float = DPI) -> bytes:
     """``fig`` as PNG bytes."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.05)
     return buf.getvalue()
 
 

@@ -165,7 +165,8 @@ def time_grid_figure(data, var: str, shape) -> Figure:
 
 
 def pixel_maps_figure(data, diag: Diagnostics, var: str, shape) -> Figure:
-    """Mean over all draws, R-hat and bulk ESS of every pixel; undefined (stuck) pixels grey."""
+    """Mean over all draws, R-hat and bulk ESS of every pixel; pixels constant in every chain
+    (R-hat and ESS undefined) grey."""
     rows = [r for r in diag.coordinates if diag.locations[r["quantity"]][1] == var]
     values, style = _images(data, var, shape)
     shape2d = shape[:2]

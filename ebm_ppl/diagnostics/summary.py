@@ -1,11 +1,11 @@
-"""Convergence diagnostics of a sampling run: ArviZ's R-hat, ESS and MCSE, one row per quantity.
+"""Convergence diagnostics of a sampling run: ArviZ's R-hat, ESS, MCSE and BFMI, with verdicts.
 
-The quantities are the energy ``E(x)`` of each draw (``sample_stats.energy``) and every coordinate
-of every posterior variable (``posterior.x``: one row per pixel of an image). All statistics come
-from ArviZ (``arviz.rhat``: rank-normalised split R-hat; ``arviz.ess``: bulk and tail ESS;
-``arviz.mcse``: MCSE of the mean; Vehtari, Gelman, Simpson, Carpenter & Bürkner 2021); this
-module only arranges them, flags them against the thresholds recommended there (R-hat < 1.01,
-ESS >= 100 per chain) and prints them so that a 784-pixel image stays readable.
+The quantities are the log density of each draw (``sample_stats.lp``, Stan's ``lp__``) and every
+coordinate of every posterior variable (one row per pixel of an image); their numbers come from
+ArviZ (:mod:`ebm_ppl.diagnostics.rows`). The run-level checks are Stan's: no divergent
+transitions, and for HMC/NUTS (whose ``sample_stats.energy`` is the Hamiltonian) an E-BFMI of at
+least 0.3 in every chain (``arviz.bfmi``; Betancourt 2016). Any ArviZ ``DataTree`` is read the same
+way: ours, ``arviz.from_numpyro``'s, PyMC's, or BlackJAX draws through ``arviz.from_dict``.
 """
 
 from __future__ import annotations
@@ -18,13 +18,11 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
+from ebm_ppl.diagnostics import rows as table_rows
+from ebm_ppl.diagnostics import schema
 from ebm_ppl.diagnostics.formatting import COLUMNS, TEXT_COLUMNS, format_row, format_summary
 
 __all__ = ["diagnose", "Diagnostics", "COLUMNS"]
-
-_NUMERIC = ("mean", "sd", "mcse_mean", "ess_bulk", "ess_tail", "rhat")
-_STUCK = "stuck (constant)"
-_SAMPLE_DIMS = ("chain", "draw")
 
 
 @dataclass(frozen=True)
@@ -32,25 +30,30 @@ class Diagnostics:
     """Convergence diagnostics of one run; see :func:`diagnose`.
 
     Attributes:
-        table: one dict per quantity, energy first, then every coordinate in order, with keys
-            ``COLUMNS``: ``quantity`` (``"energy"``, ``"x[3]"``, ``"x[1,2]"``), ``mean``, ``sd``,
-            ``mcse_mean``, ``ess_bulk``, ``ess_tail``, ``rhat`` (floats, NaN where undefined),
-            ``flag`` (``"ok"`` or ``"warn"``) and ``note`` (why it warns, ``""`` when ok).
+        table: one dict per quantity, ``lp`` first (when the data have it), then every
+            coordinate in order, with keys ``COLUMNS``: ``quantity`` (``"lp"``, ``"x[3]"``,
+            ``"x[1,2]"``), ``mean``, ``sd``, ``mcse_mean``, ``ess_bulk``, ``ess_tail``, ``rhat``
+            (floats, NaN where undefined), ``flag`` (``"ok"`` or ``"warn"``) and ``note`` (why it
+            warns; ``"constant (agreed)"`` for a quantity with one value in every chain).
         num_chains: chains in the run.
         num_draws: draws per chain.
-        worst: the coordinate rows (energy excluded) from worst to best mixing: flagged rows by
-            highest R-hat then lowest ESS (min of bulk and tail), then stuck (constant)
-            coordinates, then the rows that are ok in the same order.
+        worst: the coordinate rows (``lp`` excluded) from worst to best mixing: flagged rows by
+            highest R-hat then lowest ESS (min of bulk and tail), then the ok rows in the same
+            order, then the constant (agreed) ones.
         acceptance_rate: mean acceptance rate of each chain, or None when the kernel has none.
-        num_divergent: number of divergent transitions over all chains, or None when the kernel
-            does not report divergences.
+        num_divergent: divergent transitions over all chains, or None when the kernel does not
+            report divergences.
         divergent_per_chain: the same per chain, or None.
-        ok: no row is flagged and there was no divergence.
+        bfmi: E-BFMI of each chain (``arviz.bfmi`` of the Hamiltonian ``sample_stats.energy``),
+            or None where the data have no ``energy`` (samplers without momentum).
+        ok: no row is flagged, no divergence, and no chain's BFMI below ``min_bfmi``.
         rhat_threshold: rows with R-hat at or above this warn.
         min_ess: rows with bulk or tail ESS below this (``min_ess_per_chain * num_chains``) warn.
-        max_rows: how many coordinate rows ``str()`` shows before summarising.
+        min_bfmi: chains with BFMI below this warn.
+        max_rows: how many coordinate rows ``str()`` shows.
         kernel: the run's kernel, when the data carry it.
         potential: the run's potential name, when the data carry it.
+        notes: what was converted on reading (an old ebm_ppl file's ``energy``), else empty.
     """
 
     table: list[dict[str, Any]]
@@ -63,9 +66,12 @@ class Diagnostics:
     ok: bool
     rhat_threshold: float
     min_ess: float
+    bfmi: tuple[float, ...] | None = None
+    min_bfmi: float = 0.3
     max_rows: int = 20
     kernel: str | None = None
     potential: str | None = None
+    notes: tuple[str, ...] = ()
     # quantity -> (group, variable, index into the event dims); used by the report's plots.
     locations: dict[str, tuple[str, str, tuple[int, ...]]] = field(default_factory=dict, repr=False,
                                                                     compare=False)
@@ -73,8 +79,8 @@ class Diagnostics:
     # -- views ------------------------------------------------------------------------------------
 
     @property
-    def energy(self) -> dict[str, Any] | None:
-        """The energy row, or None when the data have no ``sample_stats.energy``."""
+    def lp(self) -> dict[str, Any] | None:
+        """The row of the log density ``sample_stats.lp``, or None when the data have none."""
         return next((row for row in self.table if self.locations.get(row["quantity"], ("",))[0]
                      == "sample_stats"), None)
 
@@ -89,13 +95,20 @@ class Diagnostics:
         return [row for row in self.table if row["flag"] != "ok"]
 
     @property
-    def stuck(self) -> list[str]:
-        """Quantities that never changed value (R-hat and ESS undefined)."""
-        return [row["quantity"] for row in self.table if _STUCK in row["note"]]
+    def constant(self) -> list[str]:
+        """Quantities with one value in every draw of every chain ("constant (agreed)": R-hat and
+        ESS undefined, not a warning)."""
+        return [row["quantity"] for row in self.table if table_rows.is_constant(row)]
+
+    @property
+    def low_bfmi_chains(self) -> list[int]:
+        """The chains whose BFMI is below ``min_bfmi`` (or undefined)."""
+        return [c for c, b in enumerate(self.bfmi or ()) if not b >= self.min_bfmi]
 
     def variable_summaries(self) -> list[dict[str, Any]]:
         """One summary per posterior variable: its coordinate count, max R-hat, min bulk and tail
-        ESS (over coordinates where they are defined), and how many coordinates warn / are stuck."""
+        ESS (over coordinates where they are defined), and how many coordinates warn / are
+        constant (agreed)."""
         out = []
         for var in dict.fromkeys(loc[1] for loc in self.locations.values() if loc[0] == "posterior"):
             rows = [r for r in self.coordinates if self.locations[r["quantity"]][1] == var]
@@ -106,9 +119,15 @@ class Diagnostics:
                 "min_ess_bulk": _nan_reduce(np.nanmin, [r["ess_bulk"] for r in rows]),
                 "min_ess_tail": _nan_reduce(np.nanmin, [r["ess_tail"] for r in rows]),
                 "num_flagged": sum(r["flag"] != "ok" for r in rows),
-                "num_stuck": sum(_STUCK in r["note"] for r in rows),
+                "num_constant": sum(table_rows.is_constant(r) for r in rows),
             })
         return out
+
+    def thresholds(self) -> str:
+        """Stan's thresholds as this run applies them, in one line."""
+        per_chain = self.min_ess / max(self.num_chains, 1)
+        return (f"R-hat < {self.rhat_threshold:g}; bulk and tail ESS >= {self.min_ess:g} ({per_chain:g} per "
+                f"chain); no divergent transitions; E-BFMI >= {self.min_bfmi:g} (HMC/NUTS)")
 
     # -- output -----------------------------------------------------------------------------------
 
@@ -120,29 +139,50 @@ class Diagnostics:
             "kernel": self.kernel,
             "potential": self.potential,
             "ok": self.ok,
-            "thresholds": {"rhat": self.rhat_threshold, "min_ess": self.min_ess},
+            "verdict": self.verdict(),
+            "thresholds": {"rhat": self.rhat_threshold, "min_ess": self.min_ess, "min_bfmi": self.min_bfmi},
             "acceptance_rate": None if self.acceptance_rate is None else list(self.acceptance_rate),
             "num_divergent": self.num_divergent,
             "divergent_per_chain": None if self.divergent_per_chain is None else list(self.divergent_per_chain),
+            "bfmi": None if self.bfmi is None else [_json_value(b) for b in self.bfmi],
+            "notes": list(self.notes),
             "table": [{k: _json_value(v) for k, v in row.items()} for row in self.table],
             "worst": [row["quantity"] for row in self.worst],
+            "constant": self.constant,
             "variables": [{k: _json_value(v) for k, v in s.items()} for s in self.variable_summaries()],
         }
 
     def shown_rows(self) -> tuple[list[dict[str, Any]], bool]:
-        """The coordinate rows ``str()`` shows and whether they are a truncated worst-first list."""
+        """The coordinate rows ``str()`` shows, and whether they are only the flagged ones: every
+        row when there are at most ``max_rows`` coordinates, else the (at most ``max_rows``)
+        worst flagged rows."""
         coords = self.coordinates
         if len(coords) <= self.max_rows:
             return coords, False
-        return self.worst[: self.max_rows], True
+        return [r for r in self.worst if r["flag"] != "ok"][: self.max_rows], True
+
+    def rest_line(self) -> str:
+        """What ``str()`` says about the coordinates it does not list (empty: it lists them all)."""
+        shown, only_flagged = self.shown_rows()
+        if not only_flagged:
+            return ""
+        coords = self.coordinates
+        flagged = sum(r["flag"] != "ok" for r in coords)
+        constant = sum(table_rows.is_constant(r) for r in coords)
+        parts = [f"{len(coords) - flagged} of {len(coords)} coordinates ok"
+                 + (f" ({constant} constant (agreed))" if constant else "")]
+        if flagged > len(shown):
+            parts.append(f"{flagged - len(shown)} more flagged not listed")
+        return "; ".join(parts)
 
     def __str__(self) -> str:
         header = f"MCMC diagnostics: {self.num_chains} chains x {self.num_draws} draws"
         about = ", ".join(f"{k} {v}" for k, v in (("kernel", self.kernel), ("potential", self.potential)) if v)
         lines = [header + (f" ({about})" if about else "")]
-        shown, truncated = self.shown_rows()
-        rows = ([self.energy] if self.energy is not None else []) + shown
-        cells = [list(COLUMNS)] + [format_row(row) for row in rows]
+        lines += [f"note: {note}" for note in self.notes]
+        shown, only_flagged = self.shown_rows()
+        head = [self.lp] if self.lp is not None else []
+        cells = [list(COLUMNS)] + [format_row(row) for row in head + shown]
         widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
 
         def render(c):
@@ -151,25 +191,22 @@ class Diagnostics:
 
         lines.append(render(cells[0]))
         lines.append("-" * len(lines[-1]))
-        energy_lines = 1 if self.energy is not None else 0
-        lines.extend(render(c) for c in cells[1:1 + energy_lines])
-        if truncated:
-            for s in self.variable_summaries():
-                lines.append(format_summary(s))
-            lines.append(f"worst {len(shown)} of {len(self.coordinates)} coordinates:")
-        lines.extend(render(c) for c in cells[1 + energy_lines:])
-        if self.stuck and truncated:
-            names = self.stuck
-            listed = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
-            lines.append(f"stuck (never changed value): {listed}")
+        lines.extend(render(c) for c in cells[1:1 + len(head)])
+        if only_flagged:
+            lines.extend(format_summary(s) for s in self.variable_summaries())
+            if shown:
+                lines.append(f"flagged coordinates, worst first ({len(shown)} shown):")
+        lines.extend(render(c) for c in cells[1 + len(head):])
+        if only_flagged:
+            lines.append(self.rest_line())
         if self.acceptance_rate is not None:
             lines.append("acceptance rate per chain: " + " ".join(f"{a:.3f}" for a in self.acceptance_rate))
         if self.num_divergent is not None:
             per_chain = " ".join(str(d) for d in self.divergent_per_chain or ())
             lines.append(f"divergences: {self.num_divergent} (per chain: {per_chain})")
-        per_chain_ess = self.min_ess / max(self.num_chains, 1)
-        lines.append(f"thresholds: R-hat < {self.rhat_threshold:g}, bulk and tail ESS >= {self.min_ess:g} "
-                     f"({per_chain_ess:g} per chain)")
+        if self.bfmi is not None:
+            lines.append("E-BFMI per chain: " + " ".join(f"{b:.3f}" for b in self.bfmi))
+        lines.append(f"thresholds: {self.thresholds()}")
         lines.append("verdict: " + self.verdict())
         return "\n".join(lines)
 
@@ -178,190 +215,117 @@ class Diagnostics:
         if self.ok:
             return "ok"
         parts = []
-        flagged = self.flagged
-        if flagged:
-            stuck = len(self.stuck)
-            parts.append(f"{len(flagged)} of {len(self.table)} quantities flagged"
-                         + (f" ({stuck} stuck)" if stuck else ""))
+        if self.flagged:
+            parts.append(f"{len(self.flagged)} of {len(self.table)} quantities flagged")
         if self.num_divergent:
             parts.append(f"{self.num_divergent} divergent transitions")
+        low = self.low_bfmi_chains
+        if low:
+            parts.append(f"E-BFMI < {self.min_bfmi:g} in chain{'s' if len(low) > 1 else ''} "
+                         + ", ".join(map(str, low)))
         return "WARN: " + "; ".join(parts)
 
 
 def diagnose(data: xr.DataTree, *, max_rows: int = 20, rhat_threshold: float = 1.01,
-             min_ess_per_chain: float = 100) -> Diagnostics:
-    """R-hat, bulk/tail ESS and MCSE of the energy and of every coordinate of a run, with flags.
+             min_ess_per_chain: float = 100, min_bfmi: float = 0.3) -> Diagnostics:
+    """R-hat, bulk/tail ESS and MCSE of ``lp`` and of every coordinate of a run, BFMI, and flags.
 
     Args:
-        data: an ``xarray.DataTree`` as returned by :func:`ebm_ppl.inference.sample` (group
-            ``posterior`` with draws of shape ``(chain, draw, *event)``, optionally
-            ``sample_stats`` with ``energy`` of shape ``(chain, draw)`` and kernel statistics).
-        max_rows: how many coordinate rows ``str()`` shows; with more coordinates it prints the
-            energy row, one summary line per variable and the ``max_rows`` worst coordinates.
+        data: an ArviZ ``xarray.DataTree`` with a ``posterior`` group of draws shaped ``(chain,
+            draw, *event)``, and optionally ``sample_stats`` in ArviZ's names (``lp``,
+            ``energy`` = the Hamiltonian, ``diverging``, ``acceptance_rate``, ...): the result of
+            :func:`ebm_ppl.sample`, ``arviz.from_numpyro``, PyMC, or ``arviz.from_dict``. An old
+            ebm_ppl run (``energy`` = E(x)) is read as ``lp = -energy``, with a note.
+        max_rows: the printed table lists every coordinate when there are at most this many,
+            else only the (at most ``max_rows``) flagged ones with a count of the rest.
         rhat_threshold: a row warns when its rank-normalised split R-hat is ``>=`` this (1.01,
             Vehtari et al. 2021).
         min_ess_per_chain: a row warns when its bulk or tail ESS is below this many per chain
-            (100 per chain, Vehtari et al. 2021).
+            (100 per chain, Vehtari et al. 2021: 400 for Stan's four chains).
+        min_bfmi: a chain warns when its E-BFMI is below this (0.3, Betancourt 2016; as Stan).
 
     Returns:
-        :class:`Diagnostics`. Coordinates that never change value (a pixel that never flips) get
-        R-hat and ESS NaN (they are undefined; ArviZ would give NaN R-hat and an ESS equal to the
-        number of draws) and warn as ``"stuck (constant)"``; draws with NaN or inf warn as
-        ``"non-finite draws"``.
+        :class:`Diagnostics`. A coordinate with one value in every draw of every chain (a pixel
+        that is never on) is ``"constant (agreed)"``: R-hat and ESS NaN (undefined), not a
+        warning. One frozen in some chains, or at different values in different chains, warns
+        through its R-hat and ESS; draws with NaN or inf warn as ``"non-finite draws"``.
     """
     if not isinstance(data, xr.DataTree):
-        raise TypeError(f"diagnose expects the xarray.DataTree returned by ebm_ppl.inference.sample "
-                        f"(or arviz.from_dict), got {type(data).__name__}")
+        raise TypeError(f"diagnose expects an ArviZ xarray.DataTree (ebm_ppl.sample, arviz.from_numpyro, "
+                        f"arviz.from_dict, ...), got {type(data).__name__}")
     if "posterior" not in data.children:
         raise ValueError("diagnose: the data have no 'posterior' group; pass the result of sample()")
     if not isinstance(max_rows, (int, np.integer)) or max_rows < 1:
         raise ValueError(f"diagnose: max_rows must be a positive integer, got {max_rows!r}")
-    if not (isinstance(rhat_threshold, (int, float)) and rhat_threshold >= 1):
-        raise ValueError(f"diagnose: rhat_threshold must be a number >= 1, got {rhat_threshold!r}")
-    if not (isinstance(min_ess_per_chain, (int, float)) and min_ess_per_chain >= 0):
-        raise ValueError(f"diagnose: min_ess_per_chain must be a number >= 0, got {min_ess_per_chain!r}")
+    for name, value, low in (("rhat_threshold", rhat_threshold, 1), ("min_ess_per_chain", min_ess_per_chain, 0),
+                             ("min_bfmi", min_bfmi, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
+            raise ValueError(f"diagnose: {name} must be a number >= {low}, got {value!r}")
+    data, notes = schema.current(data)
 
-    posterior = _numeric(data["posterior"].to_dataset(), "posterior")
+    posterior = table_rows.numeric(data["posterior"].to_dataset())
     if not posterior.data_vars:
         raise ValueError("diagnose: the posterior group holds no numeric variables")
     num_chains, num_draws = int(posterior.sizes["chain"]), int(posterior.sizes["draw"])
     if num_draws < 4:
         raise ValueError(f"diagnose: split R-hat needs at least 4 draws per chain, got {num_draws}")
-    stats = _stats_group(data, "sample_stats")
+    stats = schema.stats(data)
     min_ess = float(min_ess_per_chain) * num_chains
 
     rows, locations = [], {}
-    if stats is not None and "energy" in stats:
-        energy = _numeric(stats[["energy"]], "sample_stats")
-        rows += _rows(energy, "sample_stats", rhat_threshold, min_ess, locations)
-    coord_rows = _rows(posterior, "posterior", rhat_threshold, min_ess, locations)
+    if stats is not None and "lp" in stats:
+        rows += table_rows.rows(table_rows.numeric(stats[["lp"]]), "sample_stats", rhat_threshold, min_ess,
+                                locations)
+    coord_rows = table_rows.rows(posterior, "posterior", rhat_threshold, min_ess, locations)
     rows += coord_rows
 
-    acceptance = per_chain_div = num_div = None
-    if stats is not None and "acceptance_rate" in stats:
-        acc = stats["acceptance_rate"].astype(float).mean(dim=[d for d in stats["acceptance_rate"].dims if d != "chain"])
-        acceptance = tuple(float(a) for a in np.atleast_1d(acc.values))
-    if stats is not None and "diverging" in stats:
-        div = stats["diverging"].astype(bool).sum(dim=[d for d in stats["diverging"].dims if d != "chain"])
-        per_chain_div = tuple(int(d) for d in np.atleast_1d(div.values))
-        num_div = int(sum(per_chain_div))
-
+    acceptance = _per_chain(stats, "acceptance_rate", float, "mean")
+    per_chain_div = _per_chain(stats, "diverging", int, "sum")
+    num_div = None if per_chain_div is None else int(sum(per_chain_div))
+    bfmi = _bfmi(data, stats)
     attrs = dict(data["posterior"].attrs)
-    ok = all(r["flag"] == "ok" for r in rows) and not num_div
+    low_bfmi = bfmi is not None and not all(b >= min_bfmi for b in bfmi)
+    ok = all(r["flag"] == "ok" for r in rows) and not num_div and not low_bfmi
     return Diagnostics(
         table=rows,
         num_chains=num_chains,
         num_draws=num_draws,
-        worst=sorted(coord_rows, key=_badness),
+        worst=sorted(coord_rows, key=table_rows.badness),
         acceptance_rate=acceptance,
         num_divergent=num_div,
         divergent_per_chain=per_chain_div,
         ok=bool(ok),
         rhat_threshold=float(rhat_threshold),
         min_ess=min_ess,
+        bfmi=bfmi,
+        min_bfmi=float(min_bfmi),
         max_rows=int(max_rows),
         kernel=_str_or_none(attrs.get("kernel")),
         potential=_str_or_none(attrs.get("potential")),
+        notes=notes,
         locations=locations,
     )
 
 
-# -- computation ------------------------------------------------------------------------------------
-
-def _stats_group(data, name):
-    return data[name].to_dataset() if name in data.children else None
-
-
-def _numeric(ds: xr.Dataset, group: str) -> xr.Dataset:
-    """Variables with chain and draw dims, booleans as floats (a spin or a pixel)."""
-    keep = {}
-    for name, var in ds.data_vars.items():
-        if var.dims[:2] != _SAMPLE_DIMS:
-            if set(_SAMPLE_DIMS) <= set(var.dims):
-                var = var.transpose(*_SAMPLE_DIMS, ...)
-            else:
-                continue
-        if var.dtype == bool:
-            var = var.astype(float)
-        if np.issubdtype(var.dtype, np.number):
-            keep[name] = var
-    return xr.Dataset(keep)
-
-
-def _rows(ds: xr.Dataset, group: str, rhat_threshold: float, min_ess: float, locations) -> list[dict]:
-    """One row per scalar coordinate of every variable in ``ds``, statistics from ArviZ."""
-    with np.errstate(divide="ignore", invalid="ignore"):  # constant coordinates: 0/0 inside R-hat
-        results = {
-            "mean": az.mean(ds, dim=list(_SAMPLE_DIMS), round_to="none"),
-            "sd": az.std(ds, dim=list(_SAMPLE_DIMS), round_to="none"),
-            "mcse_mean": az.mcse(ds, method="mean"),
-            "ess_bulk": az.ess(ds, method="bulk"),
-            "ess_tail": az.ess(ds, method="tail"),
-            "rhat": az.rhat(ds),
-        }
-    rows = []
-    for name, var in ds.data_vars.items():
-        values = np.asarray(var.values)
-        event_dims = var.dims[2:]
-        event_shape = values.shape[2:]
-        finite = np.isfinite(values).all(axis=(0, 1))
-        filled = np.where(np.isfinite(values), values, 0.0)
-        spread = np.ptp(filled, axis=(0, 1))
-        frozen_chains = (np.ptp(filled, axis=1) == 0).sum(axis=0)  # chains where it never moved
-        columns = {k: np.broadcast_to(np.asarray(r[name].transpose(*event_dims).values, dtype=float),
-                                      event_shape) for k, r in results.items()}
-        for index in np.ndindex(*event_shape):
-            label = _label(name, var, event_dims, index)
-            if label in locations:  # a posterior variable named like a sample statistic
-                label = f"{group}.{label}"
-            row = {"quantity": label}
-            row.update({k: float(columns[k][index]) for k in _NUMERIC})
-            notes = []
-            if not finite[index]:
-                notes.append("non-finite draws")
-            elif spread[index] == 0:
-                notes.append(_STUCK)
-                row.update(ess_bulk=math.nan, ess_tail=math.nan, rhat=math.nan)
-            else:
-                if not math.isfinite(row["rhat"]):
-                    notes.append("R-hat undefined")
-                elif row["rhat"] >= rhat_threshold:
-                    notes.append(f"R-hat >= {rhat_threshold:g}")
-                if not row["ess_bulk"] >= min_ess:
-                    notes.append(f"bulk ESS < {min_ess:g}")
-                if not row["ess_tail"] >= min_ess:
-                    notes.append(f"tail ESS < {min_ess:g}")
-                if notes and frozen_chains[index]:
-                    notes.append(f"constant in {frozen_chains[index]} of {values.shape[0]} chains")
-            row["flag"] = "warn" if notes else "ok"
-            row["note"] = ", ".join(notes)
-            rows.append(row)
-            locations[label] = (group, name, tuple(int(i) for i in index))
-    return rows
-
-
-def _label(name: str, var: xr.DataArray, dims, index) -> str:
-    if not dims:
-        return name
-    parts = []
-    for dim, i in zip(dims, index):
-        coord = var.coords.get(dim)
-        value = coord.values[i] if coord is not None else i
-        parts.append(str(value.item() if isinstance(value, np.generic) else value))
-    return f"{name}[{','.join(parts)}]"
-
-
-def _badness(row):
-    """Sort key, worst first: flagged (not stuck) rows, then stuck rows, then ok rows; within each
-    by R-hat descending (undefined counts as worst) then by min(bulk, tail) ESS ascending."""
-    stuck = _STUCK in row["note"]
-    group = 1 if stuck else (0 if row["flag"] != "ok" else 2)
-    rhat = row["rhat"] if math.isfinite(row["rhat"]) else math.inf
-    ess = np.nanmin([row["ess_bulk"], row["ess_tail"], math.inf])
-    return (group, -rhat if not stuck else 0.0, ess if not stuck else 0.0)
-
-
 # -- small helpers ------------------------------------------------------------------------------------
+
+def _per_chain(stats: xr.Dataset | None, name: str, kind, how: str) -> tuple | None:
+    """Per chain, the mean (or sum) of sample statistic ``name``; None where there is none."""
+    if stats is None or name not in stats or "chain" not in stats[name].dims:
+        return None
+    var = stats[name].astype(float)
+    reduced = getattr(var, how)(dim=[d for d in var.dims if d != "chain"])
+    return tuple(kind(v) for v in np.atleast_1d(reduced.values))
+
+
+def _bfmi(data: xr.DataTree, stats: xr.Dataset | None) -> tuple[float, ...] | None:
+    """``arviz.bfmi`` of the Hamiltonian per chain, or None where there is no ``energy``."""
+    if stats is None or "energy" not in stats or set(stats["energy"].dims) != set(schema.SAMPLE_DIMS):
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = az.bfmi(data)["energy"].transpose("chain").values
+    return tuple(float(v) for v in np.atleast_1d(values))
+
 
 def _nan_reduce(fn, values):
     values = np.asarray(values, dtype=float)

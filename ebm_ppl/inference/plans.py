@@ -29,7 +29,7 @@ MALA_TARGET_ACCEPTANCE = 0.574
 class Plan(NamedTuple):
     """What one chain runs: ``warmup(key, x0) -> (state, params)``, ``step(key, state, params)``,
     and ``stats(state, info, params) -> dict`` of per-draw statistics (named as the kernel table's
-    ``stats``; the Gibbs kernels' energies are computed by the runner)."""
+    ``stats``; the Gibbs kernels' ``lp`` is computed by the runner)."""
 
     warmup: Callable
     step: Callable
@@ -52,7 +52,7 @@ def build_plan(spec: KernelSpec, potential: Potential, num_warmup: int, options:
         step_size = options.get("step_size")
 
         def stats(state, info, params):
-            out = spec.info_stats(state, info)
+            out = spec.info_stats(state, info, params)
             return out if step_size is None else {**out, "step_size": jnp.asarray(step_size)}
 
         return _burn_in_plan(algo, num_warmup, stats)
@@ -148,7 +148,7 @@ def _dual_averaging_plan(spec: KernelSpec, logdensity_fn, num_warmup: int, step_
         return kernel(key, state, logdensity_fn, eps)
 
     def stats(state, info, eps):
-        return {**spec.info_stats(state, info), "step_size": eps}
+        return {**spec.info_stats(state, info, eps), "step_size": eps}
 
     return Plan(warmup, step, stats)
 
@@ -184,6 +184,6 @@ def _window_plan(spec: KernelSpec, potential: Potential, num_warmup: int, option
         return algorithm(logdensity_fn, **{**extra, **params}).step(key, state)
 
     def stats(state, info, params):
-        return {**spec.info_stats(state, info), "step_size": params["step_size"]}
+        return {**spec.info_stats(state, info, params), "step_size": params["step_size"]}
 
     return Plan(warmup, step, stats)

@@ -68,8 +68,10 @@ def sample(
 
     Returns:
         An ``xarray.DataTree`` with group ``posterior`` holding ``x`` of shape
-        ``(chain, draw, *event_shape)`` and ``sample_stats`` holding ``energy`` and the kernel's
-        statistics (acceptance rate, divergences, step size, tree depth, ... where they apply).
+        ``(chain, draw, *event_shape)`` and ``sample_stats`` under ArviZ's names: ``lp`` (log
+        density -E(x) of each draw), for HMC/NUTS ``energy`` (the Hamiltonian), and the kernel's
+        statistics (``acceptance_rate``, ``diverging``, ``step_size``, ``n_steps``,
+        ``tree_depth``, ... where they apply; :data:`ebm_ppl.kernels.STAT_MEANINGS`).
     """
     if not isinstance(potential, Potential):
         raise TypeError(f"sample expects an ebm_ppl.Potential, got {type(potential).__name__}")
@@ -148,7 +150,7 @@ def _run(potential: Potential, kernel: str, num_warmup: int, options: tuple, sta
     Every array is an argument, never a closure: under jax.distributed they span processes."""
     plan = build_plan(get_kernel(kernel), potential, num_warmup, dict(options))
     # a kernel that reports the energy of the state each step starts from (block Gibbs, from the
-    # hidden logits it forms anyway) hands a draw's energy over with the next draw's first step
+    # hidden logits it forms anyway) hands a draw's lp = -E over with the next draw's first step
     spec = get_kernel(kernel)
 
     def one_draw(states, step_index):
@@ -170,11 +172,12 @@ def _run(potential: Potential, kernel: str, num_warmup: int, options: tuple, sta
                                           desc="sampling")
     if "previous_energy" in stats:  # [E(start), E(draw 0), ..., E(draw n-2)], then the last draw's own
         previous = stats.pop("previous_energy")
-        stats["energy"] = jnp.concatenate([previous[1:], jax.vmap(potential.unbatched_energy)(final.position)[None]])
-    elif "energy" not in stats:  # other Gibbs kernels report none: batched passes over the stored draws
+        energy = jnp.concatenate([previous[1:], jax.vmap(potential.unbatched_energy)(final.position)[None]])
+        stats["lp"] = -energy
+    elif "lp" not in stats:  # other Gibbs kernels report none: batched passes over the stored draws
         per_draw = math.prod(draws.shape[1:])  # chains x event size
         batch = max(1, min(num_samples, _ENERGY_BATCH_ELEMENTS // per_draw))
-        stats["energy"] = jax.lax.map(jax.vmap(potential.unbatched_energy), draws, batch_size=batch)
+        stats["lp"] = -jax.lax.map(jax.vmap(potential.unbatched_energy), draws, batch_size=batch)
     return draws, stats  # (draw, chain, ...); sample() hands ArviZ (chain, draw, ...) views
 
 

@@ -10,7 +10,12 @@ import numpy as np
 
 from ebm_ppl.potentials.base import Potential
 
-__all__ = ["draws_to_datatree", "to_host"]
+__all__ = ["draws_to_datatree", "to_host", "STATS_SCHEMA"]
+
+#: The ``stats_schema`` attribute of the groups ``ep.sample`` writes: ``sample_stats`` follows
+#: ArviZ's conventions (``lp`` = log density, ``energy`` = the Hamiltonian). Files without it and
+#: with ``inference_library = "ebm_ppl"`` hold the old meaning (``energy`` = E(x)).
+STATS_SCHEMA = "arviz"
 
 
 def to_host(x) -> np.ndarray:
@@ -21,14 +26,11 @@ def to_host(x) -> np.ndarray:
         x = multihost_utils.process_allgather(x, tiled=True)
     return np.asarray(jax.device_get(x))
 
-# BlackJAX/our names -> ArviZ's conventional sample_stats names
-_STAT_NAMES = {"acceptance_rate": "acceptance_rate", "diverging": "diverging", "n_steps": "n_steps",
-               "tree_depth": "tree_depth", "step_size": "step_size", "energy": "energy"}
-
 
 def draws_to_datatree(draws, stats: dict[str, Any], *, kernel: str, potential: Potential):
     """Build the DataTree: ``posterior.x`` of shape ``(chain, draw, *event_shape)`` and
-    ``sample_stats`` (``energy`` = E(x) of each draw, plus the kernel's statistics)."""
+    ``sample_stats`` (named as in the kernel table: ``lp`` = -E(x) of each draw, ``energy`` =
+    the Hamiltonian for HMC/NUTS, and the kernel's statistics)."""
     draws = to_host(draws)
     event_dims = [f"x_dim_{i}" for i in range(draws.ndim - 2)]
     sample_stats = {}
@@ -36,8 +38,9 @@ def draws_to_datatree(draws, stats: dict[str, Any], *, kernel: str, potential: P
         value = to_host(value)
         if value.ndim == 1:  # per-chain constants such as a tuned step size
             value = np.broadcast_to(value[:, None], draws.shape[:2])
-        sample_stats[_STAT_NAMES.get(name, name)] = value
-    attrs = {"kernel": kernel, "potential": type(potential).name, "inference_library": "ebm_ppl"}
+        sample_stats[name] = value
+    attrs = {"kernel": kernel, "potential": type(potential).name, "inference_library": "ebm_ppl",
+             "stats_schema": STATS_SCHEMA}
     return az.from_dict(
         {"posterior": {"x": draws}, "sample_stats": sample_stats},
         dims={"x": event_dims},

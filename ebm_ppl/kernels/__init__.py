@@ -14,13 +14,13 @@ from ebm_ppl.kernels import block_gibbs as _block_gibbs
 from ebm_ppl.kernels import langevin as _langevin
 from ebm_ppl.kernels import site_gibbs as _site_gibbs
 from ebm_ppl.kernels.gibbs import gibbs_sweeps
-from ebm_ppl.kernels.registry import KERNELS, KernelSpec, check_kernel, default_kernel, get_kernel
+from ebm_ppl.kernels.registry import KERNELS, STAT_MEANINGS, KernelSpec, check_kernel, default_kernel, get_kernel
 
 block_gibbs = GenerateSamplingAPI(_block_gibbs.as_top_level_api, _block_gibbs.init, _block_gibbs.build_kernel)
 site_gibbs = GenerateSamplingAPI(_site_gibbs.as_top_level_api, _site_gibbs.init, _site_gibbs.build_kernel)
 langevin = GenerateSamplingAPI(_langevin.as_top_level_api, _langevin.init, _langevin.build_kernel)
 
-__all__ = ["block_gibbs", "site_gibbs", "langevin", "gibbs_sweeps", "KERNELS", "KernelSpec", "default_kernel",
+__all__ = ["block_gibbs", "site_gibbs", "langevin", "gibbs_sweeps", "KERNELS", "STAT_MEANINGS", "KernelSpec", "default_kernel",
            "get_kernel", "check_kernel"]
 langevin.register_factory("run", _langevin.run)
 langevin.register_factory("temperature", _langevin.temperature)

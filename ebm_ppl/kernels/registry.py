@@ -17,6 +17,8 @@ import types
 from typing import Any, Callable, Mapping, NamedTuple
 
 import blackjax
+import blackjax.mcmc.metrics
+import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 
 from ebm_ppl.kernels.block_gibbs import as_top_level_api as block_gibbs
@@ -25,7 +27,7 @@ from ebm_ppl.kernels.site_gibbs import as_top_level_api as site_gibbs
 from ebm_ppl.potentials.base import Potential, Support
 from ebm_ppl.potentials.capabilities import has_block_conditionals
 
-__all__ = ["KernelSpec", "KERNELS", "default_kernel", "get_kernel", "check_kernel", "fixed_algorithm"]
+__all__ = ["KernelSpec", "KERNELS", "STAT_MEANINGS", "default_kernel", "get_kernel", "check_kernel", "fixed_algorithm"]
 
 
 class KernelSpec(NamedTuple):
@@ -39,18 +41,21 @@ class KernelSpec(NamedTuple):
         requirement: what it asks, in words, for error messages.
         options: the keyword options :func:`ebm_ppl.sample` accepts for it, and
         defaults: their default values (an option without one defaults to None).
-        stats: the per-draw statistics it reports in ``sample_stats``.
-        info_stats: ``info_stats(state, info) -> dict``, the statistics read off a step's state
-            and info (the runner adds ``step_size`` and, for the Gibbs kernels, ``energy``).
+        stats: the per-draw statistics it reports in ``sample_stats``, under ArviZ's names
+            (:data:`STAT_MEANINGS`): ``lp`` = log p(x) = -E(x) of the draw for every kernel,
+            ``energy`` = the Hamiltonian for HMC/NUTS only, then the kernel's own.
+        info_stats: ``info_stats(state, info, params) -> dict``, the statistics read off a step's
+            state, info and the plan's tuned parameters (the runner adds ``step_size`` and, for
+            the Gibbs kernels, ``lp``).
         algorithm: its ``SamplingAlgorithm`` factory: ``algorithm(potential)`` for ours that take
             a potential (Gibbs), ``algorithm(logdensity_fn, ...)`` for the others.
         takes_potential: which of the two the factory takes.
         tuning: what warm-up does: ``"burn_in"`` (nothing to tune), ``"dual_averaging"`` (the
             step size, towards 0.574 acceptance; MALA-like algorithms) or ``"window_adaptation"``
             (BlackJAX's window adaptation of step size and mass matrix; HMC-like algorithms).
-        start_energy: whether a step's ``info.energy`` is the energy of the state it started
-            from (None where the potential cannot give it cheaply), so a runner takes each draw's
-            energy from the next step instead of computing it again.
+        start_energy: whether a step's ``info.energy`` is the energy E(x) of the state it
+            started from (None where the potential cannot give it cheaply), so a runner takes each
+            draw's ``lp = -E(x)`` from the next step instead of computing it again.
     """
 
     name: str
@@ -61,7 +66,7 @@ class KernelSpec(NamedTuple):
     options: tuple[str, ...]
     defaults: Mapping[str, Any]
     stats: tuple[str, ...]
-    info_stats: Callable[[Any, Any], dict]
+    info_stats: Callable[[Any, Any, Any], dict]
     algorithm: Callable[..., SamplingAlgorithm]
     takes_potential: bool
     tuning: str
@@ -78,12 +83,46 @@ class KernelSpec(NamedTuple):
         return self.tuning != "burn_in"
 
 
-def _accept_stats(state, info) -> dict:
-    return {"energy": -state.logdensity, "acceptance_rate": info.acceptance_rate}
+#: What each ``sample_stats`` name means (ArviZ's names where ArviZ has one; the others are the
+#: kernels' own). ``energy`` is the Hamiltonian, as in Stan, PyMC, NumPyro and BlackJAX, so
+#: ``arviz.bfmi`` and ``arviz_plots.plot_energy`` read it correctly.
+STAT_MEANINGS: Mapping[str, str] = types.MappingProxyType({
+    "lp": "log density of the draw, log p(x) = -E(x) up to log Z (every kernel)",
+    "energy": "the Hamiltonian -log p(x) + K(p) at the kept state (HMC, NUTS; for BFMI)",
+    "acceptance_rate": "Metropolis acceptance probability of the step (MALA, HMC; NUTS: the mean over the tree)",
+    "diverging": "whether the trajectory diverged (HMC, NUTS)",
+    "step_size": "the step size (tuned in warm-up where the kernel tunes it)",
+    "n_steps": "leapfrog steps of the step (HMC, NUTS)",
+    "tree_depth": "tree doublings of the step (NUTS)",
+    "hidden_mean": "mean over hidden units of p(h_j = 1 | x) at the step's start (block Gibbs)",
+    "flip_rate": "fraction of sites that flipped in the sweep (site Gibbs)",
+    "grad_norm": "norm of grad log p at the step's start (Langevin)",
+})
 
 
-def _hmc_stats(state, info) -> dict:
-    return {**_accept_stats(state, info), "diverging": info.is_divergent, "n_steps": info.num_integration_steps}
+def _lp(state) -> dict:
+    return {"lp": state.logdensity}
+
+
+def _mala_stats(state, info, params) -> dict:
+    return {**_lp(state), "acceptance_rate": info.acceptance_rate}
+
+
+def _hmc_stats(state, info, params) -> dict:
+    """HMC's statistics; ``energy`` is the Hamiltonian at the state kept (Stan's ``energy__``):
+    the proposal's (``info.energy``) when accepted, else the start's, -log p(x) + K(p) with the
+    step's fresh momentum (``info.momentum``), since BlackJAX reports the proposal's either way."""
+    kinetic = blackjax.mcmc.metrics.default_metric(params["inverse_mass_matrix"]).kinetic_energy(info.momentum)
+    energy = jnp.where(info.is_accepted, info.energy, -state.logdensity + kinetic)
+    return {**_mala_stats(state, info, params), "energy": energy, "diverging": info.is_divergent,
+            "n_steps": info.num_integration_steps}
+
+
+def _nuts_stats(state, info, params) -> dict:
+    """NUTS's statistics; ``energy`` is the Hamiltonian of the sampled state (``info.energy``)."""
+    return {**_lp(state), "acceptance_rate": info.acceptance_rate, "energy": info.energy,
+            "diverging": info.is_divergent, "n_steps": info.num_integration_steps,
+            "tree_depth": info.num_trajectory_expansions}
 
 
 def _vector_events(potential: Potential) -> bool:
@@ -94,27 +133,26 @@ _GRADIENT = (Support.REAL,)
 _TABLE = (
     KernelSpec("block_gibbs", "exact block Gibbs (RBM family)", (Support.BINARY, Support.REAL),
                has_block_conditionals, "block conditionals (sample_hidden, sample_visible)", (), {},
-               ("hidden_mean", "energy"), lambda s, i: {"hidden_mean": i.hidden_mean}, block_gibbs, True, "burn_in",
+               ("lp", "hidden_mean"), lambda s, i, p: {"hidden_mean": i.hidden_mean}, block_gibbs, True, "burn_in",
                start_energy=True),
     KernelSpec("site_gibbs", "systematic-scan single-site Gibbs (binary vectors)", (Support.BINARY,), _vector_events,
-               "a vector event shape (D,)", (), {}, ("flip_rate", "energy"), lambda s, i: {"flip_rate": i.flip_rate},
+               "a vector event shape (D,)", (), {}, ("lp", "flip_rate"), lambda s, i, p: {"flip_rate": i.flip_rate},
                site_gibbs, True, "burn_in"),
     KernelSpec("langevin", "unadjusted Langevin with a separate noise scale", _GRADIENT, None, "",
-               ("step_size", "noise_scale"), {"step_size": 1e-2}, ("energy", "grad_norm", "step_size"),
-               lambda s, i: {"energy": -s.logdensity, "grad_norm": i.grad_norm}, langevin, False, "burn_in"),
+               ("step_size", "noise_scale"), {"step_size": 1e-2}, ("lp", "grad_norm", "step_size"),
+               lambda s, i, p: {**_lp(s), "grad_norm": i.grad_norm}, langevin, False, "burn_in"),
     KernelSpec("mala", "BlackJAX MALA, step size tuned by dual averaging", _GRADIENT, None, "",
-               ("step_size", "adapt"), {"step_size": 1e-2, "adapt": True}, ("energy", "acceptance_rate", "step_size"),
-               _accept_stats, blackjax.mala, False, "dual_averaging"),
+               ("step_size", "adapt"), {"step_size": 1e-2, "adapt": True}, ("lp", "acceptance_rate", "step_size"),
+               _mala_stats, blackjax.mala, False, "dual_averaging"),
     KernelSpec("hmc", "BlackJAX HMC, window adaptation", _GRADIENT, None, "",
                ("step_size", "num_integration_steps", "target_acceptance_rate", "adapt"),
                {"num_integration_steps": 16, "target_acceptance_rate": 0.8, "adapt": True},
-               ("energy", "acceptance_rate", "diverging", "n_steps", "step_size"), _hmc_stats, blackjax.hmc, False,
-               "window_adaptation"),
+               ("lp", "energy", "acceptance_rate", "diverging", "n_steps", "step_size"), _hmc_stats, blackjax.hmc,
+               False, "window_adaptation"),
     KernelSpec("nuts", "BlackJAX NUTS, window adaptation", _GRADIENT, None, "",
                ("step_size", "target_acceptance_rate", "adapt"), {"target_acceptance_rate": 0.8, "adapt": True},
-               ("energy", "acceptance_rate", "diverging", "n_steps", "step_size", "tree_depth"),
-               lambda s, i: {**_hmc_stats(s, i), "tree_depth": i.num_trajectory_expansions}, blackjax.nuts, False,
-               "window_adaptation"),
+               ("lp", "energy", "acceptance_rate", "diverging", "n_steps", "step_size", "tree_depth"),
+               _nuts_stats, blackjax.nuts, False, "window_adaptation"),
 )
 
 #: Every kernel by name, read-only (the order is the order of help texts).

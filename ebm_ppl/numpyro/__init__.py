@@ -8,6 +8,11 @@
         numpyro.sample("y", dist.Normal(mask * x, 0.1), obs=y_obs)
 """
 
+# numpyro itself first: ArviZ binds ``numpyro`` as a lazy module (lazy_loader), and a submodule
+# imported through it first (numpyro.infer.util) leaves numpyro.infer without its `initialization`
+# attribute, which arviz.from_numpyro reads (an AttributeError on any model's run otherwise).
+import numpyro  # noqa: F401, I001
+
 from ebm_ppl.numpyro.convert import logdensity_fn, model_logdensity, potential_fn
 from ebm_ppl.numpyro.distribution import DoublyIntractableWarning, EnergyDistribution, factor
 from ebm_ppl.numpyro.kernel import EnergyKernel, EnergyKernelState

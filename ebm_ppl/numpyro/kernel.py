@@ -33,17 +33,22 @@ class EnergyKernel(MCMCKernel):
     itself over chains. ``init_params`` (optional) is ``(*event_shape)`` or
     ``(num_chains, *event_shape)``; by default chains start at fair coin flips / N(0, I).
 
+    The draws come out under the site name ``site``, as a model's would: ``mcmc.get_samples()``
+    is ``{"x": array}`` and ``arviz.from_numpyro(mcmc)`` has ``posterior.x`` (NumPyro applies the
+    kernel's ``postprocess_fn`` to its ``sample_field`` when it collects the draws).
+
     Args:
         potential: the target.
         kernel: ``"block_gibbs"``, ``"site_gibbs"`` or ``"langevin"``; default by support.
         step_size: Langevin's alpha.
         noise_scale: Langevin's sigma (None: sqrt(2 alpha)).
+        site: the name of the draws in ``get_samples()`` and in ArviZ's ``posterior``.
     """
 
     sample_field = "z"
 
     def __init__(self, potential: Potential, kernel: str | None = None, *, step_size: float = 1e-2,
-                 noise_scale: float | None = None):
+                 noise_scale: float | None = None, site: str = "x"):
         if not isinstance(potential, Potential):
             raise TypeError(f"EnergyKernel expects an ebm_ppl.Potential, got {type(potential).__name__}")
         if kernel is None:
@@ -55,12 +60,20 @@ class EnergyKernel(MCMCKernel):
         spec = check_kernel(kernel, potential, owner="EnergyKernel")
         parameters = {"step_size": step_size, "noise_scale": noise_scale} if "step_size" in spec.options else {}
         self._algo = fixed_algorithm(spec, potential, **parameters)
+        if not isinstance(site, str) or not site:
+            raise ValueError(f"EnergyKernel: site must be a non-empty string, got {site!r}")
         self.potential = potential
         self.kernel = kernel
+        self.site = site
 
     @property
     def model(self):
         return None
+
+    def postprocess_fn(self, model_args, model_kwargs):
+        """``z -> {site: z}``: names the draws, as NumPyro names a model's sample sites."""
+        site = self.site
+        return lambda z: {site: z}
 
     def _init_one(self, rng_key, x0):
         key_init, key_next = jax.random.split(rng_key)

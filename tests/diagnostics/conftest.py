@@ -9,17 +9,17 @@ import ebm_ppl as ep
 from ebm_ppl.inference import sample
 
 
-def _make_data(x, energy=None, **stats):
-    """A DataTree shaped like ``sample``'s: ``posterior.x`` and ``sample_stats`` (energy, ...);
-    the default energy is that of N(0, I), ``|x|^2 / 2``."""
+def _make_data(x, lp=None, **stats):
+    """A DataTree shaped like ``sample``'s: ``posterior.x`` and ``sample_stats`` (lp, ...);
+    the default lp is the log density of N(0, I) up to a constant, ``-|x|^2 / 2``."""
     x = np.asarray(x)
-    energy = (x.reshape(*x.shape[:2], -1) ** 2).sum(-1) / 2 if energy is None else energy
-    return az.from_dict({"posterior": {"x": x}, "sample_stats": {"energy": energy, **stats}})
+    lp = -(x.reshape(*x.shape[:2], -1) ** 2).sum(-1) / 2 if lp is None else lp
+    return az.from_dict({"posterior": {"x": x}, "sample_stats": {"lp": lp, **stats}})
 
 
 @pytest.fixture
 def make_data():
-    """``make_data(x, energy=None, **stats) -> DataTree`` built with ``arviz.from_dict``."""
+    """``make_data(x, lp=None, **stats) -> DataTree`` built with ``arviz.from_dict``."""
     return _make_data
 
 

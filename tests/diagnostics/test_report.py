@@ -10,10 +10,13 @@ import os
 import re
 from html.parser import HTMLParser
 
+import arviz_plots
+import jax
 import matplotlib
 import numpy as np
 import pytest
 
+import ebm_ppl as ep
 from ebm_ppl.diagnostics import report
 
 _VOID = {"meta", "img", "br", "hr", "link", "input", "col", "area", "base", "source", "wbr"}
@@ -66,11 +69,11 @@ def test_report_is_self_contained_html(tmp_path, make_data):
     assert out == tmp_path / "run.html" and out.is_file()
     text = out.read_text(encoding="utf-8")
     pngs = _check_html(text)
-    assert len(pngs) >= 4  # trace/rank, ESS, autocorrelation, sampler statistics
+    assert len(pngs) == 7  # trace, rank, ESS, autocorrelation, pair, densities, sampler statistics
     assert '<table class="diagnostics">' in text
     for column in ("ess_bulk", "ess_tail", "rhat", "mcse_mean"):
         assert f">{column}<" in text
-    assert ">energy<" in text and ">x[2]<" in text
+    assert ">lp<" in text and ">x[2]<" in text
     assert "My &lt;run&gt;" in text  # the title is escaped
     assert "Divergent transitions: 2" in text and "Acceptance rate per chain" in text
     assert "Samples as images" not in text  # 3 coordinates are not an image
@@ -130,3 +133,55 @@ def test_report_writes_atomically(tmp_path, make_data, monkeypatch):
 def test_report_rejects_a_folder(tmp_path, make_data):
     with pytest.raises(IsADirectoryError):
         report(_gaussian_data(make_data), tmp_path)
+
+
+_ARVIZ_SECTIONS = {  # heading -> the arviz_plots function that draws it
+    "Trace": "plot_trace_dist", "Rank plots": "plot_rank", "Effective sample size": "plot_ess_evolution",
+    "Autocorrelation": "plot_autocorr", "Energy and BFMI": "plot_energy", "Pair plot": "plot_pair",
+    "Posterior densities": "plot_dist", "Sampler statistics": "plot_trace",
+}
+
+
+def test_sections_are_drawn_by_arviz(tmp_path, make_data, monkeypatch):
+    """An HMC-shaped run (Hamiltonian ``energy``, divergences): every chain plot is an ArviZ plot,
+    each function called (spied on), each section present with its embedded PNG."""
+    calls = []
+    for name in set(_ARVIZ_SECTIONS.values()) | {"plot_ess"}:
+        original = getattr(arviz_plots, name)
+        monkeypatch.setattr(arviz_plots, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    data = _gaussian_data(make_data)
+    energy = -data.sample_stats["lp"].values + np.random.default_rng(2).chisquare(3, (4, 300)) / 2
+    data["sample_stats"] = data["sample_stats"].to_dataset().assign(energy=(("chain", "draw"), energy))
+    text = report(data, tmp_path / "run.html").read_text(encoding="utf-8")
+    _check_html(text)
+    assert set(calls) == set(_ARVIZ_SECTIONS.values()) | {"plot_ess"}
+    for heading, function in _ARVIZ_SECTIONS.items():
+        section = text.split(f"<h2>{heading}</h2>")[1].split("</section>")[0]
+        assert "data:image/png;base64," in section and f"arviz_plots.{function}" in section, heading
+    assert "E-BFMI per chain" in text and "E-BFMI &gt;= 0.3" in text  # Stan's thresholds, stated
+    assert "Could not draw" not in text
+
+
+def test_no_energy_plot_without_a_hamiltonian(tmp_path, rbm_run):
+    text = report(rbm_run, tmp_path / "rbm.html").read_text(encoding="utf-8")
+    assert "<h2>Energy and BFMI</h2>" not in text and "E-BFMI per chain" not in text
+    assert "<h2>R-hat and ESS of every coordinate</h2>" in text  # 64 coordinates: their distribution
+    assert "<h2>Pair plot</h2>" not in text  # 0/1 pixels have no pair plot or densities
+
+
+@pytest.mark.parametrize("kind", ["binary", "real"])
+def test_report_of_a_64_dimensional_run_is_under_1_mb(tmp_path, make_data, kind):
+    """4 chains x 1000 draws of 64 coordinates (an 8x8 image): block Gibbs on an RBM, or real
+    draws with divergences (every plot: trace, pairs and densities of the worst, images)."""
+    if kind == "binary":
+        rbm = ep.BernoulliRBM.init(jax.random.key(0), 64, 16, scale=0.5)
+        data = ep.sample(jax.random.key(1), rbm, num_chains=4, num_warmup=100, num_samples=1000)
+    else:
+        rng = np.random.default_rng(0)
+        div = rng.random((4, 1000)) < 0.002
+        data = make_data(rng.normal(size=(4, 1000, 64)), acceptance_rate=rng.uniform(0.6, 1.0, (4, 1000)),
+                         diverging=div, energy=rng.normal(size=(4, 1000)) + 40)
+    path = report(data, tmp_path / "run.html")
+    text = path.read_text(encoding="utf-8")
+    assert len(_check_html(text)) >= 8 and "Could not draw" not in text
+    assert path.stat().st_size < 1_000_000, path.stat().st_size

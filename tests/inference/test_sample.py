@@ -40,8 +40,13 @@ def test_exact_kernels_recover_gaussian_moments_within_5_mcse(kernel):
     assert x.shape == (4, n, 3)
     assert np.all(_moment_errors(x) < 5), _moment_errors(x)
     stats = dt.sample_stats
-    assert stats["energy"].shape == (4, n)
-    np.testing.assert_allclose(stats["energy"].values, g.energy(x), rtol=1e-4, atol=1e-4)
+    assert stats["lp"].shape == (4, n)
+    np.testing.assert_allclose(stats["lp"].values, -g.energy(x), rtol=1e-4, atol=1e-4)  # log density
+    assert sorted(stats.data_vars) == sorted(ep.kernels.KERNELS[kernel].stats)
+    if kernel != "mala":  # the Hamiltonian: -log p(x) plus a kinetic energy >= 0
+        assert np.all(stats["energy"].values + stats["lp"].values >= -1e-5)
+    else:
+        assert "energy" not in stats  # no momentum, no Hamiltonian
     assert 0.3 < float(stats["acceptance_rate"].mean()) <= 1.0
     if kernel != "mala":
         assert int(stats["diverging"].sum()) == 0 and "n_steps" in stats
@@ -98,13 +103,14 @@ def test_same_key_same_draws_and_thinning_keeps_every_kth():
     assert not np.array_equal(a.posterior["x"].values, c.posterior["x"].values)
 
 
-def test_gibbs_energy_stat_and_philox_keys():
+def test_gibbs_lp_stat_and_philox_keys():
     rbm = ep.BernoulliRBM.init(jax.random.key(0), 12, 5, scale=1.0)
     dt = ep.sample(jax.random.key(3), rbm, num_chains=3, num_warmup=5, num_samples=300, thin=2,
                    prng_impl="philox2x32_64")
     x = dt.posterior["x"].values
-    # the energies computed after the run, batched, are each draw's free energy
-    np.testing.assert_allclose(dt.sample_stats["energy"].values, rbm.energy(x), rtol=1e-5, atol=1e-5)
+    # lp computed after the run, batched, is each draw's -F(x) (free energy); no Hamiltonian
+    np.testing.assert_allclose(dt.sample_stats["lp"].values, -rbm.energy(x), rtol=1e-5, atol=1e-5)
+    assert sorted(dt.sample_stats.data_vars) == ["hidden_mean", "lp"]
     again = ep.sample(jax.random.key(3), rbm, num_chains=3, num_warmup=5, num_samples=300, thin=2,
                       prng_impl="philox2x32_64")
     np.testing.assert_array_equal(again.posterior["x"].values, x)
@@ -112,22 +118,23 @@ def test_gibbs_energy_stat_and_philox_keys():
     assert not np.array_equal(default.posterior["x"].values, x)  # another generator, other draws
     bm = ep.BoltzmannMachine.init(jax.random.key(1), 6, scale=0.5)
     dt = ep.sample(jax.random.key(4), bm, num_chains=2, num_warmup=0, num_samples=20)
-    np.testing.assert_allclose(dt.sample_stats["energy"].values, bm.energy(dt.posterior["x"].values),
+    np.testing.assert_allclose(dt.sample_stats["lp"].values, -bm.energy(dt.posterior["x"].values),
                                rtol=1e-5, atol=1e-5)
+    assert sorted(dt.sample_stats.data_vars) == ["flip_rate", "lp"]
 
 
 @pytest.mark.parametrize("thin", [1, 3])
 def test_block_gibbs_energies_come_from_the_next_sweep_and_match_each_draw(thin):
     """Block Gibbs on the RBMs takes a draw's energy from the hidden logits of the next sweep (the
-    last draw's is computed after the loop): each must be the energy of that very draw. A subclass
-    that changes only _energy does not qualify for the shortcut and gets its own energies."""
+    last draw's is computed after the loop) and stores lp = -E: each must be that very draw's. A
+    subclass that changes only _energy does not qualify for the shortcut and gets its own."""
     from ebm_ppl.potentials.capabilities import has_logit_energy
 
     for model in (ep.GaussianBernoulliRBM.init(jax.random.key(0), 7, 4, scale=0.5),
                   ep.SubspaceRBM.init(jax.random.key(0), 7, 3, 2, scale=0.8)):
         assert has_logit_energy(model)
         dt = ep.sample(jax.random.key(5), model, num_chains=3, num_warmup=2, num_samples=40, thin=thin)
-        np.testing.assert_allclose(dt.sample_stats["energy"].values, model.energy(dt.posterior["x"].values),
+        np.testing.assert_allclose(dt.sample_stats["lp"].values, -model.energy(dt.posterior["x"].values),
                                    rtol=1e-5, atol=1e-5)
 
     class Tilted(ep.BernoulliRBM):  # one more term in the energy; conditionals unchanged (wrongly,
@@ -140,7 +147,7 @@ def test_block_gibbs_energies_come_from_the_next_sweep_and_match_each_draw(thin)
     tilted = Tilted(base.W, base.b, base.c)
     assert has_logit_energy(base) and not has_logit_energy(tilted)
     dt = ep.sample(jax.random.key(6), tilted, num_chains=2, num_warmup=0, num_samples=25, thin=thin)
-    np.testing.assert_allclose(dt.sample_stats["energy"].values, tilted.energy(dt.posterior["x"].values),
+    np.testing.assert_allclose(dt.sample_stats["lp"].values, -tilted.energy(dt.posterior["x"].values),
                                rtol=1e-5, atol=1e-5)
 
 

@@ -1,5 +1,8 @@
 """The NumPyro bridge: moments agree across routes, normalization, signs, discrete samplers."""
 
+import os
+import subprocess
+import sys
 import warnings
 
 import arviz as az
@@ -109,20 +112,50 @@ def test_our_kernels_run_under_numpyro_mcmc_vectorized_and_single():
     mcmc = MCMC(EnergyKernel(rbm), num_warmup=200, num_samples=3000, num_chains=4, chain_method="vectorized",
                 progress_bar=False)
     mcmc.run(jax.random.key(6))
-    x = np.asarray(mcmc.get_samples(group_by_chain=True))
+    x = np.asarray(mcmc.get_samples(group_by_chain=True)["x"])  # named like a model's site
     assert x.shape == (4, 3000, 10)
     exact = _exact_marginals(rbm)
     assert np.all(np.abs(x.mean((0, 1)) - exact) < 5 * np.sqrt(exact * (1 - exact) / 2000))
     single = MCMC(EnergyKernel(ep.BoltzmannMachine.init(jax.random.key(0), 5, scale=1.0)), num_warmup=10,
                   num_samples=20, progress_bar=False)
     single.run(jax.random.key(7), init_params=jnp.zeros(5))
-    assert single.get_samples().shape == (20, 5)
+    assert single.get_samples()["x"].shape == (20, 5)
     g = ep.Gaussian(MEAN, COV)
     lang = MCMC(EnergyKernel(g, "langevin", step_size=0.05), num_warmup=10, num_samples=20, progress_bar=False)
     lang.run(jax.random.key(8))
-    assert lang.get_samples().shape == (20, 2)
+    assert lang.get_samples()["x"].shape == (20, 2)
     with pytest.raises(ValueError, match="EnergyKernel runs"):
         EnergyKernel(g, "hmc")
+    with pytest.raises(ValueError, match="site"):
+        EnergyKernel(g, site="")
+
+
+@pytest.mark.parametrize("chain_method", ["vectorized", "sequential"])
+def test_energy_kernel_runs_come_out_of_from_numpyro_as_x(chain_method):
+    rbm = ep.BernoulliRBM.init(jax.random.key(5), 10, 6, scale=1.0)
+    mcmc = MCMC(EnergyKernel(rbm), num_warmup=10, num_samples=30, num_chains=2, chain_method=chain_method,
+                progress_bar=False)
+    mcmc.run(jax.random.key(6))
+    data = az.from_numpyro(mcmc)
+    assert list(data.posterior.data_vars) == ["x"] and data.posterior["x"].shape == (2, 30, 10)
+    assert [r["quantity"] for r in ep.diagnose(data).coordinates][:2] == ["x[0]", "x[1]"]
+    named = MCMC(EnergyKernel(rbm, site="pixels"), num_warmup=5, num_samples=10, progress_bar=False)
+    named.run(jax.random.key(7))
+    assert list(az.from_numpyro(named).posterior.data_vars) == ["pixels"]
+
+
+def test_from_numpyro_works_after_importing_arviz_then_ebm_ppl():
+    """arviz binds numpyro lazily; ebm_ppl.numpyro imports numpyro first so that a NumPyro run made
+    after `import arviz, ebm_ppl` still converts (a fresh process: nothing else imported before)."""
+    code = ("import arviz, ebm_ppl, numpyro, numpyro.distributions as dist, jax\n"
+            "from numpyro.infer import MCMC, NUTS\n"
+            "m = MCMC(NUTS(lambda: numpyro.sample('a', dist.Normal())), num_warmup=5, num_samples=5, "
+            "progress_bar=False)\n"
+            "m.run(jax.random.key(0))\n"
+            "print(list(arviz.from_numpyro(m).posterior.data_vars))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert out.returncode == 0 and out.stdout.strip() == "['a']", out.stderr[-2000:]
 
 
 def test_predictive_draws_from_the_potential():
