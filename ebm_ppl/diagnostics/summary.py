@@ -18,6 +18,7 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
+from ebm_ppl import checks
 from ebm_ppl.diagnostics.formatting import COLUMNS, TEXT_COLUMNS, format_row, format_summary
 
 __all__ = ["diagnose", "Diagnostics", "COLUMNS"]
@@ -214,12 +215,11 @@ def diagnose(data: xr.DataTree, *, max_rows: int = 20, rhat_threshold: float = 1
                         f"(or arviz.from_dict), got {type(data).__name__}")
     if "posterior" not in data.children:
         raise ValueError("diagnose: the data have no 'posterior' group; pass the result of sample()")
-    if not isinstance(max_rows, (int, np.integer)) or max_rows < 1:
-        raise ValueError(f"diagnose: max_rows must be a positive integer, got {max_rows!r}")
-    if not (isinstance(rhat_threshold, (int, float)) and rhat_threshold >= 1):
+    max_rows = checks.positive_int(max_rows, "diagnose: max_rows")
+    if checks.number(rhat_threshold, "diagnose: rhat_threshold") < 1:
         raise ValueError(f"diagnose: rhat_threshold must be a number >= 1, got {rhat_threshold!r}")
-    if not (isinstance(min_ess_per_chain, (int, float)) and min_ess_per_chain >= 0):
-        raise ValueError(f"diagnose: min_ess_per_chain must be a number >= 0, got {min_ess_per_chain!r}")
+    rhat_threshold = float(rhat_threshold)
+    min_ess_per_chain = checks.non_negative_float(min_ess_per_chain, "diagnose: min_ess_per_chain")
 
     posterior = _numeric(data["posterior"].to_dataset(), "posterior")
     if not posterior.data_vars:
