@@ -17,12 +17,13 @@ import numpy as np
 from tqdm import tqdm
 
 import ebm_ppl as ep
+from ebm_ppl import checks
 from ebm_ppl.archive import atomic_write
 from ebm_ppl.cli.app import PROG
 
-__all__ = ["int_in", "float_at_least", "seed_option", "quiet_option", "Steps", "steps", "progress_enabled",
-           "prepare_out_dir", "write_json", "write_atomic", "finite_or_none", "warnings_to", "print_warnings",
-           "load_model", "describe_model", "format_table", "print_hints"]
+__all__ = ["int_in", "float_at_least", "seed_option", "quiet_option", "max_memory_option", "max_memory_bytes", "Steps",
+           "steps", "progress_enabled", "prepare_out_dir", "out_dir", "write_json", "write_atomic", "finite_or_none",
+           "warnings_to", "print_warnings", "load_model", "describe_model", "format_table", "print_hints"]
 
 
 # -- option types (argparse turns their ArgumentTypeErrors into usage errors) -----------------
@@ -64,6 +65,18 @@ def seed_option(parser: argparse.ArgumentParser, help: str) -> None:
     """``--seed INT`` in [0, 2^32 - 1], default 0; ``help`` ends with its default."""
     parser.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0, metavar="INT",
                         help=f"{help} [default: %(default)s]")
+
+
+def max_memory_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--max-memory GIB``: the most memory ``what`` may take; larger requests are refused up front."""
+    parser.add_argument("--max-memory", type=float_at_least(0.0, strict=True), metavar="GIB",
+                        help=f"the most memory {what} may take, in GiB; a larger request is refused before "
+                        f"any work [default: {checks.MEMORY_LIMIT / 2**30:g}, ebm_ppl.checks.MEMORY_LIMIT]")
+
+
+def max_memory_bytes(args: argparse.Namespace) -> dict[str, int]:
+    """``{"max_memory": bytes}`` when ``--max-memory`` is given, else ``{}`` (the library's limit)."""
+    return {} if args.max_memory is None else {"max_memory": int(args.max_memory * 2**30)}
 
 
 def quiet_option(parser: argparse.ArgumentParser, help: str = "no progress bar and no next-step hints") -> None:
@@ -123,6 +136,25 @@ def prepare_out_dir(out: str) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise ValueError(f"--out {out}: directory is not writable")
     return path
+
+
+@contextlib.contextmanager
+def out_dir(out: str) -> Iterator[Path]:
+    """:func:`prepare_out_dir`'s folder for the rest of a command. When the command fails inside
+    (an error, Ctrl-C), the folders this call created are removed again if they are still empty,
+    so a failed command leaves no empty --out behind; a folder that existed, or holds files, stays."""
+    path = Path(out).expanduser().absolute()
+    created = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
+    folder = prepare_out_dir(out)
+    try:
+        yield folder
+    except BaseException:
+        for p in created:
+            try:
+                p.rmdir()  # only an empty folder; stop at the first that is not
+            except OSError:
+                break
+        raise
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

@@ -22,11 +22,12 @@ import numpy as np
 
 import ebm_ppl as ep
 from ebm_ppl.cli.app import EXIT_OK, PROG, command
-from ebm_ppl.cli.helpers import (describe_model, finite_or_none, int_in, load_model, prepare_out_dir,
-                                 print_hints, print_warnings, progress_enabled, quiet_option, seed_option,
-                                 warnings_to, write_atomic, write_json)
+from ebm_ppl.cli.helpers import (describe_model, finite_or_none, int_in, load_model, max_memory_bytes,
+                                 max_memory_option, out_dir, print_hints, print_warnings, progress_enabled,
+                                 quiet_option, seed_option, warnings_to, write_atomic, write_json)
 from ebm_ppl.diagnostics.figures import ais_health_figure
 from ebm_ppl.partition import AISEstimate, exact_samples
+from ebm_ppl.partition.schedule import MIN_TEMPERATURES
 
 __all__ = ["HEALTH_PLOT", "RESULTS_FILE", "DATA_SETS", "MIN_TEMPERATURES"]
 
@@ -34,8 +35,6 @@ __all__ = ["HEALTH_PLOT", "RESULTS_FILE", "DATA_SETS", "MIN_TEMPERATURES"]
 HEALTH_PLOT = "ais_health.png"
 RESULTS_FILE = "logz.json"
 DATA_SETS = ("digits",)
-#: default_schedule's minimum: its three linear pieces need a few temperatures each.
-MIN_TEMPERATURES = 10
 _DIGITS_SHAPE = (64,)
 _TERMS = re.compile(r"needs (2\^\d+) terms")
 
@@ -138,6 +137,7 @@ def _logz_arguments(parser: argparse.ArgumentParser) -> None:
         "the model file]",
     )
     seed_option(parser, "PRNG seed")
+    max_memory_option(parser, "each AIS run's arrays")
     quiet_option(parser)
 
 
@@ -171,8 +171,17 @@ def run(args: argparse.Namespace) -> int:
     key_forward, key_start, key_reverse = jax.random.split(jax.random.key(args.seed), 3)
     start = _reverse_start(key_start, model, args.chains, data, model_file) if args.reverse else None
     model_path = Path(model_file).expanduser()
-    out = prepare_out_dir(args.out if args.out else str(model_path.parent / f"{model_path.stem}_logz"))
+    with out_dir(args.out if args.out else str(model_path.parent / f"{model_path.stem}_logz")) as out:
+        return _logz(args, model, data, start, (key_forward, key_reverse), out)
+
+
+def _logz(args: argparse.Namespace, model: ep.Potential, data: _Data | None, start: _Start | None, keys,
+          out: Path) -> int:
+    """The AIS runs, the printout and the files (``run`` after its checks)."""
+    key_forward, key_reverse = keys
+    model_file, model_path = args.model, Path(args.model).expanduser()
     progress = progress_enabled(args.quiet)
+    max_memory = max_memory_bytes(args)  # {} or {"max_memory": bytes}
     x_train = None if data is None else data.x_train
     base = (f"fitted to the {data.name} train set ({data.scaling}, {len(data.x_train)} images)"
             if data is not None else "the library's default for this family (no --data)")
@@ -183,11 +192,12 @@ def run(args: argparse.Namespace) -> int:
     notes: list[str] = []
     with warnings_to(notes):
         forward = ep.ais(key_forward, model, num_chains=args.chains, num_temperatures=args.temperatures,
-                         data=x_train, progress=progress)
+                         data=x_train, progress=progress, **max_memory)
         reverse = both = None
         if start is not None:
             reverse = ep.reverse_ais(key_reverse, model, start.x, exact=start.exact,
-                                     num_temperatures=args.temperatures, data=x_train, progress=progress)
+                                     num_temperatures=args.temperatures, data=x_train, progress=progress,
+                                     **max_memory)
             both = ep.sandwich(forward, reverse, model, None if data is None else data.x_test)
         exact, exact_how = _exact_log_z(model)
     print_warnings(notes)

@@ -32,7 +32,7 @@ import numpy as np
 import ebm_ppl as ep
 from ebm_ppl.cli import quickstart_models as work
 from ebm_ppl.cli.app import EXIT_OK, PROG, command
-from ebm_ppl.cli.helpers import (finite_or_none, int_in, prepare_out_dir, print_warnings, progress_enabled,
+from ebm_ppl.cli.helpers import (finite_or_none, int_in, out_dir, print_warnings, progress_enabled,
                                  quiet_option, seed_option, steps, warnings_to, write_atomic, write_json)
 from ebm_ppl.cli.quickstart_models import DEFAULT, FAST, LANGEVIN_NOISE, LANGEVIN_STEP, LANGEVIN_TEMPERATURE, Budget
 from ebm_ppl.cli.quickstart_page import print_summary, write_page
@@ -129,7 +129,12 @@ def run(args: argparse.Namespace) -> int:
     5. report.html (one self-contained file: tables, figures, links to the two sampler reports)
        and summary.json (every number). --fast shrinks every budget for CI.
     """
-    out = prepare_out_dir(args.out)
+    with out_dir(args.out) as out:
+        return _quickstart(args, out)
+
+
+def _quickstart(args: argparse.Namespace, out: Path) -> int:
+    """The five stages, the page and the summary (``run`` in its output folder)."""
     root = jax.random.key(args.seed)
     r = _Run(args=args, budget=FAST if args.fast else DEFAULT,
              keys={name: jax.random.fold_in(root, i) for i, name in enumerate(_KEYS)},

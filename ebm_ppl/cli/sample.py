@@ -19,8 +19,9 @@ import xarray as xr
 
 import ebm_ppl as ep
 from ebm_ppl.cli.app import EXIT_OK, PROG, command
-from ebm_ppl.cli.helpers import (describe_model, float_at_least, int_in, load_model, prepare_out_dir,
-                                 print_hints, progress_enabled, quiet_option, seed_option, write_atomic)
+from ebm_ppl.cli.helpers import (describe_model, float_at_least, int_in, load_model, max_memory_bytes,
+                                 max_memory_option, out_dir, print_hints, progress_enabled, quiet_option,
+                                 seed_option, write_atomic)
 from ebm_ppl.kernels import KERNELS, check_kernel, default_kernel
 
 __all__ = ["SAMPLES_FILE", "read_samples", "is_zarr_store", "write_samples", "kernels_taking"]
@@ -129,6 +130,7 @@ def _sample_arguments(parser: argparse.ArgumentParser) -> None:
         "[default: sqrt(2 step size), exact Langevin]",
     )
     seed_option(parser, "PRNG seed; the same seed gives the same draws")
+    max_memory_option(parser, "the draws and statistics")
     quiet_option(parser)
 
 
@@ -175,7 +177,12 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     kernel, options = _checked_kernel(args, model)
     _require_hdf5("writing samples.nc")
-    out = prepare_out_dir(args.out)
+    with out_dir(args.out) as out:
+        return _sample(args, model, kernel, options, out)
+
+
+def _sample(args: argparse.Namespace, model: ep.Potential, kernel: str, options: dict[str, float], out: Path) -> int:
+    """Run the chains, save the draws, print the diagnostics (``run`` after its checks)."""
     path = out / SAMPLES_FILE
 
     print(f"Sampling {args.model} ({describe_model(model)}) with {kernel}: {args.chains} chains x "
@@ -186,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
     data = ep.sample(
         jax.random.key(args.seed), model, kernel,
         num_chains=args.chains, num_warmup=args.warmup, num_samples=args.samples, thin=args.thin,
-        progress=progress_enabled(args.quiet), **options,
+        progress=progress_enabled(args.quiet), **max_memory_bytes(args), **options,
     )
     seconds = time.perf_counter() - t0
     data.attrs.update({

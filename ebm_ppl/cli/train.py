@@ -22,7 +22,7 @@ import jax
 import ebm_ppl as ep
 from ebm_ppl.cli import train_models as models
 from ebm_ppl.cli.app import EXIT_OK, PROG, command
-from ebm_ppl.cli.helpers import (finite_or_none, float_at_least, format_table, int_in, prepare_out_dir,
+from ebm_ppl.cli.helpers import (finite_or_none, float_at_least, format_table, int_in, out_dir,
                                  print_hints, print_warnings, progress_enabled, quiet_option, seed_option,
                                  warnings_to, write_json)
 from ebm_ppl.training.checkpoint import read_checkpoint_metadata
@@ -120,26 +120,35 @@ def run(args: argparse.Namespace) -> int:
     stderr and saves that last good model. 2 for a bad option or an unusable DIR.
     """
     settings = models.settings(args)
-    out = prepare_out_dir(args.out)
+    with out_dir(args.out) as out:
+        return _train(args, settings, out)
+
+
+def _train(args: argparse.Namespace, settings: dict[str, Any], out: Path) -> int:
+    """Train, save, evaluate and report (``run`` once the settings and the folder are checked)."""
     record_path, ckpt_path = out / RECORD, out / CHECKPOINT
     resumed_from = _check_resume(record_path, ckpt_path, settings) if args.resume else None
     data = models.load_data(args.model, args.seed)
     model0 = models.initial_model(args.model, settings, data, jax.random.fold_in(jax.random.key(args.seed), 0))
-    write_json(record_path, {"command": "train", "ebm_ppl_version": ep.__version__, "status": "running",
-                             "settings": settings})
+    record = {"command": "train", "ebm_ppl_version": ep.__version__, "status": "running", "settings": settings}
+    write_json(record_path, record)
 
     fit_data, validation = models.fit_arrays(args.model, data)
     print(_plan_line(args, settings, model0, out, resumed_from), flush=True)
     notes: list[str] = []
     t0 = time.perf_counter()
-    with warnings_to(notes):
-        model, history = ep.fit(
-            model0, fit_data, models.estimator(args.model, settings),
-            key=jax.random.fold_in(jax.random.key(args.seed), 1),
-            optimizer=models.OPTIMIZERS[settings["optimizer"]](settings["lr"]), epochs=settings["epochs"],
-            batch_size=settings["batch_size"], validation=validation, patience=settings["patience"],
-            checkpoint_dir=out, checkpoint_every=1, resume=args.resume, progress=progress_enabled(args.quiet),
-        )
+    try:
+        with warnings_to(notes):
+            model, history = ep.fit(
+                model0, fit_data, models.estimator(args.model, settings),
+                key=jax.random.fold_in(jax.random.key(args.seed), 1),
+                optimizer=models.OPTIMIZERS[settings["optimizer"]](settings["lr"]), epochs=settings["epochs"],
+                batch_size=settings["batch_size"], validation=validation, patience=settings["patience"],
+                checkpoint_dir=out, checkpoint_every=1, resume=args.resume, progress=progress_enabled(args.quiet),
+            )
+    except BaseException as exc:  # Ctrl-C included: train.json must not keep saying "running"
+        _record_stop(record_path, record, exc, ckpt_path)
+        raise
     seconds = time.perf_counter() - t0
     print_warnings(notes)
 
@@ -186,21 +195,41 @@ def _plan_line(args: argparse.Namespace, s: dict[str, Any], model0: ep.Potential
             + ".")
 
 
+def _record_stop(record_path: Path, record: dict[str, Any], exc: BaseException, ckpt_path: Path) -> None:
+    """Replace the "running" status of ``train.json`` by "interrupted" (Ctrl-C) or "failed", with
+    what happened and whether a checkpoint is there to resume from; a failure to write is ignored
+    (the original exception is what the user must see)."""
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    message = "interrupted (Ctrl-C)" if interrupted else f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    if ckpt_path.is_file():
+        message += f"; --resume continues from {CHECKPOINT}"
+    try:
+        write_json(record_path, {**record, "status": "interrupted" if interrupted else "failed", "message": message})
+    except (OSError, ValueError):
+        pass
+
+
 def _check_resume(record_path: Path, ckpt_path: Path, settings: dict[str, Any]) -> int | None:
     """How many epochs the checkpoint to resume has completed, None when there is none; refuses a
-    folder trained with other settings (one line naming the differences)."""
+    folder trained with other settings (one line naming the differences), and one whose settings
+    cannot be checked because ``train.json`` is missing or damaged (resuming with other settings
+    would silently continue a different run)."""
     if not ckpt_path.is_file():
         return None
-    if record_path.is_file():
-        try:
-            before = json.loads(record_path.read_text(encoding="utf-8")).get("settings") or {}
-        except (OSError, ValueError):
-            before = {}
-        diffs = [f"{k} {before.get(k)!r} (now {v!r})" for k, v in settings.items()
-                 if k not in _MAY_CHANGE_ON_RESUME and before and before.get(k) != v]
-        if diffs:
-            raise ValueError(f"--resume: {ckpt_path.parent} was trained with other settings: {', '.join(diffs)}; "
-                             "repeat that run's options or choose a new --out")
+    try:
+        before = json.loads(record_path.read_text(encoding="utf-8")).get("settings")
+    except (OSError, ValueError, AttributeError):
+        before = None
+    if not isinstance(before, dict) or not before:
+        state = "missing" if not record_path.is_file() else "damaged (no settings in it)"
+        raise ValueError(f"--resume: {record_path} is {state}, so the settings {ckpt_path.name} was trained with "
+                         f"cannot be checked; restore {record_path.name}, or start afresh with a new --out "
+                         f"(or without --resume after deleting {ckpt_path})")
+    diffs = [f"{k} {before.get(k)!r} (now {v!r})" for k, v in settings.items()
+             if k not in _MAY_CHANGE_ON_RESUME and before.get(k) != v]
+    if diffs:
+        raise ValueError(f"--resume: {ckpt_path.parent} was trained with other settings: {', '.join(diffs)}; "
+                         "repeat that run's options or choose a new --out")
     try:
         meta = read_checkpoint_metadata(ckpt_path)
     except ValueError as exc:

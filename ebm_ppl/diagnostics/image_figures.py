@@ -13,6 +13,7 @@ import numpy as np
 from jaxtyping import ArrayLike
 from matplotlib.figure import Figure
 
+from ebm_ppl import checks
 from ebm_ppl.diagnostics.figures import is_binary, new_figure
 from ebm_ppl.diagnostics.summary import Diagnostics
 
@@ -80,8 +81,8 @@ def image_layout(data, diag: Diagnostics, image_shape) -> tuple[str, tuple[int, 
     event_shape = tuple(int(s) for s in data["posterior"][var].shape[2:])
     size = math.prod(event_shape)
     if image_shape is not None:
-        shape = tuple(int(s) for s in image_shape)
-        if len(shape) not in (2, 3) or any(s < 1 for s in shape):
+        shape = tuple(checks.positive_int(s, "report: image_shape entry") for s in image_shape)
+        if len(shape) not in (2, 3):
             raise ValueError(f"report: image_shape must be (height, width) or (height, width, channels), "
                              f"got {tuple(image_shape)}")
         if len(shape) == 3 and shape[-1] not in (1, 3, 4):

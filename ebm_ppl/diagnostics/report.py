@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Sequence
 
 import arviz as az
-import numpy as np
 import xarray as xr
 
+from ebm_ppl import checks
 from ebm_ppl.diagnostics import arviz_figures as plots
 from ebm_ppl.diagnostics import html as pages
 from ebm_ppl.diagnostics import image_figures as images
@@ -68,8 +68,7 @@ def report(
     diag = diagnose(data, max_rows=max_rows, rhat_threshold=rhat_threshold, min_ess_per_chain=min_ess_per_chain,
                     min_bfmi=min_bfmi)
     data, _ = schema.current(data)  # an old ebm_ppl run, read as diagnose read it (diag.notes says so)
-    if not isinstance(num_worst, (int, np.integer)) or num_worst < 0:
-        raise ValueError(f"report: num_worst must be an integer >= 0, got {num_worst!r}")
+    num_worst = checks.int_at_least(num_worst, "report: num_worst", 0)
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"report: {path} is a folder; give the HTML file's path, e.g. {path / 'report.html'}")

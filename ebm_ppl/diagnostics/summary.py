@@ -18,6 +18,7 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
+from ebm_ppl import checks
 from ebm_ppl.diagnostics import rows as table_rows
 from ebm_ppl.diagnostics import schema
 from ebm_ppl.diagnostics.formatting import COLUMNS, TEXT_COLUMNS, format_row, format_summary
@@ -255,12 +256,12 @@ def diagnose(data: xr.DataTree, *, max_rows: int = 20, rhat_threshold: float = 1
                         f"arviz.from_dict, ...), got {type(data).__name__}")
     if "posterior" not in data.children:
         raise ValueError("diagnose: the data have no 'posterior' group; pass the result of sample()")
-    if not isinstance(max_rows, (int, np.integer)) or max_rows < 1:
-        raise ValueError(f"diagnose: max_rows must be a positive integer, got {max_rows!r}")
-    for name, value, low in (("rhat_threshold", rhat_threshold, 1), ("min_ess_per_chain", min_ess_per_chain, 0),
-                             ("min_bfmi", min_bfmi, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
-            raise ValueError(f"diagnose: {name} must be a number >= {low}, got {value!r}")
+    max_rows = checks.positive_int(max_rows, "diagnose: max_rows")
+    if checks.number(rhat_threshold, "diagnose: rhat_threshold") < 1:
+        raise ValueError(f"diagnose: rhat_threshold must be a number >= 1, got {rhat_threshold!r}")
+    rhat_threshold = float(rhat_threshold)
+    min_ess_per_chain = checks.non_negative_float(min_ess_per_chain, "diagnose: min_ess_per_chain")
+    min_bfmi = checks.non_negative_float(min_bfmi, "diagnose: min_bfmi")
     data, notes = schema.current(data)
 
     posterior = table_rows.numeric(data["posterior"].to_dataset())

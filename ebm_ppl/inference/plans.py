@@ -9,15 +9,14 @@ for MALA; for Gibbs and unadjusted Langevin it is plain burn-in.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Callable, NamedTuple
 
 import jax
 import blackjax
 import jax.numpy as jnp
-import numpy as np
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 
+from ebm_ppl import checks
 from ebm_ppl.kernels.registry import KernelSpec, fixed_algorithm
 from ebm_ppl.potentials.base import Potential
 
@@ -62,56 +61,11 @@ def build_plan(spec: KernelSpec, potential: Potential, num_warmup: int, options:
     return _window_plan(spec, potential, num_warmup, options)
 
 
-def _number(value: Any, name: str) -> float:
-    """A real number: Python, NumPy or a 0-d array with a value; ValueError otherwise."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.ndarray, jax.Array)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError, jax.errors.ConcretizationTypeError):
-        raise ValueError(f"{name} must be a number (a concrete scalar), got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return number
-
-
-def _positive(value: Any, name: str) -> float:
-    number = _number(value, name)
-    if number <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return number
-
-
-def _non_negative(value: Any, name: str) -> float:
-    number = _number(value, name)
-    if number < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return number
-
-
-def _probability(value: Any, name: str) -> float:
-    number = _number(value, name)
-    if not 0 < number < 1:
-        raise ValueError(f"{name} must lie strictly between 0 and 1, got {value!r}")
-    return number
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
-def _flag(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
 #: How each kernel option's value is checked (and normalized to a Python value).
 _CHECKS: dict[str, Callable[[Any, str], Any]] = {
-    "step_size": _positive, "noise_scale": _non_negative, "num_integration_steps": _positive_int,
-    "target_acceptance_rate": _probability, "adapt": _flag,
+    "step_size": checks.positive_float, "noise_scale": checks.non_negative_float,
+    "num_integration_steps": lambda value, name: checks.int_at_least(value, name, 1),
+    "target_acceptance_rate": checks.probability, "adapt": checks.flag,
 }
 
 

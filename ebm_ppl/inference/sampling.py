@@ -17,6 +17,7 @@ import numpy as np
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
+from ebm_ppl import checks
 from ebm_ppl.compiler import filter_jit
 from ebm_ppl.inference.plans import build_plan, check_options
 from ebm_ppl.inference.to_arviz import draws_to_datatree, to_host
@@ -42,6 +43,7 @@ def sample(
     init: ArrayLike | None = None,
     progress: bool = False,
     prng_impl: str | None = None,
+    max_memory: int | None = None,
     **kernel_options: Any,
 ):
     """Draw ``num_samples`` per chain from ``p(x) = exp(-E(x)) / Z``.
@@ -62,6 +64,8 @@ def sample(
             :func:`ebm_ppl.random.rekey`); None keeps ``key``'s own. ``"philox2x32_64"``
             (ebm_ppl's Philox) is faster on one device but cannot be sharded (see
             :mod:`ebm_ppl.random`).
+        max_memory: the most bytes the draws and statistics may take (None:
+            :data:`ebm_ppl.checks.MEMORY_LIMIT`, 16 GiB); a larger request is refused before any work.
         **kernel_options: ``step_size`` (langevin, mala, hmc; the initial value for tuning),
             ``noise_scale`` (langevin), ``num_integration_steps`` (hmc), ``target_acceptance_rate``
             (hmc, nuts; default 0.8), ``adapt`` (mala/hmc/nuts, default True).
@@ -77,11 +81,13 @@ def sample(
         raise TypeError(f"sample expects an ebm_ppl.Potential, got {type(potential).__name__}")
     spec = check_kernel(kernel, potential, kernel_options)
     kernel = spec.name
-    for name, value, low in (("num_chains", num_chains, 1), ("num_samples", num_samples, 1),
-                             ("num_warmup", num_warmup, 0), ("thin", thin, 1)):
-        if not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    num_chains, num_samples, num_warmup, thin = (
+        checks.int_at_least(value, name, low) for name, value, low in (
+            ("num_chains", num_chains, 1), ("num_samples", num_samples, 1), ("num_warmup", num_warmup, 0),
+            ("thin", thin, 1)))
+    progress = checks.flag(progress, "progress")
     options = tuple(sorted(check_options(spec, kernel_options).items()))  # Python values: static under jit
+    _check_memory(potential, spec, num_chains, num_samples, max_memory, num_keys=num_warmup + thin)
     key = rekey(key, prng_impl)
     ndev = jax.device_count()
     if ndev > 1 and num_chains % ndev == 0 and not is_shardable(key):
@@ -123,12 +129,32 @@ def draw(
     traces under ``jit``/``vmap``: it is what NumPyro's ``Predictive`` calls through
     :class:`ebm_ppl.numpyro.EnergyDistribution`. It costs ``num * num_steps`` kernel steps.
     """
+    if not isinstance(potential, Potential):
+        raise TypeError(f"draw expects an ebm_ppl.Potential, got {type(potential).__name__}")
     spec = check_kernel(kernel, potential, kernel_options, owner="draw")
-    plan = build_plan(spec, potential, int(num_steps), check_options(spec, kernel_options))
-    positions = _initial_positions(key, potential, init, int(num))
-    keys = jax.random.split(jax.random.fold_in(key, 1), int(num))
+    num, num_steps = checks.int_at_least(num, "draw: num", 1), checks.int_at_least(num_steps, "draw: num_steps", 0)
+    _check_memory(potential, spec, num, 1, None, owner="draw", num_keys=num_steps)
+    plan = build_plan(spec, potential, num_steps, check_options(spec, kernel_options))
+    positions = _initial_positions(key, potential, init, num)
+    keys = jax.random.split(jax.random.fold_in(key, 1), num)
     states, _ = jax.vmap(plan.warmup)(keys, positions)
-    return states.position.reshape(int(num), *potential.event_shape)
+    return states.position.reshape(num, *potential.event_shape)
+
+
+def _check_memory(potential: Potential, spec, num_chains: int, num_samples: int, max_memory, owner="sample",
+                  num_keys: int = 0) -> None:
+    """Refuse a run whose stored draws and statistics (on the device, then on the host) would not
+    fit: ``num_samples x num_chains x (event size + statistics)`` values, and the ``num_keys``
+    PRNG keys per chain that warm-up and one draw's ``thin`` steps split at once (8 bytes each)."""
+    size = math.prod(potential.event_shape)
+    itemsize = np.dtype(jnp.result_type(float)).itemsize
+    values = num_samples * num_chains * (size + len(spec.stats))
+    what = (f"{num_samples} draws x {num_chains} chains x ({size} values + {len(spec.stats)} statistics) "
+            f"x {itemsize} bytes, on the device and on the host")
+    if num_keys:
+        what += f"; {num_chains} chains x {num_keys} keys for warm-up and thinning"
+    checks.check_memory(2 * values * itemsize + 8 * num_chains * num_keys, what, max_memory, owner=owner,
+                        option=checks.MAX_MEMORY_OPTION if owner == "sample" else None)
 
 
 # The two compiled programs of a run. They are module-level and take the potential as an argument

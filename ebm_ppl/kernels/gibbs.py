@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 from jaxtyping import Array, PRNGKeyArray
 
+from ebm_ppl import checks
 from ebm_ppl.kernels.site_gibbs import SiteGibbsState
 from ebm_ppl.kernels.site_gibbs import build_kernel as site_gibbs_kernel
 from ebm_ppl.potentials.base import Potential, Support
@@ -46,6 +47,7 @@ def gibbs_sweeps(key: PRNGKeyArray, potential: Potential, xs: Array, k: int) -> 
     """``k`` Gibbs sweeps (:func:`gibbs_sweep`) of every row of ``xs`` ``(N, *event)``, in a
     ``lax.scan``. Raises a ValueError for a potential without Gibbs moves."""
     check_gibbs(potential, "Gibbs sweeps")
+    k = checks.non_negative_int(k, "gibbs_sweeps: k")
 
     def body(xs, key):
         return gibbs_sweep(key, potential, xs), None

@@ -17,14 +17,14 @@ want the final position (JEM's negatives).
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
+
+from ebm_ppl import checks
 
 __all__ = ["LangevinState", "LangevinInfo", "init", "build_kernel", "as_top_level_api", "run", "temperature"]
 
@@ -90,7 +90,7 @@ def as_top_level_api(
         step_size: alpha > 0, the gradient step.
         noise_scale: sigma >= 0, the noise std; None means sqrt(2 alpha) (proper Langevin, T = 1).
     """
-    _check(step_size, noise_scale)
+    step_size, noise_scale = _check(step_size, noise_scale)
     kernel = build_kernel()
 
     def init_fn(position: ArrayLike, rng_key: PRNGKeyArray | None = None):
@@ -128,13 +128,11 @@ def run(
     Returns:
         The final position, shape and dtype of ``position``.
     """
-    if not isinstance(num_steps, numbers.Integral) or isinstance(num_steps, bool) or num_steps < 0:
-        raise ValueError(f"langevin.run: num_steps must be an integer >= 0, got {num_steps!r}")
-    _check(step_size, noise_scale)
+    num_steps = checks.int_at_least(num_steps, "langevin.run: num_steps", 0)
+    step_size, noise_scale = _check(step_size, noise_scale)
     position = jnp.asarray(position)
     if num_steps == 0:
         return position
-    num_steps = int(num_steps)
     grad_fn = jax.grad(logdensity_fn)
 
     def body(x, key):
@@ -144,11 +142,11 @@ def run(
     return position
 
 
-def _check(step_size, noise_scale) -> None:
-    """Python numbers are checked here; traced values are the caller's responsibility."""
-    if not isinstance(step_size, jax.Array) and not (math.isfinite(step_size) and step_size > 0):
-        raise ValueError(f"langevin: step_size must be a positive number, got {step_size!r}")
-    if noise_scale is not None and not isinstance(noise_scale, jax.Array) and not (
-        math.isfinite(noise_scale) and noise_scale >= 0
-    ):
-        raise ValueError(f"langevin: noise_scale must be >= 0 or None, got {noise_scale!r}")
+def _check(step_size, noise_scale):
+    """``(step_size, noise_scale)`` checked and as Python numbers where they hold values (Python,
+    NumPy or concrete JAX numbers); traced values pass as they are (the caller's responsibility)."""
+    if not isinstance(step_size, jax.core.Tracer):
+        step_size = checks.positive_float(step_size, "langevin: step_size")
+    if noise_scale is not None and not isinstance(noise_scale, jax.core.Tracer):
+        noise_scale = checks.non_negative_float(noise_scale, "langevin: noise_scale")
+    return step_size, noise_scale

@@ -13,9 +13,11 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 from jaxtyping import Array, ArrayLike
 
+from ebm_ppl import checks
 from ebm_ppl.inference.sampling import draw
-from ebm_ppl.kernels.registry import default_kernel
+from ebm_ppl.kernels.registry import check_kernel
 from ebm_ppl.partition.estimate import AISEstimate
+from ebm_ppl.partition.likelihood import check_log_z
 from ebm_ppl.potentials.base import Potential, Support
 
 __all__ = ["EnergyDistribution", "factor", "DoublyIntractableWarning"]
@@ -25,12 +27,8 @@ class DoublyIntractableWarning(UserWarning):
     """An energy's parameters are being inferred while its log Z(theta) is ignored."""
 
 
-def _log_z_value(log_z: float | ArrayLike | AISEstimate | None):
-    if log_z is None:
-        return None
-    if isinstance(log_z, AISEstimate):
-        return jnp.asarray(log_z.log_z)
-    return jnp.asarray(log_z)
+def _log_z_value(log_z: float | ArrayLike | AISEstimate | None, owner: str):
+    return None if log_z is None else check_log_z(log_z, owner)
 
 
 def _is_differentiated(leaf) -> bool:
@@ -95,9 +93,9 @@ class EnergyDistribution(dist.Distribution):
             raise ValueError(f"unsupported support {potential.support!r}")
         _warn_if_doubly_intractable(potential, log_z)
         self.potential = potential
-        self.log_z = _log_z_value(log_z)
-        self.sampler_steps = int(sampler_steps)
-        self.kernel = default_kernel(potential) if kernel is None else kernel
+        self.log_z = _log_z_value(log_z, "EnergyDistribution")
+        self.sampler_steps = checks.positive_int(sampler_steps, "EnergyDistribution: sampler_steps")
+        self.kernel = check_kernel(kernel, potential, owner="EnergyDistribution").name
         super().__init__(batch_shape=(), event_shape=tuple(potential.event_shape), validate_args=validate_args)
 
     @property
@@ -124,7 +122,7 @@ class EnergyDistribution(dist.Distribution):
         return jnp.broadcast_to(values, (2, *self.event_shape)) if expand else values
 
     def log_prob(self, value: ArrayLike) -> Array:
-        log_p = -self.potential.energy(jnp.asarray(value, dtype=jnp.result_type(float)))
+        log_p = -self.potential.energy(value)  # validated there: a complex value is refused, not cast
         return log_p if self.log_z is None else log_p - self.log_z
 
     def sample(self, key, sample_shape: tuple[int, ...] = ()) -> Array:
@@ -139,7 +137,9 @@ def factor(name: str, potential: Potential, x: ArrayLike, log_z: float | ArrayLi
     The factor route suits an energy over a deterministic function of other latent variables,
     where there is no sample site to attach :class:`EnergyDistribution` to.
     """
-    log_z = _log_z_value(log_z)
+    if not isinstance(potential, Potential):
+        raise TypeError(f"factor expects an ebm_ppl.Potential, got {type(potential).__name__}")
+    log_z = _log_z_value(log_z, "factor")
     _warn_if_doubly_intractable(potential, log_z)
     value = -potential.energy(x)
     numpyro.factor(name, value if log_z is None else value - log_z)

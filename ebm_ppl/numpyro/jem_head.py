@@ -19,6 +19,8 @@ import numpyro
 import numpyro.distributions as dist
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
+from ebm_ppl import checks
+from ebm_ppl.potentials.base import validate_input
 from ebm_ppl.potentials.jem import JEM
 
 __all__ = ["jem_features", "jem_head_model", "fit_jem_head", "BayesianHead", "PointHead",
@@ -128,17 +130,26 @@ def fit_jem_head(
     from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, init_to_value
     from numpyro.infer.autoguide import AutoNormal
 
+    if method not in ("nuts", "svi"):
+        raise ValueError(f"method must be 'nuts' or 'svi', got {method!r}")
+    prior_scale = checks.positive_float(prior_scale, "fit_jem_head: prior_scale")
+    learning_rate = checks.positive_float(learning_rate, "fit_jem_head: learning_rate")
+    num_warmup = checks.non_negative_int(num_warmup, "fit_jem_head: num_warmup")
+    num_samples, num_chains, svi_steps = (checks.positive_int(v, f"fit_jem_head: {name}") for name, v in (
+        ("num_samples", num_samples), ("num_chains", num_chains), ("svi_steps", svi_steps)))
+    dense_mass, progress = checks.flag(dense_mass, "dense_mass"), checks.flag(progress, "progress")
     phi_raw, W_raw, b_raw = jem_features(jem)
+    x = validate_input(x, jem.event_shape, jem.support, name="x", owner="fit_jem_head")
     # standardized features give the Normal prior one scale for every weight and a posterior far
     # better conditioned for NUTS; the trained head is re-expressed exactly in those coordinates
-    raw = phi_raw(jnp.asarray(x))
+    raw = phi_raw(x)
     mu, sd = jnp.mean(raw, 0), jnp.std(raw, 0) + 1e-6
 
     def phi(inputs):
         return (phi_raw(inputs) - mu) / sd
 
     W0, b0 = W_raw * sd[:, None], b_raw + mu @ W_raw
-    features = phi(jnp.asarray(x))
+    features = phi(x)
     y = jnp.asarray(y)
     if y.shape != (features.shape[0],) or not jnp.issubdtype(y.dtype, jnp.integer):
         raise ValueError(f"y must be integer labels of shape ({features.shape[0]},), got {y.dtype}{y.shape}")
@@ -152,7 +163,7 @@ def fit_jem_head(
         diagnostics = _nuts_diagnostics(samples, mcmc.get_extra_fields(group_by_chain=True)["diverging"])
         W = samples["W"].reshape(-1, *W0.shape)
         b = samples["b"].reshape(-1, k)
-    elif method == "svi":
+    else:
         guide = AutoNormal(jem_head_model, init_loc_fn=init_to_value(values={"W": W0, "b": b0}))
         svi = SVI(jem_head_model, guide, numpyro.optim.Adam(learning_rate), Trace_ELBO())
         key_fit, key_draw = jax.random.split(key)
@@ -161,8 +172,6 @@ def fit_jem_head(
         draws = guide.sample_posterior(key_draw, result.params, sample_shape=(num_samples,))
         W, b = draws["W"], draws["b"]
         diagnostics = {"final_elbo_loss": float(result.losses[-1])}
-    else:
-        raise ValueError(f"method must be 'nuts' or 'svi', got {method!r}")
     return BayesianHead(phi, W, b, method, diagnostics), PointHead(phi, W0, b0)
 
 
@@ -180,7 +189,11 @@ def _nuts_diagnostics(samples: dict[str, Array], diverging: Array) -> dict[str, 
 def expected_calibration_error(probs: ArrayLike, y: ArrayLike, num_bins: int = 15) -> float:
     """ECE (Guo et al. 2017): ``sum_bins |B|/N |accuracy(B) - confidence(B)|`` over equal-width
     confidence bins. ``probs (N, K)``, ``y (N,)``."""
+    num_bins = checks.positive_int(num_bins, "expected_calibration_error: num_bins")
     probs, y = np.asarray(probs), np.asarray(y)
+    if probs.ndim != 2 or y.shape != probs.shape[:1] or not probs.shape[0]:
+        raise ValueError(f"expected_calibration_error: probs must be (N, K) and y (N,) with N >= 1, got "
+                         f"{probs.shape} and {y.shape}")
     confidence = probs.max(-1)
     correct = probs.argmax(-1) == y
     edges = np.linspace(0.0, 1.0, num_bins + 1)
@@ -196,7 +209,10 @@ def expected_calibration_error(probs: ArrayLike, y: ArrayLike, num_bins: int = 1
 def ood_auroc(score_in: ArrayLike, score_out: ArrayLike) -> float:
     """Area under the ROC curve for telling out-of-distribution inputs (higher score) from
     in-distribution ones: the probability that a random OOD score exceeds a random ID score."""
-    a, b = np.asarray(score_in, np.float64), np.asarray(score_out, np.float64)
+    a, b = np.asarray(score_in, np.float64).ravel(), np.asarray(score_out, np.float64).ravel()
+    if not (a.size and b.size) or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError(f"ood_auroc: both score sets must be non-empty and finite, got {a.size} and {b.size} "
+                         "scores")
     ranks = np.argsort(np.argsort(np.concatenate([a, b]), kind="stable"), kind="stable") + 1.0
     # average ranks over ties
     values = np.concatenate([a, b])

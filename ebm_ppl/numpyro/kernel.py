@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 from numpyro.infer.mcmc import MCMCKernel
 
+from ebm_ppl.inference.plans import check_options
 from ebm_ppl.kernels.registry import KERNELS, check_kernel, default_kernel, fixed_algorithm
-from ebm_ppl.potentials.base import Potential
+from ebm_ppl.potentials.base import Potential, validate_input
 
 __all__ = ["EnergyKernel", "EnergyKernelState", "ENERGY_KERNELS"]
 
@@ -40,8 +41,8 @@ class EnergyKernel(MCMCKernel):
     Args:
         potential: the target.
         kernel: ``"block_gibbs"``, ``"site_gibbs"`` or ``"langevin"``; default by support.
-        step_size: Langevin's alpha.
-        noise_scale: Langevin's sigma (None: sqrt(2 alpha)).
+        step_size: Langevin's alpha, a number > 0 (NumPy and 0-d JAX numbers accepted).
+        noise_scale: Langevin's sigma >= 0 (None: sqrt(2 alpha)).
         site: the name of the draws in ``get_samples()`` and in ArviZ's ``posterior``.
     """
 
@@ -54,12 +55,12 @@ class EnergyKernel(MCMCKernel):
         if kernel is None:
             kernel = default_kernel(potential)
             kernel = kernel if kernel in ENERGY_KERNELS else "langevin"
-        if kernel not in ENERGY_KERNELS:
+        if not isinstance(kernel, str) or kernel not in ENERGY_KERNELS:
             raise ValueError(f"EnergyKernel runs {', '.join(map(repr, ENERGY_KERNELS))}; got {kernel!r} (use "
                              "numpyro.infer.NUTS(potential_fn=ebm_ppl.numpyro.potential_fn(p)) for NUTS)")
         spec = check_kernel(kernel, potential, owner="EnergyKernel")
         parameters = {"step_size": step_size, "noise_scale": noise_scale} if "step_size" in spec.options else {}
-        self._algo = fixed_algorithm(spec, potential, **parameters)
+        self._algo = fixed_algorithm(spec, potential, **check_options(spec, parameters))
         if not isinstance(site, str) or not site:
             raise ValueError(f"EnergyKernel: site must be a non-empty string, got {site!r}")
         self.potential = potential
@@ -83,6 +84,9 @@ class EnergyKernel(MCMCKernel):
         return EnergyKernelState(inner.position, inner, key_next)
 
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
+        if init_params is not None:  # the public boundary: shape, real dtype, finite (and 0/1) values
+            init_params = validate_input(init_params, self.potential.event_shape, self.potential.support,
+                                         name="init_params", owner="EnergyKernel")
         batched = _is_batched_key(rng_key)
         if not batched:
             return self._init_one(rng_key, init_params)

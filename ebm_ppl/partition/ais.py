@@ -36,11 +36,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
+from ebm_ppl import checks
 from ebm_ppl.compiler import filter_jit
 from ebm_ppl.progress import progress_fori_loop
 from ebm_ppl.partition.estimate import AISEstimate, summarize_log_weights, warn_if_degenerate
 from ebm_ppl.partition.choice import make_path
-from ebm_ppl.partition.schedule import default_schedule, validate_schedule
+from ebm_ppl.partition.schedule import MIN_TEMPERATURES, default_schedule, validate_schedule
 from ebm_ppl.potentials.base import Potential, validate_input
 from ebm_ppl.random import DEFAULT_IMPL, rekey
 
@@ -64,6 +65,7 @@ def ais(
     num_integration_steps: int = 5,
     progress: bool = False,
     prng_impl: str | None = DEFAULT_IMPL,
+    max_memory: int | None = None,
 ) -> AISEstimate:
     """Forward AIS estimate of log Z (a stochastic lower bound).
 
@@ -85,6 +87,8 @@ def ais(
         progress: show a progress bar over temperatures.
         prng_impl: PRNG implementation the run draws from, seeded one-to-one by ``key``
             (:mod:`ebm_ppl.random`; ebm_ppl's Philox-2x32 by default); None keeps ``key``'s own.
+        max_memory: the most bytes the run's arrays may take (None:
+            :data:`ebm_ppl.checks.MEMORY_LIMIT`); a larger request is refused before any work.
 
     Returns:
         :class:`AISEstimate` with ``bound == "lower"``.
@@ -92,17 +96,17 @@ def ais(
     One compiled program (base draws and the whole annealing loop) serves every schedule length
     up to the next power of two, so a new ``num_temperatures`` rarely compiles again.
     """
-    betas, path = _setup(potential, num_chains, num_temperatures, schedule, base, data, kernel,
-                         num_integration_steps)
+    betas, path, num_chains, progress = _setup("ais", potential, num_chains, num_temperatures, schedule, base,
+                                               data, kernel, num_integration_steps, progress, max_memory)
     start = time.perf_counter()
     key = rekey(key, prng_impl)
     padded, num_steps = _padded(betas)
     dtype = _dtype(potential)
-    log_w, log_w_var = _forward(path, key, int(num_chains), dtype, jnp.asarray(padded, dtype),
+    log_w, log_w_var = _forward(path, key, num_chains, dtype, jnp.asarray(padded, dtype),
                                 jnp.asarray(num_steps, jnp.int32), progress)
     log_w, log_w_var = np.asarray(log_w), np.asarray(log_w_var)[: len(betas) - 1]
     log_mean, stderr, ess = summarize_log_weights(log_w)
-    warn_if_degenerate(ess, num_chains, "ais")
+    warn_if_degenerate(ess, num_chains, "ais", log_w)
     return AISEstimate(
         log_z=float(path.base_log_z) + log_mean,
         stderr=stderr,
@@ -130,6 +134,7 @@ def reverse_ais(
     num_integration_steps: int = 5,
     progress: bool = False,
     prng_impl: str | None = DEFAULT_IMPL,
+    max_memory: int | None = None,
 ) -> AISEstimate:
     """Reverse AIS estimate of log Z, annealing from target samples back to the base.
 
@@ -147,13 +152,17 @@ def reverse_ais(
         num_integration_steps: leapfrog steps per HMC move.
         progress: show a progress bar over temperatures.
         prng_impl: PRNG implementation, as in :func:`ais`.
+        max_memory: as in :func:`ais`.
     """
+    if not isinstance(potential, Potential):
+        raise TypeError(f"reverse_ais expects an ebm_ppl.Potential, got {type(potential).__name__}")
     start_x = validate_input(start, potential.event_shape, potential.support, name="start", owner="reverse_ais")
     if start_x.ndim != len(potential.event_shape) + 1:
         raise ValueError(f"reverse_ais: start must have shape (num_chains, *event_shape), got {start_x.shape}")
     num_chains = start_x.shape[0]
-    betas, path = _setup(potential, num_chains, num_temperatures, schedule, base, data, kernel,
-                         num_integration_steps)
+    exact = checks.flag(exact, "exact")
+    betas, path, num_chains, progress = _setup("reverse_ais", potential, num_chains, num_temperatures, schedule,
+                                               base, data, kernel, num_integration_steps, progress, max_memory)
     t0 = time.perf_counter()
     key = rekey(key, prng_impl)
     x0 = start_x.astype(_dtype(potential))
@@ -162,7 +171,7 @@ def reverse_ais(
                                progress, "reverse AIS")
     log_w, log_w_var = np.asarray(log_w), np.asarray(log_w_var)[: len(betas) - 1]
     log_mean, stderr, ess = summarize_log_weights(log_w)
-    warn_if_degenerate(ess, num_chains, "reverse_ais")
+    warn_if_degenerate(ess, num_chains, "reverse_ais", log_w)
     start_ll = -np.asarray(potential.energy(x0), np.float64) - float(path.base_log_z) + log_w
     return AISEstimate(
         log_z=float(path.base_log_z) - log_mean,
@@ -178,20 +187,41 @@ def reverse_ais(
     )
 
 
-def _setup(potential, num_chains, num_temperatures, schedule, base, data, kernel, num_integration_steps):
+def _setup(owner, potential, num_chains, num_temperatures, schedule, base, data, kernel, num_integration_steps,
+           progress, max_memory):
+    """The checked arguments: the schedule, the path, the number of chains and the progress flag.
+    Every argument is checked here, and the memory of what the run stores estimated, before
+    anything is compiled or allocated."""
     if not isinstance(potential, Potential):
-        raise TypeError(f"expected an ebm_ppl.Potential, got {type(potential).__name__}")
-    if not isinstance(num_chains, (int, np.integer)) or num_chains < MIN_CHAINS:
-        raise ValueError(f"num_chains must be an integer >= {MIN_CHAINS} (an error bar needs several "
-                         f"chains; 100 or more is usual), got {num_chains!r}")
+        raise TypeError(f"{owner} expects an ebm_ppl.Potential, got {type(potential).__name__}")
+    num_chains = checks.int_at_least(num_chains, "num_chains", MIN_CHAINS)  # an error bar needs several chains
+    if kernel is not None and not isinstance(kernel, str):
+        raise ValueError(f"{owner}: kernel must be a name ('gibbs', 'mala' or 'hmc') or None, got {kernel!r}")
+    num_integration_steps = checks.int_at_least(num_integration_steps, "num_integration_steps", 1)
+    checks.flag(progress, "progress")
     if schedule is None:
-        if not isinstance(num_temperatures, (int, np.integer)):
-            raise ValueError(f"num_temperatures must be an integer, got {num_temperatures!r}")
+        num_temperatures = checks.int_at_least(num_temperatures, "num_temperatures", MIN_TEMPERATURES)
+        _check_memory(owner, potential, num_chains, num_temperatures, max_memory)
         betas = default_schedule(num_temperatures)
     else:
         betas = validate_schedule(schedule)
+        _check_memory(owner, potential, num_chains, len(betas) - 1, max_memory)
     path = make_path(potential, base=base, data=data, kernel=kernel, num_integration_steps=num_integration_steps)
-    return betas, path
+    return betas, path, num_chains, bool(progress)
+
+
+def _check_memory(owner: str, potential: Potential, num_chains: int, num_temperatures: int, max_memory) -> None:
+    """Refuse a run whose arrays would not fit: per temperature the schedule (float64 on the host,
+    padded on the device) and the log-weight variances; per chain the states, the random numbers
+    of a block of ``CHUNK`` temperatures (about the event size each) and the weights."""
+    bucket = max(MIN_BUCKET, 1 << (num_temperatures - 1).bit_length())
+    itemsize = jnp.dtype(_dtype(potential)).itemsize
+    size = math.prod(potential.event_shape)
+    per_temperature = (num_temperatures + 1) * 8 + (2 * bucket + 1) * itemsize
+    per_chain = num_chains * (size * (CHUNK + 2) + 2) * itemsize
+    checks.check_memory(per_temperature + per_chain,
+                        f"{num_temperatures} temperatures, {num_chains} chains x {size} values x {CHUNK + 2}",
+                        max_memory, owner=owner, option=checks.MAX_MEMORY_OPTION)
 
 
 def _dtype(potential: Potential):

@@ -66,9 +66,14 @@ class AISEstimate:
 
 
 def summarize_log_weights(log_weights) -> tuple[float, float, float]:
-    """``(log mean w, delta-method s.e. of log mean w, ESS)`` computed stably in log space."""
+    """``(log mean w, delta-method s.e. of log mean w, ESS)`` computed stably in log space.
+
+    A NaN or +inf log-weight, or none above -inf, makes all three NaN (there is no estimate):
+    :func:`warn_if_degenerate` says which chains."""
     lw = np.asarray(log_weights, np.float64)  # host float64: a few hundred numbers, no dispatches
     n = lw.shape[0]
+    if n == 0 or np.any(np.isnan(lw) | (lw == np.inf)) or not np.any(np.isfinite(lw)):
+        return math.nan, math.nan, math.nan
     top = np.max(lw)
     w = np.exp(lw - top)  # relative weights in (0, 1]
     log_mean = top + math.log(np.mean(w))
@@ -77,9 +82,24 @@ def summarize_log_weights(log_weights) -> tuple[float, float, float]:
     return float(log_mean), float(stderr), float(ess)
 
 
-def warn_if_degenerate(ess: float, num_chains: int, what: str) -> None:
-    """Warn when the weight ESS falls below 10% of the chains: the error bar is not to be trusted."""
-    if ess < 0.1 * num_chains:
+def warn_if_degenerate(ess: float, num_chains: int, what: str, log_weights=None) -> None:
+    """Warn when the weight ESS falls below 10% of the chains (the error bar is not to be
+    trusted), and, saying how many chains, when ``log_weights`` hold NaN or infinite values (then
+    there is no estimate at all: it is NaN)."""
+    if log_weights is not None:
+        lw = np.asarray(log_weights, np.float64)
+        nan, pos_inf, neg_inf = int(np.sum(np.isnan(lw))), int(np.sum(lw == np.inf)), int(np.sum(lw == -np.inf))
+        if nan or pos_inf or (lw.size and neg_inf == lw.size):
+            parts = [f"{k} {kind}" for k, kind in ((nan, "NaN"), (pos_inf, "+inf"), (neg_inf, "-inf")) if k]
+            warnings.warn(
+                f"{what}: the log-weights of {num_chains} chains include {', '.join(parts)}, so the estimate "
+                "is NaN: the energy or the annealing moves produced non-finite values. Check the model's "
+                "parameters (ebm_ppl.save refuses non-finite ones), the base model, and the kernel's step size.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return
+    if not ess >= 0.1 * num_chains:  # also when ess is NaN
         warnings.warn(
             f"{what}: the importance weights are degenerate (ESS {ess:.1f} of {num_chains} chains); "
             "the estimate and its error bar are unreliable. Use more temperatures (a longer "

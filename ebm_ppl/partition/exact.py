@@ -21,7 +21,9 @@ def exact_samples(key: PRNGKeyArray, potential: Potential, num: int) -> Array:
     RBMs and the Boltzmann machine by enumerating their smaller discrete layer); any other binary
     potential by enumerating its ``2^D`` states (D <= 22). Others raise a ValueError.
     """
-    num = check_num(num, "exact_samples")
+    if not isinstance(potential, Potential):
+        raise TypeError(f"exact_samples expects an ebm_ppl.Potential, got {type(potential).__name__}")
+    num = check_num(num, "exact_samples", math.prod(potential.event_shape))
     if has_exact_samples(potential):
         return potential.exact_samples(key, num)
     if potential.support == Support.BINARY:

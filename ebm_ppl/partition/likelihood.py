@@ -3,19 +3,46 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike
 
 from ebm_ppl.partition.estimate import AISEstimate
-from ebm_ppl.potentials.base import Potential
+from ebm_ppl.potentials.base import Potential, is_concrete
 
-__all__ = ["log_likelihood", "Sandwich", "sandwich"]
+__all__ = ["log_likelihood", "Sandwich", "sandwich", "check_log_z"]
+
+
+def check_log_z(log_z: float | ArrayLike | AISEstimate, owner: str) -> Array:
+    """``log_z`` (a real number, a 0-d array, traced or not, or an :class:`AISEstimate`) as a 0-d
+    array. TypeError for anything else (a string, a list); ValueError for a complex, non-scalar or,
+    when concrete, NaN or infinite value (an AIS run whose weights were all NaN has a NaN log_z)."""
+    value = log_z.log_z if isinstance(log_z, AISEstimate) else log_z
+    numeric = (numbers.Number, np.ndarray, np.generic, jax.Array)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numeric):
+        raise TypeError(f"{owner}: log_z must be a number, a 0-d array or an AISEstimate, got "
+                        f"{type(value).__name__} {value!r:.40}")
+    value = jnp.asarray(value)
+    if not (jnp.issubdtype(value.dtype, jnp.floating) or jnp.issubdtype(value.dtype, jnp.integer)):
+        raise ValueError(f"{owner}: log_z must be a real number, got dtype {value.dtype}")
+    if value.shape != ():
+        raise ValueError(f"{owner}: log_z must be a scalar (one log normalizer), got shape {value.shape}")
+    if is_concrete(value) and not bool(jnp.isfinite(value)):
+        source = " (the AIS estimate is not finite: see its warning)" if isinstance(log_z, AISEstimate) else ""
+        raise ValueError(f"{owner}: log_z is {float(value)}{source}; log Z must be finite")
+    return value
 
 
 def log_likelihood(potential: Potential, x: ArrayLike, log_z: float | AISEstimate) -> Array:
-    """``log p(x) = -E(x) - log Z`` per example; ``(*batch, *event_shape) -> (*batch,)``."""
-    value = log_z.log_z if isinstance(log_z, AISEstimate) else log_z
+    """``log p(x) = -E(x) - log Z`` per example; ``(*batch, *event_shape) -> (*batch,)``.
+
+    ``log_z`` is a finite scalar or an :class:`AISEstimate` (:func:`check_log_z`)."""
+    if not isinstance(potential, Potential):
+        raise TypeError(f"log_likelihood expects an ebm_ppl.Potential, got {type(potential).__name__}")
+    value = check_log_z(log_z, "log_likelihood")
     return -potential.energy(x) - value
 
 
@@ -51,6 +78,9 @@ class Sandwich:
 def sandwich(forward: AISEstimate, reverse: AISEstimate, potential: Potential | None = None,
              x: ArrayLike | None = None) -> Sandwich:
     """Combine a forward (lower) and a reverse (upper) estimate; with ``x``, bracket its mean LL."""
+    if not (isinstance(forward, AISEstimate) and isinstance(reverse, AISEstimate)):
+        raise TypeError(f"sandwich takes two AISEstimates (from ais and reverse_ais), got "
+                        f"{type(forward).__name__} and {type(reverse).__name__}")
     if forward.bound != "lower" or "upper" not in reverse.bound:
         raise ValueError("sandwich takes a forward estimate (ais) and a reverse one (reverse_ais)")
     ll_upper = ll_lower = None

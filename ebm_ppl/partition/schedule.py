@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 from jaxtyping import ArrayLike
 
-__all__ = ["default_schedule", "linear_schedule", "validate_schedule"]
+from ebm_ppl import checks
+
+__all__ = ["default_schedule", "linear_schedule", "validate_schedule", "MIN_TEMPERATURES"]
+
+#: The fewest temperatures :func:`default_schedule` spreads over its three pieces.
+MIN_TEMPERATURES = 10
 
 
 def default_schedule(num_temperatures: int) -> np.ndarray:
@@ -15,9 +20,7 @@ def default_schedule(num_temperatures: int) -> np.ndarray:
     [0.9, 1]; the same proportions are used for any ``num_temperatures`` (>= 10), since the free
     energy changes fastest near the target. Returns ``num_temperatures + 1`` values from 0 to 1.
     """
-    if int(num_temperatures) < 10:
-        raise ValueError(f"num_temperatures must be >= 10, got {num_temperatures}")
-    k = int(num_temperatures)
+    k = checks.int_at_least(num_temperatures, "num_temperatures", MIN_TEMPERATURES)
     n1 = max(1, round(k / 15))
     n2 = max(1, round(4 * k / 15))
     n3 = k - n1 - n2
@@ -30,12 +33,18 @@ def default_schedule(num_temperatures: int) -> np.ndarray:
 
 def linear_schedule(num_temperatures: int) -> np.ndarray:
     """``num_temperatures + 1`` evenly spaced values from 0 to 1."""
-    return np.linspace(0.0, 1.0, int(num_temperatures) + 1)
+    return np.linspace(0.0, 1.0, checks.positive_int(num_temperatures, "num_temperatures") + 1)
 
 
 def validate_schedule(schedule: ArrayLike) -> np.ndarray:
     """Check a user schedule: 1-d, finite, starts at 0, ends at 1, strictly increasing."""
-    betas = np.asarray(schedule, dtype=np.float64)
+    try:
+        values = np.asarray(schedule)
+    except ValueError as exc:  # ragged
+        raise ValueError(f"schedule must be a 1-d array of numbers ({exc})") from None
+    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+        raise ValueError(f"schedule must be a 1-d array of real numbers, got dtype {values.dtype}")
+    betas = values.astype(np.float64)
     if betas.ndim != 1 or betas.size < 2:
         raise ValueError(f"schedule must be a 1-d array of at least 2 values, got shape {betas.shape}")
     if not np.all(np.isfinite(betas)):

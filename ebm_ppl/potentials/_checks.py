@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike
 
+from ebm_ppl import checks
 from ebm_ppl.potentials.base import is_concrete
 
 
@@ -19,13 +20,16 @@ def as_param(
     shape: tuple[int, ...] | None = None,
     ndim: int | None = None,
 ) -> Array:
-    """``value`` as a floating array of the given shape (or rank); ValueError naming the mismatch."""
+    """``value`` as a real floating array of the given shape (or rank); ValueError naming the
+    mismatch (complex and non-numeric dtypes included)."""
     if isinstance(value, jax.Array) and jnp.issubdtype(value.dtype, jnp.floating):
         arr = value
     else:
-        np_value = np.asarray(value)
-        if not (np.issubdtype(np_value.dtype, np.number) or np_value.dtype == bool):
-            raise ValueError(f"{owner}: parameter {name} has dtype {np_value.dtype}; expected numbers")
+        dtype = value.dtype if isinstance(value, jax.Array) else np.asarray(value).dtype
+        if not (np.issubdtype(dtype, np.number) or dtype == bool):
+            raise ValueError(f"{owner}: parameter {name} has dtype {dtype}; expected numbers")
+        if np.issubdtype(dtype, np.complexfloating):
+            raise ValueError(f"{owner}: parameter {name} has complex dtype {dtype}; expected real numbers")
         arr = jnp.asarray(value)
         if not jnp.issubdtype(arr.dtype, jnp.floating):
             arr = arr.astype(jnp.result_type(float))
@@ -48,3 +52,32 @@ def check_positive(value: Array, name: str, *, owner: str) -> None:
     """Refuse a concrete ``value`` with an entry <= 0."""
     if is_concrete(value) and not bool(jnp.all(value > 0)):
         raise ValueError(f"{owner}: {name} must be positive everywhere, got min {float(jnp.min(value))}")
+
+
+def sizes(owner: str, **named: int) -> tuple[int, ...]:
+    """The sizes an ``init`` takes (``n_visible=64, n_hidden=16``) as positive Python ints
+    (NumPy and 0-d JAX integers accepted); ValueError naming a bad one."""
+    return tuple(checks.positive_int(v, f"{owner}: {k}") for k, v in named.items())
+
+
+def param_dtype(dtype, owner: str, num_params: int) -> jnp.dtype:
+    """``dtype`` (None: the default float) as a real floating dtype, after refusing, with the
+    estimate, ``num_params`` parameters that would not fit in memory
+    (:func:`ebm_ppl.checks.check_memory`); ValueError otherwise."""
+    if dtype is None:
+        dtype = jnp.dtype(jnp.result_type(float))
+    else:
+        try:
+            dtype = jnp.dtype(dtype)
+        except TypeError:
+            raise ValueError(f"{owner}: dtype {dtype!r} is not a dtype") from None
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise ValueError(f"{owner}: dtype must be a real floating dtype such as float32, got {dtype}")
+    checks.check_memory(num_params * dtype.itemsize, f"{num_params} parameters x {dtype.itemsize} bytes",
+                        owner=owner)
+    return dtype
+
+
+def scale(value, owner: str) -> float:
+    """An initial weight scale: a finite number >= 0."""
+    return checks.non_negative_float(value, f"{owner}: scale")

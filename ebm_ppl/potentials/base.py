@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import math
 import warnings
 from typing import Any, Callable, ClassVar
 
@@ -29,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
+
+from ebm_ppl import checks
 
 __all__ = ["Potential", "Support", "validate_input", "is_concrete"]
 
@@ -55,9 +58,9 @@ def validate_input(
 ) -> Array:
     """Check ``x`` of shape ``(*batch, *event_shape)`` at a public boundary; return it as an array.
 
-    Shapes and dtypes are always checked (they are static). Values (NaN/inf, and membership in
-    {0, 1} for binary support) are checked only when ``x`` is concrete, so jitted inner code pays
-    nothing for the checks.
+    Shapes and dtypes (numeric and real: complex input is refused) are always checked (they are
+    static). Values (NaN/inf, and membership in {0, 1} for binary support) are checked only when
+    ``x`` is concrete, so jitted inner code pays nothing for the checks.
 
     Raises:
         ValueError: naming the problem and the expected shape/support.
@@ -71,6 +74,9 @@ def validate_input(
             raise ValueError(f"{owner}: {name} is not an array ({exc})") from None
     if not (jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_)):
         raise ValueError(f"{owner}: {name} has dtype {dtype}; expected a numeric array")
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        raise ValueError(f"{owner}: {name} has complex dtype {dtype}; expected real numbers (pass x.real if the "
+                         "imaginary part is zero)")
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         x = x.astype(jnp.result_type(float))
@@ -159,8 +165,11 @@ class Potential(eqx.Module):
     def initial_positions(self, key: PRNGKeyArray, num: int) -> Array:
         """Default starting points of ``num`` chains, ``(num, *event_shape)`` in the default float
         dtype: fair coin flips for binary support, standard normal draws for real support."""
+        num = checks.non_negative_int(num, "initial_positions: num")
+        size, dtype = math.prod(self.event_shape), jnp.result_type(float)
+        checks.check_memory(num * size * jnp.dtype(dtype).itemsize, f"{num} chains x {size} values",
+                            owner="initial_positions")
         shape = (num, *self.event_shape)
-        dtype = jnp.result_type(float)
         if self.support == Support.BINARY:
             return jax.random.bernoulli(key, 0.5, shape).astype(dtype)
         return jax.random.normal(key, shape, dtype)

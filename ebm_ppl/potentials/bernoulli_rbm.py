@@ -11,7 +11,9 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.ops import softplus
-from ebm_ppl.potentials._checks import as_param, check_finite_params
+from ebm_ppl import checks
+from ebm_ppl.potentials._checks import as_param, check_finite_params, param_dtype, sizes
+from ebm_ppl.potentials._checks import scale as check_scale
 from ebm_ppl.potentials.base import Support, validate_input
 from ebm_ppl.potentials.layers import Binary
 from ebm_ppl.potentials.rbm import BinaryHiddenRBM
@@ -64,8 +66,9 @@ class BernoulliRBM(BinaryHiddenRBM):
                 at the logit of its smoothed pixel marginals (the guide's Sec. 8.1; the
                 :meth:`base_rate` model's), else at zero.
         """
-        dtype = jnp.result_type(float) if dtype is None else dtype
-        W = scale * jax.random.normal(key, (n_visible, n_hidden), dtype)
+        n_visible, n_hidden = sizes("BernoulliRBM.init", n_visible=n_visible, n_hidden=n_hidden)
+        dtype = param_dtype(dtype, "BernoulliRBM.init", (n_visible + 1) * (n_hidden + 1))
+        W = check_scale(scale, "BernoulliRBM.init") * jax.random.normal(key, (n_visible, n_hidden), dtype)
         b = jnp.zeros(n_visible, dtype) if data is None else _data_visible_bias(data, n_visible, "BernoulliRBM", dtype)
         return cls(W, b, jnp.zeros(n_hidden, dtype))
 
@@ -80,10 +83,11 @@ class BernoulliRBM(BinaryHiddenRBM):
         Args:
             data: binary array of shape ``(N, n_visible)``.
         """
-        data = np.asarray(data)
-        if data.ndim != 2:
-            raise ValueError(f"BernoulliRBM.base_rate: data must have shape (N, n_visible), got {data.shape}")
-        x = validate_input(data, (data.shape[1],), Support.BINARY, name="data", owner="BernoulliRBM.base_rate")
+        n_hidden = checks.positive_int(n_hidden, "BernoulliRBM.base_rate: n_hidden")
+        smoothing = checks.non_negative_float(smoothing, "BernoulliRBM.base_rate: smoothing")
+        if np.ndim(data) != 2:
+            raise ValueError(f"BernoulliRBM.base_rate: data must have shape (N, n_visible), got {np.shape(data)}")
+        x = validate_input(data, (np.shape(data)[1],), Support.BINARY, name="data", owner="BernoulliRBM.base_rate")
         b = Binary(jnp.zeros(x.shape[1], x.dtype)).base(x, smoothing).bias
         return cls(jnp.zeros((x.shape[1], n_hidden), b.dtype), b, jnp.zeros(n_hidden, b.dtype))
 

@@ -10,7 +10,8 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.compiler import filter_jit
 from ebm_ppl.potentials import enumeration
-from ebm_ppl.potentials._checks import as_param, check_finite_params
+from ebm_ppl.potentials._checks import as_param, check_finite_params, param_dtype, sizes
+from ebm_ppl.potentials._checks import scale as check_scale
 from ebm_ppl.potentials.base import Potential, Support, is_concrete, validate_input
 from ebm_ppl.potentials.layers import Binary
 from ebm_ppl.potentials.registry import register_potential
@@ -58,8 +59,9 @@ class BoltzmannMachine(Potential):
     @classmethod
     def init(cls, key: PRNGKeyArray, dim: int, *, scale: float = 0.01, dtype=None) -> "BoltzmannMachine":
         """Symmetric couplings W_ij ~ N(0, scale^2) for i < j, zero diagonal, zero biases."""
-        dtype = jnp.result_type(float) if dtype is None else dtype
-        upper = jnp.triu(scale * jax.random.normal(key, (dim, dim), dtype), 1)
+        (dim,) = sizes("BoltzmannMachine.init", dim=dim)
+        dtype = param_dtype(dtype, "BoltzmannMachine.init", dim * (dim + 1))
+        upper = jnp.triu(check_scale(scale, "BoltzmannMachine.init") * jax.random.normal(key, (dim, dim), dtype), 1)
         return cls(upper + upper.T, jnp.zeros(dim, dtype))
 
     @property
@@ -91,7 +93,7 @@ class BoltzmannMachine(Potential):
         if route not in (None, "visible"):
             raise ValueError(f"BoltzmannMachine: only route='visible' (enumerate x) exists, got {route!r}")
         enumeration.check_enumerable(2**self.dim, max_terms, f"BoltzmannMachine with D={self.dim}")
-        return _log_z(self, chunk_size)
+        return _log_z(self, enumeration.check_chunk_size(chunk_size))
 
     def _log_weights(self, x: Array) -> Array:
         """-E(x) of states ``(S, D)``, vectorized over the rows."""
@@ -99,7 +101,7 @@ class BoltzmannMachine(Potential):
 
     def exact_samples(self, key: PRNGKeyArray, num: int) -> Array:
         """``num`` independent exact draws ``(num, D)`` by enumerating the 2^D states (D <= 22)."""
-        num = enumeration.check_num(num, "BoltzmannMachine.exact_samples")
+        num = enumeration.check_num(num, "BoltzmannMachine.exact_samples", self.dim)
         return enumeration.sample_binary_states(key, self._log_weights, self.dim, num, self.W.dtype,
                                                 f"a BoltzmannMachine with D={self.dim}")
 

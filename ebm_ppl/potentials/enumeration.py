@@ -14,8 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
-__all__ = ["DEFAULT_MAX_TERMS", "MAX_EXACT_STATES", "check_enumerable", "logsumexp_over_indices", "index_to_bits",
-           "all_binary_states", "log_weights", "sample_indices", "sample_binary_states", "check_num"]
+from ebm_ppl import checks
+
+__all__ = ["DEFAULT_MAX_TERMS", "MAX_EXACT_STATES", "check_enumerable", "check_chunk_size",
+           "logsumexp_over_indices", "index_to_bits", "all_binary_states", "log_weights", "sample_indices",
+           "sample_binary_states", "check_num"]
 
 #: Largest state space :func:`ebm_ppl.log_partition` enumerates unless told otherwise (2^26).
 DEFAULT_MAX_TERMS = 2**26
@@ -24,8 +27,9 @@ MAX_EXACT_STATES = 2**22
 
 
 def check_enumerable(num_terms: int, max_terms: int | None, what: str) -> None:
-    """Refuse, with a message naming the size, an enumeration larger than ``max_terms``."""
-    limit = DEFAULT_MAX_TERMS if max_terms is None else int(max_terms)
+    """Refuse, with a message naming the size, an enumeration larger than ``max_terms`` (None:
+    :data:`DEFAULT_MAX_TERMS`; else a positive integer)."""
+    limit = DEFAULT_MAX_TERMS if max_terms is None else checks.positive_int(max_terms, "max_terms")
     if num_terms > limit:
         raise ValueError(
             f"exact log Z needs {_pow2(num_terms)} terms ({what}); the limit is {_pow2(limit)} "
@@ -122,8 +126,16 @@ def sample_binary_states(key: PRNGKeyArray, log_weight: Callable[[Array], Array]
     return index_to_bits(sample_indices(key, weights, num), num_bits, dtype)
 
 
-def check_num(num, owner: str) -> int:
-    """``num`` as a non-negative int; ValueError naming ``owner`` otherwise."""
-    if not isinstance(num, (int, np.integer)) or isinstance(num, (bool, np.bool_)) or num < 0:
-        raise ValueError(f"{owner}: num must be a non-negative integer, got {num!r}")
-    return int(num)
+def check_num(num, owner: str, event_size: int = 1) -> int:
+    """``num`` as a non-negative int (NumPy and 0-d JAX integers accepted), after refusing draws
+    of ``event_size`` values each that would not fit in memory; ValueError naming ``owner``."""
+    num = checks.non_negative_int(num, f"{owner}: num")
+    itemsize = np.dtype(jnp.result_type(float)).itemsize
+    checks.check_memory(num * event_size * itemsize, f"{num} draws x {event_size} values x {itemsize} bytes",
+                        owner=owner)
+    return num
+
+
+def check_chunk_size(chunk_size) -> int:
+    """``chunk_size`` of an enumeration as a positive int; ValueError otherwise."""
+    return checks.positive_int(chunk_size, "chunk_size")

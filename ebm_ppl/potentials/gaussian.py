@@ -10,7 +10,8 @@ import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from ebm_ppl.potentials._checks import as_param, check_finite_params, check_positive
+from ebm_ppl import checks
+from ebm_ppl.potentials._checks import as_param, check_finite_params, check_positive, param_dtype, sizes
 from ebm_ppl.potentials.base import Potential, Support, is_concrete
 from ebm_ppl.potentials.enumeration import check_num
 from ebm_ppl.potentials.registry import register_potential
@@ -82,7 +83,8 @@ class Gaussian(Potential):
     @classmethod
     def standard(cls, dim: int, dtype=None) -> "Gaussian":
         """N(0, I) in ``dim`` dimensions."""
-        dtype = jnp.result_type(float) if dtype is None else dtype
+        (dim,) = sizes("Gaussian.standard", dim=dim)
+        dtype = param_dtype(dtype, "Gaussian.standard", 2 * dim)
         return cls(jnp.zeros(dim, dtype), scale_diag=jnp.ones(dim, dtype))
 
     @property
@@ -118,6 +120,11 @@ class Gaussian(Potential):
 
     def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
         """Exact draws, shape ``(*sample_shape, D)``."""
+        sample_shape = tuple(checks.non_negative_int(n, "Gaussian.sample: sample_shape entry")
+                             for n in (sample_shape if isinstance(sample_shape, (tuple, list)) else (sample_shape,)))
+        num = math.prod(sample_shape)
+        checks.check_memory(num * self.dim * self.mean.dtype.itemsize, f"{num} draws x {self.dim} values",
+                            owner="Gaussian.sample")
         eps = jax.random.normal(key, (*sample_shape, self.dim), self.mean.dtype)
         if self.scale_tril is not None:
             return self.mean + eps @ self.scale_tril.T
@@ -125,7 +132,7 @@ class Gaussian(Potential):
 
     def exact_samples(self, key: PRNGKeyArray, num: int) -> Array:
         """``num`` exact draws, shape ``(num, D)``."""
-        return self.sample(key, (check_num(num, "Gaussian.exact_samples"),))
+        return self.sample(key, (check_num(num, "Gaussian.exact_samples", self.dim),))
 
     def base_model(self, data: ArrayLike | None = None) -> "Gaussian":
         """Itself: it already has a known log Z and exact samples."""

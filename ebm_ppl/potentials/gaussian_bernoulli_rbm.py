@@ -9,7 +9,8 @@ import numpy as np
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from ebm_ppl.potentials._checks import as_param, check_finite_params, check_positive
+from ebm_ppl.potentials._checks import as_param, check_finite_params, check_positive, param_dtype, sizes
+from ebm_ppl.potentials._checks import scale as check_scale
 from ebm_ppl.potentials.base import Support, validate_input
 from ebm_ppl.potentials.layers import Binary, Gaussian
 from ebm_ppl.potentials.rbm import BinaryHiddenRBM
@@ -81,8 +82,10 @@ class GaussianBernoulliRBM(BinaryHiddenRBM):
     ) -> "GaussianBernoulliRBM":
         """W ~ N(0, scale^2), zero hidden biases, unit sigma (suits data standardised per pixel);
         visible biases zero, or the per-pixel mean of real ``data (N, n_visible)`` when given."""
-        dtype = jnp.result_type(float) if dtype is None else dtype
-        W = scale * jax.random.normal(key, (n_visible, n_hidden), dtype)
+        owner = "GaussianBernoulliRBM.init"
+        n_visible, n_hidden = sizes(owner, n_visible=n_visible, n_hidden=n_hidden)
+        dtype = param_dtype(dtype, owner, (n_visible + 1) * (n_hidden + 2))
+        W = check_scale(scale, owner) * jax.random.normal(key, (n_visible, n_hidden), dtype)
         if data is None:
             b = jnp.zeros(n_visible, dtype)
         else:

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
+from ebm_ppl import checks
+from ebm_ppl.potentials._checks import param_dtype, sizes
 from ebm_ppl.potentials.base import Potential, Support
 from ebm_ppl.potentials.registry import register_potential
 
@@ -106,7 +108,7 @@ class JEM(Potential):
         *,
         mlp_spec: dict[str, Any] | None = None,
     ):
-        event_shape = tuple(int(s) for s in event_shape)
+        event_shape = sizes("JEM", **{f"event_shape[{i}]": s for i, s in enumerate(event_shape)})
         try:
             out = jax.eval_shape(net, jax.ShapeDtypeStruct(event_shape, jnp.result_type(float)))
         except Exception as exc:
@@ -134,15 +136,15 @@ class JEM(Potential):
     ) -> "JEM":
         """An MLP classifier ``in_features -> width x depth -> num_classes`` (the chapter's default
         is 64-512-512-512-10 with ELU)."""
-        if activation not in ACTIVATIONS:
+        if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise ValueError(f"JEM.init: unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
-        for arg, value in (("in_features", in_features), ("num_classes", num_classes), ("width", width)):
-            if int(value) < 1:
-                raise ValueError(f"JEM.init: {arg} must be >= 1, got {value}")
-        if int(depth) < 0:
-            raise ValueError(f"JEM.init: depth must be >= 0, got {depth}")
-        spec = dict(in_features=int(in_features), num_classes=int(num_classes), width=int(width),
-                    depth=int(depth), activation=activation)
+        in_features, num_classes, width = sizes("JEM.init", in_features=in_features, num_classes=num_classes,
+                                                width=width)
+        depth = checks.non_negative_int(depth, "JEM.init: depth")
+        num_params = (in_features + 1) * width + depth * (width + 1) * width + (width + 1) * num_classes
+        param_dtype(dtype, "JEM.init", num_params)
+        spec = dict(in_features=in_features, num_classes=num_classes, width=width, depth=depth,
+                    activation=activation)
         net = _mlp(spec, key, dtype)
         return cls(net, (int(in_features),), int(num_classes), mlp_spec=spec)
 

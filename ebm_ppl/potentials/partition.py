@@ -18,6 +18,9 @@ def log_partition(potential: Potential, **options: Any) -> Array:
     exact log Z, or a state space past ``max_terms`` (default 2^26), raises a ValueError that
     points to :func:`ebm_ppl.ais`.
     """
+    if not isinstance(potential, Potential):
+        raise TypeError(f"log_partition expects an ebm_ppl.Potential (a model), got {type(potential).__name__} "
+                        f"{potential!r:.60}")
     method = getattr(potential, "log_partition", None)
     if method is None:
         raise ValueError(

@@ -142,7 +142,7 @@ class RBMBase(Potential):
         to :func:`ebm_ppl.ais`."""
         route = self._route(route)
         enumeration.check_enumerable(self._routes()[route], max_terms, self._describe(route))
-        return _log_z(self, route, chunk_size)
+        return _log_z(self, route, enumeration.check_chunk_size(chunk_size))
 
     def _log_terms(self, route: str, index: Array) -> tuple[Array, Any]:
         """``(log weight, state)`` of the enumerated states ``index`` of ``route``'s layer."""
@@ -158,7 +158,7 @@ class RBMBase(Potential):
         its marginal by enumeration (at most
         :data:`~ebm_ppl.potentials.enumeration.MAX_EXACT_STATES` states, in bounded memory), then
         x given it."""
-        num = enumeration.check_num(num, f"{type(self).__name__}.exact_samples")
+        num = enumeration.check_num(num, f"{type(self).__name__}.exact_samples", self.n_visible)
         route = self._route(None)
         enumeration.check_enumerable(self._routes()[route], enumeration.MAX_EXACT_STATES,
                                      f"exact samples of a {self._describe(route)}")

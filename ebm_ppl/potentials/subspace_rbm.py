@@ -11,7 +11,8 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.ops import softplus
 from ebm_ppl.potentials import _draws, enumeration
-from ebm_ppl.potentials._checks import as_param, check_finite_params
+from ebm_ppl.potentials._checks import as_param, check_finite_params, param_dtype, sizes
+from ebm_ppl.potentials._checks import scale as check_scale
 from ebm_ppl.potentials.base import Support, validate_input
 from ebm_ppl.potentials.bernoulli_rbm import _data_visible_bias
 from ebm_ppl.potentials.layers import Binary, Layer
@@ -88,8 +89,10 @@ class SubspaceRBM(RBMBase):
         """W ~ N(0, scale^2), zero gate and subspace biases; visible biases zero, or the logit of
         the smoothed pixel marginals of binary ``data (N, n_visible)`` when given (as
         :meth:`BernoulliRBM.init`)."""
-        dtype = jnp.result_type(float) if dtype is None else dtype
-        W = scale * jax.random.normal(key, (n_visible, n_gates, n_subspace), dtype)
+        owner = "SubspaceRBM.init"
+        n_visible, n_gates, n_subspace = sizes(owner, n_visible=n_visible, n_gates=n_gates, n_subspace=n_subspace)
+        dtype = param_dtype(dtype, owner, (n_visible + 1) * n_gates * (n_subspace + 1) + n_visible)
+        W = check_scale(scale, owner) * jax.random.normal(key, (n_visible, n_gates, n_subspace), dtype)
         b = jnp.zeros(n_visible, dtype) if data is None else _data_visible_bias(data, n_visible, "SubspaceRBM", dtype)
         return cls(
             W,

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
+from ebm_ppl import checks
 from ebm_ppl.kernels import gibbs
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.capabilities import has_closed_form_gradient
@@ -87,7 +88,7 @@ class CDEstimator(eqx.Module):
     k: int = eqx.field(static=True)
 
     def __check_init__(self):
-        _positive_int(self.k, "k")
+        checks.positive_int(self.k, "k")
 
     def init(self, key: PRNGKeyArray, model: Potential, data: Any = None) -> CDState:
         """The state: the sampler's key."""
@@ -109,8 +110,8 @@ class PCDEstimator(eqx.Module):
     num_chains: int = eqx.field(static=True)
 
     def __check_init__(self):
-        _positive_int(self.k, "k")
-        _positive_int(self.num_chains, "num_chains")
+        checks.positive_int(self.k, "k")
+        checks.positive_int(self.num_chains, "num_chains")
 
     def init(self, key: PRNGKeyArray, model: Potential, data: Array | tuple[Array, ...] | None = None) -> PCDState:
         """The state: a key and ``num_chains`` chains ``(num_chains, *event)``, started at random
@@ -134,17 +135,12 @@ class PCDEstimator(eqx.Module):
 
 def cd(k: int = 1) -> CDEstimator:
     """CD-k: negatives from ``k`` Gibbs sweeps started at the batch (Hinton 2002)."""
-    return CDEstimator(_positive_int(k, "k"))
+    return CDEstimator(checks.positive_int(k, "k"))
 
 
 def pcd(k: int = 1, num_chains: int = 100) -> PCDEstimator:
     """Persistent CD-k: ``num_chains`` chains kept in the state and advanced ``k`` sweeps per
     update (Tieleman 2008). Chains start at random rows of the training data when given, else at
     fair coin flips (binary) or standard normals (real)."""
-    return PCDEstimator(_positive_int(k, "k"), _positive_int(num_chains, "num_chains"))
+    return PCDEstimator(checks.positive_int(k, "k"), checks.positive_int(num_chains, "num_chains"))
 
-
-def _positive_int(value, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value

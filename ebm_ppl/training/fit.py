@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import math
 import os
-from typing import Any, Callable, Literal, Sequence
+from typing import Callable, Literal, Sequence
 
+import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
+from ebm_ppl import checks
 from ebm_ppl.potentials.base import Potential, validate_input
 from ebm_ppl.potentials.capabilities import default_frozen
 from ebm_ppl.random import DEFAULT_IMPL
@@ -100,7 +104,9 @@ def fit(
             folder is created and checked for writing before the first epoch; a save that fails
             later is a warning (:class:`CheckpointWarning`), never the loss of the trained model.
         checkpoint_every: see ``checkpoint_dir``.
-        resume: continue from ``checkpoint_dir``'s checkpoint when it exists.
+        resume: continue from ``checkpoint_dir``'s checkpoint when it exists. It must have been
+            written by a run with the same ``key`` (a fingerprint of it is kept in the checkpoint),
+            ``shuffle`` and model shapes; another is refused (it would continue neither run).
         max_retries: divergence recoveries allowed in a row before stopping.
         progress: show a progress bar over epochs with the latest metrics (runs epochs one per call).
         prng_impl: the PRNG implementation training draws from, seeded one-to-one by ``key``
@@ -114,9 +120,13 @@ def fit(
     settings = _Settings.check(model, data, estimator, validation, metrics, epochs=epochs, batch_size=batch_size,
                                eval_every=eval_every, max_retries=max_retries, checkpoint_every=checkpoint_every,
                                checkpoint_dir=checkpoint_dir, mode=mode, monitor=monitor, patience=patience)
-    run = TrainingRun(model, estimator, settings, optimizer=optimizer, key=key, shuffle=bool(shuffle),
-               freeze=default_frozen(model) if freeze is None else tuple(freeze), prng_impl=prng_impl,
-               monitor=Monitor(monitor, mode, patience))
+    shuffle, resume, progress = (checks.flag(v, name) for name, v in
+                                 (("shuffle", shuffle), ("resume", resume), ("progress", progress)))
+    if freeze is not None:
+        freeze = (freeze,) if isinstance(freeze, str) else tuple(freeze)  # "Wb" is one (unknown) name, not W and b
+    run = TrainingRun(model, estimator, settings, optimizer=optimizer, key=key, shuffle=shuffle,
+               freeze=default_frozen(model) if freeze is None else freeze, prng_impl=prng_impl,
+               monitor=Monitor(monitor, mode, None if patience is None else int(patience)))
     if resume:
         run.resume()
     run.train(progress)
@@ -147,11 +157,14 @@ class _Settings:
             raise TypeError(f"fit: estimator must have init and update (e.g. ep.training.pcd()), got {estimator!r}")
         data = _as_tuple(data, model, "data")
         validation = None if validation is None else _as_tuple(validation, model, "validation")
-        for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1),
-                                 ("max_retries", max_retries, 0), ("eval_every", eval_every, 1)):
-            _check_int(name, value, low)
+        epochs, batch_size, max_retries, eval_every = (
+            checks.int_at_least(value, name, low) for name, value, low in (
+                ("epochs", epochs, 1), ("batch_size", batch_size, 1), ("max_retries", max_retries, 0),
+                ("eval_every", eval_every, 1)))
+        if patience is not None:
+            checks.int_at_least(patience, "patience", 1)
         if checkpoint_every is not None:
-            _check_int("checkpoint_every", checkpoint_every, 1)
+            checkpoint_every = checks.int_at_least(checkpoint_every, "checkpoint_every", 1)
             if checkpoint_dir is None:
                 raise ValueError("checkpoint_every needs checkpoint_dir")
         if batch_size > data[0].shape[0]:
@@ -167,17 +180,28 @@ class _Settings:
             raise TypeError(f"metrics must be a function, None (the default metrics) or False (none), got {metrics!r}")
         if metrics is not False:
             metrics = metrics or getattr(estimator, "metrics", None) or boltzmann_metrics
+        if monitor is not None and not isinstance(monitor, str):
+            raise ValueError(f"monitor must be the name of a metric or None, got {monitor!r}")
+        _check_memory(model, estimator, data)
         directory = None if checkpoint_dir is None else _writable_dir(checkpoint_dir)
-        return cls(data, validation, metrics or None, int(epochs), int(batch_size), int(eval_every),
-                   int(max_retries), directory, None if checkpoint_every is None else int(checkpoint_every),
-                   metrics is not False or monitor is not None)
+        return cls(data, validation, metrics or None, epochs, batch_size, eval_every, max_retries, directory,
+                   checkpoint_every, metrics is not False or monitor is not None)
 
 
 # -- helpers ------------------------------------------------------------------------------------
 
-def _check_int(name: str, value: Any, low: int) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+def _check_memory(model: Potential, estimator, data: tuple[Array, ...]) -> None:
+    """Refuse, before anything is allocated, a run whose training state would not fit: the
+    estimator's state (PCD's chains, JEM's replay buffer; its shapes from ``init`` traced
+    abstractly) and four copies of the parameters (the model, the optimizer's moments, the best)."""
+    state = eqx.filter_eval_shape(estimator.init, jax.random.key(0), model, data)
+    arrays = [leaf for leaf in jax.tree.leaves(state) if isinstance(leaf, jax.ShapeDtypeStruct)
+              and not jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)]
+    state_bytes = sum(math.prod(a.shape) * a.dtype.itemsize for a in arrays)
+    param_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(eqx.filter(model, eqx.is_array)))
+    checks.check_memory(state_bytes + 4 * param_bytes,
+                        f"the estimator's state of {checks.format_bytes(state_bytes)} and 4 copies of "
+                        f"{checks.format_bytes(param_bytes)} of parameters", owner="fit")
 
 
 def _writable_dir(directory: str | os.PathLike) -> str:
@@ -197,6 +221,10 @@ def _as_tuple(data, model: Potential, name: str) -> tuple[Array, ...]:
     x = validate_input(arrays[0], model.event_shape, model.support, name=name, owner="fit")
     if x.ndim != len(model.event_shape) + 1:
         raise ValueError(f"fit: {name} must have shape (N, *event_shape), got {x.shape}")
+    for i, a in enumerate(arrays[1:], 1):
+        dtype = a.dtype if isinstance(a, jax.Array) else np.asarray(a).dtype
+        if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating) or dtype == bool):
+            raise ValueError(f"fit: array {i} of {name} (e.g. the labels) has dtype {dtype}; expected real numbers")
     rest = tuple(jnp.asarray(a) for a in arrays[1:])
     for a in rest:
         if a.shape[0] != x.shape[0]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from typing import Any, Callable, NamedTuple
 
 import equinox as eqx
@@ -32,9 +31,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
+from ebm_ppl import checks
 from ebm_ppl.compiler import filter_jit
 from ebm_ppl.kernels.langevin import run as langevin_run
-from ebm_ppl.potentials.base import Potential
+from ebm_ppl.potentials.base import Potential, validate_input
 
 __all__ = ["JEMEstimator", "JEMState", "jem", "jem_loss", "langevin_negatives", "replay_negatives",
            "langevin_samples", "jem_metrics"]
@@ -171,15 +171,21 @@ def langevin_samples(
     """``num`` samples of ``model`` by ``steps`` unadjusted Langevin steps (x' = x + alpha grad log p
     + sigma xi; JEM's defaults alpha = 1, sigma = 0.01), from uniform noise on
     ``[init_low, init_high]`` or from ``init`` ``(num, *event)``; returns ``(num, *event_shape)``."""
-    num = _int_at_least(num, "num", 1)
-    steps = _int_at_least(steps, "steps", 0)
-    _check_sampler(step_size, noise_scale, init_low, init_high, "langevin_samples")
+    if not isinstance(model, Potential):
+        raise TypeError(f"langevin_samples expects an ebm_ppl.Potential, got {type(model).__name__}")
+    num = checks.int_at_least(num, "num", 1)
+    steps = checks.int_at_least(steps, "steps", 0)
+    step_size, noise_scale, low, high = _check_sampler(step_size, noise_scale, init_low, init_high,
+                                                       "langevin_samples")
+    size = math.prod(model.event_shape)
+    checks.check_memory(2 * num * size * jnp.dtype(jnp.result_type(float)).itemsize,
+                        f"{num} samples x {size} values, and their gradients", owner="langevin_samples")
     if init is not None:
-        init = jnp.asarray(init, jnp.result_type(float))
+        init = validate_input(init, model.event_shape, model.support, name="init", owner="langevin_samples")
+        init = init.astype(jnp.result_type(float))
         if init.shape != (num, *model.event_shape):
             raise ValueError(f"langevin_samples: init must have shape {(num, *model.event_shape)}, got {init.shape}")
-    noise_scale = None if noise_scale is None else float(noise_scale)
-    return _samples(key, model, num, init, steps, float(step_size), noise_scale, float(init_low), float(init_high))
+    return _samples(key, model, num, init, steps, step_size, noise_scale, low, high)
 
 
 # -- per-epoch metrics --------------------------------------------------------------------------------
@@ -206,6 +212,10 @@ def jem_metrics(
     ``clf_loss`` and ``accuracy`` over all of (x, y), the ``gen_loss`` L_gen = mean E(x) - mean
     E(x~) with ``min(N, num_negatives)`` short-run negatives from uniform noise (the same for a
     given key), and ``loss`` = clf_loss + gen_loss, the curves of the chapter's Fig. 6.2."""
+    steps = checks.int_at_least(steps, "jem_metrics: steps", 0)
+    num_negatives = checks.int_at_least(num_negatives, "jem_metrics: num_negatives", 1)
+    step_size, noise_scale, init_low, init_high = _check_sampler(step_size, noise_scale, init_low, init_high,
+                                                                 "jem_metrics")
 
     def metrics(model: Potential, data: tuple[Array, ...], key: PRNGKeyArray, prefix: str) -> dict[str, float]:
         x, y = jnp.asarray(data[0]), jnp.asarray(data[1])
@@ -253,18 +263,16 @@ def jem(
         accuracy, energy_data, energy_neg. Epoch metrics: see :func:`jem_metrics` (short-run
         negatives in both modes, so curves compare across modes).
     """
-    langevin_steps = _int_at_least(langevin_steps, "langevin_steps", 0)
-    buffer_size = _int_at_least(buffer_size, "buffer_size", 1)
-    _check_sampler(step_size, noise_scale, init_low, init_high, "jem")
-    for name, value in (("energy_l2", energy_l2), ("gen_weight", gen_weight)):
-        if not (_real(value) and math.isfinite(value) and value >= 0):
-            raise ValueError(f"jem: {name} must be a finite number >= 0, got {value!r}")
-    if not (_real(reinit_prob) and 0 <= reinit_prob <= 1):
+    langevin_steps = checks.int_at_least(langevin_steps, "langevin_steps", 0)
+    buffer_size = checks.int_at_least(buffer_size, "buffer_size", 1)
+    step_size, noise_scale, low, high = _check_sampler(step_size, noise_scale, init_low, init_high, "jem")
+    energy_l2 = checks.non_negative_float(energy_l2, "jem: energy_l2")
+    gen_weight = checks.non_negative_float(gen_weight, "jem: gen_weight")
+    reinit_prob = checks.number(reinit_prob, "jem: reinit_prob")
+    if not 0 <= reinit_prob <= 1:
         raise ValueError(f"jem: reinit_prob must lie in [0, 1], got {reinit_prob!r}")
-    step_size, low, high = float(step_size), float(init_low), float(init_high)
-    noise_scale = None if noise_scale is None else float(noise_scale)
-    energy_l2, gen_weight, reinit_prob = float(energy_l2), float(gen_weight), float(reinit_prob)
-    return JEMEstimator(langevin_steps, step_size, noise_scale, buffer_size, reinit_prob, bool(persistent),
+    persistent = checks.flag(persistent, "jem: persistent")
+    return JEMEstimator(langevin_steps, step_size, noise_scale, buffer_size, reinit_prob, persistent,
                         energy_l2, gen_weight, low, high)
 
 
@@ -332,21 +340,11 @@ class JEMEstimator(eqx.Module):
 
 # -- argument checks ----------------------------------------------------------------------------------
 
-def _int_at_least(value, name: str, low: int) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_sampler(step_size, noise_scale, low, high, owner: str) -> None:
-    if not (_real(step_size) and math.isfinite(step_size) and step_size > 0):
-        raise ValueError(f"{owner}: step_size must be a positive number, got {step_size!r}")
-    if noise_scale is not None and not (_real(noise_scale) and math.isfinite(noise_scale)
-                                        and noise_scale >= 0):
-        raise ValueError(f"{owner}: noise_scale must be a number >= 0 or None, got {noise_scale!r}")
-    if not (_real(low) and _real(high) and low < high):
+def _check_sampler(step_size, noise_scale, low, high, owner: str) -> tuple[float, float | None, float, float]:
+    """The Langevin settings as Python numbers: ``(step_size, noise_scale, init_low, init_high)``."""
+    step_size = checks.positive_float(step_size, f"{owner}: step_size")
+    noise_scale = None if noise_scale is None else checks.non_negative_float(noise_scale, f"{owner}: noise_scale")
+    low, high = checks.number(low, f"{owner}: init_low"), checks.number(high, f"{owner}: init_high")
+    if not low < high:
         raise ValueError(f"{owner}: need init_low < init_high, got {low!r}, {high!r}")
+    return step_size, noise_scale, low, high

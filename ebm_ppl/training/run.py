@@ -3,6 +3,7 @@ checkpoint, recover from divergence), finish (the best model and the files)."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import sys
@@ -46,6 +47,8 @@ class TrainingRun:
                                                         settings.data, key, prng_impl)
         self.history, self.epoch, self.retries = History(), 0, 0
         self.checkpointing = settings.checkpoint_dir is not None
+        # which key the run follows, kept in its checkpoints (a hash: the key itself is not stored)
+        self.key_fingerprint = hashlib.sha256(np.asarray(jax.random.key_data(self.key_loop)).tobytes()).hexdigest()[:16]
 
     # -- the steps ---------------------------------------------------------------------------------
     def resume(self) -> None:
@@ -57,6 +60,10 @@ class TrainingRun:
         if meta.get("shuffle", True) != self.shuffle:  # absent in checkpoints written before it was kept
             raise ValueError(f"checkpoint {path!r} was written by a run with shuffle={meta.get('shuffle', True)}; "
                              f"resuming with shuffle={self.shuffle} would not continue that run")
+        if meta.get("key_fingerprint", self.key_fingerprint) != self.key_fingerprint:  # absent before it was kept
+            raise ValueError(f"checkpoint {path!r} was written by a run with another key; resuming with this one "
+                             "would continue neither run (its minibatches and samplers would follow the new key). "
+                             "Pass the key the run started with, or train from scratch in another checkpoint_dir")
         self.history = History(meta["records"], meta["monitor"], meta["best_epoch"])
         self.epoch, self.monitor.best_value = meta["epoch"] + 1, meta["best_value"]
         if self.monitor.name is None:
@@ -177,7 +184,8 @@ class TrainingRun:
     def _write_checkpoint(self) -> None:
         meta = {"epoch": self.history.records[-1]["epoch"], "records": self.history.records,
                 "monitor": self.history.monitor, "best_epoch": self.history.best_epoch,
-                "best_value": self.monitor.best_value, "shuffle": self.shuffle}
+                "best_value": self.monitor.best_value, "shuffle": self.shuffle,
+                "key_fingerprint": self.key_fingerprint}
         self._guard_save(lambda: save_checkpoint(self._path(CHECKPOINT), self.state, meta), CHECKPOINT)
 
     def _guard_save(self, write: Callable[[], None], what: str) -> None:

@@ -115,7 +115,7 @@ def test_same_key_same_estimate():
         (dict(schedule=[0.0, 0.6, 0.4, 1.0]), "strictly increasing"),
         (dict(schedule=[0.0, np.nan, 1.0]), "NaN"),
         (dict(num_chains=1), "num_chains must be an integer >= 2"),
-        (dict(num_temperatures=3), "num_temperatures must be >= 10"),
+        (dict(num_temperatures=3), "num_temperatures must be an integer >= 10"),
         (dict(kernel="nuts"), "Gibbs"),
         (dict(data=np.full((5, 8), 0.5)), "binary"),
         (dict(base=ep.BernoulliRBM.init(jax.random.key(0), 8, 3)), "target's shapes"),

@@ -1,0 +1,145 @@
+"""Issue 15: requests that cannot fit in memory, resuming with another key, and the shared
+argument checks of :mod:`ebm_ppl.checks`.
+
+A request past the memory limit must be refused at once, naming the estimate and the limit,
+before anything is compiled or allocated (each case below would otherwise need from tens of GiB to
+petabytes); ``max_memory=`` and ``ebm_ppl.checks.MEMORY_LIMIT`` raise the limit.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ebm_ppl as ep
+from ebm_ppl import checks
+
+KEY = jax.random.key(0)
+RBM = ep.BernoulliRBM.init(KEY, 6, 3, scale=0.5)
+GAUSS = ep.Gaussian(np.zeros(2, np.float32))
+DATA = np.asarray(jax.random.bernoulli(KEY, 0.5, (20, 6)), np.float32)
+
+
+@pytest.mark.parametrize("call, owner", [
+    (lambda: ep.sample(KEY, GAUSS, "mala", num_chains=200_000_000), "sample"),
+    (lambda: ep.sample(KEY, RBM, num_chains=4, num_samples=10**12), "sample"),
+    (lambda: ep.ais(KEY, RBM, num_chains=4, num_temperatures=10**10), "ais"),
+    (lambda: ep.ais(KEY, GAUSS, num_chains=10**11, num_temperatures=100), "ais"),
+    (lambda: ep.reverse_ais(KEY, RBM, DATA, num_temperatures=10**10), "reverse_ais"),
+    (lambda: ep.BernoulliRBM.init(KEY, 10**6, 10**6), "BernoulliRBM.init"),
+    (lambda: ep.BoltzmannMachine.init(KEY, 10**6), "BoltzmannMachine.init"),
+    (lambda: ep.JEM.init(KEY, 64, 10, width=10**6, depth=3), "JEM.init"),
+    (lambda: ep.partition.exact_samples(KEY, RBM, 10**12), "exact_samples"),
+    (lambda: RBM.exact_samples(KEY, 10**12), "BernoulliRBM.exact_samples"),
+    (lambda: GAUSS.sample(KEY, (10**6, 10**6)), "Gaussian.sample"),
+    (lambda: GAUSS.initial_positions(KEY, 10**12), "initial_positions"),
+    (lambda: ep.training.langevin_samples(KEY, GAUSS, 10**12), "langevin_samples"),
+    (lambda: ep.inference.sampling.draw(KEY, GAUSS, 10**12, kernel="mala"), "draw"),
+    (lambda: ep.fit(RBM, DATA, ep.training.pcd(num_chains=10**11), key=KEY, batch_size=10), "fit"),
+])
+def test_requests_that_cannot_fit_are_refused_up_front(call, owner):
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=rf"^{owner}: the request needs about .* more than the limit of 16 GiB"):
+        call()
+    assert time.perf_counter() - start < 5.0  # refused before any work, not after it
+
+
+def test_a_call_can_lower_or_raise_the_limit(monkeypatch):
+    run = dict(num_chains=2, num_warmup=2, num_samples=100)
+    with pytest.raises(ValueError, match=r"100 draws x 2 chains x \(2 values \+ 3 statistics\).*limit of 1000 bytes"):
+        ep.sample(KEY, GAUSS, "mala", max_memory=1000, **run)
+    monkeypatch.setattr(checks, "MEMORY_LIMIT", 1000)
+    with pytest.raises(ValueError, match="limit of 1000 bytes"):
+        ep.sample(KEY, GAUSS, "mala", **run)
+    with pytest.raises(ValueError, match="limit of 1000 bytes"):
+        ep.ais(KEY, RBM, num_chains=4, num_temperatures=16)
+    data = ep.sample(KEY, GAUSS, "mala", max_memory=2**20, **run)  # the call's own limit wins
+    assert data.posterior["x"].shape == (2, 100, 2)
+    assert np.isfinite(ep.ais(KEY, RBM, num_chains=4, num_temperatures=16, max_memory=2**20).log_z)
+
+
+@pytest.mark.parametrize("max_memory, fragment", [
+    (-1, "max_memory must be a positive number"),
+    ("8GB", "max_memory must be a real number"),
+    (float("inf"), "max_memory must be finite"),
+])
+def test_a_bad_max_memory_is_refused(max_memory, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        ep.sample(KEY, GAUSS, "mala", num_chains=2, max_memory=max_memory)
+
+
+def test_format_bytes():
+    assert [checks.format_bytes(n) for n in (12, 2048, 1.5 * 2**30, 51.2 * 2**40)] == [
+        "12 bytes", "2 KiB", "1.5 GiB", "51.2 TiB"]
+
+
+# -- resuming with another key is refused -----------------------------------------------------------------
+
+def test_fit_resume_refuses_a_checkpoint_of_another_key(tmp_path):
+    """The checkpoint keeps a fingerprint of the key; another key would continue neither run (its
+    minibatches and samplers would follow the new key from the old state)."""
+    kwargs = dict(batch_size=10, metrics=False, checkpoint_dir=tmp_path)
+    ep.fit(RBM, DATA, ep.training.pcd(num_chains=5), key=jax.random.key(1), epochs=1, **kwargs)
+    with pytest.raises(ValueError, match="written by a run with another key"):
+        ep.fit(RBM, DATA, ep.training.pcd(num_chains=5), key=jax.random.key(2), epochs=2, resume=True, **kwargs)
+    _, history = ep.fit(RBM, DATA, ep.training.pcd(num_chains=5), key=jax.random.key(1), epochs=2, resume=True,
+                        **kwargs)
+    assert [r["epoch"] for r in history.records] == [0, 1]
+
+
+# -- the shared checks ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("check, value, expected", [
+    (checks.positive_int, 3, 3),
+    (checks.positive_int, np.int64(3), 3),
+    (checks.positive_int, jnp.asarray(3), 3),
+    (checks.positive_int, np.asarray(3, np.uint8), 3),
+    (checks.non_negative_int, 0, 0),
+    (checks.number, np.float32(0.5), 0.5),
+    (checks.number, jnp.asarray(2), 2.0),
+    (checks.positive_float, jnp.asarray(0.25), 0.25),
+    (checks.non_negative_float, 0, 0.0),
+    (checks.probability, np.float16(0.5), 0.5),
+    (checks.flag, np.bool_(False), False),
+    (checks.flag, jnp.asarray(True), True),
+])
+def test_checks_accept_python_numpy_and_jax_scalars(check, value, expected):
+    result = check(value, "x")
+    assert result == expected and type(result) is type(expected)
+
+
+@pytest.mark.parametrize("check, value, fragment", [
+    (checks.positive_int, True, "x must be a positive integer, got True"),
+    (checks.positive_int, 2.0, "x must be a positive integer, got 2.0"),
+    (checks.positive_int, "3", "x must be a positive integer"),
+    (checks.positive_int, 0, "x must be a positive integer, got 0"),
+    (checks.positive_int, np.ones(2, int), "got an array of shape (2,)"),
+    (checks.non_negative_int, -1, "x must be a non-negative integer"),
+    (checks.number, 1 + 2j, "x must be a real number, got a complex number"),
+    (checks.number, np.complex64(1), "x must be a real number, got a complex number"),
+    (checks.number, np.bool_(True), "x must be a real number"),
+    (checks.number, jnp.asarray(1.0 + 1j), "dtype complex64"),
+    (checks.number, float("nan"), "x must be finite"),
+    (checks.positive_float, 0.0, "x must be a positive number"),
+    (checks.probability, 1.0, "strictly between 0 and 1"),
+    (checks.flag, "no", "x must be True or False, got 'no'"),
+    (checks.flag, 1, "x must be True or False, got 1"),
+])
+def test_checks_refuse_what_is_not_that_kind_of_number(check, value, fragment):
+    with pytest.raises(ValueError) as info:
+        check(value, "x")
+    assert fragment in str(info.value), str(info.value)
+
+
+def test_a_traced_setting_is_refused_with_a_message_saying_so():
+    with pytest.raises(ValueError, match="must be a concrete integer .* got a traced value"):
+        jax.jit(lambda n: checks.positive_int(n, "num_chains"))(3)
+
+
+def test_sample_counts_the_keys_of_warm_up_and_thinning():
+    with pytest.raises(ValueError, match=r"sample: .*4 chains x 1000000000500 keys for warm-up and thinning"):
+        ep.sample(KEY, GAUSS, "mala", num_chains=4, num_samples=4, thin=10**12)
