@@ -34,7 +34,8 @@ class KernelSpec(NamedTuple):
     Attributes:
         name: the name ``ep.sample(..., kernel=name)`` takes.
         summary: one line for help texts.
-        supports: the supports whose potentials it samples.
+        supports: the kinds of support whose potentials it samples (``"real"``, ``"box"``,
+            ``"binary"``; gradient kernels run on a box through its bijection to R^D).
         requires: a predicate the potential must satisfy (a capability; None: none), and
         requirement: what it asks, in words, for error messages.
         options: the keyword options :func:`ebm_ppl.sample` accepts for it, and
@@ -55,7 +56,7 @@ class KernelSpec(NamedTuple):
 
     name: str
     summary: str
-    supports: tuple[Support, ...]
+    supports: tuple[str, ...]
     requires: Callable[[Potential], bool] | None
     requirement: str
     options: tuple[str, ...]
@@ -69,8 +70,8 @@ class KernelSpec(NamedTuple):
 
     @property
     def gradient(self) -> bool:
-        """Whether it follows grad log p (so needs real-valued x)."""
-        return self.supports == (Support.REAL,)
+        """Whether it follows grad log p (so needs continuous x)."""
+        return "binary" not in self.supports and "real" in self.supports
 
     @property
     def tuned(self) -> bool:
@@ -86,19 +87,14 @@ def _hmc_stats(state, info) -> dict:
     return {**_accept_stats(state, info), "diverging": info.is_divergent, "n_steps": info.num_integration_steps}
 
 
-def _vector_events(potential: Potential) -> bool:
-    return len(potential.event_shape) == 1
-
-
-_GRADIENT = (Support.REAL,)
+_GRADIENT = ("real", "box")
 _TABLE = (
-    KernelSpec("block_gibbs", "exact block Gibbs (RBM family)", (Support.BINARY, Support.REAL),
+    KernelSpec("block_gibbs", "exact block Gibbs (RBM family)", ("binary", "real"),
                has_block_conditionals, "block conditionals (sample_hidden, sample_visible)", (), {},
                ("hidden_mean", "energy"), lambda s, i: {"hidden_mean": i.hidden_mean}, block_gibbs, True, "burn_in",
                start_energy=True),
-    KernelSpec("site_gibbs", "systematic-scan single-site Gibbs (binary vectors)", (Support.BINARY,), _vector_events,
-               "a vector event shape (D,)", (), {}, ("flip_rate", "energy"), lambda s, i: {"flip_rate": i.flip_rate},
-               site_gibbs, True, "burn_in"),
+    KernelSpec("site_gibbs", "systematic-scan single-site Gibbs (binary potentials)", ("binary",), None, "",
+               (), {}, ("flip_rate", "energy"), lambda s, i: {"flip_rate": i.flip_rate}, site_gibbs, True, "burn_in"),
     KernelSpec("langevin", "unadjusted Langevin with a separate noise scale", _GRADIENT, None, "",
                ("step_size", "noise_scale"), {"step_size": 1e-2}, ("energy", "grad_norm", "step_size"),
                lambda s, i: {"energy": -s.logdensity, "grad_norm": i.grad_norm}, langevin, False, "burn_in"),
@@ -143,12 +139,12 @@ def check_kernel(name: str | None, potential: Potential, options: Mapping[str, A
     ``potential`` with ``options``; ValueError naming the problem and what to use instead."""
     spec = get_kernel(default_kernel(potential) if name is None else name)
     family = type(potential).__name__
-    if potential.support not in spec.supports:
+    if potential.support.kind not in spec.supports:
         if spec.gradient:
             raise ValueError(f"{owner}: kernel {spec.name!r} needs gradients, so real support; {family} is "
                              f"{potential.support.value}. Use kernel='block_gibbs' or 'site_gibbs'.")
-        raise ValueError(f"{owner}: kernel {spec.name!r} samples {' or '.join(s.value for s in spec.supports)} "
-                         f"potentials; {family} is {potential.support.value}")
+        raise ValueError(f"{owner}: kernel {spec.name!r} samples {' or '.join(spec.supports)} potentials; "
+                         f"{family} is {potential.support}")
     if spec.requires is not None and not spec.requires(potential):
         alternative = "'site_gibbs'" if potential.support == Support.BINARY else "'mala' or 'nuts'"
         raise ValueError(f"{owner}: kernel {spec.name!r} needs {spec.requirement}; {family} (event shape "

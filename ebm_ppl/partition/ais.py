@@ -41,7 +41,7 @@ from ebm_ppl.progress import progress_fori_loop
 from ebm_ppl.partition.estimate import AISEstimate, summarize_log_weights, warn_if_degenerate
 from ebm_ppl.partition.choice import make_path
 from ebm_ppl.partition.schedule import default_schedule, validate_schedule
-from ebm_ppl.potentials.base import Potential, validate_input
+from ebm_ppl.potentials.base import Potential, check_potential, validate_input
 from ebm_ppl.random import DEFAULT_IMPL, rekey
 
 __all__ = ["ais", "reverse_ais"]
@@ -148,6 +148,7 @@ def reverse_ais(
         progress: show a progress bar over temperatures.
         prng_impl: PRNG implementation, as in :func:`ais`.
     """
+    check_potential(potential, "reverse_ais")
     start_x = validate_input(start, potential.event_shape, potential.support, name="start", owner="reverse_ais")
     if start_x.ndim != len(potential.event_shape) + 1:
         raise ValueError(f"reverse_ais: start must have shape (num_chains, *event_shape), got {start_x.shape}")
@@ -158,7 +159,7 @@ def reverse_ais(
     key = rekey(key, prng_impl)
     x0 = start_x.astype(_dtype(potential))
     padded, num_steps = _padded(betas[::-1])
-    log_w, log_w_var = _anneal(path, key, x0, jnp.asarray(padded, x0.dtype), jnp.asarray(num_steps, jnp.int32),
+    log_w, log_w_var = _anneal(path, key, path.encode(x0), jnp.asarray(padded, x0.dtype), jnp.asarray(num_steps, jnp.int32),
                                progress, "reverse AIS")
     log_w, log_w_var = np.asarray(log_w), np.asarray(log_w_var)[: len(betas) - 1]
     log_mean, stderr, ess = summarize_log_weights(log_w)
@@ -179,8 +180,7 @@ def reverse_ais(
 
 
 def _setup(potential, num_chains, num_temperatures, schedule, base, data, kernel, num_integration_steps):
-    if not isinstance(potential, Potential):
-        raise TypeError(f"expected an ebm_ppl.Potential, got {type(potential).__name__}")
+    check_potential(potential, "ais")
     if not isinstance(num_chains, (int, np.integer)) or num_chains < MIN_CHAINS:
         raise ValueError(f"num_chains must be an integer >= {MIN_CHAINS} (an error bar needs several "
                          f"chains; 100 or more is usual), got {num_chains!r}")

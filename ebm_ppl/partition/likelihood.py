@@ -8,7 +8,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike
 
 from ebm_ppl.partition.estimate import AISEstimate
-from ebm_ppl.potentials.base import Potential
+from ebm_ppl.potentials.base import Potential, check_potential
 
 __all__ = ["log_likelihood", "Sandwich", "sandwich"]
 
@@ -16,7 +16,7 @@ __all__ = ["log_likelihood", "Sandwich", "sandwich"]
 def log_likelihood(potential: Potential, x: ArrayLike, log_z: float | AISEstimate) -> Array:
     """``log p(x) = -E(x) - log Z`` per example; ``(*batch, *event_shape) -> (*batch,)``."""
     value = log_z.log_z if isinstance(log_z, AISEstimate) else log_z
-    return -potential.energy(x) - value
+    return -check_potential(potential, "log_likelihood").energy(x) - value
 
 
 @dataclasses.dataclass(frozen=True)
