@@ -57,6 +57,11 @@ class FunctionPotential(Potential):
     def event_shape(self) -> tuple[int, ...]:
         return type(self).fixed_event_shape
 
+    def with_params(self, params: Any) -> "FunctionPotential":
+        """The same potential with other parameters (of the same structure), e.g. values sampled
+        inside a NumPyro model."""
+        return type(self)(params)
+
     def unbatched_energy(self, x):
         fn = type(self).energy_fn
         return fn(self.params, x) if type(self).takes_params else fn(x)
