@@ -69,7 +69,7 @@ from ebm_ppl.archive import (
     Archive, NpyMember, count_nonfinite, load_error, open_archive, write_archive, write_json, write_npy,
 )
 from ebm_ppl._version import __version__
-from ebm_ppl.potentials.base import Potential
+from ebm_ppl.potentials.base import Potential, check_potential
 from ebm_ppl.potentials.registry import get_potential
 
 __all__ = ["save", "load", "load_metadata", "FORMAT", "FORMAT_VERSION"]
@@ -98,8 +98,7 @@ def save(path: str | os.PathLike, potential: Potential, *, metadata: dict[str, A
         FileNotFoundError: the directory of ``path`` does not exist (it is not created).
         IsADirectoryError: ``path`` is a directory.
     """
-    if not isinstance(potential, Potential):
-        raise TypeError(f"ebm_ppl.save expects an ebm_ppl.Potential, got {type(potential).__qualname__}")
+    check_potential(potential, "ebm_ppl.save")
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
@@ -113,13 +112,13 @@ def save(path: str | os.PathLike, potential: Potential, *, metadata: dict[str, A
     family = getattr(cls, "name", None)
     if not isinstance(family, str) or not family:
         raise TypeError(f"ebm_ppl.save: {cls.__qualname__} has no registry name (set the class variable `name`)")
+    config = potential.to_config()
     if _registered(family) is not cls:
         warnings.warn(
             f"ebm_ppl.save: {cls.__qualname__} is not registered as {family!r}; the file will load only "
             "with load(path, like=<a template potential>)",
             stacklevel=2,
         )
-    config = potential.to_config()
     header: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -319,6 +318,11 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: str) -> 
     family = meta["family"]
     cls = _registered(family)
     if cls is None:
+        function = meta["config"].get("function")
+        if function is not None:  # written by ep.potential(...): the function is the user's code
+            raise load_error(path, f"{family!r} is a potential made from the function {function}; run its "
+                                   f"ep.potential(..., name={family!r}) definition before ep.load, or pass "
+                                   "like=<that potential>")
         raise load_error(path, f"unknown potential family {family!r} (class {meta.get('class')!r}); install or "
                                "import the package that registers it, or pass like=<a potential of that family>")
     try:

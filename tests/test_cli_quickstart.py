@@ -68,7 +68,7 @@ def test_both_runs_succeed_and_print_the_summary(runs):
                          "T = sigma^2/(2 alpha) = 5e-05", "Stage times:", "total", "report.html"):
             assert fragment in out, (name, fragment)
         stage_lines = out.split("Stage times:")[1].split("\n\n")[0].strip().splitlines()
-        assert len(stage_lines) == 10  # nine stages and the total
+        assert len(stage_lines) == 12  # eleven stages and the total
         assert all(re.search(r"\d+\.\d s$", line) for line in stage_lines)
     assert "Next steps" not in runs["first"][1]  # --quiet drops the hints
     second = runs["second"][1]
@@ -96,11 +96,12 @@ def test_summary_numbers_are_finite_and_complete(summary):
     for key in ("log_z", "stderr", "weight_ess"):
         assert rbm["log_z"]["forward_ais"][key] is not None and rbm["log_z"]["reverse_ais"][key] is not None
     assert 0.0 <= summary["jem"]["test_accuracy"] <= 1.0
-    assert set(summary["samplers"]) == {"mala", "langevin"}
+    assert set(summary["samplers"]) == {"mala", "langevin", "nuts_box"}
     for sampler in summary["samplers"].values():
         assert sampler["diagnostics"]["table"][0]["quantity"] == "lp"
         assert sampler["num_chains"] == 4
     assert summary["samplers"]["langevin"]["temperature"] == pytest.approx(5e-5)
+    assert summary["samplers"]["nuts_box"]["max_abs_x"] <= 1.0  # NUTS on the box stays in it
     assert summary["stage_seconds"]["total (after start-up and imports)"] > 0
 
 
@@ -135,12 +136,13 @@ def test_report_html_is_self_contained_with_tables_and_figures(runs, summary):
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     for fragment in ("forward AIS", "reverse AIS from exact samples", "Sandwich", "minus exact",
                      "independent pixels", "Test accuracy", 'class="diagnostics"', "ess_bulk", "rhat",
-                     'href="mala_report.html"', 'href="langevin_report.html"', "T = 5e-05"):
+                     'href="mala_report.html"', 'href="langevin_report.html"', 'href="nuts_box_report.html"',
+                     "T = 5e-05", "Mean test log-likelihood of the JEM"):
         assert fragment in page, fragment
     assert f"{summary['rbm']['log_z']['exact']:.4f}" in page
     assert f"{summary['jem']['test_accuracy']:.4f}" in page
-    # rbm.png, jem_fig6_2.png and the two sample grids, inline; nothing fetched from elsewhere
-    assert page.count('src="data:image/png;base64,') == 4
+    # rbm.png, jem_fig6_2.png and the three sample grids, inline; nothing fetched from elsewhere
+    assert page.count('src="data:image/png;base64,') == 5
     assert not re.search(r'src="(?!data:)', page)
 
 
@@ -148,7 +150,7 @@ def test_files_are_written_and_load(runs):
     out = runs["out"]
     for name in cli_quickstart.FILES.values():
         assert (out / name).is_file(), name
-    for name in ("rbm.png", "jem_fig6_2.png", "mala_samples.png", "langevin_samples.png"):
+    for name in ("rbm.png", "jem_fig6_2.png", "mala_samples.png", "langevin_samples.png", "nuts_box_samples.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC
     rbm = ep.load(out / "rbm.ebm")
     assert isinstance(rbm, ep.BernoulliRBM) and (rbm.n_visible, rbm.n_hidden) == (64, 16)
@@ -156,7 +158,7 @@ def test_files_are_written_and_load(runs):
     assert isinstance(jem, ep.JEM) and jem.num_classes == 10
     settings = ep.io.load_metadata(out / "jem.ebm")["user"]["quickstart_settings"]
     assert settings["fast"] is True and settings["architecture"] == "64-32-10 ELU"
-    for name in ("mala_report.html", "langevin_report.html"):
+    for name in ("mala_report.html", "langevin_report.html", "nuts_box_report.html"):
         assert "<html" in (out / name).read_text(encoding="utf-8")
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
 
@@ -177,3 +179,13 @@ def test_default_budget_is_the_chapters_setting():
     assert (d.jem_width, d.jem_depth, d.jem_langevin_steps) == (512, 3, 20)
     assert (d.rbm_chains, d.ais_chains, d.sample_chains) == (100, 100, 4)
     assert cli_quickstart.LANGEVIN_TEMPERATURE == pytest.approx(5e-5)
+
+
+def test_the_jem_log_likelihood_on_the_box_is_reported_with_its_bounds(summary):
+    """Issue 17: the JEM restricted to [-1, 1]^64 is a proper density; forward AIS and reverse AIS
+    from test images bracket its mean test log-likelihood (here with a tiny --fast budget)."""
+    box = summary["jem"]["box"]
+    assert box["support"] == "box(-1, 1)" and box["reverse"]["bound"] == "approximate upper"
+    assert box["uniform_on_box"] == pytest.approx(-64 * math.log(2.0))
+    for key in ("test_log_likelihood_upper", "test_log_likelihood_raise"):
+        assert math.isfinite(box[key])

@@ -16,8 +16,8 @@ from ebm_ppl.partition import exact_samples
 from ebm_ppl.training import History
 
 __all__ = ["Budget", "DEFAULT", "FAST", "INIT_SCALE", "LANGEVIN_STEP", "LANGEVIN_NOISE", "LANGEVIN_TEMPERATURE",
-           "JEM_TRAIN_NOISE", "SAMPLER_TITLES", "train_rbm", "rbm_log_z", "architecture", "train_jem",
-           "best_value", "sampler_summary"]
+           "JEM_TRAIN_NOISE", "JEM_BOX", "SAMPLER_TITLES", "train_rbm", "rbm_log_z", "architecture", "train_jem",
+           "best_value", "sampler_summary", "jem_log_likelihood"]
 
 #: Standard deviation of the RBM's initial weights (Hinton's practical guide).
 INIT_SCALE = 0.01
@@ -26,11 +26,14 @@ LANGEVIN_STEP, LANGEVIN_NOISE = 1.0, 0.01
 #: Its temperature: exact Langevin needs sigma^2 = 2 alpha, so this noise samples exp(-E / T).
 LANGEVIN_TEMPERATURE = LANGEVIN_NOISE**2 / (2 * LANGEVIN_STEP)
 JEM_TRAIN_NOISE = 0.03
+#: The digits' range: on it the JEM's marginal is a proper density (sampled by NUTS, its log Z by AIS).
+JEM_BOX = ep.box(-1.0, 1.0)
 #: Headings of the two sampler runs.
 SAMPLER_TITLES = {
     "mala": "JEM marginal energy, MALA (T = 1, step size tuned to 0.574 acceptance)",
     "langevin": (f"JEM marginal energy, the chapter's Langevin (alpha {LANGEVIN_STEP:g}, sigma "
                  f"{LANGEVIN_NOISE:g}: tempered, T = {LANGEVIN_TEMPERATURE:.0e})"),
+    "nuts_box": "JEM marginal on the box [-1, 1]^64 (a proper density), NUTS (T = 1)",
 }
 
 
@@ -51,19 +54,23 @@ class Budget(NamedTuple):
     sample_warmup: int
     sample_draws: int
     report_worst: int  # coordinates with trace/rank/autocorrelation plots in the sampler reports
+    jem_ais_chains: int  # the JEM's log Z on the box: forward AIS and reverse AIS from test images
+    jem_ais_temperatures: int
 
 
 #: The chapter's settings (the stage times they take: docs/performance.md).
 DEFAULT = Budget(
     rbm_epochs=50, rbm_chains=100, ais_chains=100, ais_temperatures=10_000, rbm_figure_sweeps=1000,
     jem_width=512, jem_depth=3, jem_epochs=40, jem_patience=None, jem_langevin_steps=20,
-    sample_chains=4, sample_warmup=500, sample_draws=1000, report_worst=4,
+    sample_chains=4, sample_warmup=500, sample_draws=1000, report_worst=4, jem_ais_chains=100,
+    jem_ais_temperatures=1000,
 )
 #: ``--fast``: a few seconds per stage, for CI and tests.
 FAST = Budget(
     rbm_epochs=3, rbm_chains=100, ais_chains=100, ais_temperatures=300, rbm_figure_sweeps=50,
     jem_width=32, jem_depth=1, jem_epochs=2, jem_patience=None, jem_langevin_steps=5,
-    sample_chains=4, sample_warmup=50, sample_draws=100, report_worst=1,
+    sample_chains=4, sample_warmup=50, sample_draws=100, report_worst=1, jem_ais_chains=20,
+    jem_ais_temperatures=50,
 )
 
 
@@ -188,3 +195,28 @@ def sampler_summary(name: str, data, diag: Diagnostics, seconds: float, options:
     if "step_size" in stats.data_vars:
         out["step_size"] = float(np.mean(np.asarray(stats["step_size"].values)))
     return out
+
+
+def jem_log_likelihood(jem_box, data, budget: Budget, keys: dict[str, Any], progress: bool) -> dict[str, Any]:
+    """The JEM's log Z on the box by forward AIS (a lower bound in expectation, from N(0, I) on the
+    unconstrained space) and reverse AIS from test images (an approximate upper bound; RAISE's
+    conservative per-image estimate), and the mean test log-likelihood they bracket, nats/image."""
+    forward = ep.ais(keys["jem_ais_forward"], jem_box, num_chains=budget.jem_ais_chains,
+                     num_temperatures=budget.jem_ais_temperatures, progress=progress)
+    start = data.x_test[: budget.jem_ais_chains]
+    reverse = ep.reverse_ais(keys["jem_ais_reverse"], jem_box, start, num_temperatures=budget.jem_ais_temperatures,
+                             progress=progress)
+    mean_neg_energy = float(jnp.mean(-jem_box.energy(data.x_test)))
+    raise_ll = np.asarray(reverse.start_log_likelihood)
+    return {
+        "support": str(JEM_BOX), "num_chains": forward.num_chains, "num_temperatures": forward.num_temperatures,
+        "forward": {"log_z": forward.log_z, "stderr": forward.stderr, "weight_ess": forward.ess},
+        "reverse": {"log_z": reverse.log_z, "stderr": reverse.stderr, "weight_ess": reverse.ess,
+                    "bound": reverse.bound},
+        # log Z's lower bound gives the likelihood's upper estimate; RAISE the conservative one
+        "test_log_likelihood_upper": mean_neg_energy - forward.log_z,
+        "test_log_likelihood_upper_stderr": forward.stderr,
+        "test_log_likelihood_raise": float(np.mean(raise_ll)),
+        "test_log_likelihood_raise_stderr": float(np.std(raise_ll) / math.sqrt(len(raise_ll))),
+        "uniform_on_box": -data.x_test.shape[1] * math.log(JEM_BOX.high - JEM_BOX.low),
+    }

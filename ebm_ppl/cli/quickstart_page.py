@@ -96,13 +96,38 @@ def _jem_section(j: dict[str, Any], paths: dict[str, Path]) -> list[str]:
         _png(paths["jem_figure"], "JEM figure (chapter Fig. 6.2)",
              "Real digits; samples after 20 Langevin steps from uniform noise; validation curves of "
              "L_clf + L_gen and of L_gen."),
+        *_jem_box_section(j["box"]),
+    ]
+
+
+def _jem_box_section(b: dict[str, Any]) -> list[str]:
+    f, rv = b["forward"], b["reverse"]
+    return [
+        "<h3>The JEM as a density: log-likelihood on the box [-1, 1]^64</h3>",
+        "<p class=\"note\">On R^64 the JEM's marginal exp(-E(x)) need not be normalizable; restricted to "
+        f"the digits' range {_e(b['support'])} it is a proper density. Its log Z by annealed importance "
+        f"sampling ({b['num_chains']} chains, {b['num_temperatures']} temperatures, on the unconstrained "
+        "space): forward from N(0, I) (a lower bound in expectation), reverse from test images (an "
+        "approximate upper bound; RAISE's per-image estimate is conservative).</p>",
+        pages.table(["estimate", "log Z (nats)", "s.e.", "weight ESS"], [
+            pages.row(("forward AIS (lower)", _num(f["log_z"]), _num(f["stderr"]), f"{f['weight_ess']:.1f}")),
+            pages.row((f"reverse AIS ({rv['bound']})", _num(rv["log_z"]), _num(rv["stderr"]),
+                       f"{rv['weight_ess']:.1f}")),
+        ]),
+        f"<p><b>Mean test log-likelihood of the JEM: between {_num(b['test_log_likelihood_raise'])} "
+        f"&plusmn; {_num(b['test_log_likelihood_raise_stderr'])} (RAISE, conservative) and "
+        f"{_num(b['test_log_likelihood_upper'])} &plusmn; {_num(b['test_log_likelihood_upper_stderr'])} "
+        f"(from the forward bound) nats per image</b>; the uniform density on the box gives "
+        f"{_num(b['uniform_on_box'])}.</p>",
     ]
 
 
 def _sampler_sections(s: dict[str, Any], paths: dict[str, Path], diags: dict[str, Diagnostics]) -> list[str]:
     parts = [
         "<h2>Sampling the JEM's marginal energy</h2>",
-        "<p class=\"note\">E(x) = -logsumexp_y f(x)[y]. MALA targets p(x) &prop; exp(-E(x)) (T = 1). "
+        "<p class=\"note\">E(x) = -logsumexp_y f(x)[y]. MALA targets p(x) &prop; exp(-E(x)) (T = 1) on R^64, "
+        "where it need not be normalizable; NUTS targets the same density restricted to the box [-1, 1]^64, "
+        "where it is (sampled on the unconstrained space through a bijection, draws back in the box). "
         f"The chapter's Langevin x' = x + {LANGEVIN_STEP:g} &nabla;log p(x) + {LANGEVIN_NOISE:g} &xi; has "
         f"noise variance {LANGEVIN_NOISE ** 2:g} instead of the 2 &alpha; = {2 * LANGEVIN_STEP:g} of exact "
         f"Langevin, so it is Langevin dynamics of exp(-E(x)/T) with T = &sigma;&sup2;/(2&alpha;) = "
@@ -158,6 +183,12 @@ def print_summary(s: dict[str, Any], reused: Path | None, paths: dict[str, Path]
         print(f"  training DIVERGED ({j['stopped_message']}); the last good model is used")
     print(f"  test accuracy {j['test_accuracy']:.4f}"
           + (f" (best validation accuracy {j['best_val_accuracy']:.4f})" if j["best_val_accuracy"] is not None else ""))
+    b = j["box"]
+    print(f"  on the box {b['support']} (a proper density), AIS log Z: forward {b['forward']['log_z']:.3f} ± "
+          f"{b['forward']['stderr']:.3f}, reverse from test images {b['reverse']['log_z']:.3f} ± "
+          f"{b['reverse']['stderr']:.3f} ({b['num_chains']} chains x {b['num_temperatures']} temperatures)")
+    print(f"  test log-likelihood between {b['test_log_likelihood_raise']:.2f} (RAISE, conservative) and "
+          f"{b['test_log_likelihood_upper']:.2f} nats/image (uniform on the box: {b['uniform_on_box']:.2f})")
     print()
     _print_samplers(s)
     print()
@@ -169,7 +200,7 @@ def print_summary(s: dict[str, Any], reused: Path | None, paths: dict[str, Path]
     print()
     print(f"Saved to {out}/:")
     for name in ("report", "summary", "rbm", "base_rate", "rbm_figure", "jem", "jem_figure", "mala_report",
-                 "langevin_report", "mala_samples", "langevin_samples"):
+                 "langevin_report", "nuts_box_report", "mala_samples", "langevin_samples", "nuts_box_samples"):
         print(f"  {paths[name]}")
     if not quiet:
         print_hints(f"Open {paths['report']} in a browser. Next steps:", _hints(paths, out))
@@ -197,7 +228,9 @@ def _print_samplers(s: dict[str, Any]) -> None:
     first = next(iter(s["samplers"].values()))
     print(f"Sampling the JEM's marginal energy: {first['num_chains']} chains x {first['num_draws']} draws after "
           f"{s['budget']['sample_warmup']} warm-up steps, from uniform noise on [-1, 1]")
-    rows = [["  " + ("MALA (T = 1)" if name == "mala" else f"Langevin (T = {LANGEVIN_TEMPERATURE:.0e})"),
+    labels = {"mala": "MALA (T = 1)", "langevin": f"Langevin (T = {LANGEVIN_TEMPERATURE:.0e})",
+              "nuts_box": "NUTS on [-1, 1]^64 (T = 1)"}
+    rows = [["  " + labels[name],
              _fmt(d["max_rhat"], ".3f"), _fmt(d["min_ess"], ".0f"), _fmt(d["lp_rhat"], ".3f"),
              _fmt(d["lp_ess_bulk"], ".0f"), _fmt(d["acceptance_rate"], ".3f"), f"{d['max_abs_x']:.3g}",
              "ok" if d["ok"] else "WARN"] for name, d in s["samplers"].items()]

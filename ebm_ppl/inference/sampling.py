@@ -22,7 +22,8 @@ from ebm_ppl.compiler import filter_jit
 from ebm_ppl.inference.plans import build_plan, check_options
 from ebm_ppl.inference.to_arviz import draws_to_datatree, to_host
 from ebm_ppl.kernels.registry import KERNELS, check_kernel, default_kernel, get_kernel
-from ebm_ppl.potentials.base import Potential, validate_input
+from ebm_ppl.potentials.base import Potential, check_potential, validate_input
+from ebm_ppl.potentials.unconstrained import Unconstrained, unconstrained
 from ebm_ppl.progress import progress_scan
 from ebm_ppl.random import is_shardable, rekey
 
@@ -58,7 +59,11 @@ def sample(
         num_samples: kept draws per chain.
         thin: steps between kept draws.
         init: starting points ``(num_chains, *event_shape)`` or one ``event_shape`` point for all;
-            default: fair coin flips for binary support, N(0, I) draws for real support.
+            default: the potential's ``initial_positions`` (fair coin flips for binary support,
+            N(0, I) draws for real support, uniform draws in a box). On a bounded support
+            (``ep.box``) the gradient kernels run on R^D through the support's bijection, the
+            log-Jacobian included (:mod:`ebm_ppl.potentials.unconstrained`), and the draws
+            come back on the support.
         progress: show a progress bar over the sampling steps.
         prng_impl: re-key ``key`` into this PRNG implementation first (one-to-one,
             :func:`ebm_ppl.random.rekey`); None keeps ``key``'s own. ``"philox2x32_64"``
@@ -77,8 +82,7 @@ def sample(
         statistics (``acceptance_rate``, ``diverging``, ``step_size``, ``n_steps``,
         ``tree_depth``, ... where they apply; :data:`ebm_ppl.kernels.STAT_MEANINGS`).
     """
-    if not isinstance(potential, Potential):
-        raise TypeError(f"sample expects an ebm_ppl.Potential, got {type(potential).__name__}")
+    potential = check_potential(potential, "sample")
     spec = check_kernel(kernel, potential, kernel_options)
     kernel = spec.name
     num_chains, num_samples, num_warmup, thin = (
@@ -95,15 +99,20 @@ def sample(
             f"sample: the chains would be sharded over {ndev} devices, but the key is "
             f"{jax.random.key_impl(key)}, which JAX cannot compile in a sharded program; pass "
             "prng_impl='threefry2x32' (or a threefry key), or a num_chains not divisible by the device count")
+    target = unconstrained(potential) if spec.gradient else potential  # the sampled density's space
     positions = _initial_positions(key, potential, init, num_chains)
+    if target is not potential:
+        positions = target.unconstrain(positions)
     key_warmup, key_sample = jax.random.split(jax.random.fold_in(key, 1))
     warmup_keys = jax.random.split(key_warmup, num_chains)
     sample_keys = jax.random.split(key_sample, num_chains)
     warmup_keys, sample_keys, positions = _shard_chains((warmup_keys, sample_keys, positions), num_chains)
 
-    states, params = _warmup(potential, kernel, num_warmup, options, warmup_keys, positions)
-    draws, stats = _run(potential, kernel, num_warmup, options, states, params, sample_keys, num_samples, thin,
+    states, params = _warmup(target, kernel, num_warmup, options, warmup_keys, positions)
+    draws, stats = _run(target, kernel, num_warmup, options, states, params, sample_keys, num_samples, thin,
                         progress)
+    if target is not potential:
+        draws, stats = _on_support(target, draws, stats)
     # (draw, chain, ...) -> (chain, draw, ...), ArviZ's layout, as numpy views on the host: a
     # transposed copy on the device would cost about as much as the energies of all draws
     draws, stats = jax.tree.map(lambda a: np.swapaxes(to_host(a), 0, 1) if a.ndim >= 2 else to_host(a),
@@ -129,16 +138,19 @@ def draw(
     traces under ``jit``/``vmap``: it is what NumPyro's ``Predictive`` calls through
     :class:`ebm_ppl.numpyro.EnergyDistribution`. It costs ``num * num_steps`` kernel steps.
     """
-    if not isinstance(potential, Potential):
-        raise TypeError(f"draw expects an ebm_ppl.Potential, got {type(potential).__name__}")
+    potential = check_potential(potential, "draw")
     spec = check_kernel(kernel, potential, kernel_options, owner="draw")
     num, num_steps = checks.int_at_least(num, "draw: num", 1), checks.int_at_least(num_steps, "draw: num_steps", 0)
     _check_memory(potential, spec, num, 1, None, owner="draw", num_keys=num_steps)
-    plan = build_plan(spec, potential, num_steps, check_options(spec, kernel_options))
+    target = unconstrained(potential) if spec.gradient else potential
+    plan = build_plan(spec, target, num_steps, check_options(spec, kernel_options))
     positions = _initial_positions(key, potential, init, num)
+    if target is not potential:
+        positions = target.unconstrain(positions)
     keys = jax.random.split(jax.random.fold_in(key, 1), num)
     states, _ = jax.vmap(plan.warmup)(keys, positions)
-    return states.position.reshape(num, *potential.event_shape)
+    positions = states.position if target is potential else target.constrain(states.position)
+    return positions.reshape(num, *potential.event_shape)
 
 
 def _check_memory(potential: Potential, spec, num_chains: int, num_samples: int, max_memory, owner="sample",
@@ -201,10 +213,25 @@ def _run(potential: Potential, kernel: str, num_warmup: int, options: tuple, sta
         energy = jnp.concatenate([previous[1:], jax.vmap(potential.unbatched_energy)(final.position)[None]])
         stats["lp"] = -energy
     elif "lp" not in stats:  # other Gibbs kernels report none: batched passes over the stored draws
-        per_draw = math.prod(draws.shape[1:])  # chains x event size
-        batch = max(1, min(num_samples, _ENERGY_BATCH_ELEMENTS // per_draw))
-        stats["lp"] = -jax.lax.map(jax.vmap(potential.unbatched_energy), draws, batch_size=batch)
+        stats["lp"] = -_energies(potential, draws)
     return draws, stats  # (draw, chain, ...); sample() hands ArviZ (chain, draw, ...) views
+
+
+def _energies(potential: Potential, draws: Array) -> Array:
+    """E(x) of draws ``(draw, chain, *event)`` in batches of about :data:`_ENERGY_BATCH_ELEMENTS`
+    elements; ``-> (draw, chain)``. Traced."""
+    per_draw = math.prod(draws.shape[1:])  # chains x event size
+    batch = max(1, min(draws.shape[0], _ENERGY_BATCH_ELEMENTS // per_draw))
+    return jax.lax.map(jax.vmap(potential.unbatched_energy), draws, batch_size=batch)
+
+
+@filter_jit
+def _on_support(target: Unconstrained, draws: Array, stats: dict[str, Array]):
+    """Draws ``(draw, chain, ...)`` of the unconstrained view mapped onto the support, with their
+    log densities -E(x) replacing the view's (which hold the log-Jacobian); an HMC/NUTS ``energy``
+    (the Hamiltonian of the run on R^D) is kept as it is."""
+    x = target.constrain(draws).reshape(*draws.shape[:2], *target.event_shape)
+    return x, {**stats, "lp": -_energies(target.potential, x)}
 
 
 # -- initial points and sharding -------------------------------------------------------------------

@@ -36,7 +36,8 @@ class KernelSpec(NamedTuple):
     Attributes:
         name: the name ``ep.sample(..., kernel=name)`` takes.
         summary: one line for help texts.
-        supports: the supports whose potentials it samples.
+        supports: the kinds of support whose potentials it samples (``"real"``, ``"box"``,
+            ``"binary"``; gradient kernels run on a box through its bijection to R^D).
         requires: a predicate the potential must satisfy (a capability; None: none), and
         requirement: what it asks, in words, for error messages.
         options: the keyword options :func:`ebm_ppl.sample` accepts for it, and
@@ -60,7 +61,7 @@ class KernelSpec(NamedTuple):
 
     name: str
     summary: str
-    supports: tuple[Support, ...]
+    supports: tuple[str, ...]
     requires: Callable[[Potential], bool] | None
     requirement: str
     options: tuple[str, ...]
@@ -74,8 +75,8 @@ class KernelSpec(NamedTuple):
 
     @property
     def gradient(self) -> bool:
-        """Whether it follows grad log p (so needs real-valued x)."""
-        return self.supports == (Support.REAL,)
+        """Whether it follows grad log p (so needs continuous x)."""
+        return "binary" not in self.supports and "real" in self.supports
 
     @property
     def tuned(self) -> bool:
@@ -125,19 +126,14 @@ def _nuts_stats(state, info, params) -> dict:
             "tree_depth": info.num_trajectory_expansions}
 
 
-def _vector_events(potential: Potential) -> bool:
-    return len(potential.event_shape) == 1
-
-
-_GRADIENT = (Support.REAL,)
+_GRADIENT = ("real", "box")
 _TABLE = (
-    KernelSpec("block_gibbs", "exact block Gibbs (RBM family)", (Support.BINARY, Support.REAL),
+    KernelSpec("block_gibbs", "exact block Gibbs (RBM family)", ("binary", "real"),
                has_block_conditionals, "block conditionals (sample_hidden, sample_visible)", (), {},
                ("lp", "hidden_mean"), lambda s, i, p: {"hidden_mean": i.hidden_mean}, block_gibbs, True, "burn_in",
                start_energy=True),
-    KernelSpec("site_gibbs", "systematic-scan single-site Gibbs (binary vectors)", (Support.BINARY,), _vector_events,
-               "a vector event shape (D,)", (), {}, ("lp", "flip_rate"), lambda s, i, p: {"flip_rate": i.flip_rate},
-               site_gibbs, True, "burn_in"),
+    KernelSpec("site_gibbs", "systematic-scan single-site Gibbs (binary potentials)", ("binary",), None, "",
+               (), {}, ("lp", "flip_rate"), lambda s, i, p: {"flip_rate": i.flip_rate}, site_gibbs, True, "burn_in"),
     KernelSpec("langevin", "unadjusted Langevin with a separate noise scale", _GRADIENT, None, "",
                ("step_size", "noise_scale"), {"step_size": 1e-2}, ("lp", "grad_norm", "step_size"),
                lambda s, i, p: {**_lp(s), "grad_norm": i.grad_norm}, langevin, False, "burn_in"),
@@ -181,12 +177,12 @@ def check_kernel(name: str | None, potential: Potential, options: Mapping[str, A
     ``potential`` with ``options``; ValueError naming the problem and what to use instead."""
     spec = get_kernel(default_kernel(potential) if name is None else name)
     family = type(potential).__name__
-    if potential.support not in spec.supports:
+    if potential.support.kind not in spec.supports:
         if spec.gradient:
             raise ValueError(f"{owner}: kernel {spec.name!r} needs gradients, so real support; {family} is "
                              f"{potential.support.value}. Use kernel='block_gibbs' or 'site_gibbs'.")
-        raise ValueError(f"{owner}: kernel {spec.name!r} samples {' or '.join(s.value for s in spec.supports)} "
-                         f"potentials; {family} is {potential.support.value}")
+        raise ValueError(f"{owner}: kernel {spec.name!r} samples {' or '.join(spec.supports)} potentials; "
+                         f"{family} is {potential.support}")
     if spec.requires is not None and not spec.requires(potential):
         alternative = "'site_gibbs'" if potential.support == Support.BINARY else "'mala' or 'nuts'"
         raise ValueError(f"{owner}: kernel {spec.name!r} needs {spec.requirement}; {family} (event shape "

@@ -16,6 +16,7 @@ import numpyro  # noqa: F401, I001
 from ebm_ppl.numpyro.convert import logdensity_fn, model_logdensity, potential_fn
 from ebm_ppl.numpyro.distribution import DoublyIntractableWarning, EnergyDistribution, factor
 from ebm_ppl.numpyro.kernel import EnergyKernel, EnergyKernelState
+from ebm_ppl.numpyro.model_potential import ModelPotential, potential_from_model
 
 __all__ = [
     "EnergyDistribution",
@@ -26,6 +27,8 @@ __all__ = [
     "model_logdensity",
     "EnergyKernel",
     "EnergyKernelState",
+    "potential_from_model",
+    "ModelPotential",
 ]
 from ebm_ppl.numpyro.jem_head import (  # noqa: E402
     BayesianHead,

@@ -16,19 +16,19 @@ from typing import Any, Callable
 from jaxtyping import Array, PRNGKeyArray
 from numpyro.infer.util import initialize_model
 
-from ebm_ppl.potentials.base import Potential
+from ebm_ppl.potentials.base import Potential, check_potential
 
 __all__ = ["potential_fn", "logdensity_fn", "model_logdensity"]
 
 
 def potential_fn(potential: Potential) -> Callable[[Array], Array]:
     """``x -> E(x)``: NumPyro's ``potential_fn`` is the negative log density, i.e. the energy."""
-    return potential.energy
+    return check_potential(potential, "potential_fn").energy
 
 
 def logdensity_fn(potential: Potential) -> Callable[[Array], Array]:
     """``x -> -E(x)``: BlackJAX's ``logdensity_fn`` is the log density up to a constant."""
-    return potential.logdensity
+    return check_potential(potential, "logdensity_fn").logdensity
 
 
 def model_logdensity(

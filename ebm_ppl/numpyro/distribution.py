@@ -18,7 +18,7 @@ from ebm_ppl.inference.sampling import draw
 from ebm_ppl.kernels.registry import check_kernel
 from ebm_ppl.partition.estimate import AISEstimate
 from ebm_ppl.partition.likelihood import check_log_z
-from ebm_ppl.potentials.base import Potential, Support
+from ebm_ppl.potentials.base import Potential, Support, check_potential
 
 __all__ = ["EnergyDistribution", "factor", "DoublyIntractableWarning"]
 
@@ -87,10 +87,7 @@ class EnergyDistribution(dist.Distribution):
         kernel: str | None = None,
         validate_args: bool | None = None,
     ):
-        if not isinstance(potential, Potential):
-            raise TypeError(f"EnergyDistribution expects an ebm_ppl.Potential, got {type(potential).__name__}")
-        if potential.support not in (Support.REAL, Support.BINARY):
-            raise ValueError(f"unsupported support {potential.support!r}")
+        check_potential(potential, "EnergyDistribution")
         _warn_if_doubly_intractable(potential, log_z)
         self.potential = potential
         self.log_z = _log_z_value(log_z, "EnergyDistribution")
@@ -105,9 +102,9 @@ class EnergyDistribution(dist.Distribution):
 
     @property
     def support(self):
-        if self.potential.support == Support.BINARY:
-            return constraints.independent(constraints.boolean, len(self.event_shape))
-        return constraints.independent(constraints.real, len(self.event_shape))
+        """The potential's support as a NumPyro constraint (NUTS/HMC then sample a bounded one
+        on its unconstrained space, as ebm_ppl's own samplers do)."""
+        return constraints.independent(self.potential.support.constraint(), len(self.event_shape))
 
     @property
     def has_enumerate_support(self) -> bool:
@@ -137,8 +134,7 @@ def factor(name: str, potential: Potential, x: ArrayLike, log_z: float | ArrayLi
     The factor route suits an energy over a deterministic function of other latent variables,
     where there is no sample site to attach :class:`EnergyDistribution` to.
     """
-    if not isinstance(potential, Potential):
-        raise TypeError(f"factor expects an ebm_ppl.Potential, got {type(potential).__name__}")
+    potential = check_potential(potential, "factor")
     log_z = _log_z_value(log_z, "factor")
     _warn_if_doubly_intractable(potential, log_z)
     value = -potential.energy(x)

@@ -10,7 +10,7 @@ from numpyro.infer.mcmc import MCMCKernel
 
 from ebm_ppl.inference.plans import check_options
 from ebm_ppl.kernels.registry import KERNELS, check_kernel, default_kernel, fixed_algorithm
-from ebm_ppl.potentials.base import Potential, validate_input
+from ebm_ppl.potentials.base import Potential, check_potential, validate_input
 
 __all__ = ["EnergyKernel", "EnergyKernelState", "ENERGY_KERNELS"]
 
@@ -50,8 +50,7 @@ class EnergyKernel(MCMCKernel):
 
     def __init__(self, potential: Potential, kernel: str | None = None, *, step_size: float = 1e-2,
                  noise_scale: float | None = None, site: str = "x"):
-        if not isinstance(potential, Potential):
-            raise TypeError(f"EnergyKernel expects an ebm_ppl.Potential, got {type(potential).__name__}")
+        check_potential(potential, "EnergyKernel")
         if kernel is None:
             kernel = default_kernel(potential)
             kernel = kernel if kernel in ENERGY_KERNELS else "langevin"

@@ -42,7 +42,7 @@ from ebm_ppl.progress import progress_fori_loop
 from ebm_ppl.partition.estimate import AISEstimate, summarize_log_weights, warn_if_degenerate
 from ebm_ppl.partition.choice import make_path
 from ebm_ppl.partition.schedule import MIN_TEMPERATURES, default_schedule, validate_schedule
-from ebm_ppl.potentials.base import Potential, validate_input
+from ebm_ppl.potentials.base import Potential, check_potential, validate_input
 from ebm_ppl.random import DEFAULT_IMPL, rekey
 
 __all__ = ["ais", "reverse_ais"]
@@ -154,8 +154,7 @@ def reverse_ais(
         prng_impl: PRNG implementation, as in :func:`ais`.
         max_memory: as in :func:`ais`.
     """
-    if not isinstance(potential, Potential):
-        raise TypeError(f"reverse_ais expects an ebm_ppl.Potential, got {type(potential).__name__}")
+    check_potential(potential, "reverse_ais")
     start_x = validate_input(start, potential.event_shape, potential.support, name="start", owner="reverse_ais")
     if start_x.ndim != len(potential.event_shape) + 1:
         raise ValueError(f"reverse_ais: start must have shape (num_chains, *event_shape), got {start_x.shape}")
@@ -167,7 +166,7 @@ def reverse_ais(
     key = rekey(key, prng_impl)
     x0 = start_x.astype(_dtype(potential))
     padded, num_steps = _padded(betas[::-1])
-    log_w, log_w_var = _anneal(path, key, x0, jnp.asarray(padded, x0.dtype), jnp.asarray(num_steps, jnp.int32),
+    log_w, log_w_var = _anneal(path, key, path.encode(x0), jnp.asarray(padded, x0.dtype), jnp.asarray(num_steps, jnp.int32),
                                progress, "reverse AIS")
     log_w, log_w_var = np.asarray(log_w), np.asarray(log_w_var)[: len(betas) - 1]
     log_mean, stderr, ess = summarize_log_weights(log_w)
@@ -192,8 +191,7 @@ def _setup(owner, potential, num_chains, num_temperatures, schedule, base, data,
     """The checked arguments: the schedule, the path, the number of chains and the progress flag.
     Every argument is checked here, and the memory of what the run stores estimated, before
     anything is compiled or allocated."""
-    if not isinstance(potential, Potential):
-        raise TypeError(f"{owner} expects an ebm_ppl.Potential, got {type(potential).__name__}")
+    check_potential(potential, owner)
     num_chains = checks.int_at_least(num_chains, "num_chains", MIN_CHAINS)  # an error bar needs several chains
     if kernel is not None and not isinstance(kernel, str):
         raise ValueError(f"{owner}: kernel must be a name ('gibbs', 'mala' or 'hmc') or None, got {kernel!r}")

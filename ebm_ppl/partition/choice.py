@@ -10,11 +10,14 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike
 
 from ebm_ppl.compiler import filter_jit
-from ebm_ppl.partition.paths import AnnealingPath, GeometricPath, ParameterPath
+from ebm_ppl.partition.paths import AnnealingPath, DiscreteGeometricPath, GeometricPath, ParameterPath
 from ebm_ppl.partition.rbm_path import fused_path
 from ebm_ppl.potentials.base import Potential, Support, validate_input
-from ebm_ppl.potentials.capabilities import has_base_model, has_block_conditionals
+from ebm_ppl.potentials.bernoulli import Bernoulli
+from ebm_ppl.potentials.capabilities import (has_base_model, has_block_conditionals, has_exact_log_partition,
+                                             has_exact_samples)
 from ebm_ppl.potentials.gaussian import Gaussian
+from ebm_ppl.potentials.unconstrained import Unconstrained, unconstrained
 
 __all__ = ["make_path", "anneals_parameters", "factorized_base", "factorized_log_z"]
 
@@ -53,9 +56,10 @@ def _same_structure(base: Potential, target: Potential) -> bool:
 def make_path(target: Potential, *, base: Potential | None, data: ArrayLike | None, kernel: str | None,
               num_integration_steps: int = 5) -> AnnealingPath:
     """The annealing path for ``target``: a parameter path (fused for RBMs over layers) from
-    ``base`` (default: ``target.base_model(data)``) where :func:`anneals_parameters`, else a
-    geometric path from a Gaussian ``base`` (default: N(0, I), or fitted to ``data``) for real
-    potentials; ValueError otherwise."""
+    ``base`` (default: ``target.base_model(data)``) where :func:`anneals_parameters`; else a
+    geometric path from a Gaussian ``base`` (default: N(0, I), or fitted to ``data``) for
+    continuous potentials (on the unconstrained space of a bounded support), or from independent
+    binary units (uniform, or fitted to ``data``) for binary ones; ValueError otherwise."""
     if data is not None:
         data = validate_input(data, target.event_shape, target.support, name="data", owner="ais")
         if data.ndim != len(target.event_shape) + 1:
@@ -71,18 +75,42 @@ def make_path(target: Potential, *, base: Potential | None, data: ArrayLike | No
         else:
             base_log_z = base.factorized_log_partition()
         return fused_path(base, target, base_log_z) or ParameterPath(base, target, base_log_z)
-    if target.support == Support.REAL:
-        kernel = "mala" if kernel is None else kernel
-        if kernel not in ("mala", "hmc"):
-            raise ValueError(f"ais: kernel for a real potential must be 'mala' or 'hmc', got {kernel!r}")
-        dim = math.prod(target.event_shape)
-        if base is None:
-            if data is not None:
-                flat = data.reshape(data.shape[0], -1)
-                base = Gaussian(jnp.mean(flat, 0), scale_diag=jnp.std(flat, 0) + 1e-3)
-            else:
-                base = Gaussian.standard(dim)
-        if not isinstance(base, Gaussian) or base.event_shape != (dim,):
-            raise ValueError(f"ais: the base of a real potential must be an ep.Gaussian over {dim} dimensions")
-        return GeometricPath(base, target, base.log_partition(), kernel, int(num_integration_steps))
-    raise ValueError(f"ais: no annealing path for {type(target).__name__} (support {target.support.value})")
+    if target.support.continuous:
+        return _geometric(unconstrained(target), base, data, kernel, num_integration_steps)
+    if target.support == Support.BINARY:
+        return _discrete(target, base, data, kernel)
+    raise ValueError(f"ais: no annealing path for {type(target).__name__} (support {target.support})")
+
+
+def _geometric(target: Potential, base, data, kernel, num_integration_steps) -> GeometricPath:
+    """The geometric path from a Gaussian base to a potential on R^D (a bounded support's
+    unconstrained view: ``data`` is mapped there before the base is fitted to it)."""
+    kernel = "mala" if kernel is None else kernel
+    if kernel not in ("mala", "hmc"):
+        raise ValueError(f"ais: kernel for a real potential must be 'mala' or 'hmc', got {kernel!r}")
+    dim = math.prod(target.event_shape)
+    if base is None:
+        if data is not None:
+            z = target.unconstrain(data) if isinstance(target, Unconstrained) else data
+            flat = z.reshape(z.shape[0], -1)
+            base = Gaussian(jnp.mean(flat, 0), scale_diag=jnp.std(flat, 0) + 1e-3)
+        else:
+            base = Gaussian.standard(dim)
+    if not isinstance(base, Gaussian) or base.event_shape != (dim,):
+        raise ValueError(f"ais: the base of a real potential must be an ep.Gaussian over {dim} dimensions")
+    return GeometricPath(base, target, base.log_partition(), kernel, int(num_integration_steps))
+
+
+def _discrete(target: Potential, base, data, kernel) -> DiscreteGeometricPath:
+    """The geometric path from independent binary units (uniform, fitted to ``data``, or a
+    given ``base`` with exact samples and exact log Z) to a binary potential."""
+    if kernel not in (None, "gibbs"):
+        raise ValueError(f"ais: a binary potential anneals with exact site-Gibbs moves; kernel={kernel!r} "
+                         "does not apply")
+    if base is None:
+        base = Bernoulli.uniform(target.event_shape) if data is None else Bernoulli.fit(data)
+    elif not (has_exact_samples(base) and has_exact_log_partition(base) and base.support == Support.BINARY
+              and tuple(base.event_shape) == tuple(target.event_shape)):
+        raise ValueError(f"ais: the base of {type(target).__name__} must be a binary potential of event shape "
+                         f"{target.event_shape} with exact samples and exact log Z (e.g. ep.potentials.Bernoulli)")
+    return DiscreteGeometricPath(base, target, base.log_partition())

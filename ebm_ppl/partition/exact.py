@@ -7,7 +7,7 @@ import math
 import jax
 from jaxtyping import Array, PRNGKeyArray
 
-from ebm_ppl.potentials.base import Potential, Support
+from ebm_ppl.potentials.base import Potential, Support, check_potential
 from ebm_ppl.potentials.capabilities import has_exact_samples
 from ebm_ppl.potentials.enumeration import MAX_EXACT_STATES, check_num, sample_binary_states
 
@@ -21,8 +21,7 @@ def exact_samples(key: PRNGKeyArray, potential: Potential, num: int) -> Array:
     RBMs and the Boltzmann machine by enumerating their smaller discrete layer); any other binary
     potential by enumerating its ``2^D`` states (D <= 22). Others raise a ValueError.
     """
-    if not isinstance(potential, Potential):
-        raise TypeError(f"exact_samples expects an ebm_ppl.Potential, got {type(potential).__name__}")
+    potential = check_potential(potential, "exact_samples")
     num = check_num(num, "exact_samples", math.prod(potential.event_shape))
     if has_exact_samples(potential):
         return potential.exact_samples(key, num)

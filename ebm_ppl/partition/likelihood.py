@@ -11,7 +11,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike
 
 from ebm_ppl.partition.estimate import AISEstimate
-from ebm_ppl.potentials.base import Potential, is_concrete
+from ebm_ppl.potentials.base import Potential, check_potential, is_concrete
 
 __all__ = ["log_likelihood", "Sandwich", "sandwich", "check_log_z"]
 
@@ -40,8 +40,7 @@ def log_likelihood(potential: Potential, x: ArrayLike, log_z: float | AISEstimat
     """``log p(x) = -E(x) - log Z`` per example; ``(*batch, *event_shape) -> (*batch,)``.
 
     ``log_z`` is a finite scalar or an :class:`AISEstimate` (:func:`check_log_z`)."""
-    if not isinstance(potential, Potential):
-        raise TypeError(f"log_likelihood expects an ebm_ppl.Potential, got {type(potential).__name__}")
+    potential = check_potential(potential, "log_likelihood")
     value = check_log_z(log_z, "log_likelihood")
     return -potential.energy(x) - value
 

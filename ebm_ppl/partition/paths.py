@@ -9,12 +9,17 @@ Two kinds, chosen by what the potential can do (:mod:`ebm_ppl.partition.choice`)
   Sec. 4.1-4.2: with the base's W = 0 this is their path, the hidden units of the base
   contributing only a constant). For RBMs over layers the same path runs fused
   (:mod:`ebm_ppl.partition.rbm_path`).
-* :class:`GeometricPath` for any real potential: ``log f_beta(x) = (1 - beta) log q(x) + beta
-  (-E(x))`` from a Gaussian q, with BlackJAX MALA (or HMC) moves whose step size is adapted
-  along the path from the chains' mean acceptance (Neal 2001).
+* :class:`GeometricPath` for any continuous potential: ``log f_beta(x) = (1 - beta) log q(x) +
+  beta (-E(x))`` from a Gaussian q, with BlackJAX MALA (or HMC) moves whose step size is adapted
+  along the path from the chains' mean acceptance (Neal 2001); a bounded support is annealed on
+  its unconstrained space (:mod:`ebm_ppl.potentials.unconstrained`), which has the same Z.
+* :class:`DiscreteGeometricPath` for any other binary potential: the same geometric path from
+  independent binary units, with exact single-site Gibbs moves.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import blackjax
 import equinox as eqx
@@ -23,10 +28,12 @@ import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
 from ebm_ppl.kernels.gibbs import gibbs_sweep
-from ebm_ppl.potentials.base import Potential
+from ebm_ppl.kernels.site_gibbs import site_logit
+from ebm_ppl.potentials.base import Potential, Support
 from ebm_ppl.potentials.gaussian import Gaussian
+from ebm_ppl.potentials.unconstrained import Unconstrained
 
-__all__ = ["AnnealingPath", "ParameterPath", "GeometricPath"]
+__all__ = ["AnnealingPath", "ParameterPath", "GeometricPath", "DiscreteGeometricPath", "Mixture"]
 
 
 class AnnealingPath(eqx.Module):
@@ -55,6 +62,11 @@ class AnnealingPath(eqx.Module):
     def draws(self, key: PRNGKeyArray, xs: Array):
         """The randomness one :meth:`anneal_step` consumes for chains ``xs``; here the key itself."""
         return key
+
+    def encode(self, xs: Array) -> Array:
+        """Points of the target's space ``(N, *event)`` in the path's own (the same here; the
+        unconstrained space for a bounded support)."""
+        return xs
 
     def anneal_step(self, draws, xs: Array, beta_from: Array, beta_to: Array, aux):
         """Weight, then move: ``(xs', aux', log f_to(xs) - log f_from(xs))`` for ``xs: (N, *event)``."""
@@ -152,3 +164,57 @@ class GeometricPath(AnnealingPath):
 
     def sample_base(self, key: PRNGKeyArray, num: int, dtype) -> Array:
         return self.base.sample(key, (num,)).astype(dtype).reshape(num, *self.target.event_shape)
+
+    def encode(self, xs: Array) -> Array:
+        """Points of the original support mapped to the path's space (the unconstrained one when
+        the target is an :class:`~ebm_ppl.potentials.unconstrained.Unconstrained` view)."""
+        return self.target.unconstrain(xs) if isinstance(self.target, Unconstrained) else xs
+
+
+class Mixture(Potential):
+    """The geometric mixture ``E_beta = (1 - beta) E_base + beta E_target`` of two binary
+    potentials (the intermediate model of :class:`DiscreteGeometricPath`); not registered."""
+
+    name: ClassVar[str] = "geometric_mixture"
+    support: ClassVar[Support] = Support.BINARY
+
+    base: Potential
+    target: Potential
+    beta: Array
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return self.target.event_shape
+
+    def unbatched_energy(self, x: Array) -> Array:
+        return (1 - self.beta) * self.base.unbatched_energy(x) + self.beta * self.target.unbatched_energy(x)
+
+    def site_logit(self, x: Array, i: Array) -> Array:
+        """Mixed from the components' site logits (their own, or two energy evaluations each)."""
+        return (1 - self.beta) * site_logit(self.base, x, i) + self.beta * site_logit(self.target, x, i)
+
+
+class DiscreteGeometricPath(AnnealingPath):
+    """``log f_beta = -(1 - beta) E_q - beta E`` from a factorized binary base q (an
+    :class:`ep.potentials.Bernoulli <ebm_ppl.potentials.bernoulli.Bernoulli>`) to any binary
+    potential, with exact single-site Gibbs sweeps of the mixture as transitions (two energy
+    evaluations per site where the target has no ``site_logit``)."""
+
+    base: Potential
+    target: Potential
+    base_log_z: Array
+
+    def at(self, beta: Array) -> Mixture:
+        return Mixture(self.base, self.target, beta)
+
+    def log_f(self, beta: Array, x: Array) -> Array:
+        return -self.at(beta).unbatched_energy(x)
+
+    def init_aux(self, dim: int) -> Array:
+        return jnp.zeros(())
+
+    def transition(self, key: PRNGKeyArray, xs: Array, beta: Array, aux: Array):
+        return gibbs_sweep(key, self.at(beta), xs), aux, jnp.ones(())
+
+    def sample_base(self, key: PRNGKeyArray, num: int, dtype) -> Array:
+        return self.base.exact_samples(key, num).astype(dtype)

@@ -1,7 +1,9 @@
 """Energy families, each a registered :class:`~ebm_ppl.potentials.base.Potential`."""
 
-from ebm_ppl.potentials.base import Potential, Support, validate_input
+from ebm_ppl.potentials.base import Box, Potential, Support, box, validate_input
 from ebm_ppl.potentials.registry import ENTRY_POINT_GROUP, get_potential, list_potentials, register_potential
+from ebm_ppl.potentials.bernoulli import Bernoulli
+from ebm_ppl.potentials.function import FunctionPotential, potential
 from ebm_ppl.potentials.gaussian import Gaussian
 from ebm_ppl.potentials.boltzmann import BoltzmannMachine
 from ebm_ppl.potentials.bernoulli_rbm import BernoulliRBM
@@ -13,6 +15,11 @@ from ebm_ppl.potentials.partition import log_partition
 __all__ = [
     "Potential",
     "Support",
+    "Box",
+    "box",
+    "potential",
+    "FunctionPotential",
+    "Bernoulli",
     "validate_input",
     "ENTRY_POINT_GROUP",
     "get_potential",

@@ -20,7 +20,6 @@ model, ...) is declared by optional methods; :mod:`ebm_ppl.potentials.capabiliti
 from __future__ import annotations
 
 import abc
-import enum
 import math
 import warnings
 from typing import Any, Callable, ClassVar
@@ -32,15 +31,9 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl import checks
+from ebm_ppl.potentials.supports import Box, Support, as_support, box
 
-__all__ = ["Potential", "Support", "validate_input", "is_concrete"]
-
-
-class Support(str, enum.Enum):
-    """The set a potential's events live on."""
-
-    REAL = "real"
-    BINARY = "binary"
+__all__ = ["Potential", "Support", "Box", "box", "as_support", "validate_input", "is_concrete", "check_potential"]
 
 
 def is_concrete(x: Any) -> bool:
@@ -91,13 +84,9 @@ def validate_input(
         if not np.all(np.isfinite(values)):
             bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
             raise ValueError(f"{owner}: {name} contains {bad} NaN or infinite value(s)")
-        if support == Support.BINARY and not np.all((values == 0) | (values == 1)):
-            offending = np.unique(values[(values != 0) & (values != 1)])[:5]
-            raise ValueError(
-                f"{owner}: {name} must be binary (0/1) for a model with binary support; "
-                f"found values such as {offending.tolist()}. Binarize first, e.g. "
-                "ebm_ppl.data.digits(binarize=True)"
-            )
+        problem = support.problem(values)
+        if problem is not None:
+            raise ValueError(f"{owner}: {name} {problem}")
     return x
 
 
@@ -126,6 +115,9 @@ class Potential(eqx.Module):
                     f"{cls.__qualname__}.{old} is the name of ebm_ppl < 0.2; define {new} instead "
                     f"(the old name still works for now)", DeprecationWarning, stacklevel=3)
                 setattr(cls, new, vars(cls)[old])
+        if not _is_abstract(cls) and not (isinstance(getattr(cls, "name", None), str) and cls.name):
+            raise TypeError(f"{cls.__qualname__} needs a name: set the class variable name = '...' (the registry, "
+                            "ep.save and ep.load know a family by it)")
 
     @property
     @abc.abstractmethod
@@ -164,15 +156,13 @@ class Potential(eqx.Module):
 
     def initial_positions(self, key: PRNGKeyArray, num: int) -> Array:
         """Default starting points of ``num`` chains, ``(num, *event_shape)`` in the default float
-        dtype: fair coin flips for binary support, standard normal draws for real support."""
+        dtype: fair coin flips for binary support, standard normal draws for real support,
+        uniform draws in a box (:meth:`~ebm_ppl.potentials.supports.Support.initial_positions`)."""
         num = checks.non_negative_int(num, "initial_positions: num")
         size, dtype = math.prod(self.event_shape), jnp.result_type(float)
         checks.check_memory(num * size * jnp.dtype(dtype).itemsize, f"{num} chains x {size} values",
                             owner="initial_positions")
-        shape = (num, *self.event_shape)
-        if self.support == Support.BINARY:
-            return jax.random.bernoulli(key, 0.5, shape).astype(dtype)
-        return jax.random.normal(key, shape, dtype)
+        return self.support.initial_positions(key, (num, *self.event_shape), dtype)
 
     def _batched(self, fn, x: Array, *rest: Array) -> Array:
         """Apply a one-example function over the leading batch axes of ``x`` (and ``rest``)."""
@@ -206,6 +196,28 @@ class Potential(eqx.Module):
         """
         kwargs = {key.removeprefix("."): value for key, value in arrays.items()}
         return cls(**kwargs, **config)
+
+
+def _is_abstract(cls: type) -> bool:
+    """Whether ``cls`` still has an abstract method or property (computed here because
+    ``__init_subclass__`` runs before ``abc`` records ``__abstractmethods__``)."""
+    names = {name for base in cls.__mro__[1:] for name in getattr(base, "__abstractmethods__", ())}
+    names |= {name for name, value in vars(cls).items() if getattr(value, "__isabstractmethod__", False)}
+    return any(getattr(getattr(cls, name, None), "__isabstractmethod__", False) for name in names)
+
+
+def check_potential(obj: Any, owner: str) -> "Potential":
+    """``obj`` if it is a :class:`Potential`; else a TypeError naming ``owner`` that shows, for
+    a plain function, the one-line wrapper."""
+    if isinstance(obj, Potential):
+        return obj
+    if callable(obj) and not isinstance(obj, type):
+        fn = getattr(obj, "__name__", "energy_fn")
+        fn = fn if fn.isidentifier() else "energy_fn"
+        raise TypeError(f"{owner} expects an ebm_ppl.Potential, got the function {fn}; wrap it as "
+                        f"ep.potential({fn}, event_shape=(D,), support='real') (support 'binary' or ep.box(low, high) "
+                        "as it applies)")
+    raise TypeError(f"{owner} expects an ebm_ppl.Potential, got {type(obj).__name__}")
 
 
 #: Method names of ebm_ppl < 0.2 that subclasses may still define (with a DeprecationWarning).

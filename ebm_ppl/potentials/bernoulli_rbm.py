@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -90,6 +90,36 @@ class BernoulliRBM(BinaryHiddenRBM):
         x = validate_input(data, (np.shape(data)[1],), Support.BINARY, name="data", owner="BernoulliRBM.base_rate")
         b = Binary(jnp.zeros(x.shape[1], x.dtype)).base(x, smoothing).bias
         return cls(jnp.zeros((x.shape[1], n_hidden), b.dtype), b, jnp.zeros(n_hidden, b.dtype))
+
+    # -- scikit-learn ------------------------------------------------------------------------
+    @classmethod
+    def from_sklearn(cls, estimator: Any, *, dtype=None) -> "BernoulliRBM":
+        """The RBM of a fitted ``sklearn.neural_network.BernoulliRBM``: ``W = components_.T``,
+        ``b = intercept_visible_``, ``c = intercept_hidden_`` (the same free energy, so the same
+        likelihood and conditionals)."""
+        missing = [a for a in ("components_", "intercept_visible_", "intercept_hidden_") if not hasattr(estimator, a)]
+        if missing:
+            raise ValueError(f"BernoulliRBM.from_sklearn: expects a fitted sklearn.neural_network.BernoulliRBM; "
+                             f"{type(estimator).__name__} has no {', '.join(missing)} (call .fit first)")
+        dtype = jnp.result_type(float) if dtype is None else dtype
+        W = np.asarray(estimator.components_).T
+        return cls(W.astype(dtype), np.asarray(estimator.intercept_visible_).astype(dtype),
+                   np.asarray(estimator.intercept_hidden_).astype(dtype))
+
+    def to_sklearn(self, **params: Any):
+        """A fitted ``sklearn.neural_network.BernoulliRBM`` with these parameters (float64), usable
+        in scikit-learn pipelines (``transform``, ``score_samples``, ``gibbs``, ``partial_fit``);
+        ``params`` are its constructor's (``batch_size``, ``learning_rate``, ``random_state``, ...)."""
+        from sklearn.neural_network import BernoulliRBM as SklearnRBM
+
+        estimator = SklearnRBM(n_components=self.n_hidden, **params)
+        estimator.components_ = np.asarray(self.W, np.float64).T.copy(order="F")
+        estimator.intercept_visible_ = np.asarray(self.b, np.float64)
+        estimator.intercept_hidden_ = np.asarray(self.c, np.float64)
+        estimator.h_samples_ = np.zeros((estimator.batch_size, self.n_hidden))
+        estimator.n_features_in_ = self.n_visible
+        estimator._n_features_out = self.n_hidden  # read by get_feature_names_out, as fit sets it
+        return estimator
 
     # -- layers ------------------------------------------------------------------------------
     @property

@@ -20,7 +20,7 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl import checks
 from ebm_ppl.potentials._checks import param_dtype, sizes
-from ebm_ppl.potentials.base import Potential, Support
+from ebm_ppl.potentials.base import Potential, Support, as_support
 from ebm_ppl.potentials.registry import register_potential
 
 __all__ = ["JEM", "ACTIVATIONS"]
@@ -83,22 +83,25 @@ class JEM(Potential):
 
     The classifier is any Equinox module mapping one example of shape ``event_shape`` to ``K``
     logits. Build the chapter's 64-512-512-512-10 ELU network with :meth:`JEM.init`, or wrap your
-    own with ``JEM(net, event_shape=(D,))``. The marginal over R^D need not be normalizable, so JEM
-    has no exact log Z; its use is sampling, training and the classifier.
+    own with ``JEM(net, event_shape=(D,))``. The marginal over R^D need not be normalizable (a
+    network's logits can grow without bound); on a box (``support=ep.box(-1, 1)``, the range of
+    the chapter's data) it is a proper density, so MALA/NUTS stay in the box and ``ep.ais`` /
+    ``ep.reverse_ais`` estimate its log Z and with it the test log-likelihood of the data.
 
     Attributes:
         net: the classifier ``f``.
         event_shape: shape of one x.
         num_classes: K.
+        support: ``Support.REAL`` or a box (:func:`ebm_ppl.box`).
     """
 
     name: ClassVar[str] = "jem"
-    support: ClassVar[Support] = Support.REAL
 
     net: eqx.Module
     _event_shape: tuple[int, ...] = eqx.field(static=True)
     num_classes: int = eqx.field(static=True)
     mlp_spec: tuple[tuple[str, Any], ...] | None = eqx.field(static=True, default=None)
+    support: Support = eqx.field(static=True, default=Support.REAL)
 
     def __init__(
         self,
@@ -107,7 +110,11 @@ class JEM(Potential):
         num_classes: int | None = None,
         *,
         mlp_spec: dict[str, Any] | None = None,
+        support: Support | str = "real",
     ):
+        support = as_support(support)
+        if not support.continuous:
+            raise ValueError(f"JEM: the support must be continuous ('real' or ep.box(low, high)), got {support}")
         event_shape = sizes("JEM", **{f"event_shape[{i}]": s for i, s in enumerate(event_shape)})
         try:
             out = jax.eval_shape(net, jax.ShapeDtypeStruct(event_shape, jnp.result_type(float)))
@@ -121,6 +128,7 @@ class JEM(Potential):
         self._event_shape = event_shape
         self.num_classes = int(out.shape[0])
         self.mlp_spec = None if mlp_spec is None else tuple(sorted(mlp_spec.items()))
+        self.support = support
 
     @classmethod
     def init(
@@ -133,9 +141,11 @@ class JEM(Potential):
         depth: int = 3,
         activation: str = "elu",
         dtype=None,
+        support: Support | str = "real",
     ) -> "JEM":
         """An MLP classifier ``in_features -> width x depth -> num_classes`` (the chapter's default
-        is 64-512-512-512-10 with ELU)."""
+        is 64-512-512-512-10 with ELU) on ``support``: ``"real"``, or a box such as
+        ``ep.box(-1, 1)`` (the digits' range), on which the marginal is a proper density."""
         if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise ValueError(f"JEM.init: unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
         in_features, num_classes, width = sizes("JEM.init", in_features=in_features, num_classes=num_classes,
@@ -146,11 +156,17 @@ class JEM(Potential):
         spec = dict(in_features=in_features, num_classes=num_classes, width=width, depth=depth,
                     activation=activation)
         net = _mlp(spec, key, dtype)
-        return cls(net, (int(in_features),), int(num_classes), mlp_spec=spec)
+        return cls(net, (int(in_features),), int(num_classes), mlp_spec=spec, support=support)
 
     @property
     def event_shape(self) -> tuple[int, ...]:
         return self._event_shape
+
+    def with_support(self, support: Support | str) -> "JEM":
+        """The same classifier on another support (e.g. ``ep.box(-1, 1)`` after training on R^D,
+        where the training data's noise may leave the box)."""
+        spec = None if self.mlp_spec is None else dict(self.mlp_spec)
+        return JEM(self.net, self._event_shape, self.num_classes, mlp_spec=spec, support=support)
 
     # -- the classifier ----------------------------------------------------------------------
     def logits(self, x: ArrayLike) -> Array:
@@ -181,8 +197,11 @@ class JEM(Potential):
 
     # -- saving ------------------------------------------------------------------------------
     def to_config(self) -> dict[str, Any]:
-        return {"event_shape": list(self._event_shape), "num_classes": self.num_classes,
-                "mlp_spec": None if self.mlp_spec is None else dict(self.mlp_spec)}
+        config = {"event_shape": list(self._event_shape), "num_classes": self.num_classes,
+                  "mlp_spec": None if self.mlp_spec is None else dict(self.mlp_spec)}
+        if self.support != Support.REAL:  # files of JEMs on R^D stay as before
+            config["support"] = self.support.to_json()
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> "JEM":
@@ -191,7 +210,7 @@ class JEM(Potential):
             raise NotImplementedError("this JEM wraps a custom network; load it with like=<a JEM of the same structure>")
         dtype = next(iter(arrays.values())).dtype if arrays else None
         skeleton = cls(_mlp(spec, jax.random.key(0), dtype), tuple(config["event_shape"]),
-                       config["num_classes"], mlp_spec=spec)
+                       config["num_classes"], mlp_spec=spec, support=as_support(config.get("support", "real")))
         params, static = eqx.partition(skeleton, eqx.is_array)
         leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
         keys = [jax.tree_util.keystr(path) for path, _ in leaves]

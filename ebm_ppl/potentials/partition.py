@@ -2,29 +2,57 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import jax
 from jaxtyping import Array
 
-from ebm_ppl.potentials.base import Potential
+from ebm_ppl.compiler import filter_jit
+from ebm_ppl.potentials import enumeration
+from ebm_ppl.potentials.base import Potential, Support, check_potential
+from ebm_ppl.potentials.capabilities import has_exact_log_partition
 
 __all__ = ["log_partition"]
 
 
 def log_partition(potential: Potential, **options: Any) -> Array:
-    """Exact log Z of ``potential``: analytic (Gaussian) or by chunked enumeration.
+    """Exact log Z of ``potential``: its own ``log_partition`` (analytic, or chunked enumeration
+    of its smaller layer), else, for any binary potential, chunked enumeration of its ``2^D``
+    states (D the event's size).
 
-    Options are the family's (``route``, ``max_terms``, ``chunk_size``). A family without an
-    exact log Z, or a state space past ``max_terms`` (default 2^26), raises a ValueError that
-    points to :func:`ebm_ppl.ais`.
+    Options are the family's (``route``, ``max_terms``, ``chunk_size``); the enumeration of a
+    binary potential takes ``max_terms`` (default 2^26) and ``chunk_size``. A potential without
+    an exact log Z, or a state space past ``max_terms``, raises a ValueError that points to
+    :func:`ebm_ppl.ais`.
     """
-    if not isinstance(potential, Potential):
-        raise TypeError(f"log_partition expects an ebm_ppl.Potential (a model), got {type(potential).__name__} "
-                        f"{potential!r:.60}")
-    method = getattr(potential, "log_partition", None)
-    if method is None:
-        raise ValueError(
-            f"{type(potential).__name__} has no exact log partition function; estimate it with "
-            "ebm_ppl.ais(...)"
-        )
-    return method(**options)
+    potential = check_potential(potential, "log_partition")
+    if has_exact_log_partition(potential):
+        return potential.log_partition(**options)
+    if potential.support == Support.BINARY:
+        unknown = sorted(set(options) - {"max_terms", "chunk_size"})
+        if unknown:
+            raise ValueError(f"log_partition: {type(potential).__name__} is enumerated over its states; it takes "
+                             f"max_terms and chunk_size, not {', '.join(unknown)}")
+        size = math.prod(potential.event_shape)
+        enumeration.check_enumerable(2**size, options.get("max_terms"),
+                                     f"{type(potential).__name__} with {size} binary units")
+        chunk_size = int(options.get("chunk_size", 2**14))
+        if chunk_size < 1:
+            raise ValueError(f"log_partition: chunk_size must be a positive integer, got {chunk_size}")
+        return _binary_log_z(potential, chunk_size)
+    raise ValueError(
+        f"{type(potential).__name__} has no exact log partition function (support {potential.support}); "
+        "estimate it with ebm_ppl.ais(...)"
+    )
+
+
+@filter_jit
+def _binary_log_z(potential: Potential, chunk_size: int) -> Array:
+    size = math.prod(potential.event_shape)
+
+    def log_term(index):
+        x = enumeration.index_to_bits(index, size).reshape(-1, *potential.event_shape)
+        return -jax.vmap(potential.unbatched_energy)(x)
+
+    return enumeration.logsumexp_over_indices(log_term, 2**size, chunk_size)

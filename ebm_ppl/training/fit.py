@@ -27,7 +27,7 @@ import optax
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl import checks
-from ebm_ppl.potentials.base import Potential, validate_input
+from ebm_ppl.potentials.base import Potential, check_potential, validate_input
 from ebm_ppl.potentials.capabilities import default_frozen
 from ebm_ppl.random import DEFAULT_IMPL
 from ebm_ppl.training.epochs import DEFAULT_OPTIMIZER, MAX_FUSED_EPOCHS
@@ -151,8 +151,7 @@ class _Settings:
     @classmethod
     def check(cls, model, data, estimator, validation, metrics, *, epochs, batch_size, eval_every, max_retries,
               checkpoint_every, checkpoint_dir, mode, monitor, patience) -> "_Settings":
-        if not isinstance(model, Potential):
-            raise TypeError(f"fit expects an ebm_ppl.Potential, got {type(model).__name__}")
+        check_potential(model, "fit")
         if not (callable(getattr(estimator, "init", None)) and callable(getattr(estimator, "update", None))):
             raise TypeError(f"fit: estimator must have init and update (e.g. ep.training.pcd()), got {estimator!r}")
         data = _as_tuple(data, model, "data")

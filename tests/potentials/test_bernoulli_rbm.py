@@ -142,3 +142,27 @@ def test_too_large_enumeration_names_size_and_points_to_ais():
         ep.log_partition(rbm)
     with pytest.raises(ValueError, match="route"):
         rbm.log_partition(route="sideways")
+
+
+def test_scikit_learn_round_trip():
+    """from_sklearn / to_sklearn keep the free energy (to 1e-5) and so the exact log-likelihood;
+    the exported estimator works in a scikit-learn pipeline."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import BernoulliRBM as SklearnRBM
+    from sklearn.pipeline import make_pipeline
+
+    data = ep.data.digits(binarize=True)
+    fitted = SklearnRBM(n_components=8, n_iter=3, random_state=0).fit(data.x_train)
+    rbm = ep.BernoulliRBM.from_sklearn(fitted)
+    np.testing.assert_allclose(np.asarray(rbm.free_energy(data.x_test)), fitted._free_energy(data.x_test),
+                               rtol=1e-5, atol=1e-4)
+    back = rbm.to_sklearn(random_state=0)
+    np.testing.assert_allclose(back._free_energy(data.x_test), fitted._free_energy(data.x_test), rtol=1e-5,
+                               atol=1e-4)
+    again = ep.BernoulliRBM.from_sklearn(back)
+    ll = lambda m: float(jnp.mean(-m.free_energy(data.x_test)) - ep.log_partition(m))  # noqa: E731
+    assert abs(ll(again) - ll(rbm)) < 1e-5
+    pipe = make_pipeline(rbm.to_sklearn(), LogisticRegression(max_iter=200)).fit(data.x_train, data.y_train)
+    assert pipe.score(data.x_test, data.y_test) > 0.3
+    with pytest.raises(ValueError, match="fitted sklearn.neural_network.BernoulliRBM"):
+        ep.BernoulliRBM.from_sklearn(SklearnRBM(n_components=3))
