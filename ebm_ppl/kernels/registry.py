@@ -89,7 +89,7 @@ def _hmc_stats(state, info) -> dict:
 
 _GRADIENT = ("real", "box")
 _TABLE = (
-    KernelSpec("block_gibbs", "exact block Gibbs (RBM family)", ("binary", "real"),
+    KernelSpec("block_gibbs", "exact block Gibbs (RBM family)", ("binary", "spin", "categorical", "real", "box"),
                has_block_conditionals, "block conditionals (sample_hidden, sample_visible)", (), {},
                ("hidden_mean", "energy"), lambda s, i: {"hidden_mean": i.hidden_mean}, block_gibbs, True, "burn_in",
                start_energy=True),
