@@ -20,8 +20,10 @@ from ebm_ppl.potentials import (
     Gaussian,
     GaussianBernoulliRBM,
     Potential,
+    RBM,
     SubspaceRBM,
     Support,
+    layers,
     box,
     potential,
     get_potential,
@@ -64,5 +66,7 @@ __all__ = [
     "BernoulliRBM",
     "GaussianBernoulliRBM",
     "SubspaceRBM",
+    "RBM",
+    "layers",
     "JEM",
 ]

@@ -104,6 +104,7 @@ def _load_raw() -> tuple[np.ndarray, np.ndarray]:
 def digits(
     *,
     binarize: bool = False,
+    levels: int | None = None,
     scale: str = "signed",
     train_noise: float = 0.0,
     key: Any = None,
@@ -113,6 +114,10 @@ def digits(
 
     Args:
         binarize: if True, pixels become {0, 1} with ``v >= 8`` (``scale`` is then ignored).
+        levels: if given (2 to 17), pixels become gray levels ``0 .. levels - 1``: the 0..16
+            values cut into ``levels`` equal-width bins, ``floor(v * levels / 17)`` (categorical
+            data for Potts units, ``ep.categorical(levels)``; ``levels=2`` splits at ``v >= 9``,
+            not ``binarize``'s ``v >= 8``).
         scale: for real-valued data, ``"signed"`` (``2 v / 16 - 1`` in [-1, 1]) or ``"unit"``
             (``v / 16`` in [0, 1]).
         train_noise: standard deviation of Gaussian noise added to ``x_train`` only; 0 for none.
@@ -131,6 +136,11 @@ def digits(
     """
     if not isinstance(binarize, (bool, np.bool_)):
         raise ValueError(f"digits: binarize must be True or False, got {binarize!r}")
+    if levels is not None:
+        if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or not 2 <= levels <= 17:
+            raise ValueError(f"digits: levels must be an integer from 2 to 17, got {levels!r}")
+        if binarize:
+            raise ValueError("digits: give binarize=True or levels=q, not both")
     if scale not in _SCALES:
         raise ValueError(f"digits: scale must be one of {_SCALES}, got {scale!r}")
     try:
@@ -145,7 +155,7 @@ def digits(
         raise ValueError(f"digits: train_noise must be a number, got {train_noise!r}") from None
     if not math.isfinite(noise_std) or noise_std < 0:
         raise ValueError(f"digits: train_noise must be a finite number >= 0, got {train_noise!r}")
-    if noise_std > 0 and binarize:
+    if noise_std > 0 and (binarize or levels is not None):
         raise ValueError(
             "digits: train_noise cannot be combined with binarize=True (noisy pixels are not 0/1); "
             "use binarize=False with scale='signed' or 'unit'"
@@ -156,6 +166,8 @@ def digits(
     raw_x, raw_y = _load_raw()
     if binarize:
         x = (raw_x >= BINARIZE_THRESHOLD).astype(np_dtype)
+    elif levels is not None:
+        x = np.floor(raw_x * levels / (MAX_PIXEL + 1)).astype(np_dtype)
     elif scale == "signed":
         x = (2.0 * raw_x / MAX_PIXEL - 1.0).astype(np_dtype)
     else:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+import ebm_ppl as ep
 from ebm_ppl import data
 from ebm_ppl.data import Digits, digits
 
@@ -131,3 +132,18 @@ def test_bad_arguments(kwargs, match):
 def test_arguments_are_keyword_only():
     with pytest.raises(TypeError):
         digits(True)  # type: ignore[misc]
+
+
+def test_digits_in_gray_levels_for_potts_units():
+    """levels=q cuts the 0..16 pixel values into q equal bins: states 0..q-1, valid data for an
+    ep.categorical(q) support; levels=17 keeps every value."""
+    d = ep.data.digits(levels=4)
+    assert set(np.unique(d.x_train)) == {0.0, 1.0, 2.0, 3.0}
+    assert ep.potentials.supports.categorical(4).problem(d.x_test) is None
+    raw = ep.data.digits(scale="unit").x_train * 16
+    np.testing.assert_array_equal(ep.data.digits(levels=17).x_train, np.round(raw))
+    for bad in (1, 18, 2.5, True):
+        with pytest.raises(ValueError, match="levels"):
+            ep.data.digits(levels=bad)
+    with pytest.raises(ValueError, match="not both"):
+        ep.data.digits(levels=4, binarize=True)

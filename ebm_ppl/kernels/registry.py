@@ -128,7 +128,7 @@ def _nuts_stats(state, info, params) -> dict:
 
 _GRADIENT = ("real", "box")
 _TABLE = (
-    KernelSpec("block_gibbs", "exact block Gibbs (RBM family)", ("binary", "real"),
+    KernelSpec("block_gibbs", "exact block Gibbs (RBM family)", ("binary", "spin", "categorical", "real", "box"),
                has_block_conditionals, "block conditionals (sample_hidden, sample_visible)", (), {},
                ("lp", "hidden_mean"), lambda s, i, p: {"hidden_mean": i.hidden_mean}, block_gibbs, True, "burn_in",
                start_energy=True),

@@ -9,6 +9,8 @@ from ebm_ppl.potentials.boltzmann import BoltzmannMachine
 from ebm_ppl.potentials.bernoulli_rbm import BernoulliRBM
 from ebm_ppl.potentials.gaussian_bernoulli_rbm import GaussianBernoulliRBM
 from ebm_ppl.potentials.subspace_rbm import SubspaceRBM
+from ebm_ppl.potentials.generic_rbm import RBM
+from ebm_ppl.potentials import layers
 from ebm_ppl.potentials.jem import JEM
 from ebm_ppl.potentials.partition import log_partition
 
@@ -30,6 +32,8 @@ __all__ = [
     "BernoulliRBM",
     "GaussianBernoulliRBM",
     "SubspaceRBM",
+    "RBM",
+    "layers",
     "JEM",
     "log_partition",
 ]

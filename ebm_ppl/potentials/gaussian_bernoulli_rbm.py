@@ -12,7 +12,7 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray
 from ebm_ppl.potentials._checks import as_param, check_finite_params, check_positive, param_dtype, sizes
 from ebm_ppl.potentials._checks import scale as check_scale
 from ebm_ppl.potentials.base import Support, validate_input
-from ebm_ppl.potentials.layers import Binary, Gaussian
+from ebm_ppl.potentials.layers import Binary, ScaledGaussian
 from ebm_ppl.potentials.rbm import BinaryHiddenRBM
 from ebm_ppl.potentials.registry import register_potential
 
@@ -40,7 +40,7 @@ class GaussianBernoulliRBM(BinaryHiddenRBM):
 
         log Z = logsumexp_h [c^T h + sum_i (b_i a_i / sigma_i + a_i^2 / 2)] + sum_i log(sqrt(2 pi) sigma_i)
 
-    A :class:`~ebm_ppl.potentials.layers.Gaussian` visible layer and a
+    A :class:`~ebm_ppl.potentials.layers.ScaledGaussian` visible layer and a
     :class:`~ebm_ppl.potentials.layers.Binary` hidden layer over the shared RBM machinery
     (:class:`~ebm_ppl.potentials.rbm.RBMBase`). ``sigma`` is not trained by default
     (``frozen_fields``).
@@ -98,14 +98,14 @@ class GaussianBernoulliRBM(BinaryHiddenRBM):
 
     # -- layers ------------------------------------------------------------------------------
     @property
-    def visible(self) -> Gaussian:
-        return Gaussian(self.b, self.sigma)
+    def visible(self) -> ScaledGaussian:
+        return ScaledGaussian(self.b, self.sigma)
 
     @property
     def hidden(self) -> Binary:
         return Binary(self.c)
 
-    def with_layers(self, visible: Gaussian, hidden: Binary, W: Array) -> "GaussianBernoulliRBM":
+    def with_layers(self, visible: ScaledGaussian, hidden: Binary, W: Array) -> "GaussianBernoulliRBM":
         return GaussianBernoulliRBM(W, visible.loc, hidden.bias, visible.scale)
 
     def visible_mean(self, h: ArrayLike) -> Array:

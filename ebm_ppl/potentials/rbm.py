@@ -41,16 +41,8 @@ class RBMBase(Potential):
     """
 
     W: eqx.AbstractVar[Array]
-
-    @property
-    @abc.abstractmethod
-    def visible(self) -> Layer:
-        """The visible layer."""
-
-    @property
-    @abc.abstractmethod
-    def hidden(self) -> Layer:
-        """The hidden layer."""
+    visible: eqx.AbstractVar[Layer]
+    hidden: eqx.AbstractVar[Layer]
 
     @abc.abstractmethod
     def with_layers(self, visible: Layer, hidden: Layer, W: Array) -> "RBMBase":
@@ -59,11 +51,11 @@ class RBMBase(Potential):
     # -- shapes and couplings ------------------------------------------------------------------
     @property
     def n_visible(self) -> int:
-        return self.W.shape[0]
+        return self.visible.size
 
     @property
     def n_hidden(self) -> int:
-        return self.W.shape[1]
+        return self.hidden.size
 
     @property
     def event_shape(self) -> tuple[int, ...]:
@@ -72,20 +64,33 @@ class RBMBase(Potential):
     @property
     def matrix_couplings(self) -> bool:
         """Whether the couplings are the matrix products of :meth:`hidden_field` and
-        :meth:`visible_field` as defined here (a family may override them, as the subspace RBM does)."""
-        return type(self).hidden_field is RBMBase.hidden_field and type(self).visible_field is RBMBase.visible_field
+        :meth:`visible_field` as defined here, between vector features (a family may override
+        them, as the subspace RBM does; Potts features are matrices)."""
+        return (self.visible.feature_ndim == self.hidden.feature_ndim == 1
+                and type(self).hidden_field is RBMBase.hidden_field and type(self).visible_field is RBMBase.visible_field)
 
     def hidden_field(self, x: Array) -> Array:
-        """The input to the hidden layer, ``features_v(x) W``; ``(*batch, D) -> (*batch, M)``."""
-        return self.visible.features(x) @ self.W
+        """The input to the hidden layer, ``features_v(x) W`` (contracting the visible features'
+        axes); ``(*batch, D) -> (*batch, *hidden features)``."""
+        features, k = self.visible.features(x), self.visible.feature_ndim
+        return features @ self.W if self.W.ndim == 2 else jnp.tensordot(features, self.W, axes=k)
 
     def visible_field(self, latent: Any) -> Array:
-        """The input to the visible layer, ``W features_h(latent)``; ``-> (*batch, D)``."""
-        return self.hidden.features(latent) @ self.W.T
+        """The input to the visible layer, ``W features_h(latent)``; ``-> (*batch, *visible features)``."""
+        features, k = self.hidden.features(latent), self.hidden.feature_ndim
+        if self.W.ndim == 2:
+            return features @ self.W.T
+        axes = (list(range(features.ndim - k, features.ndim)), list(range(self.W.ndim - k, self.W.ndim)))
+        return jnp.tensordot(features, self.W, axes=axes)
 
     # -- energies ------------------------------------------------------------------------------
     def unbatched_energy(self, x: Array) -> Array:
         return self.visible.energy(x) - self.hidden.cgf(self.hidden_field(x))
+
+    @property
+    def support(self):  # type: ignore[override]
+        """The visible layer's support."""
+        return self.visible.support
 
     def free_energy(self, x: ArrayLike) -> Array:
         """F(x) = -log sum_h exp(-E(x, h)); ``(*batch, D) -> (*batch,)``."""
@@ -183,8 +188,9 @@ class RBMBase(Potential):
         if not isinstance(self.W, jax.core.Tracer) and bool(jnp.any(self.W != 0)):
             raise ValueError(f"{type(self).__name__}: the base model must have zero couplings (W is not zero); "
                              "use base_model() or pass base=None for the uniform or base-rate (data=) model")
-        zero_v = jnp.zeros(self.n_visible, self.W.dtype)
-        return self.visible.cgf(zero_v) + self.hidden.cgf(jnp.zeros_like(self.hidden_field(zero_v)))
+        k = self.visible.feature_ndim  # W's shape is the visible features' and then the hidden ones'
+        zero_v, zero_h = jnp.zeros(self.W.shape[:k], self.W.dtype), jnp.zeros(self.W.shape[k:], self.W.dtype)
+        return self.visible.cgf(zero_v) + self.hidden.cgf(zero_h)
 
 
 class BinaryHiddenRBM(RBMBase):

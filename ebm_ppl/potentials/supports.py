@@ -1,10 +1,13 @@
 """Supports: the sets a potential's events live on, and what each means for sampling.
 
-``Support.REAL`` (R^D), ``Support.BINARY`` ({0, 1}^D) and :func:`box` (``[low, high]^D``, either
-bound possibly infinite: intervals, lower- or upper-bounded reals). A support knows
+``Support.REAL`` (R^D), ``Support.BINARY`` ({0, 1}^D), ``Support.SPIN`` ({-1, +1}^D),
+:func:`categorical` (``{0, ..., q - 1}^D``, the states of Potts units, stored as numbers) and
+:func:`box` (``[low, high]^D``, either bound possibly infinite: intervals, lower- or
+upper-bounded reals). A support knows
 
-* its ``kind`` (``"real"``, ``"binary"``, ``"box"``), which the kernel table and the annealing
-  paths read, and whether it is ``continuous``;
+* its ``kind`` (``"real"``, ``"binary"``, ``"spin"``, ``"categorical"``, ``"box"``), which the
+  kernel table and the annealing paths read, whether it is ``continuous``, and for discrete
+  supports the ``values`` one coordinate takes;
 * which values belong to it (:meth:`Support.problem`, used by ``validate_input`` on concrete
   input);
 * for continuous supports, the bijection from the unconstrained space R^D onto it
@@ -29,7 +32,7 @@ import numpyro  # noqa: F401  the package first: a submodule imported first left
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import Transform, biject_to
 
-__all__ = ["Support", "Box", "box", "as_support"]
+__all__ = ["Support", "Box", "Categorical", "box", "categorical", "as_support"]
 
 
 class Support:
@@ -38,13 +41,14 @@ class Support:
 
     REAL: "Support"
     BINARY: "Support"
+    SPIN: "Support"
 
     def __init__(self, kind: str):
         self._kind = kind
 
     @property
     def kind(self) -> str:
-        """``"real"``, ``"binary"`` or ``"box"``."""
+        """``"real"``, ``"binary"``, ``"spin"``, ``"categorical"`` or ``"box"``."""
         return self._kind
 
     @property
@@ -55,7 +59,12 @@ class Support:
     @property
     def continuous(self) -> bool:
         """Whether events are real vectors (gradient samplers, geometric annealing)."""
-        return self._kind != "binary"
+        return self._kind in ("real", "box")
+
+    @property
+    def values(self) -> tuple[float, ...]:
+        """The values one coordinate of a discrete support takes (empty for continuous ones)."""
+        return {"binary": (0.0, 1.0), "spin": (-1.0, 1.0)}.get(self._kind, ())
 
     @property
     def bounded(self) -> bool:
@@ -68,10 +77,15 @@ class Support:
             offending = np.unique(values[(values != 0) & (values != 1)])[:5]
             return (f"must be binary (0/1) for a model with binary support; found values such as "
                     f"{offending.tolist()}. Binarize first, e.g. ebm_ppl.data.digits(binarize=True)")
+        if self._kind == "spin" and not np.all((values == -1) | (values == 1)):
+            offending = np.unique(values[(values != -1) & (values != 1)])[:5]
+            return f"must be spins (-1/+1); found values such as {offending.tolist()}. Map 0/1 data by 2 x - 1"
         return None
 
     def constraint(self) -> constraints.Constraint:
         """NumPyro's constraint for one coordinate."""
+        if self._kind == "spin":
+            raise NotImplementedError("NumPyro has no constraint for spins {-1, +1}; use binary units (x + 1) / 2")
         return constraints.boolean if self._kind == "binary" else constraints.real
 
     def transform(self) -> Transform:
@@ -81,9 +95,10 @@ class Support:
         return biject_to(self.constraint())
 
     def initial_positions(self, key: PRNGKeyArray, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
-        """Default chain starts of ``shape``: coin flips (binary), standard normals (real)."""
-        if self._kind == "binary":
-            return jax.random.bernoulli(key, 0.5, shape).astype(dtype)
+        """Default chain starts of ``shape``: coin flips (binary, spin), standard normals (real)."""
+        if self._kind in ("binary", "spin"):
+            flips = jax.random.bernoulli(key, 0.5, shape).astype(dtype)
+            return flips if self._kind == "binary" else 2 * flips - 1
         return jax.random.normal(key, shape, dtype)
 
     def to_json(self) -> Any:
@@ -173,8 +188,53 @@ class Box(Support):
     __str__ = __repr__
 
 
+class Categorical(Support):
+    """``{0, ..., q - 1}`` in every coordinate: the states of Potts units (stored as numbers)."""
+
+    def __init__(self, num_states: int):
+        super().__init__("categorical")
+        if isinstance(num_states, bool) or int(num_states) != num_states or num_states < 2:
+            raise ValueError(f"categorical: the number of states must be an integer >= 2, got {num_states!r}")
+        self.num_states = int(num_states)
+
+    @property
+    def values(self) -> tuple[float, ...]:
+        return tuple(float(v) for v in range(self.num_states))
+
+    def problem(self, values: np.ndarray) -> str | None:
+        bad = (values != np.round(values)) | (values < 0) | (values >= self.num_states)
+        if np.any(bad):
+            return (f"must be states 0 .. {self.num_states - 1} (a categorical support); found values such as "
+                    f"{np.unique(values[bad])[:5].tolist()}")
+        return None
+
+    def constraint(self) -> constraints.Constraint:
+        return constraints.integer_interval(0, self.num_states - 1)
+
+    def initial_positions(self, key: PRNGKeyArray, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
+        """Uniform states."""
+        return jax.random.randint(key, shape, 0, self.num_states).astype(dtype)
+
+    def to_json(self) -> Any:
+        return {"kind": "categorical", "num_states": self.num_states}
+
+    def _key(self) -> tuple:
+        return ("categorical", self.num_states)
+
+    def __repr__(self) -> str:
+        return f"categorical({self.num_states})"
+
+    __str__ = __repr__
+
+
 Support.REAL = Support("real")
 Support.BINARY = Support("binary")
+Support.SPIN = Support("spin")
+
+
+def categorical(num_states: int) -> Categorical:
+    """The support ``{0, ..., num_states - 1}^D`` (Potts units)."""
+    return Categorical(num_states)
 
 
 def box(low: float = -math.inf, high: float = math.inf) -> Box:
@@ -187,8 +247,11 @@ def as_support(value: Any) -> Support:
     :meth:`Support.to_json`; ValueError otherwise."""
     if isinstance(value, Support):
         return value
-    if value in ("real", "binary"):
-        return Support.REAL if value == "real" else Support.BINARY
+    if value in ("real", "binary", "spin"):
+        return {"real": Support.REAL, "binary": Support.BINARY, "spin": Support.SPIN}[value]
     if isinstance(value, dict) and value.get("kind") == "box":
         return Box(value["low"], value["high"])
-    raise ValueError(f"unknown support {value!r}; use 'real', 'binary' or ebm_ppl.box(low, high)")
+    if isinstance(value, dict) and value.get("kind") == "categorical":
+        return Categorical(value["num_states"])
+    raise ValueError(f"unknown support {value!r}; use 'real', 'binary', 'spin', ebm_ppl.box(low, high) or "
+                     "ebm_ppl.categorical(q)")

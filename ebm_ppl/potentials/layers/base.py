@@ -1,0 +1,127 @@
+"""Layers of units for restricted Boltzmann machines: what each kind of unit contributes.
+
+An RBM is a visible layer, a hidden layer and couplings ``W`` between the layers' *features*
+(:mod:`ebm_ppl.potentials.rbm`). A layer knows, for its units ``x`` (last axis) and an input
+``field`` from the other layer:
+
+* ``energy(x)``       its own energy E(x) (the bias terms);
+* ``features(x)``     what the couplings see: ``E(x, h) = E_v(x) + E_h(h) - features_v(x) W features_h(h)``;
+* ``cgf(field)``      its cumulant generating function ``log sum_x exp(-E(x) + field . features(x))``
+                      (an integral for real units): what summing the layer out adds to the other
+                      layer's free energy;
+* ``sample(key, field, dtype)`` and ``mean(field)``: the conditional ``p(x | field)`` it defines;
+* ``base(data)``      the visible layer of a coupling-free reference model, fitted to data when
+                      given (``without_bias()`` gives its hidden layer);
+* for discrete layers, ``num_states`` and ``state(index)``: enumeration for exact sums.
+
+Methods taking ``axis`` reduce over (and broadcast parameters along) the units axis, ``-1`` or,
+for arrays laid out ``(units, chains)``, ``0``; the fused AIS path uses that layout. The
+``noise``/``sample_from_noise`` pair splits a conditional draw into its random numbers and a
+deterministic map, so AIS can draw the random numbers of many steps in one call.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, DTypeLike, PRNGKeyArray
+
+from ebm_ppl.potentials.base import Support, validate_input
+
+__all__ = ["Layer", "along"]
+
+
+def along(v: Array, axis: int) -> Array:
+    """A per-unit vector broadcast against arrays whose units are on ``axis`` (-1, or 0 of 2-D)."""
+    return v if axis == -1 else v[:, None]
+
+
+class Layer(eqx.Module):
+    """A layer of ``size`` units (abstract); see the module docstring for the methods."""
+
+    support: ClassVar[Support]
+    #: the number of trailing axes of :meth:`features` (1: a vector; Potts units: 2, sites x states)
+    feature_ndim: ClassVar[int] = 1
+    #: the randomness :meth:`noise` draws, ``"uniform"`` or ``"normal"``; None where the layer
+    #: does not split its draws (the fused AIS path then does not apply)
+    noise_kind: ClassVar[str | None] = None
+
+    @classmethod
+    def standard(cls, size: int, dtype: DTypeLike | None = None, **kwargs) -> "Layer":
+        """``size`` units with zero biases and unit precisions or scales (what an RBM starts from)."""
+        dtype = jnp.result_type(float) if dtype is None else dtype
+        values = {field.name: (jnp.ones if field.name.startswith(("precision", "scale")) else jnp.zeros)(
+            (int(size), *cls._extra_shape(**kwargs)) if field.name == "bias" else (int(size),), dtype)
+            for field in dataclasses.fields(cls)}
+        return cls(**values)
+
+    @classmethod
+    def _extra_shape(cls, **kwargs) -> tuple[int, ...]:
+        if kwargs:
+            raise TypeError(f"{cls.__name__}.standard takes no options {sorted(kwargs)}")
+        return ()
+
+    @property
+    @abc.abstractmethod
+    def size(self) -> int:
+        """The number of units."""
+
+    @abc.abstractmethod
+    def energy(self, x: Array, axis: int = -1) -> Array:
+        """E(x); ``(*batch, size) -> (*batch,)``."""
+
+    def features(self, x: Array, axis: int = -1) -> Array:
+        """What the couplings see; ``(*batch, size) -> (*batch, size)`` (here x itself)."""
+        return x
+
+    @abc.abstractmethod
+    def cgf(self, field: Array, axis: int = -1) -> Array:
+        """``log sum_x exp(-E(x) + field . features(x))``; ``(*batch, size) -> (*batch,)``."""
+
+    def noise(self, key: PRNGKeyArray, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
+        """The random numbers of one draw of ``shape`` (see :meth:`sample_from_noise`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not split its draws")
+
+    def sample_from_noise(self, noise: Array, field: Array, axis: int = -1) -> Array:
+        """The draw from ``p(x | field)`` that ``noise`` (from :meth:`noise`) determines."""
+        raise NotImplementedError(f"{type(self).__name__} does not split its draws")
+
+    @abc.abstractmethod
+    def sample(self, key: PRNGKeyArray, field: Array, dtype: DTypeLike) -> Array:
+        """x ~ p(x | field) ∝ exp(-E(x) + field . features(x)); shape of ``field``."""
+
+    @abc.abstractmethod
+    def mean(self, field: Array) -> Array:
+        """E[x | field]; shape of ``field``."""
+
+    @abc.abstractmethod
+    def base(self, data: Array | None = None) -> "Layer":
+        """The layer of a coupling-free reference model: fitted to ``data`` ``(N, size)`` when
+        given, else this layer."""
+
+    def without_bias(self) -> "Layer":
+        """This layer with its biases zero and its scales (if any) kept: the hidden layer of a
+        coupling-free base model."""
+        return jax.tree.map(jnp.zeros_like, self)
+
+    def energy_drop(self, other: "Layer", x: Array, axis: int = -1) -> Array:
+        """``E_self(x) - E_other(x)`` for a layer ``other`` of the same kind and features."""
+        return self.energy(x, axis) - other.energy(x, axis)
+
+    def interpolate(self, other: "Layer", beta: Array) -> "Layer":
+        """The layer ``(1 - beta) self + beta other`` (parameters interpolated linearly) for a
+        layer ``other`` of the same kind and features."""
+        return jax.tree.map(lambda a, b: (1 - beta) * a + beta * b, self, other)
+
+    def same_features(self, other: "Layer") -> bool:
+        """Whether ``other.features`` is this layer's (so a coupling path may share them)."""
+        return True
+
+    def check(self, x: ArrayLike, name: str, owner: str) -> Array:
+        """``x`` validated as states of this layer, ``(*batch, size)``."""
+        return validate_input(x, (self.size,), self.support, name=name, owner=owner)

@@ -1,0 +1,144 @@
+"""Gaussian units: the native form (fields and precisions) and the scaled form of the
+Gaussian-Bernoulli RBM (means and standard deviations, coupled through x / sigma)."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, DTypeLike, PRNGKeyArray
+
+from ebm_ppl.potentials import _draws
+from ebm_ppl.potentials.layers.base import Layer, along
+from ebm_ppl.potentials.supports import Support
+
+__all__ = ["Gaussian", "ScaledGaussian"]
+
+
+class ScaledGaussian(Layer):
+    """Real units with means b and standard deviations sigma that couple through ``x / sigma``
+    (the form of Hinton's practical guide and Krizhevsky 2009)::
+
+        E(x) = sum (x - b)^2 / (2 sigma^2),   features(x) = x / sigma,
+        p(x | I) = N(b + sigma I, sigma^2),   cgf(I) = sum [b I / sigma + I^2 / 2 + log(sqrt(2 pi) sigma)].
+
+    Attributes:
+        loc: b, shape ``(size,)``.
+        scale: sigma > 0, shape ``(size,)``.
+    """
+
+    support: ClassVar[Support] = Support.REAL
+    noise_kind: ClassVar[str] = "normal"
+
+    loc: Array
+    scale: Array
+
+    @property
+    def size(self) -> int:
+        return self.loc.shape[0]
+
+    def energy(self, x: Array, axis: int = -1) -> Array:
+        loc, scale = along(self.loc, axis), along(self.scale, axis)
+        return jnp.sum((x - loc) ** 2 / (2 * scale**2), axis=axis)
+
+    def features(self, x: Array, axis: int = -1) -> Array:
+        return x / along(self.scale, axis)
+
+    def cgf(self, field: Array, axis: int = -1) -> Array:
+        loc, scale = along(self.loc, axis), along(self.scale, axis)
+        return jnp.sum(loc * field / scale + 0.5 * field**2, axis=axis) + self.log_normalizer()
+
+    def log_normalizer(self) -> Array:
+        """``sum log(sqrt(2 pi) sigma)``, the cgf at zero field."""
+        return jnp.sum(jnp.log(self.scale)) + 0.5 * self.size * math.log(2 * math.pi)
+
+    def noise(self, key: PRNGKeyArray, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
+        return jax.random.normal(key, shape, dtype)
+
+    def sample_from_noise(self, noise: Array, field: Array, axis: int = -1) -> Array:
+        scale = along(self.scale, axis)
+        return along(self.loc, axis) + scale * field + scale * noise
+
+    def sample(self, key: PRNGKeyArray, field: Array, dtype: DTypeLike) -> Array:
+        return _draws.gaussian(key, self.mean(field), self.scale)
+
+    def mean(self, field: Array) -> Array:
+        return self.loc + self.scale * field
+
+    def base(self, data: Array | None = None) -> "ScaledGaussian":
+        """This layer, or its means set to ``data``'s (the standard deviations kept)."""
+        if data is None:
+            return self
+        return ScaledGaussian(jnp.mean(data, axis=0).astype(self.loc.dtype), self.scale)
+
+    def energy_drop(self, other: "Layer", x: Array, axis: int = -1) -> Array:
+        scale = along(self.scale, axis)
+        loc_self, loc_other = along(self.loc, axis), along(other.loc, axis)
+        return jnp.sum(((x - loc_self) ** 2 - (x - loc_other) ** 2) / (2 * scale**2), axis=axis)
+
+    def without_bias(self) -> "ScaledGaussian":
+        return ScaledGaussian(jnp.zeros_like(self.loc), self.scale)
+
+    def interpolate(self, other: "Layer", beta: Array) -> "ScaledGaussian":
+        """The means interpolated; the standard deviations are ``other``'s (they must agree)."""
+        return ScaledGaussian((1 - beta) * self.loc + beta * other.loc, other.scale)
+
+    def same_features(self, other: "Layer") -> bool:
+        try:
+            return bool(jnp.all(self.scale == other.scale))
+        except jax.errors.ConcretizationTypeError:  # traced parameters: assume they differ
+            return False
+
+
+class Gaussian(Layer):
+    """Real units with fields theta and precisions gamma > 0 (the native form):
+    ``E(x) = sum (gamma x^2 / 2 - theta x)``, ``p(x | I) = N((theta + I) / gamma, 1 / gamma)``,
+    ``cgf(I) = sum [(theta + I)^2 / (2 gamma) + log(2 pi / gamma) / 2]``.
+
+    Attributes:
+        bias: theta, shape ``(size,)``.
+        precision: gamma, all > 0, shape ``(size,)``.
+    """
+
+    support: ClassVar[Support] = Support.REAL
+    noise_kind: ClassVar[str] = "normal"
+
+    bias: Array
+    precision: Array
+
+    @property
+    def size(self) -> int:
+        return self.bias.shape[0]
+
+    def energy(self, x: Array, axis: int = -1) -> Array:
+        bias, precision = along(self.bias, axis), along(self.precision, axis)
+        return jnp.sum(0.5 * precision * x**2 - bias * x, axis=axis)
+
+    def cgf(self, field: Array, axis: int = -1) -> Array:
+        a, precision = along(self.bias, axis) + field, along(self.precision, axis)
+        return jnp.sum(0.5 * a**2 / precision + 0.5 * jnp.log(2 * math.pi / precision), axis=axis)
+
+    def noise(self, key: PRNGKeyArray, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
+        return jax.random.normal(key, shape, dtype)
+
+    def sample_from_noise(self, noise: Array, field: Array, axis: int = -1) -> Array:
+        precision = along(self.precision, axis)
+        return (along(self.bias, axis) + field) / precision + noise / jnp.sqrt(precision)
+
+    def sample(self, key: PRNGKeyArray, field: Array, dtype: DTypeLike) -> Array:
+        return _draws.gaussian(key, self.mean(field), 1 / jnp.sqrt(self.precision))
+
+    def mean(self, field: Array) -> Array:
+        return (self.bias + field) / self.precision
+
+    def base(self, data: Array | None = None) -> "Gaussian":
+        """This layer, or the Gaussian of ``data``'s per-unit mean and variance."""
+        if data is None:
+            return self
+        precision = 1 / (jnp.var(data, axis=0) + 1e-6)
+        return Gaussian((jnp.mean(data, axis=0) * precision).astype(self.bias.dtype), precision.astype(self.bias.dtype))
+
+    def without_bias(self) -> "Gaussian":
+        return Gaussian(jnp.zeros_like(self.bias), self.precision)

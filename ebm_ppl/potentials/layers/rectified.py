@@ -1,0 +1,190 @@
+"""Rectified units: ReLU (h >= 0) and dReLU (a ReLU on each side of 0; Tubiana & Monasson 2017).
+
+Both are Gaussians restricted to half-lines, so their cumulant generating functions are
+half-Gaussian integrals,
+
+    log int_0^inf exp(-gamma h^2 / 2 + a h) dh = log(2 pi / gamma) / 2 + z^2 / 2 + log Phi(z),  z = a / sqrt(gamma),
+
+computed without cancellation in float32: for z < 0 the last two terms are ``log(erfcx(-z / sqrt 2) / 2)``
+(erfcx the scaled complementary error function), for z >= 0 ``log_ndtr`` is near 0. Draws are
+inverse-CDF draws of a normal truncated below, refined by Newton steps on ``log_ndtr`` so that
+they stay exact far in the tail, where ``jax.random.truncated_normal`` overflows in float32.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import erfcx, log_ndtr, ndtri
+from jaxtyping import Array, DTypeLike, PRNGKeyArray
+
+from ebm_ppl.potentials.layers.base import Layer, along
+from ebm_ppl.potentials.supports import Support, box
+
+__all__ = ["ReLU", "DReLU", "log_half_gaussian", "truncated_normal_above"]
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def log_half_gaussian(a: Array, precision: Array) -> Array:
+    """``log int_0^inf exp(-precision h^2 / 2 + a h) dh``, elementwise, stable for any ``a``."""
+    z = a / jnp.sqrt(precision)
+    z_pos, z_neg = jnp.maximum(z, 0.0), jnp.minimum(z, 0.0)  # each branch sees only its own range
+    positive = 0.5 * z_pos**2 + log_ndtr(z_pos)
+    negative = jnp.log(erfcx(-z_neg / math.sqrt(2.0))) - math.log(2.0)
+    return 0.5 * (_LOG_2PI - jnp.log(precision)) + jnp.where(z >= 0, positive, negative)
+
+
+def _mills_term(z: Array) -> Array:
+    """``phi(z) / Phi(z)`` (the mean shift of a normal truncated to (-z, inf) is this), stable."""
+    return jnp.exp(-0.5 * z**2 - 0.5 * _LOG_2PI - log_ndtr(z))
+
+
+def truncated_normal_above(uniform: Array, lower: Array, newton_steps: int = 3) -> Array:
+    """The draw of N(0, 1) conditioned on ``> lower`` that ``uniform`` in (0, 1) maps to by the
+    inverse CDF (its tail probability beyond the draw is ``uniform`` times that beyond ``lower``).
+
+    The tail probability is handled in logs (``log_ndtr``), the first guess is the exact inverse
+    where it is representable and an asymptotic one deeper in the tail, and Newton steps on
+    ``log_ndtr(-x) = log u + log_ndtr(-lower)`` make it exact to float precision.
+    """
+    target = jnp.log(uniform) + log_ndtr(-lower)
+    exact = -ndtri(jnp.exp(jnp.maximum(target, -80.0)))
+    # deep tail: Phi(-x) ~ phi(x) / x, so x^2 / 2 + log x = -target - log sqrt(2 pi)
+    r = jnp.maximum(-2.0 * target - _LOG_2PI, 1.0)
+    deep = jnp.sqrt(jnp.maximum(r - jnp.log(r), 1.0))
+    x = jnp.where(target > -80.0, exact, deep)
+    for _ in range(newton_steps):
+        log_tail = log_ndtr(-x)
+        slope = -jnp.exp(-0.5 * x**2 - 0.5 * _LOG_2PI - log_tail)  # d/dx log Phi(-x)
+        x = x - (log_tail - target) / slope
+    return jnp.maximum(x, lower)
+
+
+class ReLU(Layer):
+    """Units h >= 0 with fields theta and precisions gamma > 0: ``E(h) = sum (gamma h^2 / 2 -
+    theta h)``; given the input I, ``h`` is N((theta + I) / gamma, 1 / gamma) truncated to
+    ``[0, inf)``, and ``cgf(I) = sum log_half_gaussian(theta + I, gamma)``.
+
+    Attributes:
+        bias: theta, shape ``(size,)``.
+        precision: gamma, all > 0, shape ``(size,)``.
+    """
+
+    support: ClassVar[Support] = box(0.0, math.inf)
+    noise_kind: ClassVar[str] = "uniform"
+
+    bias: Array
+    precision: Array
+
+    @property
+    def size(self) -> int:
+        return self.bias.shape[0]
+
+    def energy(self, x: Array, axis: int = -1) -> Array:
+        bias, precision = along(self.bias, axis), along(self.precision, axis)
+        return jnp.sum(0.5 * precision * x**2 - bias * x, axis=axis)
+
+    def cgf(self, field: Array, axis: int = -1) -> Array:
+        return jnp.sum(log_half_gaussian(along(self.bias, axis) + field, along(self.precision, axis)), axis=axis)
+
+    def noise(self, key: PRNGKeyArray, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
+        return jax.random.uniform(key, shape, dtype, minval=jnp.finfo(dtype).tiny, maxval=1.0)
+
+    def sample_from_noise(self, noise: Array, field: Array, axis: int = -1) -> Array:
+        precision = along(self.precision, axis)
+        scale = 1 / jnp.sqrt(precision)
+        mu = (along(self.bias, axis) + field) / precision
+        return mu + scale * truncated_normal_above(noise, -mu / scale)
+
+    def sample(self, key: PRNGKeyArray, field: Array, dtype: DTypeLike) -> Array:
+        draws = self.sample_from_noise(self.noise(key, field.shape, dtype), field)
+        return jax.lax.optimization_barrier(draws.astype(dtype))
+
+    def mean(self, field: Array) -> Array:
+        scale = 1 / jnp.sqrt(self.precision)
+        mu = (self.bias + field) / self.precision
+        return mu + scale * _mills_term(mu / scale)
+
+    def base(self, data: Array | None = None) -> "ReLU":
+        """This layer (a ReLU layer is not fitted to data here)."""
+        return self
+
+    def without_bias(self) -> "ReLU":
+        return ReLU(jnp.zeros_like(self.bias), self.precision)
+
+
+class DReLU(Layer):
+    """Double ReLU units (Tubiana & Monasson 2017): ``E(h) = gamma_+ (h_+)^2 / 2 + gamma_- (h_-)^2 / 2
+    - theta_+ h_+ - theta_- h_-`` with ``h_+ = max(h, 0)``, ``h_- = min(h, 0)``: a different
+    Gaussian on each side of 0, so ``cgf(I) = sum logaddexp(log_half_gaussian(theta_+ + I, gamma_+),
+    log_half_gaussian(-(theta_- + I), gamma_-))``; a draw picks a side with probability
+    proportional to its integral, then a truncated normal on it.
+
+    Attributes:
+        bias_pos, bias_neg: theta_+, theta_-, shape ``(size,)``.
+        precision_pos, precision_neg: gamma_+, gamma_-, all > 0, shape ``(size,)``.
+    """
+
+    support: ClassVar[Support] = Support.REAL
+
+    bias_pos: Array
+    bias_neg: Array
+    precision_pos: Array
+    precision_neg: Array
+
+    @property
+    def size(self) -> int:
+        return self.bias_pos.shape[0]
+
+    def energy(self, x: Array, axis: int = -1) -> Array:
+        pos, neg = jnp.maximum(x, 0.0), jnp.minimum(x, 0.0)
+        g_pos, g_neg = along(self.precision_pos, axis), along(self.precision_neg, axis)
+        t_pos, t_neg = along(self.bias_pos, axis), along(self.bias_neg, axis)
+        return jnp.sum(0.5 * g_pos * pos**2 + 0.5 * g_neg * neg**2 - t_pos * pos - t_neg * neg, axis=axis)
+
+    def _sides(self, field: Array) -> tuple[Array, Array]:
+        """The log integrals of exp(-E(h) + I h) over h > 0 and over h < 0."""
+        return (log_half_gaussian(self.bias_pos + field, self.precision_pos),
+                log_half_gaussian(-(self.bias_neg + field), self.precision_neg))
+
+    def cgf(self, field: Array, axis: int = -1) -> Array:
+        if axis != -1:
+            raise NotImplementedError("DReLU works on the last axis only")
+        log_pos, log_neg = self._sides(field)
+        return jnp.sum(jnp.logaddexp(log_pos, log_neg), axis=-1)
+
+    def sample(self, key: PRNGKeyArray, field: Array, dtype: DTypeLike) -> Array:
+        key_side, key_pos, key_neg = jax.random.split(key, 3)
+        log_pos, log_neg = self._sides(field)
+        positive = jax.random.bernoulli(key_side, jax.nn.sigmoid(log_pos - log_neg))
+        tiny = jnp.finfo(dtype).tiny
+        u_pos = jax.random.uniform(key_pos, field.shape, dtype, minval=tiny, maxval=1.0)
+        u_neg = jax.random.uniform(key_neg, field.shape, dtype, minval=tiny, maxval=1.0)
+        s_pos, s_neg = 1 / jnp.sqrt(self.precision_pos), 1 / jnp.sqrt(self.precision_neg)
+        mu_pos = (self.bias_pos + field) / self.precision_pos
+        mu_neg = -(self.bias_neg + field) / self.precision_neg  # of -h on the negative side
+        h_pos = mu_pos + s_pos * truncated_normal_above(u_pos, -mu_pos / s_pos)
+        h_neg = -(mu_neg + s_neg * truncated_normal_above(u_neg, -mu_neg / s_neg))
+        return jax.lax.optimization_barrier(jnp.where(positive, h_pos, h_neg).astype(dtype))
+
+    def mean(self, field: Array) -> Array:
+        log_pos, log_neg = self._sides(field)
+        p_pos = jax.nn.sigmoid(log_pos - log_neg)
+        s_pos, s_neg = 1 / jnp.sqrt(self.precision_pos), 1 / jnp.sqrt(self.precision_neg)
+        mu_pos = (self.bias_pos + field) / self.precision_pos
+        mu_neg = -(self.bias_neg + field) / self.precision_neg
+        mean_pos = mu_pos + s_pos * _mills_term(mu_pos / s_pos)
+        mean_neg = -(mu_neg + s_neg * _mills_term(mu_neg / s_neg))
+        return p_pos * mean_pos + (1 - p_pos) * mean_neg
+
+    def base(self, data: Array | None = None) -> "DReLU":
+        """This layer (a dReLU layer is not fitted to data here)."""
+        return self
+
+    def without_bias(self) -> "DReLU":
+        return DReLU(jnp.zeros_like(self.bias_pos), jnp.zeros_like(self.bias_neg), self.precision_pos,
+                     self.precision_neg)

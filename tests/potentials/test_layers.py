@@ -1,0 +1,184 @@
+"""RBM layers (Binary, Spin, Potts, Gaussian, ReLU, dReLU) and ep.RBM over any pair: energies,
+CGFs, conditionals, exact log Z and sampling against brute-force enumeration and quadrature."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+import ebm_ppl as ep
+from ebm_ppl.potentials.layers import Binary, DReLU, Gaussian, Potts, ReLU, Spin
+
+L = ep.layers
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def _random_layer(kind: str, size: int, rng: np.random.Generator):
+    """A layer of ``size`` units with random parameters of order 1 (positive where they must be)."""
+    normal = lambda *shape: jnp.asarray(rng.normal(0.0, 1.0, shape))  # noqa: E731
+    positive = lambda *shape: jnp.asarray(rng.uniform(0.5, 2.0, shape))  # noqa: E731
+    return {"binary": lambda: Binary(normal(size)), "spin": lambda: Spin(normal(size)),
+            "potts": lambda: Potts(normal(size, 3)), "gaussian": lambda: Gaussian(normal(size), positive(size)),
+            "relu": lambda: ReLU(normal(size), positive(size)),
+            "drelu": lambda: DReLU(normal(size), normal(size), positive(size), positive(size))}[kind]()
+
+
+def _states(layer):
+    """Every state of a discrete layer, ``(num_states, size)``."""
+    values = {"binary": (0.0, 1.0), "spin": (-1.0, 1.0)}.get(type(layer).__name__.lower(), None)
+    if values is None:  # Potts
+        values = tuple(float(v) for v in range(layer.num_categories))
+    return jnp.asarray(list(itertools.product(values, repeat=layer.size)))
+
+
+def _unit_log_integral(layer, j: int, field: float) -> float:
+    """log of the integral over one continuous unit j of exp(-E_j(h) + field h), by quadrature
+    (shifted by the integrand's peak so that large fields do not overflow; the parameters keep
+    the mass well inside [-60, 60])."""
+    def energy(h):
+        x = jnp.zeros(layer.size).at[j].set(h)
+        x0 = jnp.zeros(layer.size)
+        return float(layer.energy(x) - layer.energy(x0))
+
+    low = 0.0 if isinstance(layer, ReLU) else -60.0  # ReLU units live on [0, inf)
+    grid = np.linspace(low, 60, 1201)
+    peak = max(-energy(h) + field * h for h in grid)
+    value, _ = integrate.quad(lambda h: math.exp(-energy(h) + field * h - peak), low, 60.0, limit=400,
+                              points=None if low == 0.0 else [0.0], epsabs=0.0, epsrel=1e-11)
+    return math.log(value) + peak
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "relu", "drelu"])
+def test_continuous_cgf_against_quadrature_and_its_gradient_is_the_mean(kind, x64):
+    layer = _random_layer(kind, 3, np.random.default_rng(0))
+    field = jnp.asarray([-2.5, 0.3, 4.0])
+    exact = sum(_unit_log_integral(layer, j, float(field[j])) for j in range(3))
+    assert abs(float(layer.cgf(field)) - exact) < 1e-6 * max(1.0, abs(exact))
+    np.testing.assert_allclose(jax.grad(layer.cgf)(field), layer.mean(field), rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["relu", "drelu"])
+def test_rectified_cgf_is_stable_in_float32_far_in_the_tails(kind):
+    """Fields of +-60 (thousands of nats) in float32: the CGF equals its float64 value to a few ulps
+    of its size, finite; the mean stays on the right side of 0."""
+    layer32 = _random_layer(kind, 4, np.random.default_rng(1))
+    layer32 = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), layer32)
+    field = jnp.asarray([-60.0, -20.0, 20.0, 60.0], jnp.float32)
+    with jax.enable_x64(True):
+        layer64 = jax.tree.map(lambda v: jnp.asarray(v, jnp.float64), layer32)
+        exact = np.asarray(jax.vmap(lambda f, j: layer64.cgf(jnp.zeros(4).at[j].set(f)) - layer64.cgf(jnp.zeros(4)))(
+            field.astype(jnp.float64), jnp.arange(4)))
+    approx = np.asarray(jax.vmap(lambda f, j: layer32.cgf(jnp.zeros(4, jnp.float32).at[j].set(f))
+                                 - layer32.cgf(jnp.zeros(4, jnp.float32)))(field, jnp.arange(4)))
+    assert np.all(np.isfinite(approx))
+    np.testing.assert_allclose(approx, exact, rtol=1e-5, atol=1e-3)
+    mean = np.asarray(layer32.mean(field))
+    assert np.all(np.isfinite(mean)) and mean[-1] > 0
+
+
+@pytest.mark.parametrize("kind", ["relu", "drelu"])
+def test_rectified_draws_follow_their_density(kind):
+    """20,000 draws per unit pass a KS test (p > 1e-3) against the CDF by quadrature of
+    exp(-E(h) + I h), including a unit whose field pushes it 20 standard deviations into a tail."""
+    layer = _random_layer(kind, 3, np.random.default_rng(2))
+    field = jnp.asarray([-20.0, 0.0, 1.5])
+    draws = np.asarray(layer.sample(jax.random.key(3), jnp.broadcast_to(field, (20_000, 3)), jnp.float32))
+    with jax.enable_x64(True):
+        layer64 = jax.tree.map(lambda v: jnp.asarray(v, jnp.float64), layer)
+        for j in range(3):
+            low = 0.0 if isinstance(layer, ReLU) else draws[:, j].min() - 1  # ReLU units live on [0, inf)
+            grid = np.linspace(low, draws[:, j].max() + 1, 4001)
+            log_density = np.asarray(jax.vmap(lambda h: -layer64.energy(jnp.zeros(3).at[j].set(h))
+                                              + field[j] * h)(jnp.asarray(grid)))
+            density = np.exp(log_density - log_density.max())
+            cdf = np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2 * np.diff(grid))])
+            cdf /= cdf[-1]
+            assert stats.kstest(draws[:, j], lambda v: np.interp(v, grid, cdf)).pvalue > 1e-3, j
+
+
+PAIRS = [("binary", "drelu"), ("potts", "binary"), ("spin", "gaussian"), ("binary", "relu"), ("spin", "potts"),
+         ("gaussian", "spin")]
+
+
+@pytest.mark.parametrize("visible, hidden", PAIRS)
+def test_free_energy_and_exact_log_z_against_brute_force(visible, hidden, x64):
+    """F(x) = E_v(x) - cgf_h(I(x)) equals -log of the sum (integral) over h of exp(-E(x, h)); log Z
+    by both routes equals the brute-force sum over all discrete states (the continuous side by
+    quadrature), to 1e-6 relative in float64."""
+    rng = np.random.default_rng(4)
+    vis, hid = _random_layer(visible, 3, rng), _random_layer(hidden, 2, rng)
+    rbm = ep.RBM.init(jax.random.key(0), vis, hid, scale=0.7)
+    discrete_side = vis if hasattr(vis, "num_states") else hid
+    if discrete_side is vis:
+        xs = _states(vis)
+        if hasattr(hid, "num_states"):
+            hs = _states(hid)
+            log_joint = jnp.stack([-jax.vmap(lambda h: rbm.energy_joint(x, h))(hs) for x in xs])
+            np.testing.assert_allclose(rbm.free_energy(xs), -jax.scipy.special.logsumexp(log_joint, axis=1),
+                                       rtol=1e-10)
+        else:
+            fields = np.asarray(rbm.hidden_field(xs))
+            quad = np.array([sum(_unit_log_integral(hid, j, fields[i, j]) for j in range(hid.size))
+                             for i in range(len(xs))])
+            np.testing.assert_allclose(rbm.free_energy(xs), np.asarray(vis.energy(xs)) - quad, rtol=1e-6)
+        exact = float(jax.scipy.special.logsumexp(-rbm.free_energy(xs)))
+    else:  # continuous visible: sum over h, integrate x unit by unit
+        hs = _states(hid)
+        fields = np.asarray(rbm.visible_field(hs))
+        terms = [-float(hid.energy(h)) + sum(_unit_log_integral(vis, j, fields[i, j]) for j in range(vis.size))
+                 for i, h in enumerate(hs)]
+        exact = float(np.logaddexp.reduce(terms))
+    for route in [None, *rbm._routes()]:
+        assert abs(float(ep.log_partition(rbm, route=route)) - exact) < 1e-6 * max(1.0, abs(exact)), route
+
+
+@pytest.mark.parametrize("visible, hidden", [("potts", "binary"), ("spin", "spin")])
+def test_block_gibbs_leaves_the_exact_distribution_invariant(visible, hidden):
+    """From 20,000 exact samples, 5 block-Gibbs sweeps: the visible states' frequencies pass a
+    chi-square test against the exact probabilities (p > 1e-3)."""
+    rng = np.random.default_rng(5)
+    rbm = ep.RBM.init(jax.random.key(0), _random_layer(visible, 4, rng), _random_layer(hidden, 3, rng), scale=0.8)
+    xs = np.asarray(_states(rbm.visible), np.float32)
+    p = np.asarray(jax.nn.softmax(-rbm.free_energy(xs)), np.float64)
+    p /= p.sum()
+    start = ep.partition.exact_samples(jax.random.key(1), rbm, 20_000)
+    moved = ep.kernels.gibbs_sweeps(jax.random.key(2), rbm, start, 5)
+    index = {tuple(x): i for i, x in enumerate(xs)}
+    counts = np.bincount([index[tuple(x)] for x in np.asarray(moved)], minlength=len(xs))
+    assert stats.chisquare(counts, p * counts.sum()).pvalue > 1e-3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("visible, hidden", [("potts", "binary"), ("binary", "gaussian"), ("binary", "drelu")])
+def test_ais_of_new_pairs_is_within_0_05_nats_of_exact(visible, hidden):
+    rng = np.random.default_rng(6)
+    rbm = ep.RBM.init(jax.random.key(0), _random_layer(visible, 8, rng), _random_layer(hidden, 4, rng), scale=0.5)
+    exact = float(ep.log_partition(rbm))
+    est = ep.ais(jax.random.key(1), rbm, num_chains=200, num_temperatures=1000)
+    assert abs(est.log_z - exact) < 0.05, (est, exact)
+
+
+def test_generic_rbm_saves_loads_and_refuses_bad_layers(tmp_path):
+    rbm = ep.RBM.init(jax.random.key(0), L.Potts.standard(5, num_categories=4), L.DReLU.standard(3), scale=0.3)
+    assert rbm.W.shape == (5, 4, 3) and rbm.support == ep.potentials.supports.categorical(4)
+    ep.save(tmp_path / "rbm.ebm", rbm)
+    back = ep.load(tmp_path / "rbm.ebm")
+    np.testing.assert_array_equal(back.W, rbm.W)
+    assert type(back.hidden) is DReLU and type(back.visible) is Potts
+    with pytest.raises(ValueError, match="must be states 0 .. 3"):
+        rbm.energy(jnp.array([0.0, 1.0, 2.0, 3.0, 4.0]))
+    with pytest.raises(ValueError, match="precision"):
+        ep.RBM(L.Binary.standard(2), Gaussian(jnp.zeros(2), jnp.array([1.0, -1.0])), jnp.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"W must have shape \(2, 3\)"):
+        ep.RBM(L.Binary.standard(2), L.Binary.standard(3), jnp.zeros((3, 2)))
