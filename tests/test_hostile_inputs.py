@@ -251,7 +251,7 @@ def test_a_nan_ess_still_counts_as_degenerate():
 # -- misleading messages: the wrong kind of object is named ----------------------------------------------
 
 @pytest.mark.parametrize("call, fragment", [
-    (lambda: ep.log_partition("rbm"), "log_partition expects an ebm_ppl.Potential (a model), got str 'rbm'"),
+    (lambda: ep.log_partition("rbm"), "log_partition expects an ebm_ppl.Potential, got str 'rbm'; a saved model is ep.load"),
     (lambda: ep.ais(KEY, "rbm"), "ais expects an ebm_ppl.Potential, got str"),
     (lambda: ep.reverse_ais(KEY, "rbm", np.zeros((2, 6))), "reverse_ais expects an ebm_ppl.Potential, got str"),
     (lambda: ep.partition.exact_samples(KEY, "rbm", 3), "exact_samples expects an ebm_ppl.Potential"),

@@ -24,7 +24,7 @@ from blackjax.base import SamplingAlgorithm
 from ebm_ppl.kernels.block_gibbs import as_top_level_api as block_gibbs
 from ebm_ppl.kernels.langevin import as_top_level_api as langevin
 from ebm_ppl.kernels.site_gibbs import as_top_level_api as site_gibbs
-from ebm_ppl.potentials.base import Potential, Support
+from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.capabilities import has_block_conditionals
 
 __all__ = ["KernelSpec", "KERNELS", "STAT_MEANINGS", "default_kernel", "get_kernel", "check_kernel", "fixed_algorithm"]
@@ -37,7 +37,7 @@ class KernelSpec(NamedTuple):
         name: the name ``ep.sample(..., kernel=name)`` takes.
         summary: one line for help texts.
         supports: the kinds of support whose potentials it samples (``"real"``, ``"box"``,
-            ``"binary"``; gradient kernels run on a box through its bijection to R^D).
+            ``"binary"``, ``"spin"``, ``"categorical"``; gradient kernels run on a box through its bijection to R^D).
         requires: a predicate the potential must satisfy (a capability; None: none), and
         requirement: what it asks, in words, for error messages.
         options: the keyword options :func:`ebm_ppl.sample` accepts for it, and
@@ -76,7 +76,7 @@ class KernelSpec(NamedTuple):
     @property
     def gradient(self) -> bool:
         """Whether it follows grad log p (so needs continuous x)."""
-        return "binary" not in self.supports and "real" in self.supports
+        return "real" in self.supports and not set(self.supports) & {"binary", "spin", "categorical"}
 
     @property
     def tuned(self) -> bool:
@@ -127,12 +127,13 @@ def _nuts_stats(state, info, params) -> dict:
 
 
 _GRADIENT = ("real", "box")
+_DISCRETE = ("binary", "spin", "categorical")
 _TABLE = (
     KernelSpec("block_gibbs", "exact block Gibbs (RBM family)", ("binary", "spin", "categorical", "real", "box"),
                has_block_conditionals, "block conditionals (sample_hidden, sample_visible)", (), {},
                ("lp", "hidden_mean"), lambda s, i, p: {"hidden_mean": i.hidden_mean}, block_gibbs, True, "burn_in",
                start_energy=True),
-    KernelSpec("site_gibbs", "systematic-scan single-site Gibbs (binary potentials)", ("binary",), None, "",
+    KernelSpec("site_gibbs", "systematic-scan single-site Gibbs (discrete potentials)", _DISCRETE, None, "",
                (), {}, ("lp", "flip_rate"), lambda s, i, p: {"flip_rate": i.flip_rate}, site_gibbs, True, "burn_in"),
     KernelSpec("langevin", "unadjusted Langevin with a separate noise scale", _GRADIENT, None, "",
                ("step_size", "noise_scale"), {"step_size": 1e-2}, ("lp", "grad_norm", "step_size"),
@@ -164,11 +165,11 @@ def get_kernel(name: str) -> KernelSpec:
 
 
 def default_kernel(potential: Potential) -> str:
-    """Block Gibbs where there are block conditionals, site Gibbs for other binary potentials,
+    """Block Gibbs where there are block conditionals, site Gibbs for other discrete potentials,
     else NUTS."""
     if has_block_conditionals(potential):
         return "block_gibbs"
-    return "site_gibbs" if potential.support == Support.BINARY else "nuts"
+    return "nuts" if potential.support.continuous else "site_gibbs"
 
 
 def check_kernel(name: str | None, potential: Potential, options: Mapping[str, Any] = types.MappingProxyType({}),
@@ -184,7 +185,7 @@ def check_kernel(name: str | None, potential: Potential, options: Mapping[str, A
         raise ValueError(f"{owner}: kernel {spec.name!r} samples {' or '.join(spec.supports)} potentials; "
                          f"{family} is {potential.support}")
     if spec.requires is not None and not spec.requires(potential):
-        alternative = "'site_gibbs'" if potential.support == Support.BINARY else "'mala' or 'nuts'"
+        alternative = "'mala' or 'nuts'" if potential.support.continuous else "'site_gibbs'"
         raise ValueError(f"{owner}: kernel {spec.name!r} needs {spec.requirement}; {family} (event shape "
                          f"{potential.event_shape}) has none. Use kernel={alternative}.")
     unknown = sorted(set(options) - set(spec.options))

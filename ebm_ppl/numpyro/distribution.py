@@ -18,7 +18,7 @@ from ebm_ppl.inference.sampling import draw
 from ebm_ppl.kernels.registry import check_kernel
 from ebm_ppl.partition.estimate import AISEstimate
 from ebm_ppl.partition.likelihood import check_log_z
-from ebm_ppl.potentials.base import Potential, Support, check_potential
+from ebm_ppl.potentials.base import Potential, check_potential
 
 __all__ = ["EnergyDistribution", "factor", "DoublyIntractableWarning"]
 
@@ -58,12 +58,12 @@ class EnergyDistribution(dist.Distribution):
     model comparison see a normalized density. For inference over *other* latent variables, or
     over x itself, the constant does not matter.
 
-    The support and event shape are the potential's: real vectors go to NUTS/HMC, binary vectors
-    to NumPyro's discrete Gibbs kernels (they flip one coordinate at a time, so the distribution
-    declares the per-coordinate support {0, 1}).
+    The support and event shape are the potential's: real vectors go to NUTS/HMC, discrete ones
+    (binary, spin, categorical) to NumPyro's discrete Gibbs kernels (they change one coordinate
+    at a time, so the distribution enumerates the values of one coordinate).
 
     ``sample`` runs the potential's own MCMC (:func:`ebm_ppl.inference.draw`): block Gibbs for
-    RBMs, site Gibbs for other binary potentials, NUTS for real ones, ``sampler_steps`` steps per
+    RBMs, site Gibbs for other discrete potentials, NUTS for real ones, ``sampler_steps`` steps per
     draw from an independent chain. That makes ``Predictive`` and prior predictive checks work,
     at the price of ``sampler_steps`` kernel steps per requested draw, and the draws are only as
     exact as the chain has mixed.
@@ -108,15 +108,17 @@ class EnergyDistribution(dist.Distribution):
 
     @property
     def has_enumerate_support(self) -> bool:
-        return self.potential.support == Support.BINARY
+        return not self.potential.support.continuous
 
     def enumerate_support(self, expand: bool = True) -> Array:
-        """The per-coordinate values {0, 1} (NumPyro's discrete Gibbs flips one coordinate at a
-        time and reads only this size); the joint support has 2^D states and is not listed."""
-        if self.potential.support != Support.BINARY:
+        """The q values of one coordinate, shape ``(q, *event_shape)`` (NumPyro's discrete Gibbs
+        changes one coordinate at a time and reads only these); the joint support has q^D
+        states and is not listed."""
+        if self.potential.support.continuous:
             raise NotImplementedError("a real-valued potential has no enumerable support")
-        values = jnp.arange(2.0).reshape((2,) + (1,) * len(self.event_shape))
-        return jnp.broadcast_to(values, (2, *self.event_shape)) if expand else values
+        q = len(self.potential.support.values)
+        values = jnp.asarray(self.potential.support.values).reshape((q,) + (1,) * len(self.event_shape))
+        return jnp.broadcast_to(values, (q, *self.event_shape)) if expand else values
 
     def log_prob(self, value: ArrayLike) -> Array:
         log_p = -self.potential.energy(value)  # validated there: a complex value is refused, not cast

@@ -16,6 +16,7 @@ from ebm_ppl.potentials.base import Potential, Support, validate_input
 from ebm_ppl.potentials.bernoulli import Bernoulli
 from ebm_ppl.potentials.capabilities import (has_base_model, has_block_conditionals, has_exact_log_partition,
                                              has_exact_samples)
+from ebm_ppl.potentials.factorized import Factorized
 from ebm_ppl.potentials.gaussian import Gaussian
 from ebm_ppl.potentials.unconstrained import Unconstrained, unconstrained
 
@@ -59,7 +60,7 @@ def make_path(target: Potential, *, base: Potential | None, data: ArrayLike | No
     ``base`` (default: ``target.base_model(data)``) where :func:`anneals_parameters`; else a
     geometric path from a Gaussian ``base`` (default: N(0, I), or fitted to ``data``) for
     continuous potentials (on the unconstrained space of a bounded support), or from independent
-    binary units (uniform, or fitted to ``data``) for binary ones; ValueError otherwise."""
+    coordinates (uniform, or fitted to ``data``) for discrete ones."""
     if data is not None:
         data = validate_input(data, target.event_shape, target.support, name="data", owner="ais")
         if data.ndim != len(target.event_shape) + 1:
@@ -77,9 +78,7 @@ def make_path(target: Potential, *, base: Potential | None, data: ArrayLike | No
         return fused_path(base, target, base_log_z) or ParameterPath(base, target, base_log_z)
     if target.support.continuous:
         return _geometric(unconstrained(target), base, data, kernel, num_integration_steps)
-    if target.support == Support.BINARY:
-        return _discrete(target, base, data, kernel)
-    raise ValueError(f"ais: no annealing path for {type(target).__name__} (support {target.support})")
+    return _discrete(target, base, data, kernel)
 
 
 def _geometric(target: Potential, base, data, kernel, num_integration_steps) -> GeometricPath:
@@ -102,15 +101,21 @@ def _geometric(target: Potential, base, data, kernel, num_integration_steps) -> 
 
 
 def _discrete(target: Potential, base, data, kernel) -> DiscreteGeometricPath:
-    """The geometric path from independent binary units (uniform, fitted to ``data``, or a
-    given ``base`` with exact samples and exact log Z) to a binary potential."""
+    """The geometric path from independent coordinates (uniform, fitted to ``data``, or a given
+    ``base`` with exact samples and exact log Z) to a discrete potential: independent binary units
+    (:class:`Bernoulli`) for binary potentials, :class:`Factorized` for spin and categorical ones."""
+    support = target.support
     if kernel not in (None, "gibbs"):
-        raise ValueError(f"ais: a binary potential anneals with exact site-Gibbs moves; kernel={kernel!r} "
+        raise ValueError(f"ais: a {support} potential anneals with exact site-Gibbs moves; kernel={kernel!r} "
                          "does not apply")
-    if base is None:
+    if base is None and support == Support.BINARY:
         base = Bernoulli.uniform(target.event_shape) if data is None else Bernoulli.fit(data)
-    elif not (has_exact_samples(base) and has_exact_log_partition(base) and base.support == Support.BINARY
+    elif base is None:
+        base = (Factorized.uniform(target.event_shape, support) if data is None
+                else Factorized.fit(data, support))
+    elif not (has_exact_samples(base) and has_exact_log_partition(base) and base.support == support
               and tuple(base.event_shape) == tuple(target.event_shape)):
-        raise ValueError(f"ais: the base of {type(target).__name__} must be a binary potential of event shape "
-                         f"{target.event_shape} with exact samples and exact log Z (e.g. ep.potentials.Bernoulli)")
+        suggestion = "ep.potentials.Bernoulli" if support == Support.BINARY else "ep.potentials.Factorized"
+        raise ValueError(f"ais: the base of {type(target).__name__} must be a {support} potential of event shape "
+                         f"{target.event_shape} with exact samples and exact log Z (e.g. {suggestion})")
     return DiscreteGeometricPath(base, target, base.log_partition())

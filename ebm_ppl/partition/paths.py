@@ -1,6 +1,6 @@
 """Annealing paths from a tractable base distribution (beta = 0) to a potential (beta = 1).
 
-Two kinds, chosen by what the potential can do (:mod:`ebm_ppl.partition.choice`):
+Three kinds, chosen by what the potential can do (:mod:`ebm_ppl.partition.choice`):
 
 * :class:`ParameterPath` for potentials with a coupling-free base model and exact Gibbs moves
   (the RBMs, the fully visible BM). The parameters are interpolated, ``theta_beta = (1 - beta)
@@ -13,12 +13,13 @@ Two kinds, chosen by what the potential can do (:mod:`ebm_ppl.partition.choice`)
   beta (-E(x))`` from a Gaussian q, with BlackJAX MALA (or HMC) moves whose step size is adapted
   along the path from the chains' mean acceptance (Neal 2001); a bounded support is annealed on
   its unconstrained space (:mod:`ebm_ppl.potentials.unconstrained`), which has the same Z.
-* :class:`DiscreteGeometricPath` for any other binary potential: the same geometric path from
-  independent binary units, with exact single-site Gibbs moves.
+* :class:`DiscreteGeometricPath` for any other discrete potential (binary, spin, categorical):
+  the same geometric path from independent coordinates, with exact single-site Gibbs moves.
 """
 
 from __future__ import annotations
 
+import abc
 from typing import ClassVar
 
 import blackjax
@@ -33,7 +34,7 @@ from ebm_ppl.potentials.base import Potential, Support
 from ebm_ppl.potentials.gaussian import Gaussian
 from ebm_ppl.potentials.unconstrained import Unconstrained
 
-__all__ = ["AnnealingPath", "ParameterPath", "GeometricPath", "DiscreteGeometricPath", "Mixture"]
+__all__ = ["AnnealingPath", "GibbsPath", "ParameterPath", "GeometricPath", "DiscreteGeometricPath", "Mixture"]
 
 
 class AnnealingPath(eqx.Module):
@@ -76,12 +77,32 @@ class AnnealingPath(eqx.Module):
         return xs, aux, delta
 
 
-class ParameterPath(AnnealingPath):
-    """Linear interpolation of parameters between a zero-coupling base and the target."""
+class GibbsPath(AnnealingPath):
+    """A path of discrete models ``at(beta)`` between a base and the target, with one exact Gibbs
+    sweep of the intermediate model as the transition (abstract: subclasses define ``at``)."""
 
     base: Potential
     target: Potential
     base_log_z: Array
+
+    @abc.abstractmethod
+    def at(self, beta: Array) -> Potential:
+        """The intermediate model at ``beta``."""
+
+    def log_f(self, beta: Array, x: Array) -> Array:
+        """log f_beta(x) = -E_beta(x) for one x."""
+        return -self.at(beta).unbatched_energy(x)
+
+    def init_aux(self, dim_hint: int) -> Array:
+        return jnp.zeros(())
+
+    def transition(self, key: PRNGKeyArray, xs: Array, beta: Array, aux: Array):
+        """One exact Gibbs sweep of every chain under the model at ``beta``; ``xs: (N, *event)``."""
+        return gibbs_sweep(key, self.at(beta), xs), aux, jnp.ones(())
+
+
+class ParameterPath(GibbsPath):
+    """Linear interpolation of parameters between a zero-coupling base and the target."""
 
     def at(self, beta: Array) -> Potential:
         """The intermediate model theta_beta (same family as the target)."""
@@ -89,17 +110,6 @@ class ParameterPath(AnnealingPath):
         target_params = eqx.filter(self.target, eqx.is_array)
         mixed = jax.tree.map(lambda a, b: (1 - beta) * a + beta * b, base_params, target_params)
         return eqx.combine(mixed, static)
-
-    def log_f(self, beta: Array, x: Array) -> Array:
-        """log f_beta(x) = -F_{theta_beta}(x) for one x."""
-        return -self.at(beta).unbatched_energy(x)
-
-    def init_aux(self, dim_hint: int) -> Array:
-        return jnp.zeros(())
-
-    def transition(self, key: PRNGKeyArray, xs: Array, beta: Array, aux: Array):
-        """One exact Gibbs sweep of every chain under theta_beta; ``xs: (N, *event)``."""
-        return gibbs_sweep(key, self.at(beta), xs), aux, jnp.ones(())
 
     def sample_base(self, key: PRNGKeyArray, num: int, dtype) -> Array:
         """Exact base draws: the base has no couplings, so one sweep from anywhere is exact."""
@@ -172,15 +182,19 @@ class GeometricPath(AnnealingPath):
 
 
 class Mixture(Potential):
-    """The geometric mixture ``E_beta = (1 - beta) E_base + beta E_target`` of two binary
-    potentials (the intermediate model of :class:`DiscreteGeometricPath`); not registered."""
+    """The geometric mixture ``E_beta = (1 - beta) E_base + beta E_target`` of two discrete
+    potentials on the same support (the intermediate model of :class:`DiscreteGeometricPath`);
+    not registered."""
 
     name: ClassVar[str] = "geometric_mixture"
-    support: ClassVar[Support] = Support.BINARY
 
     base: Potential
     target: Potential
     beta: Array
+
+    @property
+    def support(self) -> Support:  # type: ignore[override]
+        return self.target.support
 
     @property
     def event_shape(self) -> tuple[int, ...]:
@@ -194,27 +208,16 @@ class Mixture(Potential):
         return (1 - self.beta) * site_logit(self.base, x, i) + self.beta * site_logit(self.target, x, i)
 
 
-class DiscreteGeometricPath(AnnealingPath):
-    """``log f_beta = -(1 - beta) E_q - beta E`` from a factorized binary base q (an
-    :class:`ep.potentials.Bernoulli <ebm_ppl.potentials.bernoulli.Bernoulli>`) to any binary
-    potential, with exact single-site Gibbs sweeps of the mixture as transitions (two energy
-    evaluations per site where the target has no ``site_logit``)."""
-
-    base: Potential
-    target: Potential
-    base_log_z: Array
+class DiscreteGeometricPath(GibbsPath):
+    """``log f_beta = -(1 - beta) E_q - beta E`` from a factorized base q (an
+    :class:`ep.potentials.Bernoulli <ebm_ppl.potentials.bernoulli.Bernoulli>` for binary
+    potentials, an :class:`ep.potentials.Factorized <ebm_ppl.potentials.factorized.Factorized>`
+    for spin and categorical ones) to any discrete potential, with exact single-site Gibbs sweeps
+    of the mixture as transitions (two energy evaluations per binary site where the target has no
+    ``site_logit``, q per site of q values)."""
 
     def at(self, beta: Array) -> Mixture:
         return Mixture(self.base, self.target, beta)
-
-    def log_f(self, beta: Array, x: Array) -> Array:
-        return -self.at(beta).unbatched_energy(x)
-
-    def init_aux(self, dim: int) -> Array:
-        return jnp.zeros(())
-
-    def transition(self, key: PRNGKeyArray, xs: Array, beta: Array, aux: Array):
-        return gibbs_sweep(key, self.at(beta), xs), aux, jnp.ones(())
 
     def sample_base(self, key: PRNGKeyArray, num: int, dtype) -> Array:
         return self.base.exact_samples(key, num).astype(dtype)

@@ -1,8 +1,9 @@
 """Energy families, each a registered :class:`~ebm_ppl.potentials.base.Potential`."""
 
-from ebm_ppl.potentials.base import Box, Potential, Support, box, validate_input
+from ebm_ppl.potentials.base import Box, Potential, Support, box, categorical, validate_input
 from ebm_ppl.potentials.registry import ENTRY_POINT_GROUP, get_potential, list_potentials, register_potential
 from ebm_ppl.potentials.bernoulli import Bernoulli
+from ebm_ppl.potentials.factorized import Factorized
 from ebm_ppl.potentials.function import FunctionPotential, potential
 from ebm_ppl.potentials.gaussian import Gaussian
 from ebm_ppl.potentials.boltzmann import BoltzmannMachine
@@ -19,9 +20,11 @@ __all__ = [
     "Support",
     "Box",
     "box",
+    "categorical",
     "potential",
     "FunctionPotential",
     "Bernoulli",
+    "Factorized",
     "validate_input",
     "ENTRY_POINT_GROUP",
     "get_potential",

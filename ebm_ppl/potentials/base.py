@@ -31,9 +31,10 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl import checks
-from ebm_ppl.potentials.supports import Box, Support, as_support, box
+from ebm_ppl.potentials.supports import Box, Support, as_support, box, categorical
 
-__all__ = ["Potential", "Support", "Box", "box", "as_support", "validate_input", "is_concrete", "check_potential"]
+__all__ = ["Potential", "Support", "Box", "box", "categorical", "as_support", "validate_input", "is_concrete",
+           "check_potential"]
 
 
 def is_concrete(x: Any) -> bool:
@@ -215,8 +216,11 @@ def check_potential(obj: Any, owner: str) -> "Potential":
         fn = getattr(obj, "__name__", "energy_fn")
         fn = fn if fn.isidentifier() else "energy_fn"
         raise TypeError(f"{owner} expects an ebm_ppl.Potential, got the function {fn}; wrap it as "
-                        f"ep.potential({fn}, event_shape=(D,), support='real') (support 'binary' or ep.box(low, high) "
-                        "as it applies)")
+                        f"ep.potential({fn}, event_shape=(D,), support='real') (support 'binary', 'spin', "
+                        "ep.categorical(q) or ep.box(low, high) as it applies)")
+    if isinstance(obj, str):
+        raise TypeError(f"{owner} expects an ebm_ppl.Potential, got str {obj!r}; a saved model is ep.load(path), "
+                        "a family's class ep.get_potential(name)")
     raise TypeError(f"{owner} expects an ebm_ppl.Potential, got {type(obj).__name__}")
 
 

@@ -17,8 +17,8 @@ from jaxtyping import Array, PRNGKeyArray
 from ebm_ppl import checks
 
 __all__ = ["DEFAULT_MAX_TERMS", "MAX_EXACT_STATES", "check_enumerable", "check_chunk_size",
-           "logsumexp_over_indices", "index_to_bits", "all_binary_states", "log_weights", "sample_indices",
-           "sample_binary_states", "check_num"]
+           "logsumexp_over_indices", "index_to_bits", "index_to_states", "all_binary_states", "log_weights",
+           "sample_indices", "sample_binary_states", "sample_states", "check_num"]
 
 #: Largest state space :func:`ebm_ppl.log_partition` enumerates unless told otherwise (2^26).
 DEFAULT_MAX_TERMS = 2**26
@@ -47,6 +47,19 @@ def index_to_bits(index: Array, num_bits: int, dtype=None) -> Array:
     dtype = jnp.result_type(float) if dtype is None else dtype
     shifts = jnp.arange(num_bits, dtype=index.dtype)
     return ((index[..., None] >> shifts) & 1).astype(dtype)
+
+
+def index_to_states(index: Array, values: tuple[float, ...], size: int, dtype=None) -> Array:
+    """The state numbered ``index`` of ``size`` coordinates that each take one of ``values``
+    (``index``'s digits in base ``len(values)``, least significant first, mapped to the values):
+    ``(...,) int -> (..., size)``. For ``values == (0, 1)`` these are :func:`index_to_bits`."""
+    dtype = jnp.result_type(float) if dtype is None else dtype
+    base = len(values)
+    if base == 2:
+        bits = index_to_bits(index, size, dtype)
+        return bits if values == (0.0, 1.0) else values[0] + (values[1] - values[0]) * bits
+    digits = (index[..., None] // base ** jnp.arange(size, dtype=index.dtype)) % base
+    return jnp.asarray(values, dtype)[digits]
 
 
 def all_binary_states(num_bits: int, dtype=None) -> Array:
@@ -121,9 +134,18 @@ def sample_binary_states(key: PRNGKeyArray, log_weight: Callable[[Array], Array]
     """``num`` exact draws from ``p(x) ∝ exp(log_weight(x))`` over ``{0, 1}^num_bits`` by
     enumerating the states (at most :data:`MAX_EXACT_STATES`) in chunks;
     ``log_weight: (chunk, num_bits) -> (chunk,)``. Returns ``(num, num_bits)`` in ``dtype``."""
-    check_enumerable(2**num_bits, MAX_EXACT_STATES, f"exact samples of {what}")
-    weights = log_weights(lambda index: log_weight(index_to_bits(index, num_bits, dtype)), 2**num_bits)
-    return index_to_bits(sample_indices(key, weights, num), num_bits, dtype)
+    return sample_states(key, log_weight, (0.0, 1.0), num_bits, num, dtype, what)
+
+
+def sample_states(key: PRNGKeyArray, log_weight: Callable[[Array], Array], values: tuple[float, ...], size: int,
+                  num: int, dtype, what: str) -> Array:
+    """``num`` exact draws from ``p(x) ∝ exp(log_weight(x))`` over ``values^size`` (the states of
+    :func:`index_to_states`, at most :data:`MAX_EXACT_STATES` of them) by enumeration in chunks;
+    ``log_weight: (chunk, size) -> (chunk,)``. Returns ``(num, size)`` in ``dtype``."""
+    num_states = len(values) ** size
+    check_enumerable(num_states, MAX_EXACT_STATES, f"exact samples of {what}")
+    weights = log_weights(lambda index: log_weight(index_to_states(index, values, size, dtype)), num_states)
+    return index_to_states(sample_indices(key, weights, num), values, size, dtype)
 
 
 def check_num(num, owner: str, event_size: int = 1) -> int:

@@ -107,7 +107,7 @@ def potential(energy_fn: Callable[..., Any] | None = None, *, event_shape: tuple
         energy_fn: E(x) for one example ``x`` of shape ``event_shape``, a scalar (JAX-traceable).
             Leave it out to use ``ep.potential(...)`` as a decorator.
         event_shape: the shape of one sample.
-        support: ``"real"``, ``"binary"`` or ``ep.box(low, high)``.
+        support: ``"real"``, ``"binary"``, ``"spin"``, ``ep.categorical(q)`` or ``ep.box(low, high)``.
         params: a pytree of numbers passed as the first argument (trainable, saved); None for a
             function of x alone.
         name: registers the potential under this name (``ep.load`` of a saved one then works

@@ -10,7 +10,7 @@ from jaxtyping import Array
 
 from ebm_ppl.compiler import filter_jit
 from ebm_ppl.potentials import enumeration
-from ebm_ppl.potentials.base import Potential, Support, check_potential
+from ebm_ppl.potentials.base import Potential, check_potential
 from ebm_ppl.potentials.capabilities import has_exact_log_partition
 
 __all__ = ["log_partition"]
@@ -18,29 +18,27 @@ __all__ = ["log_partition"]
 
 def log_partition(potential: Potential, **options: Any) -> Array:
     """Exact log Z of ``potential``: its own ``log_partition`` (analytic, or chunked enumeration
-    of its smaller layer), else, for any binary potential, chunked enumeration of its ``2^D``
-    states (D the event's size).
+    of its smaller layer), else, for any discrete potential (binary, spin, categorical), chunked
+    enumeration of its ``q^D`` states (q values per coordinate, D the event's size).
 
     Options are the family's (``route``, ``max_terms``, ``chunk_size``); the enumeration of a
-    binary potential takes ``max_terms`` (default 2^26) and ``chunk_size``. A potential without
+    discrete potential takes ``max_terms`` (default 2^26) and ``chunk_size``. A potential without
     an exact log Z, or a state space past ``max_terms``, raises a ValueError that points to
     :func:`ebm_ppl.ais`.
     """
     potential = check_potential(potential, "log_partition")
     if has_exact_log_partition(potential):
         return potential.log_partition(**options)
-    if potential.support == Support.BINARY:
+    if not potential.support.continuous:
         unknown = sorted(set(options) - {"max_terms", "chunk_size"})
         if unknown:
             raise ValueError(f"log_partition: {type(potential).__name__} is enumerated over its states; it takes "
                              f"max_terms and chunk_size, not {', '.join(unknown)}")
-        size = math.prod(potential.event_shape)
-        enumeration.check_enumerable(2**size, options.get("max_terms"),
-                                     f"{type(potential).__name__} with {size} binary units")
-        chunk_size = int(options.get("chunk_size", 2**14))
-        if chunk_size < 1:
-            raise ValueError(f"log_partition: chunk_size must be a positive integer, got {chunk_size}")
-        return _binary_log_z(potential, chunk_size)
+        size, values = math.prod(potential.event_shape), potential.support.values
+        enumeration.check_enumerable(len(values) ** size, options.get("max_terms"),
+                                     f"{type(potential).__name__} with {size} {potential.support} units")
+        chunk_size = enumeration.check_chunk_size(options.get("chunk_size", 2**14))
+        return _enumerated_log_z(potential, chunk_size)
     raise ValueError(
         f"{type(potential).__name__} has no exact log partition function (support {potential.support}); "
         "estimate it with ebm_ppl.ais(...)"
@@ -48,11 +46,11 @@ def log_partition(potential: Potential, **options: Any) -> Array:
 
 
 @filter_jit
-def _binary_log_z(potential: Potential, chunk_size: int) -> Array:
-    size = math.prod(potential.event_shape)
+def _enumerated_log_z(potential: Potential, chunk_size: int) -> Array:
+    size, values = math.prod(potential.event_shape), potential.support.values
 
     def log_term(index):
-        x = enumeration.index_to_bits(index, size).reshape(-1, *potential.event_shape)
+        x = enumeration.index_to_states(index, values, size).reshape(-1, *potential.event_shape)
         return -jax.vmap(potential.unbatched_energy)(x)
 
-    return enumeration.logsumexp_over_indices(log_term, 2**size, chunk_size)
+    return enumeration.logsumexp_over_indices(log_term, len(values) ** size, chunk_size)

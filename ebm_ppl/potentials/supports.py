@@ -32,7 +32,24 @@ import numpyro  # noqa: F401  the package first: a submodule imported first left
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import Transform, biject_to
 
-__all__ = ["Support", "Box", "Categorical", "box", "categorical", "as_support"]
+__all__ = ["Support", "Box", "Categorical", "box", "categorical", "as_support", "spin"]
+
+
+class _Spin(constraints.ParameterFreeConstraint):
+    """The values {-1, +1} (discrete), NumPyro's constraint protocol."""
+
+    is_discrete = True
+
+    def __call__(self, x):
+        xp = jnp if isinstance(x, jax.Array) else np
+        return xp.equal(x, -1) | xp.equal(x, 1)
+
+    def feasible_like(self, prototype):
+        return jnp.ones_like(prototype)
+
+
+#: NumPyro constraint of one spin coordinate, ``{-1, +1}``.
+spin = _Spin()
 
 
 class Support:
@@ -83,9 +100,9 @@ class Support:
         return None
 
     def constraint(self) -> constraints.Constraint:
-        """NumPyro's constraint for one coordinate."""
+        """NumPyro's constraint for one coordinate (:data:`spin` for {-1, +1}, which NumPyro lacks)."""
         if self._kind == "spin":
-            raise NotImplementedError("NumPyro has no constraint for spins {-1, +1}; use binary units (x + 1) / 2")
+            return spin
         return constraints.boolean if self._kind == "binary" else constraints.real
 
     def transform(self) -> Transform:
