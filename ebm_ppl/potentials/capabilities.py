@@ -21,6 +21,8 @@ has_base_model              ``base_model(data=None)``,                      AIS'
                             ``factorized_log_partition()``
 has_closed_form_gradient    ``contrastive_gradient(x_data, x_model)``       CD/PCD
 has_layers                  ``visible``, ``hidden`` layers, ``W``           AIS's fused RBM path
+has_centering               ``plain_to_centered(mu, lambda)``,              ``ep.training.centered``
+                            ``centered_to_plain(mu, lambda)``, layers
 ==========================  ==============================================  ======================
 
 Methods that depend on the energy (the logit energy and the closed-form gradient) count only
@@ -46,6 +48,7 @@ __all__ = [
     "has_base_model",
     "has_closed_form_gradient",
     "has_layers",
+    "has_centering",
     "default_frozen",
 ]
 
@@ -124,6 +127,15 @@ def has_layers(potential: Any) -> bool:
     by a weight matrix ``W`` (``matrix_couplings``), with ``with_layers`` to rebuild it."""
     return (isinstance(getattr(potential, "visible", None), Layer) and isinstance(getattr(potential, "hidden", None), Layer)
             and bool(getattr(potential, "matrix_couplings", False)) and _has(potential, "with_layers"))
+
+
+def has_centering(potential: Any) -> bool:
+    """Whether ``potential`` is an RBM over two layers whose couplings are the contractions of
+    their features with ``W`` (``standard_couplings``), so that it has a centered form
+    (``plain_to_centered`` / ``centered_to_plain``)."""
+    return (isinstance(getattr(potential, "visible", None), Layer) and isinstance(getattr(potential, "hidden", None), Layer)
+            and bool(getattr(potential, "standard_couplings", False))
+            and _has(potential, "plain_to_centered", "centered_to_plain", "with_layers"))
 
 
 def default_frozen(potential: Any) -> tuple[str, ...]:

@@ -62,26 +62,55 @@ class RBMBase(Potential):
         return (self.n_visible,)
 
     @property
-    def matrix_couplings(self) -> bool:
-        """Whether the couplings are the matrix products of :meth:`hidden_field` and
-        :meth:`visible_field` as defined here, between vector features (a family may override
-        them, as the subspace RBM does; Potts features are matrices)."""
-        return (self.visible.feature_ndim == self.hidden.feature_ndim == 1
-                and type(self).hidden_field is RBMBase.hidden_field and type(self).visible_field is RBMBase.visible_field)
+    def standard_couplings(self) -> bool:
+        """Whether the fields are :meth:`hidden_field` and :meth:`visible_field` as defined here,
+        the contractions of the layers' features with W (a family may override them, as the
+        subspace RBM does)."""
+        return type(self).hidden_field is RBMBase.hidden_field and type(self).visible_field is RBMBase.visible_field
 
-    def hidden_field(self, x: Array) -> Array:
-        """The input to the hidden layer, ``features_v(x) W`` (contracting the visible features'
-        axes); ``(*batch, D) -> (*batch, *hidden features)``."""
-        features, k = self.visible.features(x), self.visible.feature_ndim
+    @property
+    def matrix_couplings(self) -> bool:
+        """Whether the couplings are :attr:`standard_couplings` between vector features (Potts
+        features are matrices)."""
+        return self.standard_couplings and self.visible.feature_ndim == self.hidden.feature_ndim == 1
+
+    def couple_visible(self, features: Array) -> Array:
+        """``features W`` for visible features ``(*batch, *visible features)`` (contracting their
+        axes): the hidden layer's input; ``-> (*batch, *hidden features)``."""
+        k = self.visible.feature_ndim
         return features @ self.W if self.W.ndim == 2 else jnp.tensordot(features, self.W, axes=k)
 
-    def visible_field(self, latent: Any) -> Array:
-        """The input to the visible layer, ``W features_h(latent)``; ``-> (*batch, *visible features)``."""
-        features, k = self.hidden.features(latent), self.hidden.feature_ndim
+    def couple_hidden(self, features: Array) -> Array:
+        """``W features`` for hidden features ``(*batch, *hidden features)``: the visible layer's
+        input; ``-> (*batch, *visible features)``."""
+        k = self.hidden.feature_ndim
         if self.W.ndim == 2:
             return features @ self.W.T
         axes = (list(range(features.ndim - k, features.ndim)), list(range(self.W.ndim - k, self.W.ndim)))
         return jnp.tensordot(features, self.W, axes=axes)
+
+    def hidden_field(self, x: Array) -> Array:
+        """The input to the hidden layer, ``features_v(x) W``; ``(*batch, D) -> (*batch, *hidden features)``."""
+        return self.couple_visible(self.visible.features(x))
+
+    def visible_field(self, latent: Any) -> Array:
+        """The input to the visible layer, ``W features_h(latent)``; ``-> (*batch, *visible features)``."""
+        return self.couple_hidden(self.hidden.features(latent))
+
+    # -- centering (Melchior et al. 2016) ----------------------------------------------------------
+    def plain_to_centered(self, visible_offset: Array, hidden_offset: Array) -> "RBMBase":
+        """This model's parameters in the centered form ``E(x, h) = E_v(x) + E_h(h) - (f_v(x) -
+        mu) W (f_h(h) - lambda)`` with offsets ``mu`` (visible features' shape) and ``lambda``
+        (hidden features' shape): the layers shifted by ``W lambda`` and ``mu W``. Same
+        distribution; :meth:`centered_to_plain` inverts it."""
+        return self.with_layers(self.visible.shift(self.couple_hidden(hidden_offset)),
+                                self.hidden.shift(self.couple_visible(visible_offset)), self.W)
+
+    def centered_to_plain(self, visible_offset: Array, hidden_offset: Array) -> "RBMBase":
+        """The ordinary model of centered parameters (this model read in the centered form of
+        :meth:`plain_to_centered`)."""
+        return self.with_layers(self.visible.shift(-self.couple_hidden(hidden_offset)),
+                                self.hidden.shift(-self.couple_visible(visible_offset)), self.W)
 
     # -- energies ------------------------------------------------------------------------------
     def unbatched_energy(self, x: Array) -> Array:

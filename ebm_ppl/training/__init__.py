@@ -1,5 +1,6 @@
 """Training energies: gradient estimators (CD-k, persistent CD) and the ``fit`` loop."""
 
+from ebm_ppl.training.centering import CenteredEstimator, CenteredState, centered
 from ebm_ppl.training.estimators import (
     CDEstimator,
     CDState,
@@ -28,6 +29,9 @@ __all__ = [
     "cd",
     "pcd",
     "gibbs_sweeps",
+    "centered",
+    "CenteredEstimator",
+    "CenteredState",
     "jem", "jem_loss", "jem_metrics", "langevin_samples", "JEMEstimator", "JEMState",
     "fit",
     "History",

@@ -9,7 +9,11 @@ An RBM is a visible layer, a hidden layer and couplings ``W`` between the layers
 * ``cgf(field)``      its cumulant generating function ``log sum_x exp(-E(x) + field . features(x))``
                       (an integral for real units): what summing the layer out adds to the other
                       layer's free energy;
-* ``sample(key, field, dtype)`` and ``mean(field)``: the conditional ``p(x | field)`` it defines;
+* ``sample(key, field, dtype)`` and ``mean(field)``: the conditional ``p(x | field)`` it defines,
+  and ``mean_features(field)`` its mean features (what centering averages);
+* ``shift(field)``    the layer with ``field . features(x)`` moved into its own energy, the same
+                      conditional at input ``I`` as this one at ``I + field`` (how centered
+                      parameters map to plain ones);
 * ``base(data)``      the visible layer of a coupling-free reference model, fitted to data when
                       given (``without_bias()`` gives its hidden layer);
 * for discrete layers, ``num_states`` and ``state(index)``: enumeration for exact sums.
@@ -33,7 +37,7 @@ from jaxtyping import Array, ArrayLike, DTypeLike, PRNGKeyArray
 
 from ebm_ppl.potentials.base import Support, validate_input
 
-__all__ = ["Layer", "along"]
+__all__ = ["Layer", "LinearLayer", "QuadraticLayer", "along"]
 
 
 def along(v: Array, axis: int) -> Array:
@@ -99,6 +103,16 @@ class Layer(eqx.Module):
     def mean(self, field: Array) -> Array:
         """E[x | field]; shape of ``field``."""
 
+    def mean_features(self, field: Array) -> Array:
+        """E[features(x) | field]; shape of ``field`` (here ``features(mean(field))``: features
+        linear in x)."""
+        return self.features(self.mean(field))
+
+    def shift(self, field: Array) -> "Layer":
+        """The layer whose energy is ``E(x) - field . features(x)`` (up to a constant), for a
+        ``field`` of the features' shape: here its ``bias`` plus ``field``."""
+        return eqx.tree_at(lambda layer: layer.bias, self, self.bias + field)
+
     @abc.abstractmethod
     def base(self, data: Array | None = None) -> "Layer":
         """The layer of a coupling-free reference model: fitted to ``data`` ``(N, size)`` when
@@ -125,3 +139,63 @@ class Layer(eqx.Module):
     def check(self, x: ArrayLike, name: str, owner: str) -> Array:
         """``x`` validated as states of this layer, ``(*batch, size)``."""
         return validate_input(x, (self.size,), self.support, name=name, owner=owner)
+
+
+class LinearLayer(Layer):
+    """Units with a bias per unit and a linear energy ``E(x) = -b . x`` (binary and spin units).
+
+    Attributes:
+        bias: b, shape ``(size,)``.
+    """
+
+    noise_kind: ClassVar[str] = "uniform"
+
+    bias: Array
+
+    @property
+    def size(self) -> int:
+        return self.bias.shape[0]
+
+    def energy(self, x: Array, axis: int = -1) -> Array:
+        return -(x @ self.bias) if axis == -1 else -(self.bias @ x)
+
+    def logits(self, field: Array, axis: int = -1) -> Array:
+        """``b + field``: the total input of each unit."""
+        return along(self.bias, axis) + field
+
+    def noise(self, key: PRNGKeyArray, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
+        return jax.random.uniform(key, shape, dtype)
+
+    def energy_drop(self, other: "Layer", x: Array, axis: int = -1) -> Array:
+        delta = other.bias - self.bias
+        return x @ delta if axis == -1 else delta @ x
+
+
+class QuadraticLayer(Layer):
+    """Units with fields theta and precisions gamma > 0 and ``E(x) = sum (gamma x^2 / 2 - theta x)``
+    over their support (Gaussian units on the line, ReLU units on the half-line).
+
+    Attributes:
+        bias: theta, shape ``(size,)``.
+        precision: gamma, all > 0, shape ``(size,)``.
+    """
+
+    bias: Array
+    precision: Array
+
+    @property
+    def size(self) -> int:
+        return self.bias.shape[0]
+
+    def energy(self, x: Array, axis: int = -1) -> Array:
+        bias, precision = along(self.bias, axis), along(self.precision, axis)
+        return jnp.sum(0.5 * precision * x**2 - bias * x, axis=axis)
+
+    def location(self, field: Array, axis: int = -1) -> tuple[Array, Array]:
+        """The mean ``(theta + field) / gamma`` and standard deviation ``1 / sqrt(gamma)`` of the
+        (untruncated) Gaussian ``exp(-E(x) + field x)``."""
+        precision = along(self.precision, axis)
+        return (along(self.bias, axis) + field) / precision, 1 / jnp.sqrt(precision)
+
+    def without_bias(self) -> "QuadraticLayer":
+        return type(self)(jnp.zeros_like(self.bias), self.precision)

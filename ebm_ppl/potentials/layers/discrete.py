@@ -10,13 +10,13 @@ from jaxtyping import Array, DTypeLike, PRNGKeyArray
 
 from ebm_ppl.ops import softplus
 from ebm_ppl.potentials import _draws, enumeration
-from ebm_ppl.potentials.layers.base import Layer, along
+from ebm_ppl.potentials.layers.base import Layer, LinearLayer
 from ebm_ppl.potentials.supports import Categorical, Support
 
 __all__ = ["Binary", "Spin", "Potts"]
 
 
-class Binary(Layer):
+class Binary(LinearLayer):
     """Units x in {0, 1} with biases b: ``E(x) = -b . x``, ``cgf(I) = sum softplus(b + I)``,
     ``p(x_i = 1 | I) = sigmoid(b_i + I_i)``.
 
@@ -25,20 +25,6 @@ class Binary(Layer):
     """
 
     support: ClassVar[Support] = Support.BINARY
-    noise_kind: ClassVar[str] = "uniform"
-
-    bias: Array
-
-    @property
-    def size(self) -> int:
-        return self.bias.shape[0]
-
-    def energy(self, x: Array, axis: int = -1) -> Array:
-        return -(x @ self.bias) if axis == -1 else -(self.bias @ x)
-
-    def logits(self, field: Array, axis: int = -1) -> Array:
-        """``b + field``, the logits of p(x = 1 | field)."""
-        return along(self.bias, axis) + field
 
     def cgf(self, field: Array, axis: int = -1) -> Array:
         return self.cgf_from_logits(self.logits(field, axis), axis)
@@ -46,9 +32,6 @@ class Binary(Layer):
     def cgf_from_logits(self, logits: Array, axis: int = -1) -> Array:
         """:meth:`cgf` given ``logits = b + field``: ``sum softplus(logits)``."""
         return jnp.sum(softplus(logits), axis=axis)
-
-    def noise(self, key: PRNGKeyArray, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
-        return jax.random.uniform(key, shape, dtype)
 
     def sample_from_noise(self, noise: Array, field: Array, axis: int = -1) -> Array:
         return (noise < jax.nn.sigmoid(self.logits(field, axis))).astype(noise.dtype)
@@ -67,10 +50,6 @@ class Binary(Layer):
         p = (jnp.sum(data, axis=0) + smoothing) / (data.shape[0] + 2 * smoothing)
         return Binary((jnp.log(p) - jnp.log1p(-p)).astype(self.bias.dtype))
 
-    def energy_drop(self, other: "Layer", x: Array, axis: int = -1) -> Array:
-        delta = other.bias - self.bias
-        return x @ delta if axis == -1 else delta @ x
-
     # -- enumeration ---------------------------------------------------------------------------
     @property
     def num_states(self) -> int:
@@ -83,7 +62,7 @@ class Binary(Layer):
         return enumeration.index_to_bits(index, self.size, dtype), jnp.zeros(index.shape, dtype)
 
 
-class Spin(Layer):
+class Spin(LinearLayer):
     """Units x in {-1, +1} with fields b: ``E(x) = -b . x``, ``cgf(I) = sum log(2 cosh(b + I))``,
     ``p(x_i = +1 | I) = sigmoid(2 (b_i + I_i))``, ``E[x | I] = tanh(b + I)``.
 
@@ -92,27 +71,10 @@ class Spin(Layer):
     """
 
     support: ClassVar[Support] = Support.SPIN
-    noise_kind: ClassVar[str] = "uniform"
-
-    bias: Array
-
-    @property
-    def size(self) -> int:
-        return self.bias.shape[0]
-
-    def energy(self, x: Array, axis: int = -1) -> Array:
-        return -(x @ self.bias) if axis == -1 else -(self.bias @ x)
-
-    def logits(self, field: Array, axis: int = -1) -> Array:
-        """``b + field`` (half the logit of p(x = +1 | field))."""
-        return along(self.bias, axis) + field
 
     def cgf(self, field: Array, axis: int = -1) -> Array:
         a = self.logits(field, axis)
         return jnp.sum(softplus(2 * a) - a, axis=axis)  # log(e^a + e^-a), stable
-
-    def noise(self, key: PRNGKeyArray, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
-        return jax.random.uniform(key, shape, dtype)
 
     def sample_from_noise(self, noise: Array, field: Array, axis: int = -1) -> Array:
         up = noise < jax.nn.sigmoid(2 * self.logits(field, axis))
@@ -131,10 +93,6 @@ class Spin(Layer):
         p = (jnp.sum(data > 0, axis=0) + smoothing) / (data.shape[0] + 2 * smoothing)
         return Spin((0.5 * (jnp.log(p) - jnp.log1p(-p))).astype(self.bias.dtype))
 
-    def energy_drop(self, other: "Layer", x: Array, axis: int = -1) -> Array:
-        delta = other.bias - self.bias
-        return x @ delta if axis == -1 else delta @ x
-
     @property
     def num_states(self) -> int:
         return 2**self.size
@@ -150,7 +108,8 @@ class Potts(Layer):
     The couplings see the one-hot encoding (``features``: shape ``(size, q)``, so the weights of
     an RBM with a Potts visible layer have shape ``(size, q, M)``); ``cgf(I) = sum_i logsumexp_c
     (h + I)[i, c]`` and ``p(x_i = c | I) = softmax_c (h + I)[i]``. Gauge: adding a constant to
-    ``h[i]`` (or to the weights of site i along c) changes no probability; no gauge is imposed.
+    ``h[i]`` changes no probability (adding one to ``W[i, :, m]`` is the same as adding it to
+    hidden unit m's input); no gauge is imposed.
 
     Attributes:
         bias: h, shape ``(size, q)``.
@@ -190,6 +149,10 @@ class Potts(Layer):
 
     def sample(self, key: PRNGKeyArray, field: Array, dtype: DTypeLike) -> Array:
         return jax.lax.optimization_barrier(jax.random.categorical(key, self.bias + field, axis=-1).astype(dtype))
+
+    def mean_features(self, field: Array) -> Array:
+        """The state probabilities ``softmax(h + field)`` per site, shape ``(size, q)``."""
+        return jax.nn.softmax(self.bias + field, axis=-1)
 
     def mean(self, field: Array) -> Array:
         """E[x_i | field], the expected state index (meaningful for ordered states such as gray levels)."""

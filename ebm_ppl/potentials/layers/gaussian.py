@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, DTypeLike, PRNGKeyArray
 
 from ebm_ppl.potentials import _draws
-from ebm_ppl.potentials.layers.base import Layer, along
+from ebm_ppl.potentials.layers.base import Layer, QuadraticLayer, along
 from ebm_ppl.potentials.supports import Support
 
 __all__ = ["Gaussian", "ScaledGaussian"]
@@ -78,6 +78,11 @@ class ScaledGaussian(Layer):
         loc_self, loc_other = along(self.loc, axis), along(other.loc, axis)
         return jnp.sum(((x - loc_self) ** 2 - (x - loc_other) ** 2) / (2 * scale**2), axis=axis)
 
+    def shift(self, field: Array) -> "ScaledGaussian":
+        """The means moved by ``sigma * field`` (``E(x) - field . x / sigma`` up to a constant);
+        sigma enters as a constant (no gradient flows to it through the shift)."""
+        return ScaledGaussian(self.loc + jax.lax.stop_gradient(self.scale) * field, self.scale)
+
     def without_bias(self) -> "ScaledGaussian":
         return ScaledGaussian(jnp.zeros_like(self.loc), self.scale)
 
@@ -92,7 +97,7 @@ class ScaledGaussian(Layer):
             return False
 
 
-class Gaussian(Layer):
+class Gaussian(QuadraticLayer):
     """Real units with fields theta and precisions gamma > 0 (the native form):
     ``E(x) = sum (gamma x^2 / 2 - theta x)``, ``p(x | I) = N((theta + I) / gamma, 1 / gamma)``,
     ``cgf(I) = sum [(theta + I)^2 / (2 gamma) + log(2 pi / gamma) / 2]``.
@@ -105,17 +110,6 @@ class Gaussian(Layer):
     support: ClassVar[Support] = Support.REAL
     noise_kind: ClassVar[str] = "normal"
 
-    bias: Array
-    precision: Array
-
-    @property
-    def size(self) -> int:
-        return self.bias.shape[0]
-
-    def energy(self, x: Array, axis: int = -1) -> Array:
-        bias, precision = along(self.bias, axis), along(self.precision, axis)
-        return jnp.sum(0.5 * precision * x**2 - bias * x, axis=axis)
-
     def cgf(self, field: Array, axis: int = -1) -> Array:
         a, precision = along(self.bias, axis) + field, along(self.precision, axis)
         return jnp.sum(0.5 * a**2 / precision + 0.5 * jnp.log(2 * math.pi / precision), axis=axis)
@@ -124,8 +118,8 @@ class Gaussian(Layer):
         return jax.random.normal(key, shape, dtype)
 
     def sample_from_noise(self, noise: Array, field: Array, axis: int = -1) -> Array:
-        precision = along(self.precision, axis)
-        return (along(self.bias, axis) + field) / precision + noise / jnp.sqrt(precision)
+        mu, scale = self.location(field, axis)
+        return mu + scale * noise
 
     def sample(self, key: PRNGKeyArray, field: Array, dtype: DTypeLike) -> Array:
         return _draws.gaussian(key, self.mean(field), 1 / jnp.sqrt(self.precision))
@@ -139,6 +133,3 @@ class Gaussian(Layer):
             return self
         precision = 1 / (jnp.var(data, axis=0) + 1e-6)
         return Gaussian((jnp.mean(data, axis=0) * precision).astype(self.bias.dtype), precision.astype(self.bias.dtype))
-
-    def without_bias(self) -> "Gaussian":
-        return Gaussian(jnp.zeros_like(self.bias), self.precision)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax.scipy.special import erfcx, log_ndtr, ndtri
 from jaxtyping import Array, DTypeLike, PRNGKeyArray
 
-from ebm_ppl.potentials.layers.base import Layer, along
+from ebm_ppl.potentials.layers.base import Layer, QuadraticLayer, along
 from ebm_ppl.potentials.supports import Support, box
 
 __all__ = ["ReLU", "DReLU", "log_half_gaussian", "truncated_normal_above"]
@@ -41,6 +41,14 @@ def log_half_gaussian(a: Array, precision: Array) -> Array:
 def _mills_term(z: Array) -> Array:
     """``phi(z) / Phi(z)`` (the mean shift of a normal truncated to (-z, inf) is this), stable."""
     return jnp.exp(-0.5 * z**2 - 0.5 * _LOG_2PI - log_ndtr(z))
+
+
+def _positive_side(mu: Array, scale: Array, uniform: Array | None = None) -> Array:
+    """N(mu, scale^2) restricted to (0, inf): the draw that ``uniform`` determines, or the mean
+    when ``uniform`` is None."""
+    if uniform is None:
+        return mu + scale * _mills_term(mu / scale)
+    return mu + scale * truncated_normal_above(uniform, -mu / scale)
 
 
 def truncated_normal_above(uniform: Array, lower: Array, newton_steps: int = 3) -> Array:
@@ -64,7 +72,7 @@ def truncated_normal_above(uniform: Array, lower: Array, newton_steps: int = 3) 
     return jnp.maximum(x, lower)
 
 
-class ReLU(Layer):
+class ReLU(QuadraticLayer):
     """Units h >= 0 with fields theta and precisions gamma > 0: ``E(h) = sum (gamma h^2 / 2 -
     theta h)``; given the input I, ``h`` is N((theta + I) / gamma, 1 / gamma) truncated to
     ``[0, inf)``, and ``cgf(I) = sum log_half_gaussian(theta + I, gamma)``.
@@ -77,17 +85,6 @@ class ReLU(Layer):
     support: ClassVar[Support] = box(0.0, math.inf)
     noise_kind: ClassVar[str] = "uniform"
 
-    bias: Array
-    precision: Array
-
-    @property
-    def size(self) -> int:
-        return self.bias.shape[0]
-
-    def energy(self, x: Array, axis: int = -1) -> Array:
-        bias, precision = along(self.bias, axis), along(self.precision, axis)
-        return jnp.sum(0.5 * precision * x**2 - bias * x, axis=axis)
-
     def cgf(self, field: Array, axis: int = -1) -> Array:
         return jnp.sum(log_half_gaussian(along(self.bias, axis) + field, along(self.precision, axis)), axis=axis)
 
@@ -95,26 +92,18 @@ class ReLU(Layer):
         return jax.random.uniform(key, shape, dtype, minval=jnp.finfo(dtype).tiny, maxval=1.0)
 
     def sample_from_noise(self, noise: Array, field: Array, axis: int = -1) -> Array:
-        precision = along(self.precision, axis)
-        scale = 1 / jnp.sqrt(precision)
-        mu = (along(self.bias, axis) + field) / precision
-        return mu + scale * truncated_normal_above(noise, -mu / scale)
+        return _positive_side(*self.location(field, axis), noise)
 
     def sample(self, key: PRNGKeyArray, field: Array, dtype: DTypeLike) -> Array:
         draws = self.sample_from_noise(self.noise(key, field.shape, dtype), field)
         return jax.lax.optimization_barrier(draws.astype(dtype))
 
     def mean(self, field: Array) -> Array:
-        scale = 1 / jnp.sqrt(self.precision)
-        mu = (self.bias + field) / self.precision
-        return mu + scale * _mills_term(mu / scale)
+        return _positive_side(*self.location(field))
 
     def base(self, data: Array | None = None) -> "ReLU":
         """This layer (a ReLU layer is not fitted to data here)."""
         return self
-
-    def without_bias(self) -> "ReLU":
-        return ReLU(jnp.zeros_like(self.bias), self.precision)
 
 
 class DReLU(Layer):
@@ -146,6 +135,16 @@ class DReLU(Layer):
         t_pos, t_neg = along(self.bias_pos, axis), along(self.bias_neg, axis)
         return jnp.sum(0.5 * g_pos * pos**2 + 0.5 * g_neg * neg**2 - t_pos * pos - t_neg * neg, axis=axis)
 
+    @property
+    def _positive(self) -> ReLU:
+        """The ReLU layer of h on h > 0."""
+        return ReLU(self.bias_pos, self.precision_pos)
+
+    @property
+    def _negative(self) -> ReLU:
+        """The ReLU layer of -h on h < 0."""
+        return ReLU(-self.bias_neg, self.precision_neg)
+
     def _sides(self, field: Array) -> tuple[Array, Array]:
         """The log integrals of exp(-E(h) + I h) over h > 0 and over h < 0."""
         return (log_half_gaussian(self.bias_pos + field, self.precision_pos),
@@ -164,26 +163,24 @@ class DReLU(Layer):
         tiny = jnp.finfo(dtype).tiny
         u_pos = jax.random.uniform(key_pos, field.shape, dtype, minval=tiny, maxval=1.0)
         u_neg = jax.random.uniform(key_neg, field.shape, dtype, minval=tiny, maxval=1.0)
-        s_pos, s_neg = 1 / jnp.sqrt(self.precision_pos), 1 / jnp.sqrt(self.precision_neg)
-        mu_pos = (self.bias_pos + field) / self.precision_pos
-        mu_neg = -(self.bias_neg + field) / self.precision_neg  # of -h on the negative side
-        h_pos = mu_pos + s_pos * truncated_normal_above(u_pos, -mu_pos / s_pos)
-        h_neg = -(mu_neg + s_neg * truncated_normal_above(u_neg, -mu_neg / s_neg))
+        h_pos = _positive_side(*self._positive.location(field), u_pos)
+        h_neg = -_positive_side(*self._negative.location(-field), u_neg)
         return jax.lax.optimization_barrier(jnp.where(positive, h_pos, h_neg).astype(dtype))
 
     def mean(self, field: Array) -> Array:
         log_pos, log_neg = self._sides(field)
         p_pos = jax.nn.sigmoid(log_pos - log_neg)
-        s_pos, s_neg = 1 / jnp.sqrt(self.precision_pos), 1 / jnp.sqrt(self.precision_neg)
-        mu_pos = (self.bias_pos + field) / self.precision_pos
-        mu_neg = -(self.bias_neg + field) / self.precision_neg
-        mean_pos = mu_pos + s_pos * _mills_term(mu_pos / s_pos)
-        mean_neg = -(mu_neg + s_neg * _mills_term(mu_neg / s_neg))
+        mean_pos = _positive_side(*self._positive.location(field))
+        mean_neg = -_positive_side(*self._negative.location(-field))
         return p_pos * mean_pos + (1 - p_pos) * mean_neg
 
     def base(self, data: Array | None = None) -> "DReLU":
         """This layer (a dReLU layer is not fitted to data here)."""
         return self
+
+    def shift(self, field: Array) -> "DReLU":
+        """Both sides' fields plus ``field``."""
+        return DReLU(self.bias_pos + field, self.bias_neg + field, self.precision_pos, self.precision_neg)
 
     def without_bias(self) -> "DReLU":
         return DReLU(jnp.zeros_like(self.bias_pos), jnp.zeros_like(self.bias_neg), self.precision_pos,
