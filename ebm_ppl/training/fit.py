@@ -189,14 +189,37 @@ class _Settings:
 
 # -- helpers ------------------------------------------------------------------------------------
 
+#: ``_state_bytes`` of recent (estimator, model structure, data shapes): tracing ``init`` costs
+#: milliseconds, a repeated ``fit`` call nothing else (see docs/performance.md)
+_STATE_BYTES: dict = {}
+
+
+def _state_bytes(model: Potential, estimator, data: tuple[Array, ...]) -> int:
+    """The bytes of ``estimator.init(key, model, data)``'s arrays, from an abstract trace."""
+    shapes = lambda tree: tuple((a.shape, str(a.dtype)) for a in jax.tree.leaves(eqx.filter(tree, eqx.is_array)))  # noqa: E731
+    try:
+        cache_key = (estimator, jax.tree.structure(model), shapes(model), shapes(data))
+        hash(cache_key)
+    except TypeError:  # an estimator that cannot be hashed is traced every time
+        cache_key = None
+    if cache_key is not None and cache_key in _STATE_BYTES:
+        return _STATE_BYTES[cache_key]
+    state = eqx.filter_eval_shape(estimator.init, jax.random.key(0), model, data)
+    arrays = [leaf for leaf in jax.tree.leaves(state) if isinstance(leaf, jax.ShapeDtypeStruct)
+              and not jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)]
+    nbytes = sum(math.prod(a.shape) * a.dtype.itemsize for a in arrays)
+    if cache_key is not None:
+        if len(_STATE_BYTES) >= 32:
+            _STATE_BYTES.pop(next(iter(_STATE_BYTES)))
+        _STATE_BYTES[cache_key] = nbytes
+    return nbytes
+
+
 def _check_memory(model: Potential, estimator, data: tuple[Array, ...]) -> None:
     """Refuse, before anything is allocated, a run whose training state would not fit: the
     estimator's state (PCD's chains, JEM's replay buffer; its shapes from ``init`` traced
     abstractly) and four copies of the parameters (the model, the optimizer's moments, the best)."""
-    state = eqx.filter_eval_shape(estimator.init, jax.random.key(0), model, data)
-    arrays = [leaf for leaf in jax.tree.leaves(state) if isinstance(leaf, jax.ShapeDtypeStruct)
-              and not jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)]
-    state_bytes = sum(math.prod(a.shape) * a.dtype.itemsize for a in arrays)
+    state_bytes = _state_bytes(model, estimator, data)
     param_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(eqx.filter(model, eqx.is_array)))
     checks.check_memory(state_bytes + 4 * param_bytes,
                         f"the estimator's state of {checks.format_bytes(state_bytes)} and 4 copies of "
