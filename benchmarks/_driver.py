@@ -30,7 +30,12 @@ RESULT_PREFIX = "RESULT "
 def run_peer(script: str, args_list, env_extra: dict | None = None) -> dict:
     """Run ``python script *args_list`` with ``JAX_PLATFORMS=cpu`` (plus ``env_extra``) and return
     the JSON of the last ``RESULT`` line it prints; raise with the tail of stderr if it fails."""
-    cmd = [sys.executable, os.path.abspath(script)] + list(args_list)
+    return run_peer_with(sys.executable, script, args_list, env_extra)
+
+
+def run_peer_with(python: str, script: str, args_list, env_extra: dict | None = None) -> dict:
+    """:func:`run_peer` under another interpreter (a peer's own venv, e.g. PyTorch's)."""
+    cmd = [python, os.path.abspath(script)] + list(args_list)
     env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env_extra or {})}
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]

@@ -50,10 +50,8 @@ without one; training does not depend on the evaluation, so this equals stopping
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -232,12 +230,7 @@ def measure_torch(a) -> dict:
 
 def run_torch_peer(a, args_list) -> dict:
     """Like drv.run_peer, but under the torch venv's interpreter."""
-    cmd = [a.torch_python, os.path.abspath(__file__)] + list(args_list)
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(drv.RESULT_PREFIX)]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len(drv.RESULT_PREFIX):])
+    return drv.run_peer_with(a.torch_python, __file__, args_list)
 
 
 def measure_one(a) -> dict:

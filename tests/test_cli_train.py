@@ -105,6 +105,20 @@ def test_jem_with_replay_buffer(tmp_path, capsys):
     assert record["settings"]["persistent"] is True and record["monitor"] == "val_accuracy"
 
 
+def test_class_rbm_reports_accuracy_and_the_exact_pixel_log_likelihood(tmp_path, capsys):
+    code, out, err = _run(capsys, ["train", "class-rbm", "--epochs", 2, "--hidden", 6, "--objective", "hybrid",
+                                   "--alpha", 0.1, "--out", tmp_path, "--quiet"])
+    assert code == 0, err
+    assert "64 pixels + 10 labels x 6 hidden units" in out and "hybrid objective" in out and "weight 0.1" in out
+    assert "Test accuracy" in out and "Exact log Z" in out
+    model, record = _check_run(tmp_path, ep.ClassRBM, 2)
+    assert record["monitor"] == "val_accuracy" and record["settings"]["objective"] == "hybrid"
+    digits = ep.data.digits(binarize=True)
+    accuracy = float(np.mean(np.asarray(model.predict(digits.x_test)) == digits.y_test))
+    assert record["results"]["test_accuracy"] == pytest.approx(accuracy)
+    assert record["results"]["test_log_likelihood"] < 0
+
+
 def test_divergence_warns_in_one_line_and_keeps_the_last_good_model(tmp_path, capsys):
     code, out, err = _run(capsys, ["train", "rbm", "--epochs", 1, "--hidden", 4, "--lr", 1e30, "--out", tmp_path,
                                    "--quiet"])
@@ -123,6 +137,9 @@ def test_divergence_warns_in_one_line_and_keeps_the_last_good_model(tmp_path, ca
         (["train", "subspace-rbm", "--out", "{tmp}", "--hidden", 3], "--hidden applies to"),
         (["train", "jem", "--out", "{tmp}", "--cd"], "--cd applies to the RBMs"),
         (["train", "rbm", "--out", "{tmp}", "--replay-buffer"], "--replay-buffer applies to jem"),
+        (["train", "rbm", "--out", "{tmp}", "--objective", "hybrid"], "--objective applies to class-rbm"),
+        (["train", "class-rbm", "--out", "{tmp}", "--cd"], "--cd applies to rbm, grbm, subspace-rbm"),
+        (["train", "class-rbm", "--out", "{tmp}", "--alpha", -1], "--alpha"),
         (["train", "rbm", "--out", "{tmp}", "--cd", "--persistent"], "not allowed with"),
         (["train", "rbm", "--out", "{tmp}", "--epochs", 0], "--epochs"),
         (["train", "rbm", "--out", "{tmp}", "--lr", -1], "--lr"),

@@ -1,9 +1,10 @@
-"""``ebm-ppl train``: train an RBM, a Gaussian-Bernoulli RBM, a subspace RBM or a JEM on the digits.
+"""``ebm-ppl train``: train an RBM, a Gaussian-Bernoulli RBM, a subspace RBM, a classification RBM or
+a JEM on the digits.
 
 One call of :func:`ebm_ppl.fit` with the model's usual settings (overridable;
 :mod:`ebm_ppl.cli.train_models`), checkpointed into the output folder every epoch (``--resume``
 continues an interrupted or shorter run), followed by the training figure, the held-out figures
-(exact test log-likelihood where log Z can be enumerated, test accuracy for the JEM) and
+(exact test log-likelihood where log Z can be enumerated, test accuracy for the classifiers) and
 ``train.json`` with the settings and the per-epoch history.
 """
 
@@ -41,7 +42,8 @@ _MAY_CHANGE_ON_RESUME = ("epochs",)
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", choices=models.MODELS, metavar="MODEL",
-                        help="rbm (Bernoulli RBM), grbm (Gaussian-Bernoulli RBM), subspace-rbm, jem")
+                        help="rbm (Bernoulli RBM), grbm (Gaussian-Bernoulli RBM), subspace-rbm, class-rbm "
+                        "(classification RBM), jem")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help=f"folder for {MODEL}, {CHECKPOINT}, {FIGURE} and {RECORD} (created; files replaced)")
     parser.add_argument("--data", choices=DATA_SETS, default="digits", metavar="NAME",
@@ -50,14 +52,19 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="passes over the 1000 training images (the total, when resuming) "
                         "[default: rbm, grbm, subspace-rbm 50; jem 40]")
     parser.add_argument("--hidden", type=int_in(1), metavar="M",
-                        help="hidden units of rbm and grbm [default 16], or the width of the JEM's three "
-                        "hidden layers [default 512]")
+                        help="hidden units of rbm and grbm [default 16] and class-rbm [default 20], or the width "
+                        "of the JEM's three hidden layers [default 512]")
     parser.add_argument("--gates", type=int_in(1), metavar="M", help="subspace-rbm: gate units [default 8]")
     parser.add_argument("--subspace", type=int_in(1), metavar="K",
                         help="subspace-rbm: subspace units per gate [default 2]")
+    parser.add_argument("--objective", choices=("discriminative", "generative", "hybrid"), metavar="NAME",
+                        help="class-rbm: -log p(y|x) (discriminative), -log p(x, y) (generative) or their sum with "
+                        "weight --alpha on the generative part (hybrid) [default: hybrid]")
+    parser.add_argument("--alpha", type=float_at_least(0.0, strict=False), metavar="F",
+                        help="class-rbm: weight of the generative part of the hybrid objective [default: 0.01]")
     parser.add_argument("--lr", type=float_at_least(0.0, strict=True), metavar="F",
                         help="learning rate [default: rbm, subspace-rbm 0.1 (SGD, momentum 0.5); grbm 3e-3 "
-                        "(Adam); jem 1e-3 (Adamax)]")
+                        "(Adam); class-rbm 0.01 (Adam); jem 1e-3 (Adamax)]")
     parser.add_argument("--batch-size", type=int_in(1, 1000), metavar="B",
                         help="minibatch size [default: 100; jem 64]")
     parser.add_argument("--k", type=int_in(1), metavar="K",
@@ -82,9 +89,10 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command(
     "train",
-    help="train an rbm, grbm, subspace-rbm or jem on the digits, with checkpoints and figures",
+    help="train an rbm, grbm, subspace-rbm, class-rbm or jem on the digits, with checkpoints and figures",
     example=(
         "train rbm --epochs 50 --out runs/rbm\n"
+        "train class-rbm --objective hybrid --alpha 0.01 --out runs/class-rbm\n"
         "train grbm --hidden 32 --epochs 100 --out runs/grbm\n"
         "train subspace-rbm --gates 8 --subspace 2 --out runs/subspace\n"
         "train jem --epochs 60 --replay-buffer --out runs/jem\n"
@@ -103,6 +111,11 @@ def run(args: argparse.Namespace) -> int:
                     visible biases at the pixel means; PCD-1, batch 100, Adam 3e-3, 50 epochs.
       subspace-rbm  subspace RBM with 8 gates x 2 subspace units on binarized digits; PCD-1, batch
                     100, SGD 0.1 momentum 0.5, 50 epochs.
+      class-rbm     classification RBM (Larochelle & Bengio 2008): 64 binarized pixels and a
+                    one-hot label x 20 hidden units; hybrid objective -log p(y|x) - 0.01 log p(x, y)
+                    (the generative part by PCD-1, 100 labelled chains), batch 100, Adam 0.01, 50
+                    epochs; best epoch by validation accuracy (by the exact pixel log-likelihood
+                    for --objective generative).
       jem           the chapter's 64-512-512-512-10 ELU classifier as a joint energy model on digits
                     in [-1, 1] (training noise 0.03): batch 64, Adamax 1e-3, 20 short-run Langevin
                     steps (alpha 1, sigma 0.01) from uniform noise (--replay-buffer: persistent
@@ -145,6 +158,7 @@ def _train(args: argparse.Namespace, settings: dict[str, Any], out: Path) -> int
                 optimizer=models.OPTIMIZERS[settings["optimizer"]](settings["lr"]), epochs=settings["epochs"],
                 batch_size=settings["batch_size"], validation=validation, patience=settings["patience"],
                 checkpoint_dir=out, checkpoint_every=1, resume=args.resume, progress=progress_enabled(args.quiet),
+                monitor=models.monitor(args.model, settings),
             )
     except BaseException as exc:  # Ctrl-C included: train.json must not keep saying "running"
         _record_stop(record_path, record, exc, ckpt_path)
@@ -163,7 +177,8 @@ def _train(args: argparse.Namespace, settings: dict[str, Any], out: Path) -> int
     if args.model == "jem":
         jem_figure(model, data.x_test, history, figure_path, key=fig_key, steps=settings["k"])
     else:
-        rbm_figure(model, history, figure_path, key=fig_key)
+        rbm_figure(model, history, figure_path, key=fig_key,
+                   metric="accuracy" if models.monitor(args.model, settings) == "val_accuracy" else None)
     write_json(record_path, finite_or_none({
         "command": "train", "ebm_ppl_version": ep.__version__, "status": history.stopped,
         "message": history.message, "settings": settings, "seconds": seconds,
@@ -257,9 +272,11 @@ def _print_results(args, history, results, seconds, out: Path) -> None:
                            rows))
     print()
     model_path = out / MODEL
-    if args.model == "jem":
+    if args.model in ("jem", "class-rbm"):
         print(f"Test accuracy {results['test_accuracy']:.4f} (validation {results['val_accuracy']:.4f}) "
               "with the best epoch's model")
+    if args.model == "jem":
+        pass  # a JEM on R^64 has no log Z (see ebm-ppl quickstart for its box-supported test log-likelihood)
     elif results.get("exact_log_z") is not None:
         line = (f"Exact log Z {results['exact_log_z']:.4f}; test log-likelihood {results['test_log_likelihood']:.3f} "
                 f"nats/image")
@@ -296,7 +313,7 @@ def _same_options(args: argparse.Namespace) -> str:
     """The options of this run that a ``--resume`` must repeat, as command-line text."""
     parts = []
     for flag, value in (("--hidden", args.hidden), ("--gates", args.gates), ("--subspace", args.subspace),
-                        ("--lr", args.lr), ("--batch-size", args.batch_size), ("--k", args.k),
+                        ("--objective", args.objective), ("--alpha", args.alpha), ("--lr", args.lr), ("--batch-size", args.batch_size), ("--k", args.k),
                         ("--patience", args.patience)):
         if value is not None:
             parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")

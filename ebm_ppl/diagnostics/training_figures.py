@@ -71,7 +71,7 @@ def jem_figure(model: Potential, x_real: ArrayLike, history: Any, path: str | os
 
 def rbm_figure(model: Potential, history: Any, path: str | os.PathLike, *, key: PRNGKeyArray,
                image_shape: tuple[int, int] = (8, 8), num_samples: int = 64, sweeps: int = 1000,
-               max_filters: int = 64) -> str:
+               max_filters: int = 64, metric: str | None = None) -> str:
     """An RBM's training figure as a PNG: its filters (columns of W as images), samples of
     ``num_samples`` block Gibbs chains after ``sweeps`` sweeps from the model's default starts
     (:meth:`~ebm_ppl.Potential.initial_positions`), and the log-likelihood over epochs
@@ -85,6 +85,8 @@ def rbm_figure(model: Potential, history: Any, path: str | os.PathLike, *, key: 
         key: PRNG key of the samples.
         image_shape: (H, W) of one image; ``H * W`` must be the number of visible units.
         max_filters: how many columns of ``W`` to show.
+        metric: the metric whose curves to draw (without ``val_``/``train_``); default the exact
+            log-likelihood, else the pseudo-log-likelihood.
 
     Returns:
         ``path`` as a string.
@@ -108,8 +110,9 @@ def rbm_figure(model: Potential, history: Any, path: str | os.PathLike, *, key: 
     span = (0.0, 1.0) if model.support == Support.BINARY else (float(samples.min()), float(samples.max()))
     show_grid(ax_samples, samples, image_shape, f"samples after {sweeps} Gibbs sweeps", span)
     names = getattr(history, "metric_names", [])
-    metric = "log_likelihood" if any(n.endswith("_log_likelihood") and "pseudo" not in n for n in names) \
-        else "pseudo_log_likelihood"
+    if metric is None:
+        metric = "log_likelihood" if any(n in ("val_log_likelihood", "train_log_likelihood") for n in names) \
+            else "pseudo_log_likelihood"
     _curves(ax_ll, history, metric, metric.replace("_", " "))
     return _save(fig, path)
 

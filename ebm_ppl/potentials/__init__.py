@@ -10,6 +10,7 @@ from ebm_ppl.potentials.boltzmann import BoltzmannMachine
 from ebm_ppl.potentials.bernoulli_rbm import BernoulliRBM
 from ebm_ppl.potentials.gaussian_bernoulli_rbm import GaussianBernoulliRBM
 from ebm_ppl.potentials.subspace_rbm import SubspaceRBM
+from ebm_ppl.potentials.class_rbm import ClassRBM
 from ebm_ppl.potentials.generic_rbm import RBM
 from ebm_ppl.potentials import layers
 from ebm_ppl.potentials.jem import JEM
@@ -35,6 +36,7 @@ __all__ = [
     "BernoulliRBM",
     "GaussianBernoulliRBM",
     "SubspaceRBM",
+    "ClassRBM",
     "RBM",
     "layers",
     "JEM",

@@ -1,5 +1,6 @@
 """Training energies: gradient estimators (CD-k, persistent CD) and the ``fit`` loop."""
 
+from ebm_ppl.training.class_rbm import ClassRBMEstimator, ClassRBMState, class_rbm
 from ebm_ppl.training.centering import CenteredEstimator, CenteredState, centered
 from ebm_ppl.training.estimators import (
     CDEstimator,
@@ -30,6 +31,9 @@ __all__ = [
     "pcd",
     "gibbs_sweeps",
     "centered",
+    "class_rbm",
+    "ClassRBMEstimator",
+    "ClassRBMState",
     "CenteredEstimator",
     "CenteredState",
     "jem", "jem_loss", "jem_metrics", "langevin_samples", "JEMEstimator", "JEMState",
