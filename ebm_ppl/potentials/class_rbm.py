@@ -101,7 +101,7 @@ class ClassRBM(Potential):
 
     # -- energies and the label ------------------------------------------------------------------
     def label_logits(self, x: Array) -> Array:
-        """``-F(x, y) + b.x`` for every label: ``d_y + sum_j softplus(c_j + (x W)_j + U_yj)``;
+        """``-F(x, y) - b.x`` for every label: ``d_y + sum_j softplus(c_j + (x W)_j + U_yj)``;
         ``(*batch, D) -> (*batch, K)``. No validation."""
         pre = (x @ self.W + self.c)[..., None, :] + self.U
         return self.d + jnp.sum(softplus(pre), axis=-1)
