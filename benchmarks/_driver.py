@@ -113,9 +113,23 @@ def openblas_coretype(default: str | None = "(unset)") -> str | None:
     return os.environ.get("OPENBLAS_CORETYPE", default)
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` elsewhere): benchmark
+    figures name the CPU they were measured on."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def machine() -> tuple[str, str]:
-    """``(platform string, python version)``: the callers choose how to lay them out."""
-    return platform.platform(), platform.python_version()
+    """``(platform string with the CPU model, python version)``: the callers choose how to lay
+    them out."""
+    return f"{platform.platform()} [{cpu_model()}]", platform.python_version()
 
 
 def header(name: str, load0: float, extra: str = "") -> None:

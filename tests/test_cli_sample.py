@@ -125,11 +125,14 @@ def test_sample_passes_kernel_options_only_when_given(models, mala_run, tmp_path
         (["--kernel", "gibbs"], "invalid choice: 'gibbs'"),
         (["--kernel", "nuts"], "--kernel nuts follows gradients, so it needs a real-valued model"),
         (["--kernel", "mala"], "Use --kernel block_gibbs or site_gibbs"),
-        (["--step-size", "0.1"], "--step-size applies to --kernel langevin, mala, hmc, nuts, not to block_gibbs"),
+        (["--step-size", "0.1"], "--step-size applies to --kernel langevin, mala, hmc, nuts, parallel_tempering, not to block_gibbs"),
         (["--kernel", "site_gibbs", "--noise-scale", "1"], "--noise-scale applies to --kernel langevin, not"),
         (["--samples", "2"], "--samples: must be an integer >= 4"),
         (["--step-size", "-1"], "--step-size: must be a finite number > 0"),
         (["--noise-scale", "nan"], "--noise-scale: must be a finite number >= 0"),
+        (["--num-replicas", "4"], "--num-replicas applies to --kernel parallel_tempering, not to block_gibbs"),
+        (["--kernel", "parallel_tempering", "--base-kernel", "mala"], "base_kernel 'mala' does not sample"),
+        (["--kernel", "parallel_tempering", "--num-replicas", "1"], "--num-replicas: must be an integer >= 2"),
     ],
 )
 def test_sample_impossible_options_are_one_line(models, tmp_path, capsys, extra, fragment):
@@ -137,6 +140,15 @@ def test_sample_impossible_options_are_one_line(models, tmp_path, capsys, extra,
     code, stdout, err = _run(capsys, ["sample", models / "rbm.ebm", *extra, "--out", out])
     _one_line_error(code, stdout, err, fragment)
     assert not out.exists()  # refused before anything was created
+
+
+def test_sample_parallel_tempering_keeps_the_swap_statistics(models, tmp_path, capsys):
+    out = tmp_path / "pt"
+    code, _, err = _run(capsys, ["sample", models / "rbm.ebm", "--kernel", "parallel_tempering", "--num-replicas", 4,
+                                 "--chains", 2, "--warmup", 40, "--samples", 10, "--quiet", "--out", out])
+    assert code == 0, err
+    stats = read_samples(out / "samples.nc").sample_stats
+    assert stats.swap_acceptance.shape == (2, 10, 3) and stats.beta.shape == (2, 10, 4)
 
 
 def test_sample_bad_model_files_are_one_line(models, tmp_path, capsys):

@@ -23,6 +23,8 @@ from ebm_ppl.cli.helpers import (describe_model, float_at_least, int_in, load_mo
                                  max_memory_option, out_dir, print_hints, progress_enabled, quiet_option,
                                  seed_option, write_atomic)
 from ebm_ppl.kernels import KERNELS, check_kernel, default_kernel
+from ebm_ppl.kernels.registry import check_kernel_options
+from ebm_ppl.kernels.replica_exchange import BASE_KERNELS, REFERENCES
 
 __all__ = ["SAMPLES_FILE", "read_samples", "is_zarr_store", "write_samples", "kernels_taking"]
 
@@ -32,7 +34,7 @@ _ENGINE = "h5netcdf"
 #: diagnose() computes split R-hat, which needs at least this many draws per chain.
 _MIN_SAMPLES = 4
 #: The kernel options this command offers (ebm_ppl.sample's **kernel_options), by flag.
-_OPTIONS = ("step_size", "noise_scale")
+_OPTIONS = ("step_size", "noise_scale", "num_replicas", "base_kernel", "reference")
 
 
 def kernels_taking(option: str) -> tuple[str, ...]:
@@ -129,6 +131,15 @@ def _sample_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"noise standard deviation of {', '.join(kernels_taking('noise_scale'))} "
         "[default: sqrt(2 step size), exact Langevin]",
     )
+    parser.add_argument("--num-replicas", type=int_in(2), metavar="INT",
+                        help="replicas on the ladder of parallel_tempering (only the beta = 1 replica is kept) "
+                        "[default: 8]")
+    parser.add_argument("--base-kernel", choices=tuple(BASE_KERNELS), metavar="NAME",
+                        help=f"the kernel moving each replica of parallel_tempering, one of {', '.join(BASE_KERNELS)} "
+                        "[default: block_gibbs where the model has conditionals, else site_gibbs / mala]")
+    parser.add_argument("--reference", choices=REFERENCES, metavar="NAME",
+                        help=f"what parallel_tempering's ladder starts from, one of {', '.join(REFERENCES)} "
+                        "(docs/parallel-tempering.md) [default: temperature where the model has it]")
     seed_option(parser, "PRNG seed; the same seed gives the same draws")
     max_memory_option(parser, "the draws and statistics")
     quiet_option(parser)
@@ -150,6 +161,7 @@ def _checked_kernel(args: argparse.Namespace, model: ep.Potential) -> tuple[str,
             raise ValueError(f"{flag} applies to --kernel {', '.join(kernels_taking(name))}, not to {kernel}"
                              + ("" if args.kernel else f" (the default kernel of a {describe_model(model)} model)"))
     check_kernel(kernel, model, options)  # what ep.sample would refuse, refused before any file
+    check_kernel_options(spec, model, options, owner="sample")
     return kernel, options
 
 

@@ -16,7 +16,10 @@ import blackjax
 import jax.numpy as jnp
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 
+import numpy as np
+
 from ebm_ppl import checks
+from ebm_ppl.kernels import replica_exchange as pt
 from ebm_ppl.kernels.registry import KernelSpec, fixed_algorithm
 from ebm_ppl.potentials.base import Potential
 
@@ -55,6 +58,8 @@ def build_plan(spec: KernelSpec, potential: Potential, num_warmup: int, options:
             return out if step_size is None else {**out, "step_size": jnp.asarray(step_size)}
 
         return _burn_in_plan(algo, num_warmup, stats)
+    if spec.tuning == "ladder":
+        return _ladder_plan(spec, potential, num_warmup, options)
     if spec.tuning == "dual_averaging":
         return _dual_averaging_plan(spec, potential.logdensity_fn(), num_warmup, options["step_size"],
                                     options["adapt"])
@@ -66,7 +71,99 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "step_size": checks.positive_float, "noise_scale": checks.non_negative_float,
     "num_integration_steps": lambda value, name: checks.int_at_least(value, name, 1),
     "target_acceptance_rate": checks.probability, "adapt": checks.flag,
+    "base_kernel": lambda value, name: _name(value, name, tuple(pt.BASE_KERNELS)),
+    "num_replicas": lambda value, name: checks.int_at_least(value, name, 2),
+    "betas": lambda value, name: _ladder_values(value, name),
+    "min_beta": checks.positive_float,
+    "reference": lambda value, name: _name(value, name, pt.REFERENCES),
 }
+
+
+def _name(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def _ladder_values(value: Any, name: str) -> tuple[float, ...]:
+    """A ladder as a tuple of Python floats (hashable, so static under jit); its order and ends
+    are checked against the potential's tempered family by ``check_kernel_options``."""
+    try:
+        array = np.asarray(value)
+    except Exception:  # noqa: BLE001 - any unconvertible object gets the same message
+        array = np.asarray(None)
+    if array.ndim != 1 or array.dtype == bool or not np.issubdtype(array.dtype, np.number) \
+            or np.issubdtype(array.dtype, np.complexfloating):
+        raise ValueError(f"{name} must be a 1-d sequence of real numbers (the ladder), got {value!r}")
+    return tuple(float(v) for v in array)
+
+
+def _ladder_plan(spec: KernelSpec, potential: Potential, num_warmup: int, options: dict[str, Any]) -> Plan:
+    """Parallel tempering. Warm-up, when ``adapt``: the first half in rounds of doubling length,
+    each followed by :func:`~ebm_ppl.kernels.replica_exchange.adapt_ladder` on the round's mean
+    swap acceptance (Syed et al. 2021), then burn-in on the final ladder; a MALA base kernel's step
+    size is tuned per rung by dual averaging throughout. The params are the step sizes ``(R,)``."""
+    family = pt.tempering(potential, options["reference"])
+    base_kernel = options["base_kernel"] or pt.default_base_kernel(family)
+    betas = options["betas"]
+    if betas is None:
+        betas = pt.ladder(options["num_replicas"], options["min_beta"], reference=family.has_reference)
+    betas = jnp.asarray(betas, jnp.result_type(float))
+    num = betas.shape[0]
+    kernel = pt.build_kernel(base_kernel)
+    adapt = options["adapt"]
+    tune_steps = adapt and pt.BASE_KERNELS[base_kernel].gradient
+    da_init, da_update, da_final = dual_averaging_adaptation(MALA_TARGET_ACCEPTANCE)
+    rounds = _adaptation_rounds(num_warmup) if adapt else []
+    burn_in = num_warmup - sum(rounds)
+
+    def run(state, eps, key, length):
+        """``length`` steps; the mean swap acceptance per pair, and (gradient base kernels) the
+        step sizes tuned by dual averaging from ``eps``."""
+        def body(carry, k):
+            state, da, total = carry
+            step = jnp.exp(da.log_step_size) if tune_steps else eps
+            state, info = kernel(k, state, family, step)
+            if tune_steps:
+                da = jax.vmap(da_update)(da, info.base_info.acceptance_rate)
+            return (state, da, total + info.swap_acceptance), None
+
+        carry = (state, jax.vmap(da_init)(eps), jnp.zeros(num - 1, eps.dtype))
+        (state, da, total), _ = jax.lax.scan(body, carry, jax.random.split(key, length))
+        eps = jax.vmap(da_final)(da) if (tune_steps and length > 0) else eps
+        return state, eps, total / max(length, 1)
+
+    def warmup(key, x0):
+        key_init, key = jax.random.split(key)
+        state = pt.init(x0, family, betas, base_kernel, key_init)
+        eps = jnp.full((num,), options["step_size"], betas.dtype)
+        for length, k in zip(rounds, jax.random.split(key, len(rounds))):
+            state, eps, acceptance = run(state, eps, k, length)
+            state = state._replace(betas=pt.adapt_ladder(state.betas, acceptance))
+        state, eps, _ = run(state, eps, jax.random.fold_in(key, len(rounds)), burn_in)
+        return state, eps
+
+    def step(key, state, eps):
+        return kernel(key, state, family, eps)
+
+    def stats(state, info, eps):
+        out = spec.info_stats(state, info, eps)
+        return {**out, "step_size": eps[-1]} if pt.BASE_KERNELS[base_kernel].gradient else out
+
+    return Plan(warmup, step, stats)
+
+
+def _adaptation_rounds(num_warmup: int, max_rounds: int = 6) -> list[int]:
+    """Lengths of the ladder-adaptation rounds: doubling, together about half of ``num_warmup``,
+    the shortest at least 10 steps (none when warm-up is shorter than 40)."""
+    half = num_warmup // 2
+    count = max_rounds
+    while count > 0 and half // (2**count - 1) < 10:
+        count -= 1
+    if count == 0:
+        return []
+    unit = half // (2**count - 1)
+    return [unit * 2**k for k in range(count)]
 
 
 def _burn_in_plan(algo, num_warmup: int, stats) -> Plan:

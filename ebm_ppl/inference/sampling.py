@@ -21,7 +21,8 @@ from ebm_ppl import checks
 from ebm_ppl.compiler import filter_jit
 from ebm_ppl.inference.plans import build_plan, check_options
 from ebm_ppl.inference.to_arviz import draws_to_datatree, to_host
-from ebm_ppl.kernels.registry import KERNELS, check_kernel, default_kernel, get_kernel
+from ebm_ppl.kernels.registry import (KERNELS, STAT_DIMS, check_kernel, check_kernel_options, default_kernel,
+                                      get_kernel, uses_gradients)
 from ebm_ppl.potentials.base import Potential, check_potential, validate_input
 from ebm_ppl.potentials.unconstrained import Unconstrained, unconstrained
 from ebm_ppl.progress import progress_scan
@@ -90,8 +91,12 @@ def sample(
             ("num_chains", num_chains, 1), ("num_samples", num_samples, 1), ("num_warmup", num_warmup, 0),
             ("thin", thin, 1)))
     progress = checks.flag(progress, "progress")
-    options = tuple(sorted(check_options(spec, kernel_options).items()))  # Python values: static under jit
-    _check_memory(potential, spec, num_chains, num_samples, max_memory, num_keys=num_warmup + thin)
+    options = check_options(spec, kernel_options)
+    check_kernel_options(spec, potential, options)
+    gradient = uses_gradients(spec, potential, options)
+    _check_memory(potential, spec, num_chains, num_samples, max_memory, num_keys=num_warmup + thin,
+                  num_replicas=_num_replicas(options))
+    options = tuple(sorted(options.items()))  # Python values: static under jit
     key = rekey(key, prng_impl)
     ndev = jax.device_count()
     if ndev > 1 and num_chains % ndev == 0 and not is_shardable(key):
@@ -99,7 +104,7 @@ def sample(
             f"sample: the chains would be sharded over {ndev} devices, but the key is "
             f"{jax.random.key_impl(key)}, which JAX cannot compile in a sharded program; pass "
             "prng_impl='threefry2x32' (or a threefry key), or a num_chains not divisible by the device count")
-    target = unconstrained(potential) if spec.gradient else potential  # the sampled density's space
+    target = unconstrained(potential) if gradient else potential  # the sampled density's space
     positions = _initial_positions(key, potential, init, num_chains)
     if target is not potential:
         positions = target.unconstrain(positions)
@@ -141,9 +146,11 @@ def draw(
     potential = check_potential(potential, "draw")
     spec = check_kernel(kernel, potential, kernel_options, owner="draw")
     num, num_steps = checks.int_at_least(num, "draw: num", 1), checks.int_at_least(num_steps, "draw: num_steps", 0)
-    _check_memory(potential, spec, num, 1, None, owner="draw", num_keys=num_steps)
-    target = unconstrained(potential) if spec.gradient else potential
-    plan = build_plan(spec, target, num_steps, check_options(spec, kernel_options))
+    options = check_options(spec, kernel_options)
+    check_kernel_options(spec, potential, options, owner="draw")
+    _check_memory(potential, spec, num, 1, None, owner="draw", num_keys=num_steps, num_replicas=_num_replicas(options))
+    target = unconstrained(potential) if uses_gradients(spec, potential, options) else potential
+    plan = build_plan(spec, target, num_steps, options)
     positions = _initial_positions(key, potential, init, num)
     if target is not potential:
         positions = target.unconstrain(positions)
@@ -153,16 +160,28 @@ def draw(
     return positions.reshape(num, *potential.event_shape)
 
 
+def _num_replicas(options: dict[str, Any]) -> int:
+    """The replicas per chain of parallel tempering's ``options`` (1 for other kernels)."""
+    if options.get("betas") is not None:
+        return len(options["betas"])
+    return options.get("num_replicas") or 1
+
+
 def _check_memory(potential: Potential, spec, num_chains: int, num_samples: int, max_memory, owner="sample",
-                  num_keys: int = 0) -> None:
+                  num_keys: int = 0, num_replicas: int = 1) -> None:
     """Refuse a run whose stored draws and statistics (on the device, then on the host) would not
-    fit: ``num_samples x num_chains x (event size + statistics)`` values, and the ``num_keys``
-    PRNG keys per chain that warm-up and one draw's ``thin`` steps split at once (8 bytes each)."""
+    fit: ``num_samples x num_chains x (event size + statistics)`` values (a statistic per rung or
+    pair of parallel tempering's ladder counts ``num_replicas`` values), the chains' replicas, and
+    the ``num_keys`` PRNG keys per chain that warm-up and one draw's ``thin`` steps split at once
+    (8 bytes each)."""
     size = math.prod(potential.event_shape)
     itemsize = np.dtype(jnp.result_type(float)).itemsize
-    values = num_samples * num_chains * (size + len(spec.stats))
-    what = (f"{num_samples} draws x {num_chains} chains x ({size} values + {len(spec.stats)} statistics) "
+    stats = sum(num_replicas if name in STAT_DIMS else 1 for name in spec.stats)
+    values = num_samples * num_chains * (size + stats) + 2 * num_chains * num_replicas * size
+    what = (f"{num_samples} draws x {num_chains} chains x ({size} values + {stats} statistics) "
             f"x {itemsize} bytes, on the device and on the host")
+    if num_replicas > 1:
+        what += f"; {num_chains} chains x {num_replicas} replicas"
     if num_keys:
         what += f"; {num_chains} chains x {num_keys} keys for warm-up and thinning"
     checks.check_memory(2 * values * itemsize + 8 * num_chains * num_keys, what, max_memory, owner=owner,

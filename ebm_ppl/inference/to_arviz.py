@@ -8,6 +8,7 @@ import arviz as az
 import jax
 import numpy as np
 
+from ebm_ppl.kernels.registry import STAT_DIMS
 from ebm_ppl.potentials.base import Potential
 
 __all__ = ["draws_to_datatree", "to_host", "STATS_SCHEMA"]
@@ -43,6 +44,6 @@ def draws_to_datatree(draws, stats: dict[str, Any], *, kernel: str, potential: P
              "stats_schema": STATS_SCHEMA}
     return az.from_dict(
         {"posterior": {"x": draws}, "sample_stats": sample_stats},
-        dims={"x": event_dims},
+        dims={"x": event_dims, **{name: list(STAT_DIMS[name]) for name in sample_stats if name in STAT_DIMS}},
         attrs={"posterior": attrs, "sample_stats": attrs},
     )

@@ -21,13 +21,14 @@ import blackjax.mcmc.metrics
 import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 
+from ebm_ppl.kernels import replica_exchange as pt
 from ebm_ppl.kernels.block_gibbs import as_top_level_api as block_gibbs
 from ebm_ppl.kernels.langevin import as_top_level_api as langevin
 from ebm_ppl.kernels.site_gibbs import as_top_level_api as site_gibbs
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.capabilities import has_block_conditionals
 
-__all__ = ["KernelSpec", "KERNELS", "STAT_MEANINGS", "default_kernel", "get_kernel", "check_kernel", "fixed_algorithm"]
+__all__ = ["KernelSpec", "KERNELS", "STAT_MEANINGS", "STAT_DIMS", "uses_gradients", "check_kernel_options", "default_kernel", "get_kernel", "check_kernel", "fixed_algorithm"]
 
 
 class KernelSpec(NamedTuple):
@@ -53,7 +54,8 @@ class KernelSpec(NamedTuple):
         takes_potential: which of the two the factory takes.
         tuning: what warm-up does: ``"burn_in"`` (nothing to tune), ``"dual_averaging"`` (the
             step size, towards 0.574 acceptance; MALA-like algorithms) or ``"window_adaptation"``
-            (BlackJAX's window adaptation of step size and mass matrix; HMC-like algorithms).
+            (BlackJAX's window adaptation of step size and mass matrix; HMC-like algorithms) or
+            ``"ladder"`` (parallel tempering: the ladder, and the base kernel's step sizes).
         start_energy: whether a step's ``info.energy`` is the energy E(x) of the state it
             started from (None where the potential cannot give it cheaply), so a runner takes each
             draw's ``lp = -E(x)`` from the next step instead of computing it again.
@@ -98,6 +100,17 @@ STAT_MEANINGS: Mapping[str, str] = types.MappingProxyType({
     "hidden_mean": "mean over hidden units of p(h_j = 1 | x) at the step's start (block Gibbs)",
     "flip_rate": "fraction of sites that flipped in the sweep (site Gibbs)",
     "grad_norm": "norm of grad log p at the step's start (Langevin)",
+    "swap_acceptance": "per neighbour pair (i, i + 1) of the ladder, the Metropolis acceptance probability of "
+                       "swapping their replicas at the draw's step (parallel tempering; dimension 'pair')",
+    "round_trips": "replica journeys bottom -> top -> bottom of the ladder completed so far (parallel tempering)",
+    "replica": "which replica sits on each rung at the draw (parallel tempering; dimension 'rung', the "
+               "trajectories of the replicas through the ladder)",
+    "beta": "the ladder's inverse temperatures (parallel tempering; dimension 'rung'; fixed after warm-up)",
+})
+
+#: The dimension names of statistics with more than one value per draw.
+STAT_DIMS: Mapping[str, tuple[str, ...]] = types.MappingProxyType({
+    "swap_acceptance": ("pair",), "replica": ("rung",), "beta": ("rung",),
 })
 
 
@@ -126,6 +139,21 @@ def _nuts_stats(state, info, params) -> dict:
             "tree_depth": info.num_trajectory_expansions}
 
 
+def _pt_stats(state, info, params) -> dict:
+    return {"lp": -info.energy, "swap_acceptance": info.swap_acceptance, "round_trips": state.round_trips,
+            "replica": state.replica, "beta": state.betas}
+
+
+def _pt_algorithm(potential: Potential, *, base_kernel=None, num_replicas=8, betas=None, min_beta=0.1,
+                  reference=None, step_size=1e-2, adapt=True) -> SamplingAlgorithm:
+    """Parallel tempering from the options ``ep.sample`` takes, on a fixed ladder (``betas``, or
+    :func:`~ebm_ppl.kernels.replica_exchange.ladder`'s geometric one); ``adapt`` is warm-up's."""
+    family = pt.tempering(potential, reference)
+    if betas is None:
+        betas = pt.ladder(num_replicas, min_beta, reference=family.has_reference)
+    return pt.as_top_level_api(family, betas, base_kernel, step_size)
+
+
 _GRADIENT = ("real", "box")
 _DISCRETE = ("binary", "spin", "categorical")
 _TABLE = (
@@ -150,6 +178,12 @@ _TABLE = (
                ("step_size", "target_acceptance_rate", "adapt"), {"target_acceptance_rate": 0.8, "adapt": True},
                ("lp", "energy", "acceptance_rate", "diverging", "n_steps", "step_size", "tree_depth"),
                _nuts_stats, blackjax.nuts, False, "window_adaptation"),
+    KernelSpec("parallel_tempering", "parallel tempering over a ladder of temperatures, any base kernel",
+               ("binary", "spin", "categorical", "real", "box"), None, "",
+               ("base_kernel", "num_replicas", "betas", "min_beta", "reference", "step_size", "adapt"),
+               {"num_replicas": 8, "min_beta": 0.1, "step_size": 1e-2, "adapt": True},
+               ("lp", "swap_acceptance", "round_trips", "replica", "beta"), _pt_stats, _pt_algorithm, True,
+               "ladder"),
 )
 
 #: Every kernel by name, read-only (the order is the order of help texts).
@@ -193,6 +227,32 @@ def check_kernel(name: str | None, potential: Potential, options: Mapping[str, A
         takes = f"it takes {', '.join(spec.options)}" if spec.options else "it takes none"
         raise ValueError(f"{owner}: kernel {spec.name!r} does not take option(s) {', '.join(unknown)}; {takes}")
     return spec
+
+
+def uses_gradients(spec: KernelSpec, potential: Potential, options: Mapping[str, Any]) -> bool:
+    """Whether kernel ``spec`` with ``options`` follows grad log p, so runs on R^D (a bounded
+    support's unconstrained view): the gradient kernels, and parallel tempering over MALA."""
+    if spec.name == "parallel_tempering":
+        base = options.get("base_kernel") or pt.default_base_kernel(pt.tempering(potential, options.get("reference")))
+        return pt.BASE_KERNELS[base].gradient
+    return spec.gradient
+
+
+def check_kernel_options(spec: KernelSpec, potential: Potential, options: Mapping[str, Any], *,
+                         owner: str = "sample") -> None:
+    """The checks of ``options`` that need the potential (parallel tempering's base kernel,
+    reference and ladder); ValueError naming the problem."""
+    if spec.name != "parallel_tempering":
+        return
+    try:
+        family = pt.tempering(potential, options.get("reference"))
+        pt.check_base_kernel(options.get("base_kernel") or pt.default_base_kernel(family), family)
+        if options.get("betas") is not None:
+            pt.check_ladder(options["betas"], family)
+        elif options.get("min_beta") is not None and not 0 < options["min_beta"] < 1:
+            raise ValueError(f"parallel tempering: min_beta must be in (0, 1), got {options['min_beta']}")
+    except ValueError as e:
+        raise ValueError(f"{owner}: {e}") from None
 
 
 def fixed_algorithm(spec: KernelSpec, potential: Potential, **parameters: Any) -> SamplingAlgorithm:

@@ -20,7 +20,6 @@ Three kinds, chosen by what the potential can do (:mod:`ebm_ppl.partition.choice
 from __future__ import annotations
 
 import abc
-from typing import ClassVar
 
 import blackjax
 import equinox as eqx
@@ -29,8 +28,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
 from ebm_ppl.kernels.gibbs import gibbs_sweep
-from ebm_ppl.kernels.site_gibbs import site_logit
-from ebm_ppl.potentials.base import Potential, Support
+from ebm_ppl.kernels.tempering import Mixture, interpolate
+from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.gaussian import Gaussian
 from ebm_ppl.potentials.unconstrained import Unconstrained
 
@@ -106,10 +105,7 @@ class ParameterPath(GibbsPath):
 
     def at(self, beta: Array) -> Potential:
         """The intermediate model theta_beta (same family as the target)."""
-        base_params, static = eqx.partition(self.base, eqx.is_array)
-        target_params = eqx.filter(self.target, eqx.is_array)
-        mixed = jax.tree.map(lambda a, b: (1 - beta) * a + beta * b, base_params, target_params)
-        return eqx.combine(mixed, static)
+        return interpolate(self.base, self.target, beta)
 
     def sample_base(self, key: PRNGKeyArray, num: int, dtype) -> Array:
         """Exact base draws: the base has no couplings, so one sweep from anywhere is exact."""
@@ -179,33 +175,6 @@ class GeometricPath(AnnealingPath):
         """Points of the original support mapped to the path's space (the unconstrained one when
         the target is an :class:`~ebm_ppl.potentials.unconstrained.Unconstrained` view)."""
         return self.target.unconstrain(xs) if isinstance(self.target, Unconstrained) else xs
-
-
-class Mixture(Potential):
-    """The geometric mixture ``E_beta = (1 - beta) E_base + beta E_target`` of two discrete
-    potentials on the same support (the intermediate model of :class:`DiscreteGeometricPath`);
-    not registered."""
-
-    name: ClassVar[str] = "geometric_mixture"
-
-    base: Potential
-    target: Potential
-    beta: Array
-
-    @property
-    def support(self) -> Support:  # type: ignore[override]
-        return self.target.support
-
-    @property
-    def event_shape(self) -> tuple[int, ...]:
-        return self.target.event_shape
-
-    def unbatched_energy(self, x: Array) -> Array:
-        return (1 - self.beta) * self.base.unbatched_energy(x) + self.beta * self.target.unbatched_energy(x)
-
-    def site_logit(self, x: Array, i: Array) -> Array:
-        """Mixed from the components' site logits (their own, or two energy evaluations each)."""
-        return (1 - self.beta) * site_logit(self.base, x, i) + self.beta * site_logit(self.target, x, i)
 
 
 class DiscreteGeometricPath(GibbsPath):

@@ -105,6 +105,10 @@ class BoltzmannMachine(Potential):
         return enumeration.sample_binary_states(key, self._log_weights, self.dim, num, self.W.dtype,
                                                 f"a BoltzmannMachine with D={self.dim}")
 
+    def tempered(self, beta: Array) -> "BoltzmannMachine":
+        """The machine at inverse temperature ``beta``: ``beta E(x)`` (W and b times beta)."""
+        return BoltzmannMachine(beta * self.W, beta * self.b)
+
     # -- the coupling-free base model ----------------------------------------------------------
     def base_model(self, data: ArrayLike | None = None) -> "BoltzmannMachine":
         """W = 0 and biases fitted to binary ``data`` ``(N, D)`` when given (the logits of its

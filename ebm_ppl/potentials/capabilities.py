@@ -20,6 +20,7 @@ has_site_logits             ``site_logit(x, i)``                            site
 has_base_model              ``base_model(data=None)``,                      AIS's parameter path
                             ``factorized_log_partition()``
 has_closed_form_gradient    ``contrastive_gradient(x_data, x_model)``       CD/PCD
+has_temperature             ``tempered(beta)`` (joint energy times beta)    parallel tempering
 has_layers                  ``visible``, ``hidden`` layers, ``W``           AIS's fused RBM path
 has_centering               ``plain_to_centered(mu, lambda)``,              ``ep.training.centered``
                             ``centered_to_plain(mu, lambda)``, layers
@@ -41,6 +42,7 @@ __all__ = [
     "has_exact_log_partition",
     "has_exact_samples",
     "has_block_conditionals",
+    "has_temperature",
     "has_hidden_logits",
     "has_visible_mean",
     "has_logit_energy",
@@ -120,6 +122,13 @@ def has_closed_form_gradient(potential: Any) -> bool:
     ``mean F(x_data) - mean F(x_model)`` in closed form (the method and the energy defined by the
     same class)."""
     return _defined_with_energy(potential, "contrastive_gradient")
+
+
+def has_temperature(potential: Any) -> bool:
+    """Whether ``potential.tempered(beta)`` gives the model at inverse temperature beta: joint
+    energy ``beta E`` (for models with latent units, so its free energy is not ``beta F``) in the
+    same family, with the same Gibbs moves (parallel tempering's default ladder)."""
+    return _defined_with_energy(potential, "tempered") and bool(getattr(potential, "temperable", True))
 
 
 def has_layers(potential: Any) -> bool:

@@ -196,6 +196,11 @@ class ClassRBM(Potential):
                                      f"exact samples of a ClassRBM with n_hidden={self.n_hidden}")
         return _exact_samples(self, key, num)
 
+    def tempered(self, beta: Array) -> "ClassRBM":
+        """The model at inverse temperature ``beta``: joint energy ``beta E(x, y, h)`` (every
+        parameter times beta)."""
+        return jax.tree.map(lambda a: beta * a, self)
+
     def base_model(self, data: ArrayLike | None = None) -> "ClassRBM":
         """The coupling-free model: W = U = 0, c = 0, the label biases kept, the pixel biases kept
         or fitted to binary ``data`` ``(N, D)``."""

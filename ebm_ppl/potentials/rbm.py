@@ -69,6 +69,20 @@ class RBMBase(Potential):
         return type(self).hidden_field is RBMBase.hidden_field and type(self).visible_field is RBMBase.visible_field
 
     @property
+    def temperable(self) -> bool:
+        """Whether :meth:`tempered` applies: standard couplings between layers whose energies are
+        linear in their fields."""
+        return self.standard_couplings and self.visible.linear_parameters and self.hidden.linear_parameters
+
+    def tempered(self, beta: Array) -> "RBMBase":
+        """The RBM at inverse temperature ``beta``: joint energy ``beta E(x, h)`` (every field and
+        W times beta), so its free energy is ``F_beta(x)``, not ``beta F(x)``. TypeError where not
+        :attr:`temperable`."""
+        if not self.temperable:
+            raise TypeError(f"{type(self).__name__} has no tempered form by scaling its fields")
+        return self.with_layers(self.visible.tempered(beta), self.hidden.tempered(beta), beta * self.W)
+
+    @property
     def matrix_couplings(self) -> bool:
         """Whether the couplings are :attr:`standard_couplings` between vector features (Potts
         features are matrices)."""

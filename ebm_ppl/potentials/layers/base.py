@@ -54,6 +54,9 @@ class Layer(eqx.Module):
     #: the randomness :meth:`noise` draws, ``"uniform"`` or ``"normal"``; None where the layer
     #: does not split its draws (the fused AIS path then does not apply)
     noise_kind: ClassVar[str | None] = None
+    #: whether the energy is linear in every field (biases, precisions), so that :meth:`tempered`
+    #: is every field times beta; False for layers parametrized otherwise (a scale, a location)
+    linear_parameters: ClassVar[bool] = True
 
     @classmethod
     def standard(cls, size: int, dtype: DTypeLike | None = None, **kwargs) -> "Layer":
@@ -74,6 +77,13 @@ class Layer(eqx.Module):
     @abc.abstractmethod
     def size(self) -> int:
         """The number of units."""
+
+    def tempered(self, beta: Array) -> "Layer":
+        """The layer with energy ``beta E(x)`` (features unchanged): every field times beta, for
+        layers with :attr:`linear_parameters`; a TypeError for others."""
+        if not self.linear_parameters:
+            raise TypeError(f"{type(self).__name__} has no tempered form by scaling its fields")
+        return jax.tree.map(lambda a: beta * a, self)
 
     @abc.abstractmethod
     def energy(self, x: Array, axis: int = -1) -> Array:

@@ -31,6 +31,7 @@ class ScaledGaussian(Layer):
 
     support: ClassVar[Support] = Support.REAL
     noise_kind: ClassVar[str] = "normal"
+    linear_parameters: ClassVar[bool] = False  # E depends on 1 / scale^2 and on the location
 
     loc: Array
     scale: Array

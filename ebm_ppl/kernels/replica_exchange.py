@@ -1,0 +1,293 @@
+"""Parallel tempering (replica exchange) for any potential, in BlackJAX's init/step convention;
+exposed as ``ep.kernels.parallel_tempering``.
+
+R replicas sit on a ladder of inverse temperatures ``0 <= beta_0 < ... < beta_{R-1} = 1`` of a
+tempered family (:mod:`ebm_ppl.kernels.tempering`). One step
+
+1. moves every replica with a base kernel that leaves its own rung invariant: exact block Gibbs
+   for the RBM family (a rung of the parameter path is again an RBM), site Gibbs for other
+   discrete potentials, MALA for continuous ones (one step size per rung);
+2. proposes to swap the neighbours ``(i, i + 1)`` for every even i on even steps and every odd i
+   on odd steps (deterministic even-odd swaps, the non-reversible scheme of Syed et al. 2021),
+   accepted with the exact Metropolis probability
+
+       min(1, exp(E_i(x_i) + E_{i+1}(x_{i+1}) - E_i(x_{i+1}) - E_{i+1}(x_i)))
+
+   where ``E_b`` is the energy of the rung at ``beta_b``: for an RBM the free energy of the
+   interpolated RBM, which is what the chain of visible states needs.
+
+The info carries the acceptance probability of *every* neighbour pair (attempted or not: a
+Rao-Blackwellized estimate of the swap rates, what :func:`adapt_ladder` equalizes); the state
+counts round trips (a replica's travel from the bottom rung to the top and back).
+
+    >>> pt = ep.kernels.parallel_tempering(rbm, ep.kernels.parallel_tempering.ladder(8))
+    >>> state = pt.init(x0, key)
+    >>> state, info = pt.step(key, state)      # state.position: the beta = 1 replica
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from blackjax.base import SamplingAlgorithm
+from jaxtyping import Array, ArrayLike, PRNGKeyArray
+
+from ebm_ppl import checks
+from ebm_ppl.kernels import block_gibbs, site_gibbs
+from ebm_ppl.kernels.tempering import REFERENCES, Tempering, tempering
+from ebm_ppl.potentials.base import Potential
+from ebm_ppl.potentials.capabilities import has_block_conditionals
+
+__all__ = ["PTState", "PTInfo", "BaseKernel", "BASE_KERNELS", "REFERENCES", "tempering", "default_base_kernel",
+           "ladder", "adapt_ladder", "pair_log_acceptance", "init", "build_kernel", "as_top_level_api",
+           "check_base_kernel", "check_ladder"]
+
+
+class PTState(NamedTuple):
+    """position: the beta = 1 replica's x, ``event_shape`` (what a runner stores as the draw);
+    replicas: the base kernel's states of all rungs, stacked (leading axis R, rung order);
+    betas: the ladder ``(R,)``, ascending, ending at 1; replica: ``(R,)`` which replica sits on
+    each rung (replicas travel, rungs stay); phase: ``(R,)`` per replica, 0 before it reached an
+    end of the ladder, 1 if the last end it reached was the bottom, 2 the top; round_trips: the
+    number of bottom -> top -> bottom journeys completed so far; step: steps taken (its parity
+    picks the pairs a step proposes)."""
+
+    position: Array
+    replicas: Any
+    betas: Array
+    replica: Array
+    phase: Array
+    round_trips: Array
+    step: Array
+
+
+class PTInfo(NamedTuple):
+    """swap_acceptance: ``(R - 1,)`` the Metropolis acceptance probability of each neighbour pair
+    (i, i + 1) before this step's swaps, for all pairs; is_swapped: ``(R - 1,)`` which pairs
+    swapped; energy: E(x) of the beta = 1 replica after the step; base_info: the base kernel's
+    infos, stacked over rungs."""
+
+    swap_acceptance: Array
+    is_swapped: Array
+    energy: Array
+    base_info: Any
+
+
+class BaseKernel(NamedTuple):
+    """How parallel tempering drives a base kernel on one rung's potential: ``init(x, potential,
+    key)``, ``step(key, state, potential, step_size) -> (state, info)``, and ``refresh(state,
+    potential)``, the state after its position changed rung (for kernels that cache the log
+    density); ``gradient``: whether it needs real support (and runs on R^D)."""
+
+    init: Callable
+    step: Callable
+    refresh: Callable
+    gradient: bool
+
+
+def _mala_init(x, potential, key):
+    return blackjax.mala.init(x, potential.logdensity_fn())
+
+
+def _mala_step(key, state, potential, step_size):
+    return blackjax.mala.build_kernel()(key, state, potential.logdensity_fn(), step_size)
+
+
+def _keep(state, potential):
+    return state
+
+
+#: The base kernels parallel tempering can drive, by name.
+BASE_KERNELS: dict[str, BaseKernel] = {
+    "block_gibbs": BaseKernel(lambda x, p, k: block_gibbs.init(x, p, k),
+                              lambda k, s, p, eps: block_gibbs.build_kernel()(k, s, p), _keep, False),
+    "site_gibbs": BaseKernel(lambda x, p, k: site_gibbs.init(x),
+                             lambda k, s, p, eps: site_gibbs.build_kernel()(k, s, p), _keep, False),
+    "mala": BaseKernel(_mala_init, _mala_step, lambda s, p: _mala_init(s.position, p, None), True),
+}
+
+
+def default_base_kernel(potential: Potential | Tempering) -> str:
+    """For the rungs of a tempered family (or one potential): block Gibbs where they have block
+    conditionals, site Gibbs for other discrete potentials, else MALA."""
+    if isinstance(potential, Tempering):
+        potential = potential.at(jnp.ones(()))
+    if has_block_conditionals(potential):
+        return "block_gibbs"
+    return "mala" if potential.support.continuous else "site_gibbs"
+
+
+def ladder(num_replicas: int, min_beta: float = 0.05, *, reference: bool = True, dtype=None) -> Array:
+    """A geometric ladder ``(R,)`` ending at beta = 1: ``min_beta ** (k / (n - 1))`` for the
+    ``n`` rungs above the reference, and beta = 0 first when ``reference`` (a tempered family
+    with a proper beta = 0, such as the AIS base); ``reference=False`` starts at ``min_beta``."""
+    num_replicas = checks.int_at_least(num_replicas, "ladder: num_replicas", 2)
+    min_beta = checks.positive_float(min_beta, "ladder: min_beta")
+    if min_beta >= 1:
+        raise ValueError(f"ladder: min_beta must be below 1, got {min_beta}")
+    dtype = jnp.result_type(float) if dtype is None else dtype
+    n = num_replicas - 1 if reference else num_replicas
+    upper = min_beta ** jnp.linspace(1.0, 0.0, n, dtype=dtype) if n > 1 else jnp.ones((1,), dtype)
+    return jnp.concatenate([jnp.zeros((1,), dtype), upper]) if reference else upper
+
+
+def adapt_ladder(betas: Array, swap_acceptance: Array, floor: float = 1e-3) -> Array:
+    """A ladder with the same ends on which every neighbour pair has the same rejection rate,
+    from the mean acceptance probabilities ``(R - 1,)`` measured on ``betas`` ``(R,)``.
+
+    Syed et al. 2021 (Algorithm 4): the rejection rates ``r_i`` sum to the communication barrier
+    ``Lambda(beta)``, piecewise linear between the rungs; the new rungs sit at equal steps of
+    ``Lambda``. ``floor`` keeps ``Lambda`` strictly increasing where a pair never rejects."""
+    rejection = jnp.clip(1.0 - swap_acceptance, floor, 1.0)
+    barrier = jnp.concatenate([jnp.zeros((1,), betas.dtype), jnp.cumsum(rejection).astype(betas.dtype)])
+    levels = jnp.linspace(0.0, 1.0, betas.shape[0], dtype=betas.dtype) * barrier[-1]
+    new = jnp.interp(levels, barrier, betas)
+    return new.at[0].set(betas[0]).at[-1].set(betas[-1])
+
+
+def init(position: ArrayLike, family: Tempering, betas: ArrayLike, base_kernel: str = "block_gibbs",
+         rng_key: PRNGKeyArray | None = None) -> PTState:
+    """Every replica at ``position`` (``event_shape``) or at its own row of ``position``
+    ``(R, *event_shape)``; ``betas`` ``(R,)`` ascending, ending at 1."""
+    betas = jnp.asarray(betas)
+    base = BASE_KERNELS[base_kernel]
+    event_shape = family.target.event_shape
+    x = jnp.asarray(position)
+    if x.ndim == len(event_shape):
+        x = jnp.broadcast_to(x, (betas.shape[0], *event_shape))
+    key = jax.random.key(0) if rng_key is None else rng_key
+    keys = jax.random.split(key, betas.shape[0])
+    replicas = jax.vmap(lambda xi, b, k: base.init(xi, family.at(b), k))(x, betas, keys)
+    num = betas.shape[0]
+    return PTState(x[-1], replicas, betas, jnp.arange(num, dtype=jnp.int32), jnp.zeros(num, jnp.int32),
+                   jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+
+
+def pair_log_acceptance(family: Tempering, positions: Array, betas: Array) -> tuple[Array, Array]:
+    """The log Metropolis ratio of swapping the replicas ``positions`` ``(R, *event)`` of each
+    neighbour pair of rungs ``betas`` ``(R,)``: ``(log ratio (R - 1,), energies (R, 3))``; row r of
+    ``energies`` holds ``x_r``'s energy at the rung below r, at r and above r (clipped at the ends)."""
+    num = betas.shape[0]
+    rungs = jnp.arange(num)
+    around = betas[jnp.stack([jnp.maximum(rungs - 1, 0), rungs, jnp.minimum(rungs + 1, num - 1)], axis=1)]
+    energies = jax.vmap(family.energies)(positions, around)  # (R, 3): at the rung below, its own, above
+    own = energies[:, 1]
+    log_a = own[:-1] + own[1:] - energies[1:, 0] - energies[:-1, 2]
+    return jnp.where(jnp.isnan(log_a), -jnp.inf, log_a), energies
+
+
+def build_kernel(base_kernel: str = "block_gibbs"):
+    """The raw kernel ``kernel(rng_key, state, family, step_size) -> (state, info)``;
+    ``step_size`` (scalar or ``(R,)``) is used by gradient base kernels only."""
+    base = BASE_KERNELS[base_kernel]
+
+    def kernel(rng_key: PRNGKeyArray, state: PTState, family: Tempering, step_size: ArrayLike = 0.0):
+        key_move, key_swap = jax.random.split(rng_key)
+        betas = state.betas
+        num = betas.shape[0]
+        eps = jnp.broadcast_to(jnp.asarray(step_size, betas.dtype), (num,))
+        keys = jax.random.split(key_move, num)
+        replicas, base_info = jax.vmap(lambda k, s, b, e: base.step(k, s, family.at(b), e))(
+            keys, state.replicas, betas, eps)
+
+        positions = replicas.position
+        log_a, energies = pair_log_acceptance(family, positions, betas)
+        pairs = jnp.arange(num - 1)
+        attempt = pairs % 2 == state.step % 2
+        uniforms = jax.random.uniform(key_swap, (num - 1,), betas.dtype)
+        swapped = attempt & (jnp.log(uniforms) < log_a)
+        # disjoint pairs: rung i takes i + 1's replica if pair i swapped, i - 1's if pair i - 1 did
+        up, down = jnp.pad(swapped, (0, 1)), jnp.pad(swapped, (1, 0))
+        source = jnp.arange(num) + up.astype(jnp.int32) - down.astype(jnp.int32)
+        replicas = jax.tree.map(lambda a: a[source], replicas)
+        if base.refresh is not _keep:
+            replicas = jax.vmap(lambda s, b: base.refresh(s, family.at(b)))(replicas, betas)
+        replica = state.replica[source]
+        # the top rung's energy after the swap: its own, or the one below's at beta = 1
+        top_energy = jnp.where(swapped[-1], energies[-2, 2], energies[-1, 1])
+
+        # round trips: a replica that reached the top since it last left the bottom completes one
+        phase = state.phase
+        at_bottom, at_top = replica[0], replica[-1]
+        completed = phase[at_bottom] == 2
+        phase = phase.at[at_bottom].set(1)
+        phase = phase.at[at_top].set(jnp.where(phase[at_top] == 1, 2, phase[at_top]))
+        new_state = PTState(replicas.position[-1], replicas, betas, replica, phase,
+                            state.round_trips + completed.astype(jnp.int32), state.step + 1)
+        info = PTInfo(jnp.exp(jnp.minimum(log_a, 0.0)), swapped, top_energy, base_info)
+        return new_state, info
+
+    return kernel
+
+
+def as_top_level_api(potential: Potential | Tempering, betas: ArrayLike, base_kernel: str | None = None,
+                     step_size: ArrayLike = 0.0, reference: str | None = None) -> SamplingAlgorithm:
+    """``SamplingAlgorithm(init, step)`` for parallel tempering.
+
+    Args:
+        potential: the target (its default tempered family, :func:`~ebm_ppl.kernels.tempering.tempering`,
+            with ``reference``), or a :class:`~ebm_ppl.kernels.tempering.Tempering` family.
+        betas: the ladder ``(R,)``, ascending, ending at 1 (:func:`ladder`); R >= 2.
+        base_kernel: a name of :data:`BASE_KERNELS`; None: :func:`default_base_kernel`.
+        step_size: the base kernel's step size (MALA), a scalar or one per rung ``(R,)``.
+        reference: see :func:`~ebm_ppl.kernels.tempering.tempering`.
+
+    ``init(position, rng_key=None)`` takes one point (every replica starts there) or one per rung
+    ``(R, *event_shape)``; ``step(rng_key, state) -> (PTState, PTInfo)``.
+    """
+    family = potential if isinstance(potential, Tempering) else tempering(potential, reference)
+    base_kernel = default_base_kernel(family) if base_kernel is None else base_kernel
+    check_base_kernel(base_kernel, family)
+    betas = check_ladder(betas, family)
+    kernel = build_kernel(base_kernel)
+
+    def init_fn(position: ArrayLike, rng_key: PRNGKeyArray | None = None):
+        return init(position, family, betas, base_kernel, rng_key)
+
+    def step_fn(rng_key: PRNGKeyArray, state: PTState):
+        return kernel(rng_key, state, family, step_size)
+
+    return SamplingAlgorithm(init_fn, step_fn)
+
+
+def check_base_kernel(name: Any, family: Tempering) -> str:
+    """``name`` if it is a base kernel that can move the rungs of ``family``; else a ValueError."""
+    if not isinstance(name, str) or name not in BASE_KERNELS:
+        raise ValueError(f"parallel tempering: unknown base_kernel {name!r}; choose one of {', '.join(BASE_KERNELS)}")
+    potential = family.at(jnp.ones(()))
+    family = f"{type(family.target).__name__} (tempered by {type(family).__name__})"
+    if name == "block_gibbs" and not has_block_conditionals(potential):
+        raise ValueError(f"parallel tempering: base_kernel 'block_gibbs' needs block conditionals; {family} has "
+                         f"none. Use base_kernel={default_base_kernel(potential)!r}.")
+    if BASE_KERNELS[name].gradient != potential.support.continuous and name != "block_gibbs":
+        raise ValueError(f"parallel tempering: base_kernel {name!r} does not sample {potential.support} "
+                         f"potentials; use base_kernel={default_base_kernel(potential)!r}")
+    return name
+
+
+def check_ladder(betas: ArrayLike, family: Tempering) -> Array:
+    """``betas`` as an array ``(R,)`` after checking it is a ladder: R >= 2, real, finite,
+    strictly ascending, the last 1, the first >= 0 (> 0 where the family has no proper beta = 0).
+    Traced values are checked for shape only."""
+    if isinstance(betas, jax.core.Tracer):
+        b = betas
+    else:
+        b = np.asarray(betas)
+        if b.dtype == bool or not (np.issubdtype(b.dtype, np.integer) or np.issubdtype(b.dtype, np.floating)):
+            raise ValueError(f"parallel tempering: betas must be real numbers, got dtype {b.dtype}")
+    if b.ndim != 1 or b.shape[0] < 2:
+        raise ValueError(f"parallel tempering: betas must be a ladder of shape (R,) with R >= 2, got shape {b.shape}")
+    if not isinstance(b, jax.core.Tracer):
+        if not np.all(np.isfinite(b)) or not np.all(np.diff(b) > 0):
+            raise ValueError(f"parallel tempering: betas must be finite and strictly ascending, got {b.tolist()}")
+        if float(b[-1]) != 1.0:
+            raise ValueError(f"parallel tempering: the last beta must be 1 (the target), got {float(b[-1])}")
+        if b[0] < 0 or (b[0] == 0 and not family.has_reference):
+            need = ">= 0" if family.has_reference else "> 0 (beta = 0 is improper for this family)"
+            raise ValueError(f"parallel tempering: the lowest beta must be {need}, got {float(b[0])}")
+        b = jnp.asarray(b, jnp.result_type(float))
+    return b
