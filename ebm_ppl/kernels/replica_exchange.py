@@ -43,7 +43,7 @@ from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.capabilities import has_block_conditionals
 
 __all__ = ["PTState", "PTInfo", "BaseKernel", "BASE_KERNELS", "REFERENCES", "tempering", "default_base_kernel",
-           "ladder", "adapt_ladder", "pair_log_acceptance", "init", "build_kernel", "as_top_level_api",
+           "ladder", "ladder_values", "adapt_ladder", "pair_log_acceptance", "swap_sources", "init", "build_kernel", "as_top_level_api",
            "check_base_kernel", "check_ladder"]
 
 
@@ -130,9 +130,15 @@ def ladder(num_replicas: int, min_beta: float = 0.05, *, reference: bool = True,
     if min_beta >= 1:
         raise ValueError(f"ladder: min_beta must be below 1, got {min_beta}")
     dtype = jnp.result_type(float) if dtype is None else dtype
+    return jnp.asarray(ladder_values(num_replicas, min_beta, reference), dtype)
+
+
+def ladder_values(num_replicas: int, min_beta: float, reference: bool) -> tuple[float, ...]:
+    """:func:`ladder`'s betas as Python floats (for static settings; arguments unchecked)."""
     n = num_replicas - 1 if reference else num_replicas
-    upper = min_beta ** jnp.linspace(1.0, 0.0, n, dtype=dtype) if n > 1 else jnp.ones((1,), dtype)
-    return jnp.concatenate([jnp.zeros((1,), dtype), upper]) if reference else upper
+    upper = [min_beta ** (1.0 - k / (n - 1)) for k in range(n)] if n > 1 else [1.0]
+    upper[-1] = 1.0
+    return tuple([0.0] * reference + upper)
 
 
 def adapt_ladder(betas: Array, swap_acceptance: Array, floor: float = 1e-3) -> Array:
@@ -180,6 +186,19 @@ def pair_log_acceptance(family: Tempering, positions: Array, betas: Array) -> tu
     return jnp.where(jnp.isnan(log_a), -jnp.inf, log_a), energies
 
 
+def swap_sources(key: PRNGKeyArray, log_acceptance: Array, step: Array) -> tuple[Array, Array]:
+    """The even-odd swap move from the pairs' log Metropolis ratios ``(R - 1,)``: pairs (i, i + 1)
+    with i of ``step``'s parity are proposed and each accepted with its probability. Returns
+    ``(source (R,), swapped (R - 1,))``: rung r takes the replica of rung ``source[r]``."""
+    num = log_acceptance.shape[0] + 1
+    attempt = jnp.arange(num - 1) % 2 == step % 2
+    uniforms = jax.random.uniform(key, (num - 1,), log_acceptance.dtype)
+    swapped = attempt & (jnp.log(uniforms) < log_acceptance)
+    # disjoint pairs: rung i takes i + 1's replica if pair i swapped, i - 1's if pair i - 1 did
+    up, down = jnp.pad(swapped, (0, 1)), jnp.pad(swapped, (1, 0))
+    return jnp.arange(num) + up.astype(jnp.int32) - down.astype(jnp.int32), swapped
+
+
 def build_kernel(base_kernel: str = "block_gibbs"):
     """The raw kernel ``kernel(rng_key, state, family, step_size) -> (state, info)``;
     ``step_size`` (scalar or ``(R,)``) is used by gradient base kernels only."""
@@ -196,13 +215,7 @@ def build_kernel(base_kernel: str = "block_gibbs"):
 
         positions = replicas.position
         log_a, energies = pair_log_acceptance(family, positions, betas)
-        pairs = jnp.arange(num - 1)
-        attempt = pairs % 2 == state.step % 2
-        uniforms = jax.random.uniform(key_swap, (num - 1,), betas.dtype)
-        swapped = attempt & (jnp.log(uniforms) < log_a)
-        # disjoint pairs: rung i takes i + 1's replica if pair i swapped, i - 1's if pair i - 1 did
-        up, down = jnp.pad(swapped, (0, 1)), jnp.pad(swapped, (1, 0))
-        source = jnp.arange(num) + up.astype(jnp.int32) - down.astype(jnp.int32)
+        source, swapped = swap_sources(key_swap, log_a, state.step)
         replicas = jax.tree.map(lambda a: a[source], replicas)
         if base.refresh is not _keep:
             replicas = jax.vmap(lambda s, b: base.refresh(s, family.at(b)))(replicas, betas)

@@ -31,6 +31,7 @@ draw, which is what lets a replica forget its mode.
 from __future__ import annotations
 
 import abc
+import math
 from typing import ClassVar
 
 import equinox as eqx
@@ -118,7 +119,7 @@ class Tempering(eqx.Module):
     linear in beta.
     """
 
-    target: eqx.AbstractVar[Potential]
+    target: eqx.AbstractVar[Potential]  # declared first: subclasses are built with keywords
 
     @property
     def has_reference(self) -> bool:
@@ -128,6 +129,10 @@ class Tempering(eqx.Module):
     @abc.abstractmethod
     def at(self, beta: Array) -> Potential:
         """The potential at inverse temperature ``beta`` (a scalar, may be traced)."""
+
+    def reference_log_partition(self) -> Array | None:
+        """Exact log Z at beta = 0 (None where it is not proper or not known in closed form)."""
+        return None
 
     def energies(self, x: Array, betas: Array) -> Array:
         """``E_beta(x)`` of one point ``x`` (``event_shape``) at each of ``betas`` ``(k,)``; ``-> (k,)``."""
@@ -141,6 +146,13 @@ class TemperatureTempering(Tempering):
 
     def at(self, beta: Array) -> Potential:
         return self.target.tempered(beta)
+
+    def reference_log_partition(self) -> Array | None:
+        """The uniform model's log Z, from the family's coupling-free log Z (all units discrete)."""
+        zero = self.at(jnp.zeros(()))
+        if not self.has_reference or not has_base_model(zero):
+            return None
+        return zero.factorized_log_partition()
 
     @property
     def has_reference(self) -> bool:
@@ -157,6 +169,9 @@ class ParameterTempering(Tempering):
 
     def at(self, beta: Array) -> Potential:
         return interpolate(self.base, self.target, beta)
+
+    def reference_log_partition(self) -> Array:
+        return self.base.factorized_log_partition()
 
 
 class _LinearTempering(Tempering):
@@ -183,6 +198,9 @@ class GeometricTempering(_LinearTempering):
     def reference_energy(self, x: Array) -> Array:
         return self.base.unbatched_energy(x)
 
+    def reference_log_partition(self) -> Array:
+        return self.base.log_partition()
+
 
 class PowerTempering(_LinearTempering):
     """``E_beta = beta E``: beta = 0 is improper on R^D, so ladders start at a lowest beta > 0."""
@@ -196,6 +214,13 @@ class PowerTempering(_LinearTempering):
     def has_reference(self) -> bool:
         """Proper at beta = 0 (uniform) on a discrete support only."""
         return not self.target.support.continuous
+
+    def reference_log_partition(self) -> Array | None:
+        """``D log q``: the uniform distribution over q values per coordinate (discrete supports)."""
+        if not self.has_reference:
+            return None
+        size = math.prod(self.target.event_shape)
+        return jnp.asarray(size * math.log(len(self.target.support.values)), jnp.result_type(float))
 
 
 def tempering(potential: Potential, reference: str | None = None) -> Tempering:
@@ -217,12 +242,12 @@ def tempering(potential: Potential, reference: str | None = None) -> Tempering:
                              "reference='base' (the AIS path) or 'power' (beta F(x), moved by site Gibbs or MALA)")
         return PowerTempering(potential)  # a fully visible potential: beta E(x) is its temperature
     if reference in (None, "base") and has_base_model(potential) and gibbs:
-        return ParameterTempering(potential.base_model(), potential)
+        return ParameterTempering(base=potential.base_model(), target=potential)
     if reference == "base":
         if potential.support == Support.BINARY:
-            return GeometricTempering(Bernoulli.uniform(potential.event_shape), potential)
+            return GeometricTempering(base=Bernoulli.uniform(potential.event_shape), target=potential)
         if not potential.support.continuous:
-            return GeometricTempering(Factorized.uniform(potential.event_shape, potential.support), potential)
+            return GeometricTempering(base=Factorized.uniform(potential.event_shape, potential.support), target=potential)
         raise ValueError(f"parallel tempering: {family} has no base model with Gibbs moves, and beta = 0 of a "
                          "continuous potential is improper; use reference='power' (a ladder from a lowest beta > 0)")
     return PowerTempering(potential)

@@ -1,4 +1,4 @@
-"""Training energies: gradient estimators (CD-k, persistent CD) and the ``fit`` loop."""
+"""Training energies: gradient estimators (CD-k, persistent CD, PT-PCD) and the ``fit`` loop."""
 
 from ebm_ppl.training.class_rbm import ClassRBMEstimator, ClassRBMState, class_rbm
 from ebm_ppl.training.centering import CenteredEstimator, CenteredState, centered
@@ -12,6 +12,7 @@ from ebm_ppl.training.estimators import (
     gibbs_sweeps,
     pcd,
 )
+from ebm_ppl.training.tempered import PTPCDEstimator, PTPCDState, pt_pcd
 from ebm_ppl.training.fit import CheckpointWarning, History, TrainingDiverged, fit
 from ebm_ppl.training.jem import JEMEstimator, JEMState, jem, jem_loss, jem_metrics, langevin_samples
 from ebm_ppl.training.metrics import (
@@ -29,6 +30,9 @@ __all__ = [
     "PCDState",
     "cd",
     "pcd",
+    "pt_pcd",
+    "PTPCDEstimator",
+    "PTPCDState",
     "gibbs_sweeps",
     "centered",
     "class_rbm",

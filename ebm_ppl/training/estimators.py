@@ -32,7 +32,7 @@ from ebm_ppl.kernels import gibbs
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.capabilities import has_closed_form_gradient
 
-__all__ = ["GradientEstimator", "CDEstimator", "PCDEstimator", "CDState", "PCDState", "cd", "pcd", "gibbs_sweeps"]
+__all__ = ["GradientEstimator", "CDEstimator", "PCDEstimator", "CDState", "PCDState", "cd", "pcd", "gibbs_sweeps", "grads_and_metrics"]
 
 
 class GradientEstimator(NamedTuple):
@@ -73,7 +73,9 @@ def _free_energy_gap(model: Potential, x_data: Array, x_model: Array) -> Array:
     return jnp.mean(f(x_data)) - jnp.mean(f(jax.lax.stop_gradient(x_model)))
 
 
-def _grads_and_metrics(model, x_data, x_model):
+def grads_and_metrics(model: Potential, x_data: Array, x_model: Array) -> tuple[Any, dict[str, Array]]:
+    """The NLL gradient estimate from data ``(B, *event)`` and negatives ``(N, *event)`` (the
+    model's closed form where it has one, else autodiff of the free-energy gap), and the gap."""
     if has_closed_form_gradient(model):
         grads, gap = model.contrastive_gradient(x_data, x_model)
     else:
@@ -99,7 +101,7 @@ class CDEstimator(eqx.Module):
         key, sub = jax.random.split(state.key)
         x = batch[0]
         negatives = gibbs_sweeps(sub, model, x, self.k)
-        grads, metrics = _grads_and_metrics(model, x, negatives)
+        grads, metrics = grads_and_metrics(model, x, negatives)
         return grads, CDState(key), metrics
 
 
@@ -129,7 +131,7 @@ class PCDEstimator(eqx.Module):
         """Gradients of the batch ``(x (B, *event), ...)``: negatives are the chains after ``k`` more sweeps."""
         key, sub = jax.random.split(state.key)
         chains = gibbs_sweeps(sub, model, state.chains, self.k)
-        grads, metrics = _grads_and_metrics(model, batch[0], chains)
+        grads, metrics = grads_and_metrics(model, batch[0], chains)
         return grads, PCDState(key, chains), metrics
 
 

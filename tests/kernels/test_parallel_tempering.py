@@ -226,3 +226,25 @@ def test_continuous_potential_refuses_a_zero_beta_and_a_base_reference():
         ep.sample(jax.random.key(0), g, "parallel_tempering", betas=(0.0, 1.0), num_samples=2, num_warmup=0)
     with pytest.raises(ValueError, match="reference='power'"):
         ep.sample(jax.random.key(0), g, "parallel_tempering", reference="base", num_samples=2, num_warmup=0)
+
+
+@pytest.mark.parametrize("reference", [None, "base", "power"])
+def test_every_family_ends_at_the_target_and_starts_at_its_reference(reference):
+    """beta = 1 is the target itself (same energies) for every default family; beta = 0 of a
+    family with a proper reference has no couplings (its log Z is the closed form)."""
+    k = jax.random.key(0)
+    models = [_rbm(), ep.GaussianBernoulliRBM.init(k, 4, 3), _ferromagnet(5), ep.ClassRBM.init(k, 6, 3, 2)]
+    for model in models:
+        if reference == "base" and not hasattr(model, "base_model"):
+            continue
+        family = tempering(model, reference)
+        x = model.initial_positions(jax.random.key(1), 3)
+        np.testing.assert_allclose(jax.vmap(lambda xi: family.energies(xi, jnp.ones(1))[0])(x),
+                                   model.energy(x), rtol=1e-5, atol=1e-5)
+        log_z0 = family.reference_log_partition()
+        if log_z0 is not None and not model.support.continuous:
+            zero = family.at(jnp.zeros(()))
+            states = ep.potentials.enumeration.index_to_states(jnp.arange(2 ** model.event_shape[0]), (0.0, 1.0),
+                                                               model.event_shape[0])
+            brute = jax.nn.logsumexp(-jax.vmap(zero.unbatched_energy)(states))
+            np.testing.assert_allclose(log_z0, brute, rtol=1e-5)
