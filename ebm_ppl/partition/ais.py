@@ -41,7 +41,8 @@ from ebm_ppl.compiler import filter_jit
 from ebm_ppl.progress import progress_fori_loop
 from ebm_ppl.partition.estimate import AISEstimate, summarize_log_weights, warn_if_degenerate
 from ebm_ppl.partition.choice import make_path
-from ebm_ppl.partition.schedule import MIN_TEMPERATURES, default_schedule, validate_schedule
+from ebm_ppl.partition.schedule import (ADAPTIVE, MIN_TEMPERATURES, PILOT_CHAINS, PILOT_TEMPERATURES, default_schedule,
+                                       equal_variance_schedule, linear_schedule, validate_schedule)
 from ebm_ppl.potentials.base import Potential, check_potential, validate_input
 from ebm_ppl.random import DEFAULT_IMPL, rekey
 
@@ -76,7 +77,11 @@ def ais(
             Gaussian with BlackJAX MALA (or HMC) moves.
         num_chains: independent annealing runs (>= 2; 100 or more for a usable error bar).
         num_temperatures: K; ignored when ``schedule`` is given.
-        schedule: inverse temperatures ``(K + 1,)`` from 0 to 1, strictly increasing; default
+        schedule: inverse temperatures ``(K + 1,)`` from 0 to 1, strictly increasing; or
+            ``"adaptive"``: K + 1 temperatures placed from a pilot run (linear, up to 128
+            temperatures and 64 chains, its cost included in ``wall_time``) so that every step
+            adds the same log-weight variance
+            (:func:`~ebm_ppl.partition.schedule.equal_variance_schedule`); default
             :func:`~ebm_ppl.partition.schedule.default_schedule` (denser near 1).
         base: the beta = 0 model: a zero-coupling model of the target's family, or an
             ``ep.Gaussian`` for real potentials. Default: the uniform model, or the base-rate
@@ -100,10 +105,12 @@ def ais(
                                                data, kernel, num_integration_steps, progress, max_memory)
     start = time.perf_counter()
     key = rekey(key, prng_impl)
-    padded, num_steps = _padded(betas)
     dtype = _dtype(potential)
-    log_w, log_w_var = _forward(path, key, num_chains, dtype, jnp.asarray(padded, dtype),
-                                jnp.asarray(num_steps, jnp.int32), progress)
+    if betas is None:
+        betas = _adaptive_schedule(path, jax.random.fold_in(key, 1), num_chains, num_temperatures, dtype)
+    padded, num_steps = _padded(betas)
+    log_w, log_w_var, _ = _forward(path, key, num_chains, dtype, jnp.asarray(padded, dtype),
+                                   jnp.asarray(num_steps, jnp.int32), progress)
     log_w, log_w_var = np.asarray(log_w), np.asarray(log_w_var)[: len(betas) - 1]
     log_mean, stderr, ess = summarize_log_weights(log_w)
     warn_if_degenerate(ess, num_chains, "ais", log_w)
@@ -145,7 +152,8 @@ def reverse_ais(
             upper bound in expectation (``bound == "upper"``), else ``"approximate upper"``.
             Started from held-out data, read ``start_log_likelihood`` (RAISE) instead.
         num_temperatures: K, as in :func:`ais`; ignored when ``schedule`` is given.
-        schedule: the inverse temperatures, as in :func:`ais` (run from 1 back to 0).
+        schedule: the inverse temperatures, as in :func:`ais` (run from 1 back to 0), or
+            ``"adaptive"`` (placed by a forward pilot run, as in :func:`ais`).
         base: the beta = 0 model, as in :func:`ais`.
         data: samples used to fit the base, as in :func:`ais`.
         kernel: the transition kernel, as in :func:`ais`.
@@ -165,8 +173,10 @@ def reverse_ais(
     t0 = time.perf_counter()
     key = rekey(key, prng_impl)
     x0 = start_x.astype(_dtype(potential))
+    if betas is None:
+        betas = _adaptive_schedule(path, jax.random.fold_in(key, 1), num_chains, num_temperatures, x0.dtype)
     padded, num_steps = _padded(betas[::-1])
-    log_w, log_w_var = _anneal(path, key, path.encode(x0), jnp.asarray(padded, x0.dtype), jnp.asarray(num_steps, jnp.int32),
+    log_w, log_w_var, _ = _anneal(path, key, path.encode(x0), jnp.asarray(padded, x0.dtype), jnp.asarray(num_steps, jnp.int32),
                                progress, "reverse AIS")
     log_w, log_w_var = np.asarray(log_w), np.asarray(log_w_var)[: len(betas) - 1]
     log_mean, stderr, ess = summarize_log_weights(log_w)
@@ -197,15 +207,28 @@ def _setup(owner, potential, num_chains, num_temperatures, schedule, base, data,
         raise ValueError(f"{owner}: kernel must be a name ('gibbs', 'mala' or 'hmc') or None, got {kernel!r}")
     num_integration_steps = checks.int_at_least(num_integration_steps, "num_integration_steps", 1)
     checks.flag(progress, "progress")
-    if schedule is None:
+    if schedule is None or (isinstance(schedule, str) and schedule == ADAPTIVE):
         num_temperatures = checks.int_at_least(num_temperatures, "num_temperatures", MIN_TEMPERATURES)
         _check_memory(owner, potential, num_chains, num_temperatures, max_memory)
-        betas = default_schedule(num_temperatures)
+        betas = default_schedule(num_temperatures) if schedule is None else None  # None: placed by a pilot
+    elif isinstance(schedule, str):
+        raise ValueError(f"{owner}: schedule must be an array of inverse temperatures or {ADAPTIVE!r}, got {schedule!r}")
     else:
         betas = validate_schedule(schedule)
         _check_memory(owner, potential, num_chains, len(betas) - 1, max_memory)
     path = make_path(potential, base=base, data=data, kernel=kernel, num_integration_steps=num_integration_steps)
     return betas, path, num_chains, bool(progress)
+
+
+def _adaptive_schedule(path, key: PRNGKeyArray, num_chains: int, num_temperatures: int, dtype) -> np.ndarray:
+    """``num_temperatures + 1`` temperatures of equal log-weight variance per step, from a forward
+    pilot run on a linear schedule (:data:`PILOT_TEMPERATURES` temperatures, :data:`PILOT_CHAINS`
+    chains at most)."""
+    pilot = linear_schedule(min(PILOT_TEMPERATURES, num_temperatures))
+    padded, num_steps = _padded(pilot)
+    _, _, increment_var = _forward(path, key, min(PILOT_CHAINS, num_chains), dtype, jnp.asarray(padded, dtype),
+                                   jnp.asarray(num_steps, jnp.int32), False)
+    return equal_variance_schedule(pilot, np.asarray(increment_var)[:num_steps], num_temperatures)
 
 
 def _check_memory(owner: str, potential: Potential, num_chains: int, num_temperatures: int, max_memory) -> None:
@@ -252,8 +275,9 @@ def _anneal(path, key: PRNGKeyArray, x0: Array, betas: Array, num_steps, progres
 
 
 def _anneal_loop(path, key, x0, betas, num_steps, progress, desc):
-    """Run every chain along ``betas[:num_steps + 1]``; return the log-weights ``(N,)`` and their
-    variance after each temperature (``betas.shape[0] - 1``, valid up to ``num_steps``).
+    """Run every chain along ``betas[:num_steps + 1]``; return the log-weights ``(N,)``, their
+    variance after each temperature and the variance of each temperature's increment (both
+    ``betas.shape[0] - 1``, valid up to ``num_steps``).
 
     Temperatures run in blocks of ``CHUNK``: each block's random numbers are drawn in one call
     (``path.draws`` vmapped over the block), which on CPU generates them about twice as fast as
@@ -277,13 +301,16 @@ def _anneal_loop(path, key, x0, betas, num_steps, progress, desc):
             log_w = log_w + jnp.where(k < num_steps, delta, 0.0)
             return (x, log_w, aux), log_w
 
-        x, log_w, aux, var = carry
-        (x, log_w, aux), history = jax.lax.scan(step, (x, log_w, aux), (jnp.arange(CHUNK), draws))
+        x, log_w, aux, var, inc_var = carry
+        (x, new_log_w, aux), history = jax.lax.scan(step, (x, log_w, aux), (jnp.arange(CHUNK), draws))
         # the block's per-temperature variances in one op (not CHUNK small reductions in the loop)
         var = jax.lax.dynamic_update_slice(var, jnp.var(history, axis=1), (c * CHUNK,))
-        return x, log_w, aux, var
+        increments = jnp.diff(jnp.concatenate([log_w[None], history]), axis=0)
+        inc_var = jax.lax.dynamic_update_slice(inc_var, jnp.var(increments, axis=1), (c * CHUNK,))
+        return x, new_log_w, aux, var, inc_var
 
-    init = (state0, jnp.zeros(x0.shape[0], x0.dtype), path.init_aux(dim), jnp.zeros(betas.shape[0] - 1, x0.dtype))
+    zeros = jnp.zeros(betas.shape[0] - 1, x0.dtype)
+    init = (state0, jnp.zeros(x0.shape[0], x0.dtype), path.init_aux(dim), zeros, zeros)
     num_blocks = (num_steps + CHUNK - 1) // CHUNK
-    _, log_w, _, var = progress_fori_loop(num_blocks, block, init, enabled=progress, desc=desc)
-    return log_w, var
+    _, log_w, _, var, inc_var = progress_fori_loop(num_blocks, block, init, enabled=progress, desc=desc)
+    return log_w, var, inc_var

@@ -7,7 +7,14 @@ from jaxtyping import ArrayLike
 
 from ebm_ppl import checks
 
-__all__ = ["default_schedule", "linear_schedule", "validate_schedule", "MIN_TEMPERATURES"]
+__all__ = ["default_schedule", "linear_schedule", "equal_variance_schedule", "validate_schedule", "MIN_TEMPERATURES",
+           "ADAPTIVE", "PILOT_TEMPERATURES", "PILOT_CHAINS"]
+
+#: The ``schedule`` value that asks ``ep.ais`` for :func:`equal_variance_schedule` from a pilot run.
+ADAPTIVE = "adaptive"
+#: The pilot run's temperatures (linear) and chains, at most (fewer if the run itself is smaller).
+PILOT_TEMPERATURES = 128
+PILOT_CHAINS = 64
 
 #: The fewest temperatures :func:`default_schedule` spreads over its three pieces.
 MIN_TEMPERATURES = 10
@@ -34,6 +41,27 @@ def default_schedule(num_temperatures: int) -> np.ndarray:
 def linear_schedule(num_temperatures: int) -> np.ndarray:
     """``num_temperatures + 1`` evenly spaced values from 0 to 1."""
     return np.linspace(0.0, 1.0, checks.positive_int(num_temperatures, "num_temperatures") + 1)
+
+
+def equal_variance_schedule(pilot_betas: np.ndarray, increment_var: np.ndarray, num_temperatures: int) -> np.ndarray:
+    """``num_temperatures + 1`` inverse temperatures from 0 to 1 at which every AIS step adds the
+    same variance to the log-weights, from a pilot run's per-step increment variances.
+
+    A step from beta to beta + d adds about ``d^2 Var_beta[U]`` (``U = d log f_beta / d beta``),
+    so equal steps of the thermodynamic length ``Lambda(beta) = integral sqrt(Var_beta[U])``
+    make the variances equal (and minimize their sum for a fixed number of steps: the schedule
+    of constant "speed" along the path). The pilot's k-th step gives ``sqrt(increment_var[k])``
+    of length between ``pilot_betas[k]`` and ``pilot_betas[k + 1]``; the new temperatures sit at
+    equal steps of the piecewise-linear ``Lambda``. A floor of 1e-3 of the mean rate keeps
+    ``Lambda`` strictly increasing where the pilot saw no variance.
+    """
+    k = checks.int_at_least(num_temperatures, "num_temperatures", 1)
+    rate = np.sqrt(np.maximum(np.nan_to_num(np.asarray(increment_var, np.float64)), 0.0))
+    rate = rate + 1e-3 * max(float(rate.mean()), 1e-12)
+    length = np.concatenate([[0.0], np.cumsum(rate)])
+    betas = np.interp(np.linspace(0.0, length[-1], k + 1), length, np.asarray(pilot_betas, np.float64))
+    betas[0], betas[-1] = 0.0, 1.0
+    return betas
 
 
 def validate_schedule(schedule: ArrayLike) -> np.ndarray:
