@@ -96,6 +96,9 @@ def test_summary_numbers_are_finite_and_complete(summary):
     for key in ("log_z", "stderr", "weight_ess"):
         assert rbm["log_z"]["forward_ais"][key] is not None and rbm["log_z"]["reverse_ais"][key] is not None
     assert 0.0 <= summary["jem"]["test_accuracy"] <= 1.0
+    tempering = rbm["tempering"]  # parallel tempering beside plain Gibbs in the RBM figure
+    assert tempering["num_replicas"] == 4 and len(tempering["swap_acceptance"]) == 3
+    assert 0.0 < tempering["min_swap_acceptance"] <= 1.0 and tempering["betas"][-1] == 1.0
     assert set(summary["samplers"]) == {"mala", "langevin", "nuts_box"}
     for sampler in summary["samplers"].values():
         assert sampler["diagnostics"]["table"][0]["quantity"] == "lp"

@@ -57,7 +57,7 @@ FILES = {
 MAX_HIDDEN = 20
 _KEYS = ("rbm_init", "rbm_fit", "ais_forward", "exact_samples", "ais_reverse", "rbm_figure", "jem_noise",
          "jem_init", "jem_fit", "jem_figure", "sample_init", "mala", "langevin", "nuts_box", "jem_ais_forward",
-         "jem_ais_reverse")
+         "jem_ais_reverse", "rbm_tempering")
 _STAGES = ("loading digits", "training the RBM", "RBM log Z: exact, forward and reverse AIS", "RBM figure",
            "training (or reusing) the JEM", "JEM figure", "sampling the JEM with MALA",
            "sampling the JEM with Langevin", "sampling the JEM on [-1, 1]^64 with NUTS",
@@ -224,7 +224,9 @@ def _rbm_stages(r: _Run, binary, stage: _Clock) -> dict[str, Any]:
             **({"epochs": len(history.records), "best_epoch": history.best_epoch} if name == "rbm" else {}),
         })
     stage(_STAGES[3])
-    rbm_figure(rbm, history, r.paths["rbm_figure"], key=r.keys["rbm_figure"], sweeps=r.budget.rbm_figure_sweeps)
+    pt_samples, results["tempering"] = work.rbm_tempering(rbm, r.budget, r.keys["rbm_tempering"])
+    rbm_figure(rbm, history, r.paths["rbm_figure"], key=r.keys["rbm_figure"], sweeps=r.budget.rbm_figure_sweeps,
+               tempered_samples=pt_samples, num_replicas=r.budget.rbm_pt_replicas)
     return results
 
 

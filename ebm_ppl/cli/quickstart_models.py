@@ -45,6 +45,7 @@ class Budget(NamedTuple):
     ais_chains: int
     ais_temperatures: int
     rbm_figure_sweeps: int
+    rbm_pt_replicas: int  # parallel tempering beside plain Gibbs in the RBM figure (the same sweeps)
     jem_width: int
     jem_depth: int
     jem_epochs: int
@@ -61,14 +62,14 @@ class Budget(NamedTuple):
 #: The chapter's settings (the stage times they take: docs/performance.md).
 DEFAULT = Budget(
     rbm_epochs=50, rbm_chains=100, ais_chains=100, ais_temperatures=10_000, rbm_figure_sweeps=1000,
-    jem_width=512, jem_depth=3, jem_epochs=40, jem_patience=None, jem_langevin_steps=20,
+    rbm_pt_replicas=8, jem_width=512, jem_depth=3, jem_epochs=40, jem_patience=None, jem_langevin_steps=20,
     sample_chains=4, sample_warmup=500, sample_draws=1000, report_worst=4, jem_ais_chains=100,
     jem_ais_temperatures=1000,
 )
 #: ``--fast``: a few seconds per stage, for CI and tests.
 FAST = Budget(
     rbm_epochs=3, rbm_chains=100, ais_chains=100, ais_temperatures=300, rbm_figure_sweeps=50,
-    jem_width=32, jem_depth=1, jem_epochs=2, jem_patience=None, jem_langevin_steps=5,
+    rbm_pt_replicas=4, jem_width=32, jem_depth=1, jem_epochs=2, jem_patience=None, jem_langevin_steps=5,
     sample_chains=4, sample_warmup=50, sample_draws=100, report_worst=1, jem_ais_chains=20,
     jem_ais_temperatures=50,
 )
@@ -132,6 +133,25 @@ def rbm_log_z(rbm, base, data, budget: Budget, keys: dict[str, Any], progress: b
         "test_bits_per_pixel": -test_ll / (n_visible * math.log(2.0)),
         "independent_pixels_test_log_likelihood": lls["independent_pixels_test"],
         "test_gain_over_independent_pixels": test_ll - lls["independent_pixels_test"],
+    }
+
+
+def rbm_tempering(rbm, budget: Budget, key, num_chains: int = 64) -> tuple[np.ndarray, dict[str, Any]]:
+    """Parallel tempering on the RBM, ``num_chains`` chains for as many sweeps as the figure's plain
+    Gibbs chains (the ladder adapted in the first half): the last draw of each chain ``(num_chains,
+    n_visible)`` and the swap diagnostics of the second half (summary.json's ``rbm.tempering``)."""
+    sweeps = budget.rbm_figure_sweeps
+    draws = max(1, sweeps // 2)
+    data = ep.sample(key, rbm, "parallel_tempering", num_chains=num_chains, num_warmup=sweeps - draws,
+                     num_samples=draws, num_replicas=budget.rbm_pt_replicas)
+    stats = data.sample_stats
+    acceptance = stats.swap_acceptance.mean(("chain", "draw")).values
+    return np.asarray(data.posterior.x.values[:, -1]), {
+        "num_replicas": budget.rbm_pt_replicas, "num_chains": num_chains, "sweeps": sweeps,
+        "betas": [float(b) for b in stats.beta.values[0, -1]],
+        "swap_acceptance": [float(a) for a in acceptance],
+        "min_swap_acceptance": float(acceptance.min()),
+        "round_trips_per_chain": float(stats.round_trips.values[:, -1].mean()),
     }
 
 

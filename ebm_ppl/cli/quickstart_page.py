@@ -79,8 +79,18 @@ def _rbm_section(r: dict[str, Any], paths: dict[str, Path]) -> list[str]:
         (f"<p>Test log-likelihood of the RBM minus that of independent pixels: "
          f"{_num(r['test_gain_over_independent_pixels'], '+.3f')} nats per image.</p>"),
         _png(paths["rbm_figure"], "RBM figure",
-             "Filters (columns of W), samples after block Gibbs sweeps, log-likelihood over epochs."),
+             "Filters (columns of W), samples after block Gibbs sweeps, samples of parallel tempering after as "
+             "many sweeps (the beta = 1 replica), log-likelihood over epochs."),
+        _tempering_note(r["tempering"]),
     ]
+
+
+def _tempering_note(t: dict[str, Any]) -> str:
+    return (f"<p>Parallel tempering: {t['num_replicas']} replicas per chain on a ladder adapted in warm-up "
+            f"(betas {', '.join(f'{b:.3f}' for b in t['betas'])}); swap acceptance per neighbour pair "
+            f"{', '.join(f'{a:.2f}' for a in t['swap_acceptance'])}; {t['round_trips_per_chain']:.1f} round trips "
+            f"(bottom &rarr; top &rarr; bottom) per chain in {t['sweeps']} sweeps. A plain Gibbs chain of the "
+            f"same length rarely leaves the mode it starts in (docs/parallel-tempering.md).</p>")
 
 
 def _jem_section(j: dict[str, Any], paths: dict[str, Path]) -> list[str]:
@@ -222,6 +232,9 @@ def _print_rbm(r: dict[str, Any]) -> None:
         ["  RBM (exact log Z)", f"{ll['rbm_test']:.3f}", f"{r['test_bits_per_pixel']:.4f}"],
         ["  independent pixels", f"{ll['independent_pixels_test']:.3f}", f"{_independent_bits_per_pixel(r):.4f}"],
     ]))
+    t = r["tempering"]
+    print(f"  parallel tempering: {t['num_replicas']} replicas, swap acceptance >= {t['min_swap_acceptance']:.2f}, "
+          f"{t['round_trips_per_chain']:.1f} round trips per chain in {t['sweeps']} sweeps")
 
 
 def _print_samplers(s: dict[str, Any]) -> None:

@@ -71,7 +71,8 @@ def jem_figure(model: Potential, x_real: ArrayLike, history: Any, path: str | os
 
 def rbm_figure(model: Potential, history: Any, path: str | os.PathLike, *, key: PRNGKeyArray,
                image_shape: tuple[int, int] = (8, 8), num_samples: int = 64, sweeps: int = 1000,
-               max_filters: int = 64, metric: str | None = None) -> str:
+               max_filters: int = 64, metric: str | None = None, tempered_samples: np.ndarray | None = None,
+               num_replicas: int | None = None) -> str:
     """An RBM's training figure as a PNG: its filters (columns of W as images), samples of
     ``num_samples`` block Gibbs chains after ``sweeps`` sweeps from the model's default starts
     (:meth:`~ebm_ppl.Potential.initial_positions`), and the log-likelihood over epochs
@@ -87,6 +88,8 @@ def rbm_figure(model: Potential, history: Any, path: str | os.PathLike, *, key: 
         max_filters: how many columns of ``W`` to show.
         metric: the metric whose curves to draw (without ``val_``/``train_``); default the exact
             log-likelihood, else the pseudo-log-likelihood.
+        tempered_samples: ``(n, n_visible)`` draws of parallel tempering after as many sweeps,
+            shown beside the plain Gibbs samples (``num_replicas`` names its ladder's size).
 
     Returns:
         ``path`` as a string.
@@ -102,13 +105,19 @@ def rbm_figure(model: Potential, history: Any, path: str | os.PathLike, *, key: 
     start = model.initial_positions(k_start, num_samples).astype(np.asarray(model.W).dtype)
     samples = np.asarray(_gibbs_sweeps(k_run, model, start, sweeps))
 
-    fig, axes = new_figure(1, 3, 12.0, 3.9)
-    ax_filters, ax_samples, ax_ll = axes[0]
+    panels = 3 if tempered_samples is None else 4
+    fig, axes = new_figure(1, panels, 4.0 * panels, 3.9)
+    ax_filters, ax_samples, *ax_pt, ax_ll = axes[0]
     bound = float(np.max(np.abs(filters))) or 1.0
     show_grid(ax_filters, filters, image_shape, f"filters (columns of W, {filters.shape[0]})", (-bound, bound),
               cmap="RdBu_r")
     span = (0.0, 1.0) if model.support == Support.BINARY else (float(samples.min()), float(samples.max()))
     show_grid(ax_samples, samples, image_shape, f"samples after {sweeps} Gibbs sweeps", span)
+    if ax_pt:
+        _check_images(np.asarray(tempered_samples), image_shape, "rbm_figure")
+        replicas = f", {num_replicas} replicas" if num_replicas else ""
+        show_grid(ax_pt[0], np.asarray(tempered_samples), image_shape,
+                  f"parallel tempering, {sweeps} sweeps{replicas}", span)
     names = getattr(history, "metric_names", [])
     if metric is None:
         metric = "log_likelihood" if any(n in ("val_log_likelihood", "train_log_likelihood") for n in names) \
