@@ -6,7 +6,7 @@
     ep.log_partition(rbm)
 """
 
-from ebm_ppl import checks, compiler, data, diagnostics, kernels, numpyro, partition, random, training
+from ebm_ppl import checks, compiler, data, diagnostics, kernels, numpyro, partition, random, testing, training
 from ebm_ppl.diagnostics import diagnose, report
 from ebm_ppl._version import __version__
 from ebm_ppl.inference import sample
@@ -48,6 +48,7 @@ __all__ = [
     "partition",
     "training",
     "numpyro",
+    "testing",
     "fit",
     "ais",
     "reverse_ais",

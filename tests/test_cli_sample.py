@@ -125,7 +125,7 @@ def test_sample_passes_kernel_options_only_when_given(models, mala_run, tmp_path
         (["--kernel", "gibbs"], "invalid choice: 'gibbs'"),
         (["--kernel", "nuts"], "--kernel nuts follows gradients, so it needs a real-valued model"),
         (["--kernel", "mala"], "Use --kernel block_gibbs or site_gibbs"),
-        (["--step-size", "0.1"], "--step-size applies to --kernel langevin, mala, hmc, nuts, parallel_tempering, not to block_gibbs"),
+        (["--step-size", "0.1"], "--step-size applies to --kernel discrete_langevin, langevin, mala, hmc, nuts, parallel_tempering, not to block_gibbs"),
         (["--kernel", "site_gibbs", "--noise-scale", "1"], "--noise-scale applies to --kernel langevin, not"),
         (["--samples", "2"], "--samples: must be an integer >= 4"),
         (["--step-size", "-1"], "--step-size: must be a finite number > 0"),

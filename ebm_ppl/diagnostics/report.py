@@ -1,10 +1,11 @@
 """One self-contained HTML file about a sampling run: the diagnostics table and the plots to read it.
 
 The numbers come from :func:`ebm_ppl.diagnostics.diagnose` (ArviZ's R-hat, ESS, MCSE and BFMI);
-the chains' plots are ArviZ's (:mod:`ebm_ppl.diagnostics.arviz_figures`), the image views ours
-(:mod:`ebm_ppl.diagnostics.image_figures`); the page from :mod:`ebm_ppl.diagnostics.html` (CSS and
-PNGs inline, so the file can be mailed or archived). Any ArviZ ``DataTree`` works: ours, NumPyro's,
-PyMC's, BlackJAX draws through ``arviz.from_dict``.
+the chains' plots are ArviZ's (:mod:`ebm_ppl.diagnostics.arviz_figures`), the image views and
+parallel tempering's ladder ours (:mod:`ebm_ppl.diagnostics.image_figures`,
+:mod:`ebm_ppl.diagnostics.tempering_figures`); the page from :mod:`ebm_ppl.diagnostics.html`
+(CSS and PNGs inline, so the file can be mailed or archived). Any ArviZ ``DataTree`` works: ours,
+NumPyro's, PyMC's, BlackJAX draws through ``arviz.from_dict``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from ebm_ppl.diagnostics import arviz_figures as plots
 from ebm_ppl.diagnostics import html as pages
 from ebm_ppl.diagnostics import image_figures as images
 from ebm_ppl.diagnostics import schema
+from ebm_ppl.diagnostics import tempering_figures as tempering
 from ebm_ppl.diagnostics.formatting import format_summary
 from ebm_ppl.diagnostics.rows import is_constant
+from ebm_ppl.diagnostics.tempering import MIN_SWAP_ACCEPTANCE
 from ebm_ppl.diagnostics.summary import Diagnostics, diagnose
 
 __all__ = ["report"]
@@ -97,6 +100,16 @@ def report(
                 f"against the energy transitions, and E-BFMI per chain (Betancourt 2016); below "
                 f"{diag.min_bfmi:g} the momentum resampling explores the energy poorly.",
                 lambda: plots.energy(data, diag)),
+        section("Swap acceptance (parallel tempering)", "Mean over the draws of the Metropolis acceptance "
+                "probability of swapping each pair of neighbouring rungs (i, i + 1), labelled with their betas "
+                "(averaged over chains, whose ladders warm-up adapts separately), per chain and their mean. "
+                "Warm-up's adaptation makes the pairs equal (Syed et al. 2021); a pair below the dashed "
+                f"{MIN_SWAP_ACCEPTANCE:g} is a wall replicas cannot cross: add rungs there.",
+                lambda: tempering.swap_acceptance_figure(diag.tempering)),
+        section("Replica trajectories (parallel tempering)", "The rung each replica of chain 0 sits on, draw "
+                "by draw: replicas travel, rungs stay. Every line should wander over the whole ladder; a round "
+                "trip is a journey from the bottom rung to the top (beta = 1) and back.",
+                lambda: tempering.replica_figure(data, diag.tempering)),
         section("Pair plot", "arviz_plots.plot_pair of " + ("every coordinate" if len(diag.coordinates) <=
                 plots.MAX_PAIR_DIMENSIONS else "the worst-mixing coordinates") + "; divergent transitions "
                 "highlighted.", lambda: plots.pair(data, diag, pairs)),
@@ -138,6 +151,8 @@ def _verdict_section(diag: Diagnostics) -> str:
         parts.append(f"<li>Divergent transitions: {diag.num_divergent} (per chain: {per})</li>")
     if diag.bfmi is not None:
         parts.append("<li>E-BFMI per chain: " + ", ".join(f"{b:.3f}" for b in diag.bfmi) + "</li>")
+    if diag.tempering is not None:
+        parts.append(f"<li>{pages.escape(diag.tempering.line())}</li>")
     if diag.constant:
         names = diag.constant
         listed = ", ".join(names[:30]) + (f", ... ({len(names)} in all)" if len(names) > 30 else "")

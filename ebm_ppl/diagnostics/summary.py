@@ -4,8 +4,11 @@ The quantities are the log density of each draw (``sample_stats.lp``, Stan's ``l
 coordinate of every posterior variable (one row per pixel of an image); their numbers come from
 ArviZ (:mod:`ebm_ppl.diagnostics.rows`). The run-level checks are Stan's: no divergent
 transitions, and for HMC/NUTS (whose ``sample_stats.energy`` is the Hamiltonian) an E-BFMI of at
-least 0.3 in every chain (``arviz.bfmi``; Betancourt 2016). Any ArviZ ``DataTree`` is read the same
-way: ours, ``arviz.from_numpyro``'s, PyMC's, or BlackJAX draws through ``arviz.from_dict``.
+least 0.3 in every chain (``arviz.bfmi``; Betancourt 2016); and for parallel tempering (whose
+``sample_stats`` has ``swap_acceptance``) a mean swap acceptance of at least 0.05 for every pair
+of neighbouring rungs in every chain (:mod:`ebm_ppl.diagnostics.tempering`). Any ArviZ
+``DataTree`` is read the same way: ours, ``arviz.from_numpyro``'s, PyMC's, or BlackJAX draws
+through ``arviz.from_dict``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ebm_ppl import checks
 from ebm_ppl.diagnostics import rows as table_rows
 from ebm_ppl.diagnostics import schema
 from ebm_ppl.diagnostics.formatting import COLUMNS, TEXT_COLUMNS, format_row, format_summary
+from ebm_ppl.diagnostics.tempering import TemperingHealth, tempering_health
 
 __all__ = ["diagnose", "Diagnostics", "COLUMNS"]
 
@@ -47,7 +51,10 @@ class Diagnostics:
         divergent_per_chain: the same per chain, or None.
         bfmi: E-BFMI of each chain (``arviz.bfmi`` of the Hamiltonian ``sample_stats.energy``),
             or None where the data have no ``energy`` (samplers without momentum).
-        ok: no row is flagged, no divergence, and no chain's BFMI below ``min_bfmi``.
+        tempering: swap acceptance per pair and round trips of a parallel-tempering run
+            (:class:`~ebm_ppl.diagnostics.tempering.TemperingHealth`), or None for other kernels.
+        ok: no row is flagged, no divergence, no chain's BFMI below ``min_bfmi``, and no pair of
+            a tempering ladder below ``tempering.min_swap_acceptance`` in any chain.
         rhat_threshold: rows with R-hat at or above this warn.
         min_ess: rows with bulk or tail ESS below this (``min_ess_per_chain * num_chains``) warn.
         min_bfmi: chains with BFMI below this warn.
@@ -73,6 +80,7 @@ class Diagnostics:
     kernel: str | None = None
     potential: str | None = None
     notes: tuple[str, ...] = ()
+    tempering: TemperingHealth | None = None
     # quantity -> (group, variable, index into the event dims); used by the report's plots.
     locations: dict[str, tuple[str, str, tuple[int, ...]]] = field(default_factory=dict, repr=False,
                                                                     compare=False)
@@ -127,8 +135,11 @@ class Diagnostics:
     def thresholds(self) -> str:
         """Stan's thresholds as this run applies them, in one line."""
         per_chain = self.min_ess / max(self.num_chains, 1)
-        return (f"R-hat < {self.rhat_threshold:g}; bulk and tail ESS >= {self.min_ess:g} ({per_chain:g} per "
+        text = (f"R-hat < {self.rhat_threshold:g}; bulk and tail ESS >= {self.min_ess:g} ({per_chain:g} per "
                 f"chain); no divergent transitions; E-BFMI >= {self.min_bfmi:g} (HMC/NUTS)")
+        if self.tempering is not None:
+            text += f"; swap acceptance >= {self.tempering.min_swap_acceptance:g} per pair (parallel tempering)"
+        return text
 
     # -- output -----------------------------------------------------------------------------------
 
@@ -147,6 +158,7 @@ class Diagnostics:
             "divergent_per_chain": None if self.divergent_per_chain is None else list(self.divergent_per_chain),
             "bfmi": None if self.bfmi is None else [_json_value(b) for b in self.bfmi],
             "notes": list(self.notes),
+            "tempering": None if self.tempering is None else self.tempering.to_dict(),
             "table": [{k: _json_value(v) for k, v in row.items()} for row in self.table],
             "worst": [row["quantity"] for row in self.worst],
             "constant": self.constant,
@@ -207,6 +219,8 @@ class Diagnostics:
             lines.append(f"divergences: {self.num_divergent} (per chain: {per_chain})")
         if self.bfmi is not None:
             lines.append("E-BFMI per chain: " + " ".join(f"{b:.3f}" for b in self.bfmi))
+        if self.tempering is not None:
+            lines.append(self.tempering.line())
         lines.append(f"thresholds: {self.thresholds()}")
         lines.append("verdict: " + self.verdict())
         return "\n".join(lines)
@@ -224,6 +238,8 @@ class Diagnostics:
         if low:
             parts.append(f"E-BFMI < {self.min_bfmi:g} in chain{'s' if len(low) > 1 else ''} "
                          + ", ".join(map(str, low)))
+        if self.tempering is not None and self.tempering.warning():
+            parts.append(self.tempering.warning())
         return "WARN: " + "; ".join(parts)
 
 
@@ -244,6 +260,10 @@ def diagnose(data: xr.DataTree, *, max_rows: int = 20, rhat_threshold: float = 1
         min_ess_per_chain: a row warns when its bulk or tail ESS is below this many per chain
             (100 per chain, Vehtari et al. 2021: 400 for Stan's four chains).
         min_bfmi: a chain warns when its E-BFMI is below this (0.3, Betancourt 2016; as Stan).
+
+    A parallel-tempering run (``sample_stats.swap_acceptance``) also gets its swap acceptance per
+    pair of neighbouring rungs and its round trips (:attr:`Diagnostics.tempering`); a pair whose
+    mean acceptance is below 0.05 in some chain warns (replicas cannot cross it).
 
     Returns:
         :class:`Diagnostics`. A coordinate with one value in every draw of every chain (a pixel
@@ -286,7 +306,9 @@ def diagnose(data: xr.DataTree, *, max_rows: int = 20, rhat_threshold: float = 1
     bfmi = _bfmi(data, stats)
     attrs = dict(data["posterior"].attrs)
     low_bfmi = bfmi is not None and not all(b >= min_bfmi for b in bfmi)
-    ok = all(r["flag"] == "ok" for r in rows) and not num_div and not low_bfmi
+    tempering = tempering_health(stats)
+    low_swaps = tempering is not None and bool(tempering.low_pairs)
+    ok = all(r["flag"] == "ok" for r in rows) and not num_div and not low_bfmi and not low_swaps
     return Diagnostics(
         table=rows,
         num_chains=num_chains,
@@ -304,6 +326,7 @@ def diagnose(data: xr.DataTree, *, max_rows: int = 20, rhat_threshold: float = 1
         kernel=_str_or_none(attrs.get("kernel")),
         potential=_str_or_none(attrs.get("potential")),
         notes=notes,
+        tempering=tempering,
         locations=locations,
     )
 

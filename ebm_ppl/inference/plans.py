@@ -71,6 +71,7 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "step_size": checks.positive_float, "noise_scale": checks.non_negative_float,
     "num_integration_steps": lambda value, name: checks.int_at_least(value, name, 1),
     "target_acceptance_rate": checks.probability, "adapt": checks.flag,
+    "num_flips": lambda value, name: checks.int_at_least(value, name, 1),
     "base_kernel": lambda value, name: _name(value, name, tuple(pt.BASE_KERNELS)),
     "num_replicas": lambda value, name: checks.int_at_least(value, name, 2),
     "betas": lambda value, name: _ladder_values(value, name),
@@ -101,8 +102,10 @@ def _ladder_values(value: Any, name: str) -> tuple[float, ...]:
 def _ladder_plan(spec: KernelSpec, potential: Potential, num_warmup: int, options: dict[str, Any]) -> Plan:
     """Parallel tempering. Warm-up, when ``adapt``: the first half in rounds of doubling length,
     each followed by :func:`~ebm_ppl.kernels.replica_exchange.adapt_ladder` on the round's mean
-    swap acceptance (Syed et al. 2021), then burn-in on the final ladder; a MALA base kernel's step
-    size is tuned per rung by dual averaging throughout. The params are the step sizes ``(R,)``."""
+    swap acceptance (Syed et al. 2022), then burn-in on the final ladder; a MALA base kernel's step
+    size is tuned per rung by dual averaging, restarted at every round. The whole warm-up is one
+    ``lax.scan`` (the round ends are data, so their lengths do not each compile a loop). The
+    params are the step sizes ``(R,)``."""
     family = pt.tempering(potential, options["reference"])
     base_kernel = options["base_kernel"] or pt.default_base_kernel(family)
     betas = options["betas"]
@@ -111,36 +114,38 @@ def _ladder_plan(spec: KernelSpec, potential: Potential, num_warmup: int, option
     betas = jnp.asarray(betas, jnp.result_type(float))
     num = betas.shape[0]
     kernel = pt.build_kernel(base_kernel)
-    adapt = options["adapt"]
-    tune_steps = adapt and pt.BASE_KERNELS[base_kernel].gradient
+    tune_steps = options["adapt"] and pt.BASE_KERNELS[base_kernel].gradient
     da_init, da_update, da_final = dual_averaging_adaptation(MALA_TARGET_ACCEPTANCE)
-    rounds = _adaptation_rounds(num_warmup) if adapt else []
-    burn_in = num_warmup - sum(rounds)
-
-    def run(state, eps, key, length):
-        """``length`` steps; the mean swap acceptance per pair, and (gradient base kernels) the
-        step sizes tuned by dual averaging from ``eps``."""
-        def body(carry, k):
-            state, da, total = carry
-            step = jnp.exp(da.log_step_size) if tune_steps else eps
-            state, info = kernel(k, state, family, step)
-            if tune_steps:
-                da = jax.vmap(da_update)(da, info.base_info.acceptance_rate)
-            return (state, da, total + info.swap_acceptance), None
-
-        carry = (state, jax.vmap(da_init)(eps), jnp.zeros(num - 1, eps.dtype))
-        (state, da, total), _ = jax.lax.scan(body, carry, jax.random.split(key, length))
-        eps = jax.vmap(da_final)(da) if (tune_steps and length > 0) else eps
-        return state, eps, total / max(length, 1)
+    rounds = _adaptation_rounds(num_warmup) if options["adapt"] else []
+    ends = jnp.asarray(np.cumsum(rounds, dtype=np.int32) - 1 if rounds else np.full(1, -1, np.int32))
 
     def warmup(key, x0):
         key_init, key = jax.random.split(key)
         state = pt.init(x0, family, betas, base_kernel, key_init)
-        eps = jnp.full((num,), options["step_size"], betas.dtype)
-        for length, k in zip(rounds, jax.random.split(key, len(rounds))):
-            state, eps, acceptance = run(state, eps, k, length)
-            state = state._replace(betas=pt.adapt_ladder(state.betas, acceptance))
-        state, eps, _ = run(state, eps, jax.random.fold_in(key, len(rounds)), burn_in)
+        initial = pt.BASE_KERNELS[base_kernel].step_size if options["step_size"] is None else options["step_size"]
+        eps = jnp.full((num,), initial, betas.dtype)
+
+        def body(carry, inputs):
+            state, eps, da, total, count = carry
+            i, k = inputs
+            step = jnp.exp(da.log_step_size) if tune_steps else eps
+            state, info = kernel(k, state, family, step)
+            if tune_steps:
+                da = jax.vmap(da_update)(da, info.base_info.acceptance_rate)
+            total, count = total + info.swap_acceptance, count + 1
+            end = jnp.any(i == ends)  # a round ends: move the rungs, restart the averages
+            ladder = pt.adapt_ladder(state.betas, total / jnp.maximum(count, 1))
+            state = state._replace(betas=jnp.where(end, ladder, state.betas))
+            if tune_steps:
+                eps = jnp.where(end, jax.vmap(da_final)(da), eps)
+                da = jax.tree.map(lambda new, old: jnp.where(end, new, old), jax.vmap(da_init)(eps), da)
+            return (state, eps, da, jnp.where(end, 0.0, total), jnp.where(end, 0, count)), None
+
+        carry = (state, eps, jax.vmap(da_init)(eps), jnp.zeros(num - 1, eps.dtype), jnp.zeros((), jnp.int32))
+        steps = (jnp.arange(num_warmup), jax.random.split(key, num_warmup))
+        (state, eps, da, _, count), _ = jax.lax.scan(body, carry, steps)
+        if tune_steps:
+            eps = jnp.where(count > 0, jax.vmap(da_final)(da), eps)
         return state, eps
 
     def step(key, state, eps):
@@ -155,7 +160,7 @@ def _ladder_plan(spec: KernelSpec, potential: Potential, num_warmup: int, option
 
 def _adaptation_rounds(num_warmup: int, max_rounds: int = 6) -> list[int]:
     """Lengths of the ladder-adaptation rounds: doubling, together about half of ``num_warmup``,
-    the shortest at least 10 steps (none when warm-up is shorter than 40)."""
+    the shortest at least 10 steps (none when warm-up is shorter than 20)."""
     half = num_warmup // 2
     count = max_rounds
     while count > 0 and half // (2**count - 1) < 10:

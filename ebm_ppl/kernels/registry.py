@@ -23,6 +23,8 @@ from blackjax.base import SamplingAlgorithm
 
 from ebm_ppl.kernels import replica_exchange as pt
 from ebm_ppl.kernels.block_gibbs import as_top_level_api as block_gibbs
+from ebm_ppl.kernels.discrete_langevin import as_top_level_api as discrete_langevin
+from ebm_ppl.kernels.gibbs_with_gradients import as_top_level_api as gibbs_with_gradients
 from ebm_ppl.kernels.langevin import as_top_level_api as langevin
 from ebm_ppl.kernels.site_gibbs import as_top_level_api as site_gibbs
 from ebm_ppl.potentials.base import Potential
@@ -92,13 +94,14 @@ class KernelSpec(NamedTuple):
 STAT_MEANINGS: Mapping[str, str] = types.MappingProxyType({
     "lp": "log density of the draw, log p(x) = -E(x) up to log Z (every kernel)",
     "energy": "the Hamiltonian -log p(x) + K(p) at the kept state (HMC, NUTS; for BFMI)",
-    "acceptance_rate": "Metropolis acceptance probability of the step (MALA, HMC; NUTS: the mean over the tree)",
+    "acceptance_rate": "Metropolis acceptance probability of the step (MALA, HMC, DMALA; NUTS: the mean over the "
+                       "tree; Gibbs with gradients: the mean over the step's moves)",
     "diverging": "whether the trajectory diverged (HMC, NUTS)",
     "step_size": "the step size (tuned in warm-up where the kernel tunes it)",
     "n_steps": "leapfrog steps of the step (HMC, NUTS)",
     "tree_depth": "tree doublings of the step (NUTS)",
     "hidden_mean": "mean over hidden units of p(h_j = 1 | x) at the step's start (block Gibbs)",
-    "flip_rate": "fraction of sites that flipped in the sweep (site Gibbs)",
+    "flip_rate": "fraction of sites that changed in the step (site Gibbs, DMALA)",
     "grad_norm": "norm of grad log p at the step's start (Langevin)",
     "swap_acceptance": "per neighbour pair (i, i + 1) of the ladder, the Metropolis acceptance probability of "
                        "swapping their replicas at the draw's step (parallel tempering; dimension 'pair')",
@@ -145,7 +148,7 @@ def _pt_stats(state, info, params) -> dict:
 
 
 def _pt_algorithm(potential: Potential, *, base_kernel=None, num_replicas=8, betas=None, min_beta=0.1,
-                  reference=None, step_size=1e-2, adapt=True) -> SamplingAlgorithm:
+                  reference=None, step_size=None, adapt=True) -> SamplingAlgorithm:
     """Parallel tempering from the options ``ep.sample`` takes, on a fixed ladder (``betas``, or
     :func:`~ebm_ppl.kernels.replica_exchange.ladder`'s geometric one); ``adapt`` is warm-up's."""
     family = pt.tempering(potential, reference)
@@ -163,6 +166,14 @@ _TABLE = (
                start_energy=True),
     KernelSpec("site_gibbs", "systematic-scan single-site Gibbs (discrete potentials)", _DISCRETE, None, "",
                (), {}, ("lp", "flip_rate"), lambda s, i, p: {"flip_rate": i.flip_rate}, site_gibbs, True, "burn_in"),
+    KernelSpec("gibbs_with_gradients", "Gibbs with gradients: gradient-guided single-site Metropolis-Hastings",
+               _DISCRETE, None, "", ("num_flips",), {"num_flips": 1}, ("lp", "acceptance_rate"),
+               lambda s, i, p: {"lp": -s.energy, "acceptance_rate": i.acceptance_rate}, gibbs_with_gradients,
+               True, "burn_in"),
+    KernelSpec("discrete_langevin", "discrete Langevin with a Metropolis correction (DMALA)", _DISCRETE, None, "",
+               ("step_size",), {"step_size": 0.2}, ("lp", "acceptance_rate", "flip_rate", "step_size"),
+               lambda s, i, p: {"lp": -s.energy, "acceptance_rate": i.acceptance_rate, "flip_rate": i.flip_rate},
+               discrete_langevin, True, "burn_in"),
     KernelSpec("langevin", "unadjusted Langevin with a separate noise scale", _GRADIENT, None, "",
                ("step_size", "noise_scale"), {"step_size": 1e-2}, ("lp", "grad_norm", "step_size"),
                lambda s, i, p: {**_lp(s), "grad_norm": i.grad_norm}, langevin, False, "burn_in"),
@@ -181,7 +192,7 @@ _TABLE = (
     KernelSpec("parallel_tempering", "parallel tempering over a ladder of temperatures, any base kernel",
                ("binary", "spin", "categorical", "real", "box"), None, "",
                ("base_kernel", "num_replicas", "betas", "min_beta", "reference", "step_size", "adapt"),
-               {"num_replicas": 8, "min_beta": 0.1, "step_size": 1e-2, "adapt": True},
+               {"num_replicas": 8, "min_beta": 0.1, "adapt": True},
                ("lp", "swap_acceptance", "round_trips", "replica", "beta"), _pt_stats, _pt_algorithm, True,
                "ladder"),
 )

@@ -8,7 +8,7 @@ tempered family (:mod:`ebm_ppl.kernels.tempering`). One step
    for the RBM family (a rung of the parameter path is again an RBM), site Gibbs for other
    discrete potentials, MALA for continuous ones (one step size per rung);
 2. proposes to swap the neighbours ``(i, i + 1)`` for every even i on even steps and every odd i
-   on odd steps (deterministic even-odd swaps, the non-reversible scheme of Syed et al. 2021),
+   on odd steps (deterministic even-odd swaps, the non-reversible scheme of Syed et al. 2022),
    accepted with the exact Metropolis probability
 
        min(1, exp(E_i(x_i) + E_{i+1}(x_{i+1}) - E_i(x_{i+1}) - E_{i+1}(x_i)))
@@ -37,7 +37,7 @@ from blackjax.base import SamplingAlgorithm
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl import checks
-from ebm_ppl.kernels import block_gibbs, site_gibbs
+from ebm_ppl.kernels import block_gibbs, discrete_langevin, gibbs_with_gradients, site_gibbs
 from ebm_ppl.kernels.tempering import REFERENCES, Tempering, tempering
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.capabilities import has_block_conditionals
@@ -81,12 +81,14 @@ class BaseKernel(NamedTuple):
     """How parallel tempering drives a base kernel on one rung's potential: ``init(x, potential,
     key)``, ``step(key, state, potential, step_size) -> (state, info)``, and ``refresh(state,
     potential)``, the state after its position changed rung (for kernels that cache the log
-    density); ``gradient``: whether it needs real support (and runs on R^D)."""
+    density); ``gradient``: whether it needs real support (and runs on R^D); ``step_size``: its
+    default step size (0: it takes none)."""
 
     init: Callable
     step: Callable
     refresh: Callable
     gradient: bool
+    step_size: float = 0.0
 
 
 def _mala_init(x, potential, key):
@@ -107,7 +109,13 @@ BASE_KERNELS: dict[str, BaseKernel] = {
                               lambda k, s, p, eps: block_gibbs.build_kernel()(k, s, p), _keep, False),
     "site_gibbs": BaseKernel(lambda x, p, k: site_gibbs.init(x),
                              lambda k, s, p, eps: site_gibbs.build_kernel()(k, s, p), _keep, False),
-    "mala": BaseKernel(_mala_init, _mala_step, lambda s, p: _mala_init(s.position, p, None), True),
+    "gibbs_with_gradients": BaseKernel(lambda x, p, k: gibbs_with_gradients.init(x, p),
+                                       lambda k, s, p, eps: gibbs_with_gradients.build_kernel()(k, s, p),
+                                       lambda s, p: gibbs_with_gradients.init(s.position, p), False),
+    "discrete_langevin": BaseKernel(lambda x, p, k: discrete_langevin.init(x, p),
+                                    lambda k, s, p, eps: discrete_langevin.build_kernel()(k, s, p, eps),
+                                    lambda s, p: discrete_langevin.init(s.position, p), False, 0.2),
+    "mala": BaseKernel(_mala_init, _mala_step, lambda s, p: _mala_init(s.position, p, None), True, 1e-2),
 }
 
 
@@ -121,7 +129,7 @@ def default_base_kernel(potential: Potential | Tempering) -> str:
     return "mala" if potential.support.continuous else "site_gibbs"
 
 
-def ladder(num_replicas: int, min_beta: float = 0.05, *, reference: bool = True, dtype=None) -> Array:
+def ladder(num_replicas: int, min_beta: float = 0.1, *, reference: bool = True, dtype=None) -> Array:
     """A geometric ladder ``(R,)`` ending at beta = 1: ``min_beta ** (k / (n - 1))`` for the
     ``n`` rungs above the reference, and beta = 0 first when ``reference`` (a tempered family
     with a proper beta = 0, such as the AIS base); ``reference=False`` starts at ``min_beta``."""
@@ -145,7 +153,7 @@ def adapt_ladder(betas: Array, swap_acceptance: Array, floor: float = 1e-3) -> A
     """A ladder with the same ends on which every neighbour pair has the same rejection rate,
     from the mean acceptance probabilities ``(R - 1,)`` measured on ``betas`` ``(R,)``.
 
-    Syed et al. 2021 (Algorithm 4): the rejection rates ``r_i`` sum to the communication barrier
+    Syed, Bouchard-Côté, Deligiannidis & Doucet 2022 (JRSS B; arXiv 2019): the rejection rates ``r_i`` sum to the communication barrier
     ``Lambda(beta)``, piecewise linear between the rungs; the new rungs sit at equal steps of
     ``Lambda``. ``floor`` keeps ``Lambda`` strictly increasing where a pair never rejects."""
     rejection = jnp.clip(1.0 - swap_acceptance, floor, 1.0)
@@ -238,7 +246,7 @@ def build_kernel(base_kernel: str = "block_gibbs"):
 
 
 def as_top_level_api(potential: Potential | Tempering, betas: ArrayLike, base_kernel: str | None = None,
-                     step_size: ArrayLike = 0.0, reference: str | None = None) -> SamplingAlgorithm:
+                     step_size: ArrayLike | None = None, reference: str | None = None) -> SamplingAlgorithm:
     """``SamplingAlgorithm(init, step)`` for parallel tempering.
 
     Args:
@@ -246,7 +254,8 @@ def as_top_level_api(potential: Potential | Tempering, betas: ArrayLike, base_ke
             with ``reference``), or a :class:`~ebm_ppl.kernels.tempering.Tempering` family.
         betas: the ladder ``(R,)``, ascending, ending at 1 (:func:`ladder`); R >= 2.
         base_kernel: a name of :data:`BASE_KERNELS`; None: :func:`default_base_kernel`.
-        step_size: the base kernel's step size (MALA), a scalar or one per rung ``(R,)``.
+        step_size: the base kernel's step size (MALA, discrete Langevin), a scalar or one per rung
+            ``(R,)``; None: its default (``BASE_KERNELS[base_kernel].step_size``).
         reference: see :func:`~ebm_ppl.kernels.tempering.tempering`.
 
     ``init(position, rng_key=None)`` takes one point (every replica starts there) or one per rung
@@ -257,6 +266,7 @@ def as_top_level_api(potential: Potential | Tempering, betas: ArrayLike, base_ke
     check_base_kernel(base_kernel, family)
     betas = check_ladder(betas, family)
     kernel = build_kernel(base_kernel)
+    step_size = BASE_KERNELS[base_kernel].step_size if step_size is None else step_size
 
     def init_fn(position: ArrayLike, rng_key: PRNGKeyArray | None = None):
         return init(position, family, betas, base_kernel, rng_key)

@@ -40,15 +40,17 @@ class EnergyKernel(MCMCKernel):
 
     Args:
         potential: the target.
-        kernel: ``"block_gibbs"``, ``"site_gibbs"`` or ``"langevin"``; default by support.
-        step_size: Langevin's alpha, a number > 0 (NumPy and 0-d JAX numbers accepted).
+        kernel: one of :data:`ENERGY_KERNELS` (``"block_gibbs"``, ``"site_gibbs"``,
+            ``"gibbs_with_gradients"``, ``"discrete_langevin"``, ``"langevin"``); default by support.
+        step_size: Langevin's or discrete Langevin's alpha, a number > 0 (NumPy and 0-d JAX numbers
+            accepted); None: the kernel's default (``ep.kernels.KERNELS[kernel].defaults``).
         noise_scale: Langevin's sigma >= 0 (None: sqrt(2 alpha)).
         site: the name of the draws in ``get_samples()`` and in ArviZ's ``posterior``.
     """
 
     sample_field = "z"
 
-    def __init__(self, potential: Potential, kernel: str | None = None, *, step_size: float = 1e-2,
+    def __init__(self, potential: Potential, kernel: str | None = None, *, step_size: float | None = None,
                  noise_scale: float | None = None, site: str = "x"):
         check_potential(potential, "EnergyKernel")
         if kernel is None:
@@ -58,7 +60,8 @@ class EnergyKernel(MCMCKernel):
             raise ValueError(f"EnergyKernel runs {', '.join(map(repr, ENERGY_KERNELS))}; got {kernel!r} (use "
                              "numpyro.infer.NUTS(potential_fn=ebm_ppl.numpyro.potential_fn(p)) for NUTS)")
         spec = check_kernel(kernel, potential, owner="EnergyKernel")
-        parameters = {"step_size": step_size, "noise_scale": noise_scale} if "step_size" in spec.options else {}
+        given = {"step_size": step_size, "noise_scale": noise_scale}
+        parameters = {k: v for k, v in given.items() if k in spec.options and v is not None}
         self._algo = fixed_algorithm(spec, potential, **check_options(spec, parameters))
         if not isinstance(site, str) or not site:
             raise ValueError(f"EnergyKernel: site must be a non-empty string, got {site!r}")

@@ -212,7 +212,8 @@ def _setup(owner, potential, num_chains, num_temperatures, schedule, base, data,
         _check_memory(owner, potential, num_chains, num_temperatures, max_memory)
         betas = default_schedule(num_temperatures) if schedule is None else None  # None: placed by a pilot
     elif isinstance(schedule, str):
-        raise ValueError(f"{owner}: schedule must be an array of inverse temperatures or {ADAPTIVE!r}, got {schedule!r}")
+        raise ValueError(f"{owner}: schedule must be a 1-d array of real numbers (inverse temperatures) or {ADAPTIVE!r}, "
+                         f"got {schedule!r}")
     else:
         betas = validate_schedule(schedule)
         _check_memory(owner, potential, num_chains, len(betas) - 1, max_memory)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,18 +43,24 @@ def _states(layer):
     return jnp.asarray(list(itertools.product(values, repeat=layer.size)))
 
 
+@eqx.filter_jit
+def _unit_energies(layer, j, h):
+    """E_j(h) - E_j(0) of unit j of ``layer`` at the values ``h`` ``(n,)`` (the other units at 0);
+    compiled once per layer kind, so quadrature's many scalar calls cost a dispatch each."""
+    x = jnp.zeros((h.shape[0], layer.size), h.dtype).at[:, j].set(h)
+    return layer.energy(x) - layer.energy(jnp.zeros(layer.size, h.dtype))
+
+
 def _unit_log_integral(layer, j: int, field: float) -> float:
     """log of the integral over one continuous unit j of exp(-E_j(h) + field h), by quadrature
     (shifted by the integrand's peak so that large fields do not overflow; the parameters keep
     the mass well inside [-60, 60])."""
     def energy(h):
-        x = jnp.zeros(layer.size).at[j].set(h)
-        x0 = jnp.zeros(layer.size)
-        return float(layer.energy(x) - layer.energy(x0))
+        return float(_unit_energies(layer, j, np.array([h]))[0])
 
     low = 0.0 if isinstance(layer, ReLU) else -60.0  # ReLU units live on [0, inf)
     grid = np.linspace(low, 60, 1201)
-    peak = max(-energy(h) + field * h for h in grid)
+    peak = float(np.max(-np.asarray(_unit_energies(layer, j, grid)) + field * grid))
     value, _ = integrate.quad(lambda h: math.exp(-energy(h) + field * h - peak), low, 60.0, limit=400,
                               points=None if low == 0.0 else [0.0], epsabs=0.0, epsrel=1e-11)
     return math.log(value) + peak
