@@ -4,7 +4,6 @@ unadjusted proposal failing the same tests, and the API (options, jit, vmap, key
 
 from __future__ import annotations
 
-import itertools
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +15,9 @@ from scipy import stats
 import ebm_ppl as ep
 from ebm_ppl.kernels.discrete_langevin import as_top_level_api as discrete_langevin
 from ebm_ppl.kernels.discrete_langevin import build_kernel, init, proposal_log_probs
-from ebm_ppl.potentials.enumeration import all_binary_states
+
+from discrete_exact import (tiny_models, strong_boltzmann, rbm_10x4, all_states, state_index, exact_probs,
+                            chi_square_pvalue, binary_exact, exact_draws, bits, codes, run)
 
 NUM_CHAINS = 20_000
 #: The step size of the 10-unit tests. On both models one step from exact samples then accepts
@@ -31,50 +32,8 @@ STEP_SIZE = 0.5
 # models
 
 
-def _tiny_models():
-    """Three-coordinate models (float64: build inside ``jax.enable_x64``) of every support, with
-    energies that are not linear in each coordinate (the RBM, spin and Potts ones), so that the
-    reverse proposal differs from what the forward one implies."""
-    bm = ep.BoltzmannMachine(jnp.array([[0.0, 1.5, -2.0], [1.5, 0.0, 1.0], [-2.0, 1.0, 0.0]]),
-                             jnp.array([0.5, -1.0, 0.3]))
-    rbm = ep.BernoulliRBM(jnp.array([[2.0, -1.0], [-1.5, 1.0], [1.0, 2.0]]), jnp.array([0.3, -0.5, 0.2]),
-                          jnp.array([-1.0, 0.5]))
-    spin = ep.potential(lambda s: -0.8 * s[0] * s[1] + 0.6 * s[1] * s[2] - 0.3 * jnp.sum(s) - 0.4 * jnp.tanh(s[0] + s[2]),
-                        event_shape=(3,), support="spin")
-    potts = ep.potential(lambda x: 0.5 * (x[0] - x[1]) ** 2 - 0.7 * x[2] + 0.3 * jnp.sin(2.0 * x[0] * x[2]) - 0.2 * x[1],
-                         event_shape=(3,), support=ep.categorical(3))
-    return {"boltzmann": bm, "rbm": rbm, "spin": spin, "potts": potts}
-
-
-def _strong_boltzmann():
-    """A 10-unit Boltzmann machine with strong couplings (W_ij ~ N(0, 1.5^2)) and biases."""
-    bm = ep.BoltzmannMachine.init(jax.random.key(3), 10, scale=1.5)
-    return ep.BoltzmannMachine(bm.W, 0.5 * jax.random.normal(jax.random.key(4), (10,)))
-
-
-def _rbm_10x4():
-    k1, k2, k3 = jax.random.split(jax.random.key(7), 3)
-    return ep.BernoulliRBM(1.5 * jax.random.normal(k1, (10, 4)), 0.5 * jax.random.normal(k2, (10,)),
-                           0.5 * jax.random.normal(k3, (4,)))
-
-
 # ------------------------------------------------------------------------------------------------
 # exact answers by enumeration
-
-
-def _all_states(values, size):
-    """Every state, the last coordinate varying fastest, as float64 ``(q^size, size)``."""
-    return np.array(list(itertools.product(values, repeat=size)), np.float64)
-
-
-def _state_index(x, values):
-    digits = np.searchsorted(np.asarray(values), np.asarray(x).reshape(len(x), -1))
-    return digits @ (len(values) ** np.arange(digits.shape[1])[::-1])
-
-
-def _exact_probs(model, states):
-    log_w = -np.asarray(model.energy(jnp.asarray(states)), np.float64)
-    return np.exp(log_w - np.logaddexp.reduce(log_w))
 
 
 def _transitions(model, step_size, num_keys):
@@ -85,13 +44,13 @@ def _transitions(model, step_size, num_keys):
     ``info.proposal``; the models and step size make every proposal likelier than 1e-3, so each
     is seen about 10 times or more in 10,000 steps), how often each was proposed, and the energies."""
     values = model.support.values
-    states = _all_states(values, 3)
+    states = all_states(values, 3)
     n = len(states)
     algo = discrete_langevin(model, step_size)
     inits = jax.vmap(algo.init)(jnp.asarray(states))
     keys = jax.random.split(jax.random.key(0), (n, num_keys))  # independent draws for every start
     _, info = jax.jit(jax.vmap(jax.vmap(algo.step, (0, None))))(keys, inits)
-    proposed = _state_index(np.asarray(info.proposal.position).reshape(-1, 3), values).reshape(n, -1)
+    proposed = state_index(np.asarray(info.proposal.position).reshape(-1, 3), values).reshape(n, -1)
     rates = np.asarray(info.acceptance_rate)
     log_q = np.asarray(jax.vmap(proposal_log_probs, (0, None, None))(inits, step_size, jnp.asarray(values)))
     digits = np.searchsorted(np.asarray(values), states).astype(int)  # (t, i): the value index of t_i
@@ -114,58 +73,6 @@ def _matrix(Q, A):
     np.fill_diagonal(P, 0.0)
     np.fill_diagonal(P, 1.0 - P.sum(1))
     return P
-
-
-def _chi_square_pvalue(codes, p):
-    """Pearson's test of the state counts against the exact probabilities ``p``; states expected
-    fewer than 5 times are pooled into one cell (Cochran's rule)."""
-    counts = np.bincount(codes, minlength=len(p))
-    big = p * len(codes) >= 5
-    observed = np.append(counts[big], counts[~big].sum())
-    expected = np.append(p[big], p[~big].sum()) * len(codes)
-    return stats.chisquare(observed, expected).pvalue
-
-
-def _binary_exact(potential):
-    """The exact probabilities of the 2^D binary states, state k having bit j = x_j (as
-    :func:`all_binary_states` orders them)."""
-    with jax.enable_x64(True):
-        states = all_binary_states(potential.event_shape[0], jnp.float64)
-        p = np.exp(np.asarray(-potential.energy(states) - ep.log_partition(potential), np.float64))
-    return p / p.sum()  # float32 parameters: log Z to ~1e-7, which scipy's chisquare notices
-
-
-def _exact_draws(p, num, seed):
-    """``num`` independent exact draws of the state index from the enumerated probabilities ``p``
-    (NumPy: the same law as the potentials' ``exact_samples``, without compiling their sampler)."""
-    return np.random.default_rng(seed).choice(len(p), size=num, p=p)
-
-
-def _bits(codes, dim):
-    """The binary states numbered ``codes`` (bit j = x_j, as :func:`all_binary_states`), float32."""
-    return jnp.asarray((codes[:, None] >> np.arange(dim)) & 1, jnp.float32)
-
-
-def _codes(xs):
-    xs = np.asarray(xs).reshape(-1, xs.shape[-1])
-    return (xs @ (2 ** np.arange(xs.shape[-1]))).astype(int)
-
-
-def _run(steps, states, num_steps, seed):
-    """``num_steps`` steps of every chain (``vmap``) for each of ``steps`` (functions
-    ``step(key, state) -> (state, info)``, compiled together, the same keys for each): the final
-    states, one per step function."""
-    num = states.position.shape[0]
-
-    @jax.jit
-    def go(states):
-        def body(carry, key):
-            keys = jax.random.split(key, num)
-            return tuple(jax.vmap(step)(keys, s)[0] for step, s in zip(steps, carry)), None
-
-        return jax.lax.scan(body, (states,) * len(steps), jax.random.split(jax.random.key(seed), num_steps))[0]
-
-    return go(states)
 
 
 def _unadjusted(algo):
@@ -194,9 +101,9 @@ def test_one_step_transition_matrix_is_reversible_for_the_exact_law(name):
     acceptance 1 (both off by > 1e-3)."""
     num_keys = 10_000
     with jax.enable_x64(True):
-        model = _tiny_models()[name]
+        model = tiny_models()[name]
         states, Q, A, counts, energy = _transitions(model, 2.0, num_keys)
-        pi = _exact_probs(model, states)
+        pi = exact_probs(model, states)
     P = _matrix(Q, A)
     assert np.all(P >= -1e-12) and np.allclose(P.sum(1), 1.0, atol=1e-12)
     assert np.max(np.abs(pi @ P - pi)) < 1e-6
@@ -215,19 +122,19 @@ def test_one_step_transition_matrix_is_reversible_for_the_exact_law(name):
 # invariance and convergence on 10-unit models
 
 
-@pytest.mark.parametrize("make", [_strong_boltzmann, _rbm_10x4], ids=["boltzmann10", "rbm10x4"])
+@pytest.mark.parametrize("make", [strong_boltzmann, rbm_10x4], ids=["boltzmann10", "rbm10x4"])
 def test_exact_samples_stay_exact_and_the_unadjusted_proposal_does_not(make):
     """20,000 chains started from exact samples, 3 steps at alpha = STEP_SIZE: the state
     histogram passes Pearson's chi-square test against the enumerated probabilities (p > 1e-3;
     small cells pooled); the proposal without its Metropolis correction fails it (p < 1e-6)."""
     model = make()
-    exact = _binary_exact(model)
+    exact = binary_exact(model)
     algo = discrete_langevin(model, STEP_SIZE)
-    start = jax.vmap(algo.init)(_bits(_exact_draws(exact, NUM_CHAINS, seed=11), 10))
-    moved, broken = _run((algo.step, _unadjusted(algo)), start, 3, seed=12)
+    start = jax.vmap(algo.init)(bits(exact_draws(exact, NUM_CHAINS, seed=11), 10))
+    moved, broken = run((algo.step, _unadjusted(algo)), start, 3, seed=12)
     assert float(jnp.mean(moved.position != start.position)) > 0.1  # it moves
-    assert _chi_square_pvalue(_codes(moved.position), exact) > 1e-3
-    assert _chi_square_pvalue(_codes(broken.position), exact) < 1e-6
+    assert chi_square_pvalue(codes(moved.position), exact) > 1e-3
+    assert chi_square_pvalue(codes(broken.position), exact) < 1e-6
 
 
 @pytest.mark.slow
@@ -237,17 +144,17 @@ def test_converges_from_all_zeros_to_the_exact_distribution():
     expectation for 10,000 exact draws, 2 * 1/2 sum_s sqrt(p_s (1 - p_s) / N) (since
     E|p_hat_s - p_s| <= sqrt(p_s (1 - p_s) / N)); the unadjusted proposal fails the same bound."""
     num = 10_000
-    model = _strong_boltzmann()
-    exact = _binary_exact(model)
+    model = strong_boltzmann()
+    exact = binary_exact(model)
     bound = 2 * 0.5 * np.sum(np.sqrt(exact * (1 - exact) / num))
     algo = discrete_langevin(model, STEP_SIZE)
     start = jax.vmap(algo.init)(jnp.zeros((num, 10)))
 
     def tv(states):
-        empirical = np.bincount(_codes(states.position), minlength=exact.size) / num
+        empirical = np.bincount(codes(states.position), minlength=exact.size) / num
         return 0.5 * np.abs(empirical - exact).sum()
 
-    moved, broken = _run((algo.step, _unadjusted(algo)), start, 50, seed=21)
+    moved, broken = run((algo.step, _unadjusted(algo)), start, 50, seed=21)
     assert tv(moved) < bound
     assert tv(broken) > bound
 
@@ -262,13 +169,13 @@ def test_potts_chain_with_a_flat_energy_stays_exact():
 
     model = ep.potential(energy, event_shape=(6,), support=ep.categorical(3))
     values = (0.0, 1.0, 2.0)
-    states = _all_states(values, 6)
-    p = _exact_probs(model, states.astype(np.float32))
+    states = all_states(values, 6)
+    p = exact_probs(model, states.astype(np.float32))
     algo = discrete_langevin(model, 1.0)
-    start = jax.vmap(algo.init)(jnp.asarray(states[_exact_draws(p, NUM_CHAINS, seed=31)], jnp.float32))
-    (moved,) = _run((algo.step,), start, 3, seed=32)
+    start = jax.vmap(algo.init)(jnp.asarray(states[exact_draws(p, NUM_CHAINS, seed=31)], jnp.float32))
+    (moved,) = run((algo.step,), start, 3, seed=32)
     assert float(jnp.mean(moved.position != start.position)) > 0.1
-    assert _chi_square_pvalue(_state_index(moved.position, values), p) > 1e-3
+    assert chi_square_pvalue(state_index(moved.position, values), p) > 1e-3
 
 
 # ------------------------------------------------------------------------------------------------
@@ -276,7 +183,7 @@ def test_potts_chain_with_a_flat_energy_stays_exact():
 
 
 def test_state_info_jit_vmap_and_keys():
-    model = _strong_boltzmann()
+    model = strong_boltzmann()
     algo = GenerateSamplingAPI(discrete_langevin, init, build_kernel)(model, step_size=STEP_SIZE)
     state = algo.init(jnp.zeros(10, jnp.int32))  # integers become floats (the gradient needs them)
     assert state.position.dtype == jnp.result_type(float)
@@ -310,12 +217,12 @@ def test_state_info_jit_vmap_and_keys():
 
 def test_nan_energies_are_rejections():
     """States whose energy is NaN (here x_0 = x_1 = 1) are proposed and never entered."""
-    bm = _strong_boltzmann()
+    bm = strong_boltzmann()
     model = ep.potential(lambda x: bm.unbatched_energy(x) + jnp.where(x[0] * x[1] > 0.5, jnp.nan, 0.0),
                          event_shape=(10,), support="binary")
     algo = discrete_langevin(model, STEP_SIZE)
     start = jax.vmap(algo.init)(jnp.zeros((200, 10)))
-    (end,) = _run((algo.step,), start, 100, seed=5)
+    (end,) = run((algo.step,), start, 100, seed=5)
     assert not bool(jnp.any((end.position[:, 0] == 1) & (end.position[:, 1] == 1)))
     assert bool(jnp.all(jnp.isfinite(end.energy))) and float(jnp.mean(end.position)) > 0.05
 
@@ -326,7 +233,7 @@ def test_nan_energies_are_rejections():
                                                 (np.array([0.1, 0.2]), "shape")])
 def test_bad_step_size_is_refused(step_size, message):
     with pytest.raises(ValueError, match=f"discrete_langevin: step_size.*{message}"):
-        discrete_langevin(_strong_boltzmann(), step_size)
+        discrete_langevin(strong_boltzmann(), step_size)
 
 
 def test_unsuitable_potentials_are_refused():

@@ -4,7 +4,6 @@ and the API (options, jit, vmap, keys)."""
 
 from __future__ import annotations
 
-import itertools
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +15,9 @@ from scipy import stats
 import ebm_ppl as ep
 from ebm_ppl.kernels.gibbs_with_gradients import as_top_level_api as gibbs_with_gradients
 from ebm_ppl.kernels.gibbs_with_gradients import build_kernel, init, proposal_log_probs
-from ebm_ppl.potentials.enumeration import all_binary_states
+
+from discrete_exact import (tiny_models, strong_boltzmann, rbm_10x4, all_states, state_index, exact_probs,
+                            chi_square_pvalue, binary_exact, exact_draws, bits, codes, run)
 
 NUM_CHAINS = 20_000
 
@@ -25,45 +26,8 @@ NUM_CHAINS = 20_000
 # models
 
 
-def _tiny_models():
-    """Three-coordinate models (float64: build inside ``jax.enable_x64``) of every support, with
-    energies whose first-order estimate of a change is inexact (the RBM, spin and Potts ones), so
-    the reverse proposal q(i | x') differs from what the forward one implies."""
-    bm = ep.BoltzmannMachine(jnp.array([[0.0, 1.5, -2.0], [1.5, 0.0, 1.0], [-2.0, 1.0, 0.0]]),
-                             jnp.array([0.5, -1.0, 0.3]))
-    rbm = ep.BernoulliRBM(jnp.array([[2.0, -1.0], [-1.5, 1.0], [1.0, 2.0]]), jnp.array([0.3, -0.5, 0.2]),
-                          jnp.array([-1.0, 0.5]))
-    spin = ep.potential(lambda s: -0.8 * s[0] * s[1] + 0.6 * s[1] * s[2] - 0.3 * jnp.sum(s) - 0.4 * jnp.tanh(s[0] + s[2]),
-                        event_shape=(3,), support="spin")
-    potts = ep.potential(lambda x: 0.5 * (x[0] - x[1]) ** 2 - 0.7 * x[2] + 0.3 * jnp.sin(2.0 * x[0] * x[2]) - 0.2 * x[1],
-                         event_shape=(3,), support=ep.categorical(3))
-    return {"boltzmann": bm, "rbm": rbm, "spin": spin, "potts": potts}
-
-
-def _strong_boltzmann():
-    """A 10-unit Boltzmann machine with strong couplings (W_ij ~ N(0, 1.5^2)) and biases."""
-    bm = ep.BoltzmannMachine.init(jax.random.key(3), 10, scale=1.5)
-    return ep.BoltzmannMachine(bm.W, 0.5 * jax.random.normal(jax.random.key(4), (10,)))
-
-
-def _rbm_10x4():
-    k1, k2, k3 = jax.random.split(jax.random.key(7), 3)
-    return ep.BernoulliRBM(1.5 * jax.random.normal(k1, (10, 4)), 0.5 * jax.random.normal(k2, (10,)),
-                           0.5 * jax.random.normal(k3, (4,)))
-
-
 # ------------------------------------------------------------------------------------------------
 # exact answers by enumeration
-
-
-def _all_states(values, size):
-    """Every state, the last coordinate varying fastest, as float64 ``(q^size, size)``."""
-    return np.array(list(itertools.product(values, repeat=size)), np.float64)
-
-
-def _state_index(x, values):
-    digits = np.searchsorted(np.asarray(values), np.asarray(x).reshape(len(x), -1))
-    return digits @ (len(values) ** np.arange(digits.shape[1])[::-1])
 
 
 def _moves(model, num_keys=4000):
@@ -75,12 +39,12 @@ def _moves(model, num_keys=4000):
     models has probability > 2e-3, so each is seen). Returns the states and one record per move:
     ``(s, t, log q(t | s), kernel's acceptance, E_s, E_t, log q(s | t), times proposed)``."""
     values = model.support.values
-    states = _all_states(values, 3)
+    states = all_states(values, 3)
     algo = gibbs_with_gradients(model)
     inits = jax.vmap(algo.init)(jnp.asarray(states))
     keys = jax.random.split(jax.random.key(0), (len(states), num_keys))  # independent draws for every start
     _, info = jax.jit(jax.vmap(jax.vmap(algo.step, (0, None))))(keys, inits)
-    proposed = _state_index(np.asarray(info.proposal.position).reshape(-1, 3), values).reshape(len(states), -1)
+    proposed = state_index(np.asarray(info.proposal.position).reshape(-1, 3), values).reshape(len(states), -1)
     rates = np.asarray(info.acceptance_rate)
     log_q = np.asarray(jax.vmap(proposal_log_probs, (0, None))(inits, jnp.asarray(values)))
     assert np.exp(log_q[np.isfinite(log_q)]).min() > 2e-3
@@ -90,7 +54,7 @@ def _moves(model, num_keys=4000):
         for i, v in zip(*np.nonzero(np.isfinite(log_q[s]))):
             x = states[s].copy()
             x[i] = values[v]
-            t = int(_state_index(x[None], values)[0])
+            t = int(state_index(x[None], values)[0])
             seen = proposed[s] == t
             assert seen.any(), f"move ({i}, {v}) from state {s} never proposed (q = {np.exp(log_q[s, i, v]):.2g})"
             assert np.ptp(rates[s][seen]) < 1e-12  # the acceptance is a function of (x, x')
@@ -108,64 +72,6 @@ def _matrix(num_states, moves, acceptance=None):
         P[s, t] = np.exp(log_fwd) * (a if acceptance is None else acceptance(e_s, e_t, log_fwd, log_rev))
     P[np.diag_indices(num_states)] = 1.0 - P.sum(1)
     return P
-
-
-def _exact_probs(model, states):
-    log_w = -np.asarray(model.energy(jnp.asarray(states)), np.float64)
-    return np.exp(log_w - np.logaddexp.reduce(log_w))
-
-
-def _chi_square_pvalue(codes, p):
-    """Pearson's test of the state counts against the exact probabilities ``p``; states expected
-    fewer than 5 times are pooled into one cell (Cochran's rule)."""
-    counts = np.bincount(codes, minlength=len(p))
-    big = p * len(codes) >= 5
-    observed = np.append(counts[big], counts[~big].sum())
-    expected = np.append(p[big], p[~big].sum()) * len(codes)
-    return stats.chisquare(observed, expected).pvalue
-
-
-def _binary_exact(potential):
-    """The exact probabilities of the 2^D binary states, state k having bit j = x_j (as
-    :func:`all_binary_states` orders them)."""
-    with jax.enable_x64(True):
-        d = potential.event_shape[0]
-        states = all_binary_states(d, jnp.float64)
-        p = np.exp(np.asarray(-potential.energy(states) - ep.log_partition(potential), np.float64))
-    return p / p.sum()  # float32 parameters: log Z to ~1e-7, which scipy's chisquare notices
-
-
-def _exact_draws(p, num, seed):
-    """``num`` independent exact draws of the state index from the enumerated probabilities ``p``
-    (NumPy: the same law as the potentials' ``exact_samples``, without compiling their sampler)."""
-    return np.random.default_rng(seed).choice(len(p), size=num, p=p)
-
-
-def _bits(codes, dim):
-    """The binary states numbered ``codes`` (bit j = x_j, as :func:`all_binary_states`), float32."""
-    return jnp.asarray((codes[:, None] >> np.arange(dim)) & 1, jnp.float32)
-
-
-def _codes(xs):
-    xs = np.asarray(xs).reshape(-1, xs.shape[-1])
-    return (xs @ (2 ** np.arange(xs.shape[-1]))).astype(int)
-
-
-def _run(steps, states, num_steps, seed):
-    """``num_steps`` steps of every chain (``vmap``) for each of ``steps`` (functions
-    ``step(key, state) -> (state, info)``, compiled together, the same keys for each): the final
-    states, one per step function."""
-    num = states.position.shape[0]
-
-    @jax.jit
-    def go(states):
-        def body(carry, key):
-            keys = jax.random.split(key, num)
-            return tuple(jax.vmap(step)(keys, s)[0] for step, s in zip(steps, carry)), None
-
-        return jax.lax.scan(body, (states,) * len(steps), jax.random.split(jax.random.key(seed), num_steps))[0]
-
-    return go(states)
 
 
 def _accept_always(algo):
@@ -191,9 +97,9 @@ def test_one_step_transition_matrix_is_reversible_for_the_exact_law(name):
     p > 1e-3); and the same check rejects an acceptance without the proposal ratio and the
     acceptance 1 (both off by > 1e-3)."""
     with jax.enable_x64(True):
-        model = _tiny_models()[name]
+        model = tiny_models()[name]
         states, moves = _moves(model, num_keys=4000)
-        pi = _exact_probs(model, states)
+        pi = exact_probs(model, states)
     P = _matrix(len(states), moves)
     assert np.all(P >= -1e-12) and np.allclose(P.sum(1), 1.0, atol=1e-12)
     assert np.max(np.abs(pi @ P - pi)) < 1e-6
@@ -216,19 +122,19 @@ def test_one_step_transition_matrix_is_reversible_for_the_exact_law(name):
 # invariance and convergence on 10-unit models
 
 
-@pytest.mark.parametrize("make", [_strong_boltzmann, _rbm_10x4], ids=["boltzmann10", "rbm10x4"])
+@pytest.mark.parametrize("make", [strong_boltzmann, rbm_10x4], ids=["boltzmann10", "rbm10x4"])
 def test_exact_samples_stay_exact_and_accepting_always_does_not(make):
     """20,000 chains started from exact samples, 5 steps: the state histogram passes Pearson's
     chi-square test against the enumerated probabilities (p > 1e-3; small cells pooled); the same
     kernel without its Metropolis correction fails it (p < 1e-6)."""
     model = make()
-    exact = _binary_exact(model)
+    exact = binary_exact(model)
     algo = gibbs_with_gradients(model)
-    start = jax.vmap(algo.init)(_bits(_exact_draws(exact, NUM_CHAINS, seed=11), 10))
-    moved, broken = _run((algo.step, _accept_always(algo)), start, 5, seed=12)
+    start = jax.vmap(algo.init)(bits(exact_draws(exact, NUM_CHAINS, seed=11), 10))
+    moved, broken = run((algo.step, _accept_always(algo)), start, 5, seed=12)
     assert float(jnp.mean(jnp.any(moved.position != start.position, axis=1))) > 0.3  # it moves
-    assert _chi_square_pvalue(_codes(moved.position), exact) > 1e-3
-    assert _chi_square_pvalue(_codes(broken.position), exact) < 1e-6
+    assert chi_square_pvalue(codes(moved.position), exact) > 1e-3
+    assert chi_square_pvalue(codes(broken.position), exact) < 1e-6
 
 
 @pytest.mark.slow
@@ -238,17 +144,17 @@ def test_converges_from_all_zeros_to_the_exact_distribution():
     exact draws, 2 * 1/2 sum_s sqrt(p_s (1 - p_s) / N) (since E|p_hat_s - p_s| <= sqrt(p_s (1 -
     p_s) / N)); the kernel without its Metropolis correction fails the same bound."""
     num = 10_000
-    model = _strong_boltzmann()
-    exact = _binary_exact(model)
+    model = strong_boltzmann()
+    exact = binary_exact(model)
     bound = 2 * 0.5 * np.sum(np.sqrt(exact * (1 - exact) / num))
     algo = gibbs_with_gradients(model)
     start = jax.vmap(algo.init)(jnp.zeros((num, 10)))
 
     def tv(states):
-        empirical = np.bincount(_codes(states.position), minlength=exact.size) / num
+        empirical = np.bincount(codes(states.position), minlength=exact.size) / num
         return 0.5 * np.abs(empirical - exact).sum()
 
-    moved, broken = _run((algo.step, _accept_always(algo)), start, 100, seed=21)
+    moved, broken = run((algo.step, _accept_always(algo)), start, 100, seed=21)
     assert tv(moved) < bound
     assert tv(broken) > bound
 
@@ -261,13 +167,13 @@ def test_spin_ising_on_a_3x3_lattice_stays_exact():
         return -0.6 * jnp.sum(s * (jnp.roll(s, 1, axis=0) + jnp.roll(s, 1, axis=1))) - 0.2 * jnp.sum(s)
 
     model = ep.potential(energy, event_shape=(3, 3), support="spin")
-    states = _all_states((-1.0, 1.0), 9)
-    p = _exact_probs(model, states.reshape(-1, 3, 3).astype(np.float32))
+    states = all_states((-1.0, 1.0), 9)
+    p = exact_probs(model, states.reshape(-1, 3, 3).astype(np.float32))
     algo = gibbs_with_gradients(model, num_flips=2)
-    draws = states[_exact_draws(p, NUM_CHAINS, seed=31)].reshape(-1, 3, 3)
+    draws = states[exact_draws(p, NUM_CHAINS, seed=31)].reshape(-1, 3, 3)
     start = jax.vmap(algo.init)(jnp.asarray(draws, jnp.float32))
-    (moved,) = _run((algo.step,), start, 3, seed=32)
-    assert _chi_square_pvalue(_state_index(moved.position, (-1.0, 1.0)), p) > 1e-3
+    (moved,) = run((algo.step,), start, 3, seed=32)
+    assert chi_square_pvalue(state_index(moved.position, (-1.0, 1.0)), p) > 1e-3
 
 
 # ------------------------------------------------------------------------------------------------
@@ -275,7 +181,7 @@ def test_spin_ising_on_a_3x3_lattice_stays_exact():
 
 
 def test_state_info_jit_vmap_and_keys():
-    model = _strong_boltzmann()
+    model = strong_boltzmann()
     algo = GenerateSamplingAPI(gibbs_with_gradients, init, build_kernel)(model, num_flips=3)
     state = algo.init(jnp.zeros(10, jnp.int32))  # integers become floats (the gradient needs them)
     assert state.position.dtype == jnp.result_type(float)
@@ -305,12 +211,12 @@ def test_state_info_jit_vmap_and_keys():
 
 def test_nan_energies_are_rejections():
     """States whose energy is NaN (here x_0 = x_1 = 1) are proposed and never entered."""
-    bm = _strong_boltzmann()
+    bm = strong_boltzmann()
     model = ep.potential(lambda x: bm.unbatched_energy(x) + jnp.where(x[0] * x[1] > 0.5, jnp.nan, 0.0),
                          event_shape=(10,), support="binary")
     algo = gibbs_with_gradients(model)
     start = jax.vmap(algo.init)(jnp.zeros((200, 10)))
-    (end,) = _run((algo.step,), start, 200, seed=5)
+    (end,) = run((algo.step,), start, 200, seed=5)
     assert not bool(jnp.any((end.position[:, 0] == 1) & (end.position[:, 1] == 1)))
     assert bool(jnp.all(jnp.isfinite(end.energy))) and float(jnp.mean(end.position)) > 0.05
 
@@ -319,7 +225,7 @@ def test_nan_energies_are_rejections():
                                                 ("2", "integer >= 1"), (np.array([1, 2]), "shape")])
 def test_bad_num_flips_is_refused(num_flips, message):
     with pytest.raises(ValueError, match=f"gibbs_with_gradients: num_flips.*{message}"):
-        gibbs_with_gradients(_strong_boltzmann(), num_flips=num_flips)
+        gibbs_with_gradients(strong_boltzmann(), num_flips=num_flips)
 
 
 def test_unsuitable_potentials_are_refused():
