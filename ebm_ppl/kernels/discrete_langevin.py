@@ -38,7 +38,7 @@ from blackjax.base import SamplingAlgorithm
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl import checks
-from ebm_ppl.kernels.gibbs_with_gradients import check_gradient_potential, value_indices
+from ebm_ppl.kernels.gibbs_with_gradients import check_gradient_potential, position_energy_and_gradient, value_indices
 from ebm_ppl.potentials.base import Potential
 
 __all__ = ["DiscreteLangevinState", "DiscreteLangevinInfo", "init", "build_kernel", "as_top_level_api",
@@ -69,11 +69,7 @@ class DiscreteLangevinInfo(NamedTuple):
 def init(position: ArrayLike, potential: Potential) -> DiscreteLangevinState:
     """The state at ``position`` (shape ``event_shape``; integers become the default float
     dtype): evaluates E and its gradient once."""
-    position = jnp.asarray(position)
-    if not jnp.issubdtype(position.dtype, jnp.inexact):
-        position = position.astype(jnp.result_type(float))
-    energy, grad = jax.value_and_grad(potential.unbatched_energy)(position)
-    return DiscreteLangevinState(position, energy, grad)
+    return DiscreteLangevinState(*position_energy_and_gradient(position, potential))
 
 
 def proposal_log_probs(state: DiscreteLangevinState, step_size, values: Array) -> Array:

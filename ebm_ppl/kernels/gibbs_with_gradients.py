@@ -44,7 +44,7 @@ from ebm_ppl import checks
 from ebm_ppl.potentials.base import Potential
 
 __all__ = ["GibbsWithGradientsState", "GibbsWithGradientsInfo", "init", "build_kernel", "as_top_level_api",
-           "proposal_log_probs", "value_indices", "check_gradient_potential"]
+           "proposal_log_probs", "value_indices", "check_gradient_potential", "position_energy_and_gradient"]
 
 
 class GibbsWithGradientsState(NamedTuple):
@@ -69,11 +69,17 @@ class GibbsWithGradientsInfo(NamedTuple):
 def init(position: ArrayLike, potential: Potential) -> GibbsWithGradientsState:
     """The state at ``position`` (shape ``event_shape``; integers become the default float
     dtype): evaluates E and its gradient once."""
+    return GibbsWithGradientsState(*position_energy_and_gradient(position, potential))
+
+
+def position_energy_and_gradient(position: ArrayLike, potential: Potential) -> tuple[Array, Array, Array]:
+    """``(x, E(x), grad E(x))`` at ``position`` (integers become the default float dtype, the
+    relaxation the gradient is taken on): what the gradient samplers' states cache."""
     position = jnp.asarray(position)
     if not jnp.issubdtype(position.dtype, jnp.inexact):
         position = position.astype(jnp.result_type(float))
     energy, grad = jax.value_and_grad(potential.unbatched_energy)(position)
-    return GibbsWithGradientsState(position, energy, grad)
+    return position, energy, grad
 
 
 def value_indices(x: Array, values: Array) -> Array:
