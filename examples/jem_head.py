@@ -56,7 +56,7 @@ def run(out: str, *, smoke: bool, seed: int = 0) -> dict:
     data = ep.data.digits(train_noise=0.03, key=jax.random.fold_in(key, 9))
     jem = train_jem(key, data, smoke=smoke)
     head, point = fit_jem_head(jax.random.fold_in(key, 2), jem, data.x_train, data.y_train, method="nuts",
-                               num_chains=4, num_warmup=300 if smoke else 500, num_samples=300 if smoke else 1000)
+                               num_chains=4, num_warmup=150 if smoke else 500, num_samples=150 if smoke else 1000)
     results = {"nuts": head.diagnostics, "heads": {}}
     oods = ood_sets(jax.random.fold_in(key, 3), data.x_test)
     for name, h in (("point", point), ("bayesian", head)):
