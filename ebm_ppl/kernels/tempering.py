@@ -46,7 +46,7 @@ from ebm_ppl.potentials.capabilities import has_base_model, has_block_conditiona
 from ebm_ppl.potentials.factorized import Factorized
 from ebm_ppl.potentials.layers import Layer
 
-__all__ = ["Tempering", "TemperatureTempering", "ParameterTempering", "GeometricTempering", "PowerTempering", "Mixture", "Scaled",
+__all__ = ["Tempering", "TemperatureTempering", "TemperedRBM", "ParameterTempering", "GeometricTempering", "PowerTempering", "Mixture", "Scaled",
            "interpolate", "tempering", "REFERENCES"]
 
 #: The references a ladder can start from (see the module docstring).
@@ -111,6 +111,38 @@ class Scaled(Potential):
         return self.beta * site_logit(self.potential, x, i)
 
 
+class TemperedRBM(Potential):
+    """``rbm.tempered(beta)`` as a view that keeps ``rbm``'s W: the layers tempered, the fields
+    ``beta features W`` computed from the shared W (the same conditionals and free energy
+    ``F_beta(x) = E_v,beta(x) - cgf_h,beta(beta features(x) W)``); not registered, not saved."""
+
+    name: ClassVar[str] = "tempered_rbm"
+
+    rbm: Potential
+    beta: Array
+
+    @property
+    def support(self) -> Support:  # type: ignore[override]
+        return self.rbm.support
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return self.rbm.event_shape
+
+    def unbatched_energy(self, x: Array) -> Array:
+        return self.rbm.visible.tempered(self.beta).energy(x) - \
+            self.rbm.hidden.tempered(self.beta).cgf(self.beta * self.rbm.hidden_field(x))
+
+    def sample_hidden(self, key, x: Array):
+        """latent ~ p_beta(latent | x); as the RBM's ``sample_hidden``."""
+        return self.rbm.hidden.tempered(self.beta).sample(key, self.beta * self.rbm.hidden_field(x), x.dtype)
+
+    def sample_visible(self, key, latent) -> Array:
+        """x ~ p_beta(x | latent); as the RBM's ``sample_visible``."""
+        dtype = jax.tree.leaves(latent)[0].dtype
+        return self.rbm.visible.tempered(self.beta).sample(key, self.beta * self.rbm.visible_field(latent), dtype)
+
+
 class Tempering(eqx.Module):
     """A family ``beta -> at(beta)`` of potentials with ``at(1)`` the target.
 
@@ -140,16 +172,21 @@ class Tempering(eqx.Module):
 
 
 class TemperatureTempering(Tempering):
-    """``target.tempered(beta)``: the same family with joint energy ``beta E``."""
+    """``target.tempered(beta)``: the same family with joint energy ``beta E``. For RBMs over
+    layers the rungs are :class:`TemperedRBM` views, which share the target's W: their fields are
+    beta times the target's, so the many rungs and chains of a run multiply by one weight matrix
+    (and the energies of one point at several betas share one product)."""
 
     target: Potential
 
     def at(self, beta: Array) -> Potential:
+        if getattr(self.target, "temperable", False):  # an RBM over layers with standard couplings
+            return TemperedRBM(self.target, beta)
         return self.target.tempered(beta)
 
     def reference_log_partition(self) -> Array | None:
         """The uniform model's log Z, from the family's coupling-free log Z (all units discrete)."""
-        zero = self.at(jnp.zeros(()))
+        zero = self.target.tempered(jnp.zeros(()))
         if not self.has_reference or not has_base_model(zero):
             return None
         return zero.factorized_log_partition()
