@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1000, help="training epochs of the sampled model")
     ap.add_argument("--seconds", type=float, default=20.0, help="wall time of each sampler")
     ap.add_argument("--replicas", type=int, default=8)
-    ap.add_argument("--train-epochs", type=int, default=200, help="PCD epochs in (b)")
+    ap.add_argument("--train-epochs", type=int, default=1000, help="PCD epochs in (b)")
     a = ap.parse_args()
     if a.quick:
         a.epochs, a.seconds, a.train_epochs = 100, 4.0, 20
@@ -61,9 +61,11 @@ def main() -> None:
     classifier = LogisticRegression(max_iter=2000).fit(x_train, y_train)
     data_hist = np.bincount(y_train, minlength=10) / len(y_train)
 
+    sgd = optax.sgd(0.05)  # one object: a new one per call would compile fit's program again
+
     def train(estimator, epochs, key=1, model=None):
         model = ep.BernoulliRBM.init(jax.random.key(0), 64, 20, data=x_train) if model is None else model
-        return ep.fit(model, x_train, estimator, optimizer=optax.sgd(0.05), epochs=epochs, batch_size=100,
+        return ep.fit(model, x_train, estimator, optimizer=sgd, epochs=epochs, batch_size=100,
                       key=jax.random.key(key), metrics=False)
 
     rbm, _ = train(ep.training.pcd(1, 100), a.epochs)
