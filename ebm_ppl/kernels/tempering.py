@@ -37,7 +37,7 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array
+from jaxtyping import Array, ArrayLike
 
 from ebm_ppl.kernels.site_gibbs import site_logit
 from ebm_ppl.potentials.base import Potential, Support
@@ -132,6 +132,10 @@ class TemperedRBM(Potential):
     def unbatched_energy(self, x: Array) -> Array:
         return self.rbm.visible.tempered(self.beta).energy(x) - \
             self.rbm.hidden.tempered(self.beta).cgf(self.beta * self.rbm.hidden_field(x))
+
+    def free_energy(self, x: ArrayLike) -> Array:
+        """F_beta(x) = -log sum_h exp(-beta E(x, h)); ``(*batch, D) -> (*batch,)``."""
+        return self.energy(x)
 
     def sample_hidden(self, key, x: Array):
         """latent ~ p_beta(latent | x); as the RBM's ``sample_hidden``."""
