@@ -74,7 +74,7 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "num_flips": lambda value, name: checks.int_at_least(value, name, 1),
     "base_kernel": lambda value, name: _name(value, name, tuple(pt.BASE_KERNELS)),
     "num_replicas": lambda value, name: checks.int_at_least(value, name, 2),
-    "betas": lambda value, name: _ladder_values(value, name),
+    "betas": pt.ladder_tuple,
     "min_beta": checks.positive_float,
     "reference": lambda value, name: _name(value, name, pt.REFERENCES),
 }
@@ -86,18 +86,6 @@ def _name(value: Any, name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _ladder_values(value: Any, name: str) -> tuple[float, ...]:
-    """A ladder as a tuple of Python floats (hashable, so static under jit); its order and ends
-    are checked against the potential's tempered family by ``check_kernel_options``."""
-    try:
-        array = np.asarray(value)
-    except Exception:  # noqa: BLE001 - any unconvertible object gets the same message
-        array = np.asarray(None)
-    if array.ndim != 1 or array.dtype == bool or not np.issubdtype(array.dtype, np.number) \
-            or np.issubdtype(array.dtype, np.complexfloating):
-        raise ValueError(f"{name} must be a 1-d sequence of real numbers (the ladder), got {value!r}")
-    return tuple(float(v) for v in array)
-
 
 def _ladder_plan(spec: KernelSpec, potential: Potential, num_warmup: int, options: dict[str, Any]) -> Plan:
     """Parallel tempering. Warm-up, when ``adapt``: the first half in rounds of doubling length,
@@ -107,7 +95,7 @@ def _ladder_plan(spec: KernelSpec, potential: Potential, num_warmup: int, option
     ``lax.scan`` (the round ends are data, so their lengths do not each compile a loop). The
     params are the step sizes ``(R,)``."""
     family = pt.tempering(potential, options["reference"])
-    base_kernel = options["base_kernel"] or pt.default_base_kernel(family)
+    base_kernel = pt.resolve_base_kernel(options["base_kernel"], family)
     betas = options["betas"]
     if betas is None:
         betas = pt.ladder(options["num_replicas"], options["min_beta"], reference=family.has_reference)

@@ -13,13 +13,14 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from blackjax import GenerateSamplingAPI
 from blackjax.base import SamplingAlgorithm
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.capabilities import has_block_conditionals, has_hidden_logits, has_logit_energy
 
-__all__ = ["BlockGibbsState", "BlockGibbsInfo", "init", "build_kernel", "as_top_level_api"]
+__all__ = ["sampling_api", "BlockGibbsState", "BlockGibbsInfo", "init", "build_kernel", "as_top_level_api"]
 
 
 class BlockGibbsState(NamedTuple):
@@ -87,3 +88,7 @@ def as_top_level_api(potential: Potential) -> SamplingAlgorithm:
         return kernel(rng_key, state, potential)
 
     return SamplingAlgorithm(init_fn, step_fn)
+
+
+#: ``ep.kernels.block_gibbs``, exposed as BlackJAX exposes ``blackjax.mala``: calling it builds the algorithm.
+sampling_api = GenerateSamplingAPI(as_top_level_api, init, build_kernel)

@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from blackjax import GenerateSamplingAPI
 from blackjax.base import SamplingAlgorithm
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
@@ -41,7 +42,7 @@ from ebm_ppl import checks
 from ebm_ppl.kernels.gibbs_with_gradients import check_gradient_potential, position_energy_and_gradient, value_indices
 from ebm_ppl.potentials.base import Potential
 
-__all__ = ["DiscreteLangevinState", "DiscreteLangevinInfo", "init", "build_kernel", "as_top_level_api",
+__all__ = ["sampling_api", "DiscreteLangevinState", "DiscreteLangevinInfo", "init", "build_kernel", "as_top_level_api",
            "proposal_log_probs"]
 
 
@@ -132,3 +133,8 @@ def as_top_level_api(potential: Potential, step_size: float) -> SamplingAlgorith
         return kernel(rng_key, state, potential, step_size)
 
     return SamplingAlgorithm(init_fn, step_fn)
+
+
+#: ``ep.kernels.discrete_langevin``, exposed as BlackJAX exposes ``blackjax.mala``: calling it builds the algorithm.
+sampling_api = GenerateSamplingAPI(as_top_level_api, init, build_kernel)
+sampling_api.register_factory("proposal_log_probs", proposal_log_probs)

@@ -37,13 +37,14 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from blackjax import GenerateSamplingAPI
 from blackjax.base import SamplingAlgorithm
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl import checks
 from ebm_ppl.potentials.base import Potential
 
-__all__ = ["GibbsWithGradientsState", "GibbsWithGradientsInfo", "init", "build_kernel", "as_top_level_api",
+__all__ = ["sampling_api", "GibbsWithGradientsState", "GibbsWithGradientsInfo", "init", "build_kernel", "as_top_level_api",
            "proposal_log_probs", "value_indices", "check_gradient_potential", "position_energy_and_gradient"]
 
 
@@ -177,3 +178,8 @@ def as_top_level_api(potential: Potential, num_flips: int = 1) -> SamplingAlgori
         return kernel(rng_key, state, potential, num_flips)
 
     return SamplingAlgorithm(init_fn, step_fn)
+
+
+#: ``ep.kernels.gibbs_with_gradients``, exposed as BlackJAX exposes ``blackjax.mala``: calling it builds the algorithm.
+sampling_api = GenerateSamplingAPI(as_top_level_api, init, build_kernel)
+sampling_api.register_factory("proposal_log_probs", proposal_log_probs)

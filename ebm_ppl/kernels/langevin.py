@@ -21,12 +21,13 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from blackjax import GenerateSamplingAPI
 from blackjax.base import SamplingAlgorithm
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl import checks
 
-__all__ = ["LangevinState", "LangevinInfo", "init", "build_kernel", "as_top_level_api", "run", "temperature"]
+__all__ = ["sampling_api", "LangevinState", "LangevinInfo", "init", "build_kernel", "as_top_level_api", "run", "temperature"]
 
 
 class LangevinState(NamedTuple):
@@ -150,3 +151,9 @@ def _check(step_size, noise_scale):
     if noise_scale is not None and not isinstance(noise_scale, jax.core.Tracer):
         noise_scale = checks.non_negative_float(noise_scale, "langevin: noise_scale")
     return step_size, noise_scale
+
+
+#: ``ep.kernels.langevin``, exposed as BlackJAX exposes ``blackjax.mala``: calling it builds the algorithm.
+sampling_api = GenerateSamplingAPI(as_top_level_api, init, build_kernel)
+sampling_api.register_factory("run", run)
+sampling_api.register_factory("temperature", temperature)

@@ -244,8 +244,8 @@ def uses_gradients(spec: KernelSpec, potential: Potential, options: Mapping[str,
     """Whether kernel ``spec`` with ``options`` follows grad log p, so runs on R^D (a bounded
     support's unconstrained view): the gradient kernels, and parallel tempering over MALA."""
     if spec.name == "parallel_tempering":
-        base = options.get("base_kernel") or pt.default_base_kernel(pt.tempering(potential, options.get("reference")))
-        return pt.BASE_KERNELS[base].gradient
+        family = pt.tempering(potential, options.get("reference"))
+        return pt.BASE_KERNELS[pt.resolve_base_kernel(options.get("base_kernel"), family)].gradient
     return spec.gradient
 
 
@@ -257,7 +257,7 @@ def check_kernel_options(spec: KernelSpec, potential: Potential, options: Mappin
         return
     try:
         family = pt.tempering(potential, options.get("reference"))
-        pt.check_base_kernel(options.get("base_kernel") or pt.default_base_kernel(family), family)
+        pt.check_base_kernel(pt.resolve_base_kernel(options.get("base_kernel"), family), family)
         if options.get("betas") is not None:
             pt.check_ladder(options["betas"], family)
         elif options.get("min_beta") is not None and not 0 < options["min_beta"] < 1:

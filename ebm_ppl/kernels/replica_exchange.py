@@ -33,17 +33,25 @@ import blackjax
 import jax
 import jax.numpy as jnp
 import numpy as np
+from blackjax import GenerateSamplingAPI
 from blackjax.base import SamplingAlgorithm
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl import checks
-from ebm_ppl.kernels import block_gibbs, discrete_langevin, gibbs_with_gradients, site_gibbs
+from ebm_ppl.kernels.block_gibbs import build_kernel as block_gibbs_kernel
+from ebm_ppl.kernels.block_gibbs import init as block_gibbs_init
+from ebm_ppl.kernels.discrete_langevin import build_kernel as discrete_langevin_kernel
+from ebm_ppl.kernels.discrete_langevin import init as discrete_langevin_init
+from ebm_ppl.kernels.gibbs_with_gradients import build_kernel as gibbs_with_gradients_kernel
+from ebm_ppl.kernels.gibbs_with_gradients import init as gibbs_with_gradients_init
+from ebm_ppl.kernels.site_gibbs import build_kernel as site_gibbs_kernel
+from ebm_ppl.kernels.site_gibbs import init as site_gibbs_init
 from ebm_ppl.kernels.tempering import REFERENCES, Tempering, tempering
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.capabilities import has_block_conditionals
 
-__all__ = ["PTState", "PTInfo", "BaseKernel", "BASE_KERNELS", "REFERENCES", "tempering", "default_base_kernel",
-           "ladder", "ladder_values", "adapt_ladder", "pair_log_acceptance", "swap_sources", "init", "build_kernel", "as_top_level_api",
+__all__ = ["sampling_api", "PTState", "PTInfo", "BaseKernel", "BASE_KERNELS", "REFERENCES", "tempering", "resolve_base_kernel", "default_base_kernel",
+           "ladder", "ladder_values", "ladder_tuple", "adapt_ladder", "pair_log_acceptance", "swap_sources", "init", "build_kernel", "as_top_level_api",
            "check_base_kernel", "check_ladder"]
 
 
@@ -105,18 +113,23 @@ def _keep(state, potential):
 
 #: The base kernels parallel tempering can drive, by name.
 BASE_KERNELS: dict[str, BaseKernel] = {
-    "block_gibbs": BaseKernel(lambda x, p, k: block_gibbs.init(x, p, k),
-                              lambda k, s, p, eps: block_gibbs.build_kernel()(k, s, p), _keep, False),
-    "site_gibbs": BaseKernel(lambda x, p, k: site_gibbs.init(x),
-                             lambda k, s, p, eps: site_gibbs.build_kernel()(k, s, p), _keep, False),
-    "gibbs_with_gradients": BaseKernel(lambda x, p, k: gibbs_with_gradients.init(x, p),
-                                       lambda k, s, p, eps: gibbs_with_gradients.build_kernel()(k, s, p),
-                                       lambda s, p: gibbs_with_gradients.init(s.position, p), False),
-    "discrete_langevin": BaseKernel(lambda x, p, k: discrete_langevin.init(x, p),
-                                    lambda k, s, p, eps: discrete_langevin.build_kernel()(k, s, p, eps),
-                                    lambda s, p: discrete_langevin.init(s.position, p), False, 0.2),
+    "block_gibbs": BaseKernel(block_gibbs_init,
+                              lambda k, s, p, eps: block_gibbs_kernel()(k, s, p), _keep, False),
+    "site_gibbs": BaseKernel(lambda x, p, k: site_gibbs_init(x),
+                             lambda k, s, p, eps: site_gibbs_kernel()(k, s, p), _keep, False),
+    "gibbs_with_gradients": BaseKernel(lambda x, p, k: gibbs_with_gradients_init(x, p),
+                                       lambda k, s, p, eps: gibbs_with_gradients_kernel()(k, s, p),
+                                       lambda s, p: gibbs_with_gradients_init(s.position, p), False),
+    "discrete_langevin": BaseKernel(lambda x, p, k: discrete_langevin_init(x, p),
+                                    lambda k, s, p, eps: discrete_langevin_kernel()(k, s, p, eps),
+                                    lambda s, p: discrete_langevin_init(s.position, p), False, 0.2),
     "mala": BaseKernel(_mala_init, _mala_step, lambda s, p: _mala_init(s.position, p, None), True, 1e-2),
 }
+
+
+def resolve_base_kernel(name: str | None, family: Tempering) -> str:
+    """``name``, or where it is None the :func:`default_base_kernel` of ``family``'s rungs."""
+    return default_base_kernel(family) if name is None else name
 
 
 def default_base_kernel(potential: Potential | Tempering) -> str:
@@ -147,6 +160,20 @@ def ladder_values(num_replicas: int, min_beta: float, reference: bool) -> tuple[
     upper = [min_beta ** (1.0 - k / (n - 1)) for k in range(n)] if n > 1 else [1.0]
     upper[-1] = 1.0
     return tuple([0.0] * reference + upper)
+
+
+def ladder_tuple(value: Any, name: str) -> tuple[float, ...]:
+    """A ladder given by a user as a tuple of Python floats (hashable, so a static setting under
+    jit); ValueError naming ``name`` unless it is a 1-d sequence of real numbers. Its order and
+    ends are checked against a tempered family by :func:`check_ladder`."""
+    try:
+        array = np.asarray(value)
+    except Exception:  # noqa: BLE001 - any unconvertible object gets the same message
+        array = np.asarray(None)
+    if array.ndim != 1 or array.dtype == bool or not np.issubdtype(array.dtype, np.number) \
+            or np.issubdtype(array.dtype, np.complexfloating):
+        raise ValueError(f"{name} must be a 1-d sequence of real numbers (the ladder), got {value!r}")
+    return tuple(float(v) for v in array)
 
 
 def adapt_ladder(betas: Array, swap_acceptance: Array, floor: float = 1e-3) -> Array:
@@ -262,8 +289,7 @@ def as_top_level_api(potential: Potential | Tempering, betas: ArrayLike, base_ke
     ``(R, *event_shape)``; ``step(rng_key, state) -> (PTState, PTInfo)``.
     """
     family = potential if isinstance(potential, Tempering) else tempering(potential, reference)
-    base_kernel = default_base_kernel(family) if base_kernel is None else base_kernel
-    check_base_kernel(base_kernel, family)
+    base_kernel = check_base_kernel(resolve_base_kernel(base_kernel, family), family)
     betas = check_ladder(betas, family)
     kernel = build_kernel(base_kernel)
     step_size = BASE_KERNELS[base_kernel].step_size if step_size is None else step_size
@@ -314,3 +340,11 @@ def check_ladder(betas: ArrayLike, family: Tempering) -> Array:
             raise ValueError(f"parallel tempering: the lowest beta must be {need}, got {float(b[0])}")
         b = jnp.asarray(b, jnp.result_type(float))
     return b
+
+
+#: ``ep.kernels.parallel_tempering``, exposed as BlackJAX exposes ``blackjax.mala``: calling it builds the algorithm.
+sampling_api = GenerateSamplingAPI(as_top_level_api, init, build_kernel)
+sampling_api.register_factory("ladder", ladder)
+sampling_api.register_factory("adapt_ladder", adapt_ladder)
+sampling_api.register_factory("tempering", tempering)
+sampling_api.register_factory("pair_log_acceptance", pair_log_acceptance)

@@ -16,13 +16,14 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from blackjax import GenerateSamplingAPI
 from blackjax.base import SamplingAlgorithm
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.potentials.base import Potential, Support
 from ebm_ppl.potentials.capabilities import has_site_logits
 
-__all__ = ["SiteGibbsState", "SiteGibbsInfo", "init", "build_kernel", "as_top_level_api", "site_logit", "site_log_weights"]
+__all__ = ["sampling_api", "SiteGibbsState", "SiteGibbsInfo", "init", "build_kernel", "as_top_level_api", "site_logit", "site_log_weights"]
 
 
 class SiteGibbsState(NamedTuple):
@@ -100,3 +101,7 @@ def as_top_level_api(potential: Potential) -> SamplingAlgorithm:
         return kernel(rng_key, state, potential)
 
     return SamplingAlgorithm(init_fn, step_fn)
+
+
+#: ``ep.kernels.site_gibbs``, exposed as BlackJAX exposes ``blackjax.mala``: calling it builds the algorithm.
+sampling_api = GenerateSamplingAPI(as_top_level_api, init, build_kernel)

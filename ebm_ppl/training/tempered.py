@@ -130,9 +130,5 @@ def pt_pcd(k: int = 1, num_chains: int = 100, num_replicas: int = 10, *, min_bet
         raise ValueError(f"pt_pcd: min_beta must be below 1, got {min_beta}")
     if reference not in (None, *pt.REFERENCES):
         raise ValueError(f"pt_pcd: reference must be one of {', '.join(pt.REFERENCES)}, got {reference!r}")
-    if betas is not None:
-        array = jnp.asarray(betas)
-        if array.ndim != 1 or not jnp.issubdtype(array.dtype, jnp.floating) and not jnp.issubdtype(array.dtype, jnp.integer):
-            raise ValueError(f"pt_pcd: betas must be a 1-d sequence of real numbers, got {betas!r}")
-        betas = tuple(float(b) for b in array)
+    betas = None if betas is None else pt.ladder_tuple(betas, "pt_pcd: betas")
     return PTPCDEstimator(k, num_chains, num_replicas, min_beta, betas, reference)
