@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import arviz as az
 import xarray as xr
@@ -24,6 +24,7 @@ from ebm_ppl.diagnostics import html as pages
 from ebm_ppl.diagnostics import image_figures as images
 from ebm_ppl.diagnostics import schema
 from ebm_ppl.diagnostics import tempering_figures as tempering
+from ebm_ppl.diagnostics.evidence_section import evidence_runs, evidence_sections
 from ebm_ppl.diagnostics.formatting import format_summary
 from ebm_ppl.diagnostics.rows import is_constant
 from ebm_ppl.diagnostics.tempering import MIN_SWAP_ACCEPTANCE
@@ -43,6 +44,7 @@ def report(
     rhat_threshold: float = 1.01,
     min_ess_per_chain: float = 100,
     min_bfmi: float = 0.3,
+    evidence: Any = None,
 ) -> Path:
     """Write an HTML report of a run's convergence to ``path`` (atomically) and return the path.
 
@@ -64,10 +66,16 @@ def report(
         rhat_threshold: R-hat at or above this warns, passed to :func:`diagnose`.
         min_ess_per_chain: bulk/tail ESS below this times the chains warns, passed to :func:`diagnose`.
         min_bfmi: a chain with E-BFMI below this warns (HMC/NUTS), passed to :func:`diagnose`.
+        evidence: adds an "Evidence" section: an ``AISEstimate`` of the model's log evidence
+            (:func:`ebm_ppl.numpyro.log_evidence`), a :class:`~ebm_ppl.numpyro.BDMC` result, a
+            :class:`~ebm_ppl.numpyro.Comparison`, or a dict of model names to estimates (then
+            with their Bayes factors); the estimates, sandwich gaps and AIS health plots.
 
     Returns:
         ``pathlib.Path`` of the written file.
     """
+    if evidence is not None:
+        evidence_runs(evidence)  # a wrong kind of value fails here, before the diagnostics' work
     diag = diagnose(data, max_rows=max_rows, rhat_threshold=rhat_threshold, min_ess_per_chain=min_ess_per_chain,
                     min_bfmi=min_bfmi)
     data, _ = schema.current(data)  # an old ebm_ppl run, read as diagnose read it (diag.notes says so)
@@ -82,6 +90,8 @@ def report(
 
     section = pages.figure_section
     sections = [_verdict_section(diag), _table_section(diag)]
+    if evidence is not None:
+        sections += evidence_sections(evidence)
     sections += [
         section("Trace", "arviz_plots.plot_trace_dist of lp and the worst-mixing coordinates, each chain in its "
                 "own colour, divergent transitions marked; a 0/1 coordinate shows each chain's running mean "

@@ -17,6 +17,8 @@ from ebm_ppl.numpyro.convert import logdensity_fn, model_logdensity, potential_f
 from ebm_ppl.numpyro.distribution import DoublyIntractableWarning, EnergyDistribution, factor
 from ebm_ppl.numpyro.kernel import EnergyKernel, EnergyKernelState
 from ebm_ppl.numpyro.model_potential import ModelPotential, potential_from_model
+from ebm_ppl.numpyro.evidence import BDMC, bdmc, log_evidence
+from ebm_ppl.partition.comparison import Comparison, compare
 
 __all__ = [
     "EnergyDistribution",
@@ -29,6 +31,11 @@ __all__ = [
     "EnergyKernelState",
     "potential_from_model",
     "ModelPotential",
+    "log_evidence",
+    "bdmc",
+    "BDMC",
+    "compare",
+    "Comparison",
 ]
 from ebm_ppl.numpyro.jem_head import (  # noqa: E402
     BayesianHead,

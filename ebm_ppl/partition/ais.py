@@ -41,15 +41,15 @@ from ebm_ppl.compiler import filter_jit
 from ebm_ppl.progress import progress_fori_loop
 from ebm_ppl.partition.estimate import AISEstimate, summarize_log_weights, warn_if_degenerate
 from ebm_ppl.partition.choice import make_path
-from ebm_ppl.partition.schedule import (ADAPTIVE, MIN_TEMPERATURES, PILOT_CHAINS, PILOT_TEMPERATURES, default_schedule,
-                                       equal_variance_schedule, linear_schedule, validate_schedule)
+from ebm_ppl.partition.schedule import (ADAPTIVE, MIN_BUCKET, MIN_TEMPERATURES, PILOT_CHAINS, PILOT_TEMPERATURES,
+                                       default_schedule, equal_variance_schedule, linear_schedule, padded_schedule,
+                                       validate_schedule)
 from ebm_ppl.potentials.base import Potential, check_potential, validate_input
 from ebm_ppl.random import DEFAULT_IMPL, rekey
 
 __all__ = ["ais", "reverse_ais"]
 
 MIN_CHAINS = 2
-MIN_BUCKET = 16  # schedules are padded to a power of two >= this: one compiled program per bucket
 CHUNK = 16  # temperatures per block of random numbers; divides every bucket
 
 
@@ -108,7 +108,7 @@ def ais(
     dtype = _dtype(potential)
     if betas is None:
         betas = _adaptive_schedule(path, jax.random.fold_in(key, 1), num_chains, num_temperatures, dtype)
-    padded, num_steps = _padded(betas)
+    padded, num_steps = padded_schedule(betas)
     log_w, log_w_var, _ = _forward(path, key, num_chains, dtype, jnp.asarray(padded, dtype),
                                    jnp.asarray(num_steps, jnp.int32), progress)
     log_w, log_w_var = np.asarray(log_w), np.asarray(log_w_var)[: len(betas) - 1]
@@ -175,7 +175,7 @@ def reverse_ais(
     x0 = start_x.astype(_dtype(potential))
     if betas is None:
         betas = _adaptive_schedule(path, jax.random.fold_in(key, 1), num_chains, num_temperatures, x0.dtype)
-    padded, num_steps = _padded(betas[::-1])
+    padded, num_steps = padded_schedule(betas[::-1])
     log_w, log_w_var, _ = _anneal(path, key, path.encode(x0), jnp.asarray(padded, x0.dtype), jnp.asarray(num_steps, jnp.int32),
                                progress, "reverse AIS")
     log_w, log_w_var = np.asarray(log_w), np.asarray(log_w_var)[: len(betas) - 1]
@@ -226,7 +226,7 @@ def _adaptive_schedule(path, key: PRNGKeyArray, num_chains: int, num_temperature
     pilot run on a linear schedule (:data:`PILOT_TEMPERATURES` temperatures, :data:`PILOT_CHAINS`
     chains at most)."""
     pilot = linear_schedule(min(PILOT_TEMPERATURES, num_temperatures))
-    padded, num_steps = _padded(pilot)
+    padded, num_steps = padded_schedule(pilot)
     _, _, increment_var = _forward(path, key, min(PILOT_CHAINS, num_chains), dtype, jnp.asarray(padded, dtype),
                                    jnp.asarray(num_steps, jnp.int32), False)
     return equal_variance_schedule(pilot, np.asarray(increment_var)[:num_steps], num_temperatures)
@@ -249,15 +249,6 @@ def _check_memory(owner: str, potential: Potential, num_chains: int, num_tempera
 def _dtype(potential: Potential):
     leaves = jax.tree.leaves(eqx.filter(potential, eqx.is_inexact_array))
     return leaves[0].dtype if leaves else jnp.result_type(float)
-
-
-def _padded(betas: np.ndarray) -> tuple[np.ndarray, int]:
-    """``betas`` (K + 1 values) padded with its last value to ``bucket + 1`` values, bucket the
-    next power of two >= max(K, MIN_BUCKET); and K. The loop runs K steps: the padding is never
-    used, it only keeps the array's shape (and so the compiled program) common to many K."""
-    k = len(betas) - 1
-    bucket = max(MIN_BUCKET, 1 << (k - 1).bit_length())
-    return np.concatenate([betas, np.full(bucket - k, betas[-1])]), k
 
 
 # The compiled programs are module-level and take the path as an argument (its arrays traced, its

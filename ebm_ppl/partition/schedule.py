@@ -7,8 +7,8 @@ from jaxtyping import ArrayLike
 
 from ebm_ppl import checks
 
-__all__ = ["default_schedule", "linear_schedule", "equal_variance_schedule", "validate_schedule", "MIN_TEMPERATURES",
-           "ADAPTIVE", "PILOT_TEMPERATURES", "PILOT_CHAINS"]
+__all__ = ["default_schedule", "linear_schedule", "power_schedule", "equal_variance_schedule", "validate_schedule",
+           "padded_schedule", "MIN_TEMPERATURES", "ADAPTIVE", "PILOT_TEMPERATURES", "PILOT_CHAINS", "MIN_BUCKET"]
 
 #: The ``schedule`` value that asks ``ep.ais`` for :func:`equal_variance_schedule` from a pilot run.
 ADAPTIVE = "adaptive"
@@ -18,6 +18,8 @@ PILOT_CHAINS = 64
 
 #: The fewest temperatures :func:`default_schedule` spreads over its three pieces.
 MIN_TEMPERATURES = 10
+#: Schedules are padded to a power of two >= this (:func:`padded_schedule`).
+MIN_BUCKET = 16
 
 
 def default_schedule(num_temperatures: int) -> np.ndarray:
@@ -41,6 +43,13 @@ def default_schedule(num_temperatures: int) -> np.ndarray:
 def linear_schedule(num_temperatures: int) -> np.ndarray:
     """``num_temperatures + 1`` evenly spaced values from 0 to 1."""
     return np.linspace(0.0, 1.0, checks.positive_int(num_temperatures, "num_temperatures") + 1)
+
+
+def power_schedule(num_temperatures: int, power: float = 4.0) -> np.ndarray:
+    """``beta_k = (k / K)^power`` for k = 0..K: dense near 0, where a likelihood-tempered path
+    (prior to posterior) changes fastest (the log-likelihood of many observations is large)."""
+    k = checks.positive_int(num_temperatures, "num_temperatures")
+    return np.linspace(0.0, 1.0, k + 1) ** checks.positive_float(power, "power")
 
 
 def equal_variance_schedule(pilot_betas: np.ndarray, increment_var: np.ndarray, num_temperatures: int) -> np.ndarray:
@@ -83,3 +92,13 @@ def validate_schedule(schedule: ArrayLike) -> np.ndarray:
         i = int(np.argmin(np.diff(betas)))
         raise ValueError(f"schedule must be strictly increasing; beta[{i}]={betas[i]:g} >= beta[{i + 1}]={betas[i + 1]:g}")
     return betas
+
+
+def padded_schedule(betas: np.ndarray) -> tuple[np.ndarray, int]:
+    """``betas`` (K + 1 values) padded with its last value to ``bucket + 1`` values, bucket the
+    next power of two >= max(K, :data:`MIN_BUCKET`); and K. Annealing loops run K steps: the
+    padding is never used, it only keeps the array's shape (and so the compiled program) common
+    to many K."""
+    k = len(betas) - 1
+    bucket = max(MIN_BUCKET, 1 << (k - 1).bit_length())
+    return np.concatenate([betas, np.full(bucket - k, betas[-1])]), k
