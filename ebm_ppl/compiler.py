@@ -13,12 +13,20 @@ function wrapped by :func:`filter_jit` that is called under a trace (a user's ``
 
 ``EBM_PPL_CPU_VECTOR_WIDTH`` (read at import) overrides the choice: ``256`` gives XLA's default,
 ``512`` forces the wide form.
+
+Start-up: every new process compiles its programs again (about a second each for an AIS run or a
+sampler). :func:`enable_persistent_cache` keeps them on disk with JAX's own persistent compilation
+cache, so a later process loads them instead (a cold ``ep.ais`` at 100 chains x 1000 temperatures
+on a 64x20 RBM: 1.9 s the first time, 0.4 s from the cache, Intel Xeon). The ``ebm-ppl`` command
+enables it in :func:`cache_dir`'s folder unless ``--no-compile-cache`` or
+``EBM_PPL_COMPILE_CACHE=off``; library calls leave JAX's settings alone unless asked.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 from typing import Any, Callable
 
 import equinox as eqx
@@ -29,7 +37,12 @@ except ImportError:  # pragma: no cover - a future JAX moved it: always compile 
     def _outside_any_trace() -> bool:
         return False
 
-__all__ = ["COMPILER_OPTIONS", "filter_jit"]
+__all__ = ["COMPILER_OPTIONS", "filter_jit", "enable_persistent_cache", "cache_dir", "CACHE_ENV"]
+
+#: Environment variable naming the compile cache's folder for the command line; ``off`` (or
+#: ``0``, ``false``, ``no``) disables the cache.
+CACHE_ENV = "EBM_PPL_COMPILE_CACHE"
+_OFF = ("0", "off", "false", "no")
 
 _ENV = "EBM_PPL_CPU_VECTOR_WIDTH"
 
@@ -73,3 +86,45 @@ def filter_jit(fun: Callable | None = None, **jit_kwargs):
 
     call.top_level, call.nested = tuned, plain  # the two compiled functions (for tests and benchmarks)
     return call
+
+
+def cache_dir() -> Path | None:
+    """The compile cache's folder: ``$EBM_PPL_COMPILE_CACHE`` if set (None when it says ``off``),
+    else ``$XDG_CACHE_HOME/ebm_ppl/xla`` (``~/.cache/ebm_ppl/xla``)."""
+    value = os.environ.get(CACHE_ENV, "").strip()
+    if value.lower() in _OFF:
+        return None
+    if value:
+        return Path(value).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "ebm_ppl" / "xla"
+
+
+def enable_persistent_cache(path: str | os.PathLike | None = None, *, min_compile_time: float = 0.0) -> Path:
+    """Keep compiled programs on disk (JAX's persistent compilation cache) so that later
+    processes load them instead of compiling again; returns the folder.
+
+    Args:
+        path: the cache folder, created if missing; default :func:`cache_dir`'s (the environment
+            variable's, or ``~/.cache/ebm_ppl/xla``).
+        min_compile_time: programs that compiled faster than this (seconds) are not stored; 0
+            stores all (JAX's own default is 1 s, which skips most of ebm_ppl's programs).
+
+    Raises:
+        OSError: the folder cannot be created or written.
+
+    This sets JAX's ``jax_compilation_cache_dir`` for the whole process; call it before the first
+    compilation (at the start of a script). The cache's entries are keyed by the program, the
+    compiler options and the JAX version, so a stale entry is never used.
+    """
+    folder = Path(path).expanduser() if path is not None else cache_dir()
+    if folder is None:
+        raise ValueError(f"enable_persistent_cache: {CACHE_ENV} disables the cache; pass a path to enable it anyway")
+    folder.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"enable_persistent_cache: cannot write to {folder}")
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time))
+    return folder

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import gc
+import os
 
 import jax
 import pytest
+
+# The command line keeps compiled programs on disk (ebm_ppl.compiler.enable_persistent_cache); the
+# CLI tests call it in this process, which would switch JAX's cache on for every test after them
+# and write to the user's cache folder. The tests that check the cache set the variable themselves.
+os.environ.setdefault("EBM_PPL_COMPILE_CACHE", "off")
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -15,6 +15,7 @@ import sys
 from typing import Any, Callable, NamedTuple, Sequence
 
 from ebm_ppl import __version__
+from ebm_ppl.compiler import CACHE_ENV, cache_dir, enable_persistent_cache
 
 __all__ = ["Command", "COMMANDS", "command", "build_parser", "main", "PROG", "EXIT_OK", "EXIT_USAGE",
            "EXIT_INTERRUPTED", "TRACEBACK_ENV", "UsageError"]
@@ -115,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--no-compile-cache", action="store_true",
+                        help=f"do not keep compiled programs on disk (default: kept in ~/.cache/ebm_ppl/xla, or in "
+                             f"${CACHE_ENV}; {CACHE_ENV}=off also disables it); later runs then compile again")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for c in _listed():
         example = "\n".join(f"  {PROG} {line}" for line in c.example.splitlines())
@@ -137,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"missing command; choose from {', '.join(COMMANDS)} (see '{PROG} --help')")
         if extra:
             raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see '{PROG} {args.command} --help')")
+        if not args.no_compile_cache:
+            _enable_compile_cache()
         return int(args._run(args))
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
@@ -146,6 +152,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _enable_compile_cache() -> None:
+    """JAX's persistent compilation cache in :func:`ebm_ppl.compiler.cache_dir` (unless the
+    environment turns it off); a folder that cannot be used is a one-line warning, never a failure."""
+    folder = cache_dir()
+    if folder is None:
+        return
+    try:
+        enable_persistent_cache(folder)
+    except OSError as exc:
+        print(f"{PROG}: warning: compile cache disabled ({_one_line(exc)}); set {CACHE_ENV}=off to silence this",
+              file=sys.stderr)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -5,7 +5,8 @@
         numpyro.sample("y", dist.Normal(mu, 0.5), obs=y)
 
     p = ep.numpyro.potential_from_model(model, y)
-    ep.ais(key, p)                      # log Z = the log evidence log p(y)
+    ep.ais(key, p)                      # log Z = the log evidence log p(y), annealed from a Gaussian
+    ep.numpyro.log_evidence(key, model, y)   # the same, annealed from the prior (better for most models)
     idata = ep.sample(key, p, "nuts"); p.sites(idata.posterior["x"].values)   # {"mu": ...}
 
 The potential lives on NumPyro's unconstrained space, flattened to one vector z: its energy is

@@ -1,0 +1,101 @@
+"""The persistent compilation cache: ep.compiler.enable_persistent_cache and the command line's default.
+
+Each check runs fresh processes (the cache matters across processes, and enabling it changes
+JAX's settings for the whole process); compilations are counted with ``jax.monitoring`` events.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import pytest
+
+import ebm_ppl as ep
+from ebm_ppl import compiler
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_AIS_RUN = """
+import json, sys
+import jax, jax.monitoring as mon
+events = {}
+mon.register_event_listener(lambda name, **kw: events.__setitem__(name, events.get(name, 0) + 1))
+import ebm_ppl as ep
+ep.compiler.enable_persistent_cache(sys.argv[1])
+rbm = ep.BernoulliRBM.init(jax.random.key(0), 16, 4)
+est = ep.ais(jax.random.key(0), rbm, num_chains=10, num_temperatures=20)
+print(json.dumps({"log_z": est.log_z, "hits": events.get("/jax/compilation_cache/cache_hits", 0),
+                  "misses": events.get("/jax/compilation_cache/cache_misses", 0)}))
+"""
+
+
+def _python(code: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=full_env,
+                          cwd=ROOT, timeout=300)
+
+
+def test_a_second_process_loads_the_programs_from_the_cache(tmp_path):
+    first = _python(_AIS_RUN, str(tmp_path / "cache"))
+    assert first.returncode == 0, first.stderr
+    second = _python(_AIS_RUN, str(tmp_path / "cache"))
+    assert second.returncode == 0, second.stderr
+    a, b = json.loads(first.stdout.splitlines()[-1]), json.loads(second.stdout.splitlines()[-1])
+    assert a["misses"] > 0 and a["hits"] == 0
+    assert b["hits"] == a["misses"] and b["misses"] == 0  # every program the first compiled, loaded
+    assert b["log_z"] == a["log_z"]  # the loaded programs compute the same thing
+    assert any((tmp_path / "cache").iterdir())
+
+
+@pytest.fixture(scope="module")
+def saved_rbm(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "rbm.ebm"
+    ep.save(path, ep.BernoulliRBM.init(jax.random.key(0), 64, 4))
+    return path
+
+
+_CLI = "import sys; from ebm_ppl.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _logz(model: Path, out: Path, *flags: str, env: dict) -> subprocess.CompletedProcess:
+    return _python(_CLI, *flags, "logz", str(model), "--chains", "4", "--temperatures", "10", "--quiet",
+                   "--out", str(out), env=env)
+
+
+def test_the_command_line_caches_unless_told_not_to(saved_rbm, tmp_path):
+    cache = tmp_path / "cache"
+    run = _logz(saved_rbm, tmp_path / "a", env={compiler.CACHE_ENV: str(cache)})
+    assert run.returncode == 0, run.stderr
+    assert cache.is_dir() and any(cache.iterdir())
+
+    off = tmp_path / "off"
+    run = _logz(saved_rbm, tmp_path / "b", "--no-compile-cache", env={compiler.CACHE_ENV: str(off)})
+    assert run.returncode == 0, run.stderr
+    assert not off.exists()  # (CACHE_ENV=off takes the same path: cache_dir() is None, tested below)
+
+
+def test_an_unusable_cache_folder_is_a_warning_not_a_failure(saved_rbm, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    run = _logz(saved_rbm, tmp_path / "out", env={compiler.CACHE_ENV: str(blocker / "cache")})
+    assert run.returncode == 0, run.stderr
+    assert "ebm-ppl: warning: compile cache disabled" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(compiler.CACHE_ENV, str(tmp_path / "x"))
+    assert compiler.cache_dir() == tmp_path / "x"
+    for off in ("off", "0", "FALSE", "no"):
+        monkeypatch.setenv(compiler.CACHE_ENV, off)
+        assert compiler.cache_dir() is None
+    monkeypatch.delenv(compiler.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compiler.cache_dir() == tmp_path / "xdg" / "ebm_ppl" / "xla"
+    monkeypatch.setenv(compiler.CACHE_ENV, "off")
+    with pytest.raises(ValueError, match="disables the cache"):
+        compiler.enable_persistent_cache()
