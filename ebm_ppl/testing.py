@@ -45,7 +45,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
-from scipy import stats
 
 from ebm_ppl import checks
 from ebm_ppl.compiler import filter_jit
@@ -438,6 +437,8 @@ def _chi_square(final: np.ndarray, potential: Potential, probs: np.ndarray, cell
     pooled = int(np.sum(probs * num < MIN_EXPECTED))
     detail = (f"{len(expected)} cells, df = {df}, over {len(probs)} states of which {pooled} expected fewer than "
               f"{MIN_EXPECTED:g} times were pooled")
+    from scipy import stats  # on first use (scipy.stats is a tenth of a second at import)
+
     return InvarianceResult(CHI_SQUARE, statistic, float(stats.chi2.sf(statistic, df)), alpha, num, num_steps, detail)
 
 
@@ -453,6 +454,8 @@ def _two_sample_ks(final: np.ndarray, reference: Array, potential: Potential, al
     columns = [(_coordinate_name(j, potential.event_shape), final.reshape(num, -1)[:, j], reference.reshape(num, -1)[:, j])
                for j in range(math.prod(potential.event_shape))]
     columns.append(("the energy", final_energy, np.asarray(_energies(potential, jnp.asarray(reference)), np.float64)))
+    from scipy import stats
+
     results = [(name, stats.ks_2samp(a, b, method="asymp")) for name, a, b in columns]
     name, worst = min(results, key=lambda r: r[1].pvalue)
     p_value = min(1.0, len(results) * float(worst.pvalue))

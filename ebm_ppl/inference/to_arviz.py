@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import arviz as az
 import jax
 import numpy as np
 
@@ -42,6 +41,8 @@ def draws_to_datatree(draws, stats: dict[str, Any], *, kernel: str, potential: P
         sample_stats[name] = value
     attrs = {"kernel": kernel, "potential": type(potential).name, "inference_library": "ebm_ppl",
              "stats_schema": STATS_SCHEMA}
+    import arviz as az  # on first use: ArviZ is most of the package's import time
+
     return az.from_dict(
         {"posterior": {"x": draws}, "sample_stats": sample_stats},
         dims={"x": event_dims, **{name: list(STAT_DIMS[name]) for name in sample_stats if name in STAT_DIMS}},
