@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Any
 
 import jax
 import numpy as np
 
 __all__ = ["MEMORY_LIMIT", "MAX_MEMORY_OPTION", "number", "positive_float", "non_negative_float", "probability",
-           "int_at_least", "positive_int", "non_negative_int", "flag", "check_memory", "format_bytes"]
+           "int_at_least", "positive_int", "non_negative_int", "flag", "check_memory", "format_bytes", "PACKAGE_DIR"]
+
+#: The package's folder: ``warnings.warn(..., skip_file_prefixes=(PACKAGE_DIR,))`` points a warning
+#: at the user's line however deep inside ebm_ppl it was raised.
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 #: The most bytes the arrays a call stores may take (draws, chains, per-temperature arrays),
 #: 16 GiB. A call's ``max_memory=`` overrides it; assigning ``ebm_ppl.checks.MEMORY_LIMIT``

@@ -7,41 +7,59 @@ Accepts what :func:`ebm_ppl.numpyro.log_evidence`, :func:`ebm_ppl.numpyro.bdmc` 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from ebm_ppl.diagnostics import html as pages
 from ebm_ppl.diagnostics.figures import ais_health_figure
 from ebm_ppl.partition.comparison import Comparison, compare
 from ebm_ppl.partition.estimate import AISEstimate
 
-__all__ = ["evidence_sections", "evidence_runs"]
+__all__ = ["evidence_sections", "evidence_runs", "Run"]
 
 MAX_FIGURES = 6  # health plots for at most this many models (the table lists them all)
 
 
-def evidence_runs(evidence: Any) -> tuple[list[tuple[str, AISEstimate | None, AISEstimate | None]], Comparison | None]:
-    """``([(name, forward or None, reverse or None), ...], comparison or None)`` from an
-    ``AISEstimate``, a ``BDMC`` result (anything with ``forward`` and ``reverse`` estimates), a
-    :class:`~ebm_ppl.partition.comparison.Comparison`, or a dict of names to either of the first two."""
+class Run(NamedTuple):
+    """One model's estimates: forward and/or reverse; ``simulated`` for a BDMC check (the evidence
+    of data simulated from the model, never compared with the real data's)."""
+
+    name: str
+    forward: AISEstimate | None
+    reverse: AISEstimate | None
+    simulated: bool = False
+
+
+def evidence_runs(evidence: Any) -> tuple[list[Run], Comparison | None]:
+    """``([Run, ...], comparison or None)`` from an ``AISEstimate``, a ``(forward, reverse)`` pair
+    of estimates on the same data, a ``BDMC`` result (anything with ``forward`` and ``reverse``
+    estimates and the simulated ``data``), a :class:`~ebm_ppl.partition.comparison.Comparison`, or
+    a dict of names to any of the first three. The Bayes factors compare the real-data forward
+    estimates of a dict (BDMC checks are left out of them)."""
     if isinstance(evidence, Comparison):
         return [_run(n, e) for n, e in zip(evidence.names, evidence.estimates)], evidence
     if isinstance(evidence, Mapping):
         if not evidence:
             raise ValueError("report: evidence is an empty dict")
         runs = [_run(str(n), e) for n, e in evidence.items()]
-        forwards = {n: f for n, f, _ in runs if f is not None}
+        forwards = {r.name: r.forward for r in runs if r.forward is not None and not r.simulated}
         return runs, (compare(forwards) if len(forwards) >= 2 else None)
     return [_run("model", evidence)], None
 
 
-def _run(name: str, value: Any) -> tuple[str, AISEstimate | None, AISEstimate | None]:
+def _run(name: str, value: Any) -> Run:
     if isinstance(value, AISEstimate):
-        return (name, value, None) if value.bound == "lower" else (name, None, value)
+        return Run(name, value, None) if value.bound == "lower" else Run(name, None, value)
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, AISEstimate) for v in value):
+        forward, reverse = value
+        if forward.bound != "lower" or reverse.bound == "lower":
+            raise ValueError(f"report: the pair for {name!r} must be (forward, reverse) estimates, got bounds "
+                             f"({forward.bound!r}, {reverse.bound!r})")
+        return Run(name, forward, reverse)
     forward, reverse = getattr(value, "forward", None), getattr(value, "reverse", None)
     if isinstance(forward, AISEstimate) and isinstance(reverse, AISEstimate):
-        return name, forward, reverse
-    raise TypeError(f"report: evidence must be an AISEstimate, a BDMC result, a Comparison, or a dict of names to "
-                    f"AISEstimate / BDMC, got {type(value).__name__} for {name!r}")
+        return Run(name, forward, reverse, simulated=getattr(value, "data", None) is not None)
+    raise TypeError(f"report: evidence must be an AISEstimate, a (forward, reverse) pair, a BDMC result, a "
+                    f"Comparison, or a dict of names to those, got {type(value).__name__} for {name!r}")
 
 
 def _estimate_row(name: str, direction: str, est: AISEstimate) -> str:
@@ -56,11 +74,12 @@ def evidence_sections(evidence: Any) -> list[str]:
     health figure per model."""
     runs, comparison = evidence_runs(evidence)
     rows = []
-    for name, fwd, rev in runs:
-        if fwd is not None:
-            rows.append(_estimate_row(name, "forward (prior → posterior)", fwd))
-        if rev is not None:
-            rows.append(_estimate_row(name, "reverse (posterior → prior)", rev))
+    for run in runs:
+        name = f"{run.name} (simulated data)" if run.simulated else run.name
+        if run.forward is not None:
+            rows.append(_estimate_row(name, "forward (prior → posterior)", run.forward))
+        if run.reverse is not None:
+            rows.append(_estimate_row(name, "reverse (posterior → prior)", run.reverse))
     header = ["model", "direction", "log p(y)", "± s.e.", "bound", "weight ESS / chains", "temperatures", "seconds"]
     parts = ["<section><h2>Evidence</h2>",
              '<p class="note">Annealed importance sampling along the likelihood-tempered path. Forward runs start '
@@ -68,11 +87,13 @@ def evidence_sections(evidence: Any) -> list[str]:
              "posterior draws are above it; from MCMC draws only approximately. A weight ESS under 10% of the "
              "chains (flagged) means the error bar is not to be trusted: lengthen the schedule.</p>",
              pages.table(header, rows, text=(0, 1, 4))]
-    gaps = [(n, r.log_z - f.log_z) for n, f, r in runs if f is not None and r is not None]
+    gaps = [(r.name, r.reverse.log_z - r.forward.log_z, math.hypot(r.reverse.stderr, r.forward.stderr), r.simulated)
+            for r in runs if r.forward is not None and r.reverse is not None]
     if gaps:
         parts.append("<ul class=\"meta\">" + "".join(
-            f"<li>{pages.escape(n)}: sandwich gap {g:.4f} nats (reverse minus forward; the schedule's error is at "
-            "most about this)</li>" for n, g in gaps) + "</ul>")
+            f"<li>{pages.escape(n)}: sandwich gap {g:.4f} ± {se:.4f} nats (reverse minus forward"
+            + ("; on data simulated from the model, a check of the schedule" if sim else "")
+            + ")</li>" for n, g, se, sim in gaps) + "</ul>")
     if comparison is not None:
         best = comparison.names[0]
         p, p_se = comparison.probabilities, comparison.probability_stderr
@@ -84,7 +105,7 @@ def evidence_sections(evidence: Any) -> list[str]:
         parts.append(pages.table(["model", "log BF", "± s.e.", "P(model | y)", "± s.e."], cmp_rows))
     parts.append("</section>")
     sections = ["".join(parts)]
-    for name, fwd, rev in runs[:MAX_FIGURES]:
+    for name, fwd, rev, _ in runs[:MAX_FIGURES]:
         if fwd is None:
             continue
         sections.append(pages.figure_section(

@@ -67,9 +67,10 @@ def report(
         min_ess_per_chain: bulk/tail ESS below this times the chains warns, passed to :func:`diagnose`.
         min_bfmi: a chain with E-BFMI below this warns (HMC/NUTS), passed to :func:`diagnose`.
         evidence: adds an "Evidence" section: an ``AISEstimate`` of the model's log evidence
-            (:func:`ebm_ppl.numpyro.log_evidence`), a :class:`~ebm_ppl.numpyro.BDMC` result, a
-            :class:`~ebm_ppl.numpyro.Comparison`, or a dict of model names to estimates (then
-            with their Bayes factors); the estimates, sandwich gaps and AIS health plots.
+            (:func:`ebm_ppl.numpyro.log_evidence`), a ``(forward, reverse)`` pair of them, a
+            :class:`~ebm_ppl.numpyro.BDMC` check, a :class:`~ebm_ppl.numpyro.Comparison`, or a
+            dict of model names to any of these (the real-data forward estimates then get their
+            Bayes factors); the estimates, sandwich gaps and AIS health plots.
 
     Returns:
         ``pathlib.Path`` of the written file.

@@ -19,6 +19,7 @@ only approximately an upper bound, and says so.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import warnings
 from typing import Any, Callable, Mapping, Sequence
@@ -139,9 +140,14 @@ class BDMC:
         """``reverse.log_z - forward.log_z``: how far this schedule is from exact, in nats."""
         return self.reverse.log_z - self.forward.log_z
 
+    @property
+    def gap_stderr(self) -> float:
+        """Standard error of :attr:`gap` (the two runs are independent)."""
+        return math.hypot(self.forward.stderr, self.reverse.stderr)
+
     def __str__(self) -> str:
         return (f"log p(y_sim) in [{self.forward.log_z:.4f} ± {self.forward.stderr:.4f}, "
-                f"{self.reverse.log_z:.4f} ± {self.reverse.stderr:.4f}] (gap {self.gap:.4f} nats; "
+                f"{self.reverse.log_z:.4f} ± {self.reverse.stderr:.4f}] (gap {self.gap:.4f} ± {self.gap_stderr:.4f} nats; "
                 f"{self.forward.num_chains} chains, {self.forward.num_temperatures} temperatures, "
                 f"{self.forward.wall_time + self.reverse.wall_time:.2f} s)")
 
@@ -175,9 +181,14 @@ def bdmc(
             ``numpyro.infer.Predictive``).
         args: the model's positional arguments.
         observed: the site(s) to simulate and then condition on.
-        num_chains, num_temperatures, schedule, kernel, num_integration_steps, num_tuning_chains,
-            progress, max_memory: as in :func:`log_evidence`; every reverse chain starts from
-            the one exact draw.
+        num_chains: as in :func:`log_evidence`; every reverse chain starts from the one exact draw.
+        num_temperatures: as in :func:`log_evidence`.
+        schedule: as in :func:`log_evidence`.
+        kernel: as in :func:`log_evidence`.
+        num_integration_steps: as in :func:`log_evidence`.
+        num_tuning_chains: as in :func:`log_evidence`.
+        progress: as in :func:`log_evidence`.
+        max_memory: as in :func:`log_evidence`.
         kwargs: the model's keyword arguments.
 
     Returns:
@@ -202,9 +213,9 @@ def bdmc(
         raise ValueError(f"{owner}: the site(s) {given} are already observed; call the model with arguments that "
                          "leave them unobserved (e.g. y=None) so bdmc can simulate them")
     data = {n: sample[n]["value"] for n in names}
-    conditioned = handlers.condition(model, data=data)
-    run = _Run.setup(owner, key_run, conditioned, args, kwargs, num_chains, num_temperatures, schedule, kernel,
-                     num_integration_steps, num_tuning_chains, progress, max_memory)
+    # conditioned through a traced field, not a new model object: a second call compiles nothing
+    run = _Run.setup(owner, key_run, model, args, kwargs, num_chains, num_temperatures, schedule, kernel,
+                     num_integration_steps, num_tuning_chains, progress, max_memory, data=data)
     truth = {n: sample[n]["value"] for n in run.tm.latent}
     fwd = run.forward(start)
     t1 = time.perf_counter()
@@ -231,7 +242,7 @@ class _Run:
 
     @classmethod
     def setup(cls, owner, key, model, args, kwargs, num_chains, num_temperatures, schedule, kernel,
-              num_integration_steps, num_tuning_chains, progress, max_memory) -> "_Run":
+              num_integration_steps, num_tuning_chains, progress, max_memory, data=None) -> "_Run":
         num_chains = checks.int_at_least(num_chains, "num_chains", MIN_CHAINS)
         num_tuning = checks.int_at_least(num_tuning_chains, "num_tuning_chains", MIN_TUNING_CHAINS)
         if not isinstance(kernel, str) or kernel not in KERNELS:
@@ -249,7 +260,7 @@ class _Run:
             num_temperatures = len(betas) - 1
         key = rekey(key, None)
         key_init, key = jax.random.split(key)
-        tm = likelihood_tempering(model, args, kwargs, key_init, owner)
+        tm = likelihood_tempering(model, args, kwargs, key_init, owner, data)
         bucket = padded_schedule(np.zeros(num_temperatures + 1))[0].shape[0]
         itemsize = jnp.dtype(jnp.result_type(float)).itemsize
         checks.check_memory((bucket * (tm.dim + 4) + (2 * num_chains + 2 * num_tuning) * (tm.dim + 2)) * itemsize,
@@ -296,7 +307,7 @@ class _Run:
             warnings.warn(f"{self.owner}: the moves' acceptance fell to {np.min(smooth):.3f} near beta = {betas[i + 1]:.3g} "
                           "(the step size could not follow the path there), so the chains barely moved and the "
                           "estimate is unreliable; try kernel='hmc' with more num_integration_steps, more "
-                          "temperatures, or a reparametrized model", RuntimeWarning, stacklevel=4)
+                          "temperatures, or a reparametrized model", RuntimeWarning, skip_file_prefixes=(checks.PACKAGE_DIR,))
         return (np.asarray(log_w), np.asarray(var)[:k]), record
 
     def forward(self, start: float) -> AISEstimate:

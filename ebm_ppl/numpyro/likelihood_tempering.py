@@ -72,6 +72,7 @@ class LikelihoodTempering(eqx.Module):
         model: the NumPyro model.
         args, kwargs: its arguments (arrays are traced, so a new data set of the same shapes
             reuses the compiled programs).
+        data: values of sites to condition the model on (traced too; ``bdmc``'s simulated data).
         observed: the names of the observed sites (the likelihood).
         latent: the names of the latent sites, in the order of the flat vector.
         template: the latent sites at one unconstrained point (its shapes define the flat layout).
@@ -83,6 +84,13 @@ class LikelihoodTempering(eqx.Module):
     observed: tuple[str, ...] = eqx.field(static=True)
     latent: tuple[str, ...] = eqx.field(static=True)
     template: dict
+    data: dict
+
+    @property
+    def conditioned(self) -> Callable:
+        """The model conditioned on :attr:`data` (``numpyro.handlers.condition``; the model itself
+        when there are none)."""
+        return handlers.condition(self.model, data=self.data) if self.data else self.model
 
     @property
     def dim(self) -> int:
@@ -98,40 +106,41 @@ class LikelihoodTempering(eqx.Module):
 
     def log_f(self, beta: Array, z: Array) -> Array:
         """``log p(z) + beta log p(y | z)`` (unnormalized) at one flat unconstrained point."""
-        tempered = _TemperLikelihood(handlers.seed(self.model, 0), beta, self.observed)
+        tempered = _TemperLikelihood(handlers.seed(self.conditioned, 0), beta, self.observed)
         return -potential_energy(tempered, self.args, self.kwargs, self.unravel(z))
 
     def log_likelihood(self, z: Array) -> Array:
         """``log p(y | z)``: the observed sites' log probabilities at one flat point."""
-        model = handlers.seed(self.model, 0)
+        model = handlers.seed(self.conditioned, 0)
         params = constrain_fn(model, self.args, self.kwargs, self.unravel(z))
         log_probs, _ = compute_log_probs(model, self.args, self.kwargs, params)
         return sum((log_probs[name] for name in self.observed), start=jnp.zeros((), z.dtype))
 
     def constrained(self, z: Array) -> dict[str, Array]:
         """The latent sites on their supports at flat points ``z: (*batch, D)``."""
-        fn = lambda v: constrain_fn(self.model, self.args, self.kwargs, self.unravel(v))  # noqa: E731
+        fn = lambda v: constrain_fn(self.conditioned, self.args, self.kwargs, self.unravel(v))  # noqa: E731
         for _ in range(jnp.ndim(z) - 1):
             fn = jax.vmap(fn)
         return fn(z)
 
     def unconstrained(self, params: dict[str, Array]) -> Array:
         """Flat unconstrained points ``(N, D)`` of latent sites on their supports, each ``(N, ...)``."""
-        fn = lambda p: self.ravel(unconstrain_fn(self.model, self.args, self.kwargs, p))  # noqa: E731
+        fn = lambda p: self.ravel(unconstrain_fn(self.conditioned, self.args, self.kwargs, p))  # noqa: E731
         return jax.vmap(fn)({name: params[name] for name in self.latent})
 
     def prior_draws(self, key: PRNGKeyArray, num: int) -> Array:
         """``(num, D)`` exact draws of the prior (the model run forward), unconstrained."""
 
         def one(k):
-            trace = handlers.trace(handlers.seed(self.model, k)).get_trace(*self.args, **self.kwargs)
+            trace = handlers.trace(handlers.seed(self.conditioned, k)).get_trace(*self.args, **self.kwargs)
             return {name: trace[name]["value"] for name in self.latent}
 
         return self.unconstrained(jax.vmap(one)(jax.random.split(key, num)))
 
 
-def likelihood_tempering(model: Callable, args: tuple, kwargs: dict, key: PRNGKeyArray, owner: str) -> LikelihoodTempering:
-    """Check ``model`` and build its :class:`LikelihoodTempering`.
+def likelihood_tempering(model: Callable, args: tuple, kwargs: dict, key: PRNGKeyArray, owner: str,
+                         data: dict | None = None) -> LikelihoodTempering:
+    """Check ``model`` (conditioned on ``data``, if given) and build its :class:`LikelihoodTempering`.
 
     Raises:
         ValueError: the model has no latent sites, no observed sites, a discrete latent site
@@ -140,18 +149,20 @@ def likelihood_tempering(model: Callable, args: tuple, kwargs: dict, key: PRNGKe
     """
     if not callable(model):
         raise TypeError(f"{owner}: model must be a NumPyro model (a callable), got {type(model).__name__}")
-    probe = _SiteProbe(handlers.seed(model, key), owner)
+    data = {name: jnp.asarray(value) for name, value in (data or {}).items()}
+    conditioned = handlers.condition(model, data=data) if data else model
+    probe = _SiteProbe(handlers.seed(conditioned, key), owner)
 
     def shapes_of_latent_sites():  # run abstractly (jax.eval_shape): nothing is compiled or computed
         trace = handlers.trace(probe).get_trace(*args, **kwargs)
         _check_sites(probe.sites, owner)
         latent = {name: trace[name]["value"] for name, (obs, _) in probe.sites.items() if not obs}
-        return unconstrain_fn(model, args, kwargs, latent)
+        return unconstrain_fn(conditioned, args, kwargs, latent)
 
     shapes = jax.eval_shape(shapes_of_latent_sites)
     observed = tuple(name for name, (obs, _) in probe.sites.items() if obs)
     template = {name: jnp.zeros(shapes[name].shape, shapes[name].dtype) for name in sorted(shapes)}
-    return LikelihoodTempering(model, tuple(args), dict(kwargs), observed, tuple(template), template)
+    return LikelihoodTempering(model, tuple(args), dict(kwargs), observed, tuple(template), template, data)
 
 
 class _SiteProbe(Messenger):

@@ -19,6 +19,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ebm_ppl import checks
 from ebm_ppl.partition.estimate import AISEstimate
 
 __all__ = ["Comparison", "compare"]
@@ -128,11 +129,11 @@ def compare(estimates: Mapping[str, AISEstimate], prior: Mapping[str, float] | N
     if len(bounds) > 1:
         warnings.warn(f"compare: the estimates are of different kinds ({sorted(bounds)}); a Bayes factor between a "
                       "lower and an upper bound is biased by up to their gaps. Compare forward estimates.",
-                      RuntimeWarning, stacklevel=2)
+                      RuntimeWarning, skip_file_prefixes=(checks.PACKAGE_DIR,))
     weak = [n for n, est in estimates.items() if not est.ess >= 0.1 * est.num_chains]
     if weak:
         warnings.warn(f"compare: the importance weights of {weak} are degenerate (ESS below 10% of the chains); their "
                       "error bars are unreliable, and so are the Bayes factors'. Use longer schedules.",
-                      RuntimeWarning, stacklevel=2)
+                      RuntimeWarning, skip_file_prefixes=(checks.PACKAGE_DIR,))
     order = sorted(range(len(names)), key=lambda i: -estimates[names[i]].log_z)
     return Comparison(tuple(names[i] for i in order), tuple(estimates[names[i]] for i in order), log_prior[order])

@@ -8,7 +8,10 @@ import warnings
 
 import numpy as np
 
+from ebm_ppl import checks
+
 __all__ = ["AISEstimate", "summarize_log_weights"]
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,8 +27,9 @@ class AISEstimate:
         log_weight_var: variance over chains of the accumulated log-weights after each
             temperature, shape ``(num_temperatures,)``; where it grows fastest the schedule is
             too coarse.
-        bound: ``"lower"`` (forward AIS: E[log Z_hat] <= log Z by Jensen) or ``"upper"``
-            (reverse AIS from exact target samples).
+        bound: ``"lower"`` (forward AIS: E[log Z_hat] <= log Z by Jensen), ``"upper"``
+            (reverse AIS from exact target samples) or ``"approximate upper"`` (reverse AIS from
+            data or MCMC draws: an upper bound only as far as they follow the target).
         schedule: the inverse temperatures used, shape ``(num_temperatures + 1,)``.
         base_log_z: exact log Z of the base distribution.
         wall_time: seconds, compilation included.
@@ -96,7 +100,7 @@ def warn_if_degenerate(ess: float, num_chains: int, what: str, log_weights=None)
                 "is NaN: the energy or the annealing moves produced non-finite values. Check the model's "
                 "parameters (ebm_ppl.save refuses non-finite ones), the base model, and the kernel's step size.",
                 RuntimeWarning,
-                stacklevel=3,
+                skip_file_prefixes=(checks.PACKAGE_DIR,),
             )
             return
     if not ess >= 0.1 * num_chains:  # also when ess is NaN
@@ -105,5 +109,5 @@ def warn_if_degenerate(ess: float, num_chains: int, what: str, log_weights=None)
             "the estimate and its error bar are unreliable. Use more temperatures (a longer "
             "schedule), more chains, or a base model closer to the target.",
             RuntimeWarning,
-            stacklevel=3,
+            skip_file_prefixes=(checks.PACKAGE_DIR,),
         )

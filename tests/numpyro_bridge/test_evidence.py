@@ -160,8 +160,9 @@ def test_a_given_schedule_is_used_as_is():
 
 def test_bdmc_sandwich_contains_the_truth_and_narrows_with_the_schedule():
     X = jnp.asarray(X_REG[:, :5])
-    with pytest.warns(RuntimeWarning, match="degenerate"):  # and says so
+    with pytest.warns(RuntimeWarning, match="degenerate") as caught:  # and says so, at the caller's line
         short = ep.numpyro.bdmc(jax.random.key(3), regression, X, observed="y", num_temperatures=20)
+    assert all(w.filename == __file__ for w in caught if "degenerate" in str(w.message))
     long = ep.numpyro.bdmc(jax.random.key(3), regression, X, observed="y", num_temperatures=2000)
     np.testing.assert_array_equal(short.data["y"], long.data["y"])  # same key: same simulated data
     assert set(long.truth) == {"w"} and long.truth["w"].shape == (5,)
@@ -300,11 +301,38 @@ def test_bdmc_refuses_sites_it_cannot_simulate():
 def test_report_has_an_evidence_section(tmp_path):
     X = jnp.asarray(X_REG[:, :3])
     check = ep.numpyro.bdmc(jax.random.key(0), regression, X, observed="y", num_temperatures=100, num_chains=20)
+    y = jnp.asarray(Y_MEAN)
+    fwd = ep.numpyro.log_evidence(jax.random.key(1), normal_mean, y, num_temperatures=100, num_chains=20)
+    mu = np.random.default_rng(0).normal(Y_MEAN.sum() / 20.25, 20.25**-0.5, 20)
+    rev = ep.numpyro.log_evidence(jax.random.key(2), normal_mean, y, num_temperatures=100, num_chains=20,
+                                  reverse=True, posterior_samples={"mu": mu}, exact=True)
+    other = ep.numpyro.log_evidence(jax.random.key(3), normal_mean_factor, y, num_temperatures=100, num_chains=20)
     data = ep.sample(jax.random.key(0), ep.Gaussian.standard(2), "mala", num_chains=2, num_samples=100,
                      num_warmup=50)
-    path = ep.report(data, tmp_path / "report.html", evidence={"regression": check, "other": check.forward})
+    path = ep.report(data, tmp_path / "report.html",
+                     evidence={"check": check, "normal": (fwd, rev), "factor": other})
     text = path.read_text()
-    assert "<h2>Evidence</h2>" in text and "sandwich gap" in text and "Bayes factors" in text
-    assert "AIS health: regression" in text and "AIS health: other" in text
+    assert "<h2>Evidence</h2>" in text and "check (simulated data)" in text
+    assert text.count("sandwich gap") == 2 and "a check of the schedule" in text
+    # the Bayes factors compare the two real-data models, not the simulated-data check
+    assert "Bayes factors" in text and "AIS health: normal" in text and "AIS health: check" in text
+    table = text[text.index("Bayes factors"):]
+    assert "normal" in table and "factor" in table and "check" not in table.split("</table>")[0]
     with pytest.raises(TypeError, match="evidence must be"):
         ep.report(data, tmp_path / "bad.html", evidence=3.0)
+    with pytest.raises(ValueError, match=r"must be \(forward, reverse\)"):
+        ep.report(data, tmp_path / "bad.html", evidence=(rev, fwd))
+
+
+def test_bdmc_reuses_its_compiled_programs():
+    """The simulated data enter as traced values, not a new conditioned model: a second check on the
+    same model compiles nothing."""
+    from ebm_ppl.numpyro import likelihood_tempering as lt
+
+    X = jnp.asarray(X_REG[:, :3])
+    ep.numpyro.bdmc(jax.random.key(0), regression, X, observed="y", num_temperatures=30, num_chains=8)
+    sizes = (lt.forward.top_level._cached._cache_size(), lt.reverse.top_level._cached._cache_size())
+    again = ep.numpyro.bdmc(jax.random.key(1), regression, X, observed="y", num_temperatures=30, num_chains=8)
+    assert (lt.forward.top_level._cached._cache_size(), lt.reverse.top_level._cached._cache_size()) == sizes
+    assert again.gap_stderr == pytest.approx(math.hypot(again.forward.stderr, again.reverse.stderr))
+    assert "±" in str(again).split("gap")[1]
