@@ -120,11 +120,14 @@ def enable_persistent_cache(path: str | os.PathLike | None = None, *, min_compil
     folder = Path(path).expanduser() if path is not None else cache_dir()
     if folder is None:
         raise ValueError(f"enable_persistent_cache: {CACHE_ENV} disables the cache; pass a path to enable it anyway")
+    import jax
+
+    if jax.config.jax_compilation_cache_dir == str(folder):  # already on, in this folder: nothing to check again
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time))
+        return folder
     folder.mkdir(parents=True, exist_ok=True)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise PermissionError(f"enable_persistent_cache: cannot write to {folder}")
-    import jax
-
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time))
     return folder

@@ -109,6 +109,9 @@ def log_evidence(
         raise ValueError(f"{owner}: reverse=True anneals from posterior draws: pass posterior_samples (e.g. "
                          "mcmc.get_samples()), with exact=True only if they are exact draws")
     exact = checks.flag(exact, "exact")
+    if exact and not reverse_flag:
+        raise ValueError(f"{owner}: exact=True says the posterior_samples of a reverse run are exact draws; a forward "
+                         "run starts from exact prior draws by itself (drop exact, or pass reverse=True)")
     start = time.perf_counter()
     run = _Run.setup(owner, key, model, args, kwargs, num_chains, num_temperatures, schedule, kernel,
                      num_integration_steps, num_tuning_chains, progress, max_memory)

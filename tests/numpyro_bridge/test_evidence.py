@@ -272,6 +272,7 @@ def test_hostile_models_get_clear_errors():
     ({"num_temperatures": 0}, ValueError, "num_temperatures"),
     ({"reverse": True}, ValueError, "pass posterior_samples"),
     ({"posterior_samples": {"mu": np.zeros(3)}}, ValueError, "pass reverse=True"),
+    ({"exact": True}, ValueError, "drop exact, or pass reverse=True"),
     ({"reverse": True, "posterior_samples": [0.0]}, TypeError, "must be a dict"),
     ({"reverse": True, "posterior_samples": {"m": np.zeros(3)}}, ValueError, r"lack the latent site\(s\) \['mu'\]"),
     ({"reverse": True, "posterior_samples": {"mu": np.zeros((3, 2))}}, ValueError, "has draws of shape"),
