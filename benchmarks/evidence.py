@@ -290,7 +290,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--budget", type=int, default=0, help="(blackjax) gradient evaluations to match")
     ap.add_argument("--particles", type=int, default=1000, help="BlackJAX SMC particles")
-    ap.add_argument("--temperatures", type=int, default=0)
+    ap.add_argument("--temperatures", type=int, default=0, help="ebm_ppl's temperatures (default: per model)")
     ap.add_argument("--pymc-python", default=PYMC_PYTHON)
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -321,6 +321,8 @@ def main() -> None:
             np.savez(path, **d)
             me = os.path.abspath(__file__)
             common = ["--model", name, "--seeds", str(args.seeds)]
+            if args.temperatures:
+                common += ["--temperatures", str(args.temperatures)]
             cache = {"EBM_PPL_COMPILE_CACHE": os.path.join(tmp, f"xla-{name}")}
             ours = _driver.run_peer(me, ["--only", "ebm_ppl", *common], cache)
             cached = _driver.run_peer(me, ["--only", "ebm_ppl", *common, "--seeds", "1"], cache)
