@@ -34,6 +34,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl import checks
@@ -45,7 +46,8 @@ from ebm_ppl.partition.schedule import (ADAPTIVE, MIN_BUCKET, MIN_TEMPERATURES, 
                                        default_schedule, equal_variance_schedule, linear_schedule, padded_schedule,
                                        validate_schedule)
 from ebm_ppl.potentials.base import Potential, check_potential, validate_input
-from ebm_ppl.random import DEFAULT_IMPL, rekey
+from ebm_ppl.inference.to_arviz import to_host
+from ebm_ppl.random import DEFAULT_IMPL, is_shardable, rekey
 
 __all__ = ["ais", "reverse_ais"]
 
@@ -92,6 +94,10 @@ def ais(
         progress: show a progress bar over temperatures.
         prng_impl: PRNG implementation the run draws from, seeded one-to-one by ``key``
             (:mod:`ebm_ppl.random`; ebm_ppl's Philox-2x32 by default); None keeps ``key``'s own.
+            With several devices (of every process, under ``jax.distributed``) dividing
+            ``num_chains`` and a key JAX can shard (``"threefry2x32"``; not Philox), the chains
+            are sharded over them and the weights equal the one-device run's (bit for bit on
+            Gibbs paths, to float rounding on MALA/HMC ones).
         max_memory: the most bytes the run's arrays may take (None:
             :data:`ebm_ppl.checks.MEMORY_LIMIT`); a larger request is refused before any work.
 
@@ -110,8 +116,8 @@ def ais(
         betas = _adaptive_schedule(path, jax.random.fold_in(key, 1), num_chains, num_temperatures, dtype)
     padded, num_steps = padded_schedule(betas)
     log_w, log_w_var, _ = _forward(path, key, num_chains, dtype, jnp.asarray(padded, dtype),
-                                   jnp.asarray(num_steps, jnp.int32), progress)
-    log_w, log_w_var = np.asarray(log_w), np.asarray(log_w_var)[: len(betas) - 1]
+                                   jnp.asarray(num_steps, jnp.int32), progress, chain_sharding(key, num_chains))
+    log_w, log_w_var = to_host(log_w), to_host(log_w_var)[: len(betas) - 1]
     log_mean, stderr, ess = summarize_log_weights(log_w)
     warn_if_degenerate(ess, num_chains, "ais", log_w)
     return AISEstimate(
@@ -177,8 +183,8 @@ def reverse_ais(
         betas = _adaptive_schedule(path, jax.random.fold_in(key, 1), num_chains, num_temperatures, x0.dtype)
     padded, num_steps = padded_schedule(betas[::-1])
     log_w, log_w_var, _ = _anneal(path, key, path.encode(x0), jnp.asarray(padded, x0.dtype), jnp.asarray(num_steps, jnp.int32),
-                               progress, "reverse AIS")
-    log_w, log_w_var = np.asarray(log_w), np.asarray(log_w_var)[: len(betas) - 1]
+                                  progress, "reverse AIS", chain_sharding(key, num_chains))
+    log_w, log_w_var = to_host(log_w), to_host(log_w_var)[: len(betas) - 1]
     log_mean, stderr, ess = summarize_log_weights(log_w)
     warn_if_degenerate(ess, num_chains, "reverse_ais", log_w)
     start_ll = -np.asarray(potential.energy(x0), np.float64) - float(path.base_log_z) + log_w
@@ -254,19 +260,40 @@ def _dtype(potential: Potential):
 # The compiled programs are module-level and take the path as an argument (its arrays traced, its
 # settings static), so repeated runs with the same shapes and settings reuse them.
 
+def chain_sharding(key: PRNGKeyArray, num_chains: int) -> NamedSharding | None:
+    """The sharding of the chain axis over every device (of every process under
+    ``jax.distributed``), or None: one device, chains that do not divide over the devices, or a
+    key JAX cannot compile in a sharded program (ebm_ppl's Philox; :func:`ebm_ppl.random.is_shardable`)."""
+    devices = jax.devices()
+    if len(devices) == 1 or num_chains % len(devices) or not is_shardable(key):
+        return None
+    mesh = jax.make_mesh((len(devices),), ("chains",), devices=devices, axis_types=(AxisType.Auto,))
+    return NamedSharding(mesh, PartitionSpec("chains"))
+
+
+def _shard(a: Array, sharding: NamedSharding | None, axis: int = 0) -> Array:
+    """``a`` with its ``axis`` (the chains) laid over ``sharding``'s devices; unchanged for None."""
+    if sharding is None:
+        return a
+    spec = PartitionSpec(*([None] * axis), "chains")
+    return jax.lax.with_sharding_constraint(a, NamedSharding(sharding.mesh, spec))
+
+
 @filter_jit
-def _forward(path, key: PRNGKeyArray, num_chains: int, dtype, betas: Array, num_steps, progress: bool):
+def _forward(path, key: PRNGKeyArray, num_chains: int, dtype, betas: Array, num_steps, progress: bool,
+             sharding: NamedSharding | None = None):
     key_base, key_run = jax.random.split(key)
-    x0 = path.sample_base(key_base, num_chains, dtype)
-    return _anneal_loop(path, key_run, x0, betas, num_steps, progress, "AIS")
+    x0 = _shard(path.sample_base(key_base, num_chains, dtype), sharding)
+    return _anneal_loop(path, key_run, x0, betas, num_steps, progress, "AIS", sharding)
 
 
 @filter_jit
-def _anneal(path, key: PRNGKeyArray, x0: Array, betas: Array, num_steps, progress: bool, desc: str):
-    return _anneal_loop(path, key, x0, betas, num_steps, progress, desc)
+def _anneal(path, key: PRNGKeyArray, x0: Array, betas: Array, num_steps, progress: bool, desc: str,
+            sharding: NamedSharding | None = None):
+    return _anneal_loop(path, key, _shard(x0, sharding), betas, num_steps, progress, desc, sharding)
 
 
-def _anneal_loop(path, key, x0, betas, num_steps, progress, desc):
+def _anneal_loop(path, key, x0, betas, num_steps, progress, desc, sharding=None):
     """Run every chain along ``betas[:num_steps + 1]``; return the log-weights ``(N,)``, their
     variance after each temperature and the variance of each temperature's increment (both
     ``betas.shape[0] - 1``, valid up to ``num_steps``).
@@ -276,10 +303,12 @@ def _anneal_loop(path, key, x0, betas, num_steps, progress, desc):
     many small calls inside the loop. Steps past ``num_steps`` in the last block run on the
     padding (beta_from = beta_to = the schedule's last value): their moves are exact moves at that
     end of the path, and their weight increments are masked to zero. The chains are carried in
-    the path's own layout (``path.to_state``)."""
+    the path's own layout (``path.to_state``), sharded over devices along their chain axis
+    (``path.chain_axis``) when ``sharding`` is given; the random numbers follow (threefry draws
+    the same bits however they are sharded, so the result is the one-device run's)."""
     dim = math.prod(x0.shape[1:])
     path = path.prepare(x0.shape[0])
-    state0 = path.to_state(x0)
+    state0 = _shard(path.to_state(x0), sharding, path.chain_axis)
 
     def block(c, carry):
         keys = jax.random.split(jax.random.fold_in(key, c), CHUNK)
@@ -295,6 +324,7 @@ def _anneal_loop(path, key, x0, betas, num_steps, progress, desc):
 
         x, log_w, aux, var, inc_var = carry
         (x, new_log_w, aux), history = jax.lax.scan(step, (x, log_w, aux), (jnp.arange(CHUNK), draws))
+        x, new_log_w = _shard(x, sharding, path.chain_axis), _shard(new_log_w, sharding)
         # the block's per-temperature variances in one op (not CHUNK small reductions in the loop)
         var = jax.lax.dynamic_update_slice(var, jnp.var(history, axis=1), (c * CHUNK,))
         increments = jnp.diff(jnp.concatenate([log_w[None], history]), axis=0)
@@ -302,7 +332,7 @@ def _anneal_loop(path, key, x0, betas, num_steps, progress, desc):
         return x, new_log_w, aux, var, inc_var
 
     zeros = jnp.zeros(betas.shape[0] - 1, x0.dtype)
-    init = (state0, jnp.zeros(x0.shape[0], x0.dtype), path.init_aux(dim), zeros, zeros)
+    init = (state0, _shard(jnp.zeros(x0.shape[0], x0.dtype), sharding), path.init_aux(dim), zeros, zeros)
     num_blocks = (num_steps + CHUNK - 1) // CHUNK
     _, log_w, _, var, inc_var = progress_fori_loop(num_blocks, block, init, enabled=progress, desc=desc)
     return log_w, var, inc_var

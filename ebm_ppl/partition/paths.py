@@ -55,6 +55,11 @@ class AnnealingPath(eqx.Module):
         """The chains ``xs: (N, *event)`` in the layout :meth:`anneal_step` works on."""
         return xs
 
+    @property
+    def chain_axis(self) -> int:
+        """The axis of :meth:`to_state`'s layout that runs over the chains (0 here)."""
+        return 0
+
     def from_state(self, state) -> Array:
         """The chains ``(N, *event)`` back from :meth:`to_state`'s layout."""
         return state

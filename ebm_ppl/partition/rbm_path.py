@@ -50,6 +50,11 @@ class RBMPath(ParameterPath):
     def from_state(self, state: Array) -> Array:
         return state.T if self.transposed else state
 
+    @property
+    def chain_axis(self) -> int:
+        """1 in the transposed layout ``(D, N)``, else 0."""
+        return 1 if self.transposed else 0
+
     def draws(self, key: PRNGKeyArray, state: Array):
         """The random numbers of one step for chains in :meth:`to_state`'s layout: one array
         ``(N, M + D)`` (transposed: ``(M + D, N)``; the first M units' for h) when both layers draw

@@ -1,4 +1,5 @@
-"""ep.sample across two processes under jax.distributed (2 CPU devices each) equals one process."""
+"""ep.sample, ep.ais and ep.reverse_ais across two processes under jax.distributed (2 CPU devices
+each) equal one process."""
 
 import os
 import socket
@@ -25,7 +26,10 @@ g = ep.Gaussian(np.zeros(3), scale_diag=np.ones(3))
 rbm = ep.BernoulliRBM.init(jax.random.key(0), 6, 4, scale=1.0)
 x = ep.sample(jax.random.key(7), g, "mala", num_chains=8, num_warmup=30, num_samples=40).posterior["x"].values
 z = ep.sample(jax.random.key(7), rbm, num_chains=8, num_warmup=10, num_samples=20).posterior["x"].values
-np.savez(sys.argv[3], x=x, z=z)
+fwd = ep.ais(jax.random.key(3), rbm, num_chains=8, num_temperatures=40, prng_impl="threefry2x32").log_weights
+start = (np.arange(48).reshape(8, 6) % 3 == 0).astype(np.float32)
+rev = ep.reverse_ais(jax.random.key(3), rbm, start, num_temperatures=40, prng_impl="threefry2x32").log_weights
+np.savez(sys.argv[3], x=x, z=z, fwd=fwd, rev=rev)
 """
 
 
@@ -54,3 +58,10 @@ def test_two_processes_give_the_single_process_draws(tmp_path):
     rbm = ep.BernoulliRBM.init(jax.random.key(0), 6, 4, scale=1.0)
     np.testing.assert_array_equal(first["z"], ep.sample(jax.random.key(7), rbm, num_chains=8, num_warmup=10,
                                                         num_samples=20).posterior["x"].values)
+    # AIS with its chains over both processes' devices: the one-process weights, bit for bit (Gibbs path)
+    np.testing.assert_array_equal(first["fwd"], second["fwd"])
+    fwd = ep.ais(jax.random.key(3), rbm, num_chains=8, num_temperatures=40, prng_impl="threefry2x32")
+    np.testing.assert_array_equal(first["fwd"], fwd.log_weights)
+    start = (np.arange(48).reshape(8, 6) % 3 == 0).astype(np.float32)
+    rev = ep.reverse_ais(jax.random.key(3), rbm, start, num_temperatures=40, prng_impl="threefry2x32")
+    np.testing.assert_array_equal(first["rev"], rev.log_weights)
