@@ -41,8 +41,9 @@ def trained():
 @pytest.mark.slow
 def test_nuts_head_converges_and_reports_calibration_next_to_the_point_head(trained):
     jem, d = trained
-    head, point = fit_jem_head(jax.random.key(1), jem, d.x_train, d.y_train, method="nuts", num_chains=4,
-                               num_warmup=500, num_samples=1000)
+    # 400 of the 1000 training images: the posterior of 170 weights is as well posed, NUTS 2.5x cheaper
+    head, point = fit_jem_head(jax.random.key(1), jem, d.x_train[:400], d.y_train[:400], method="nuts",
+                               num_chains=4, num_warmup=500, num_samples=1000)
     assert head.diagnostics["max_rhat"] < 1.01, head.diagnostics
     assert head.diagnostics["divergences"] == 0
     probs, point_probs = head.predict_proba(d.x_test), point.predict_proba(d.x_test)
