@@ -281,7 +281,9 @@ def forward(tm: LikelihoodTempering, key: PRNGKeyArray, z: Array, zt: Array, bet
     prior draws, along ``betas[:num_steps + 1]`` (``betas`` padded to ``(B + 1,)``).
 
     Returns ``(log_w (N,), log_w_var (B,), increment_var (B,), mean tuning acceptance (B,),
-    TuningRecord)``; entries past ``num_steps`` are zero.
+    TuningRecord)``; entries past ``num_steps`` are zero. ``increment_var`` is each step's
+    log-weight increment variance with the chains weighted by their importance weights (an
+    estimate of its variance under the tempered posterior they stand for).
     """
     key_run = key
     num_chains = z.shape[0]
@@ -298,6 +300,12 @@ def forward(tm: LikelihoodTempering, key: PRNGKeyArray, z: Array, zt: Array, bet
         key_move = jax.random.fold_in(key_run, k)
         step = betas[k + 1] - betas[k]
         increment = step * log_lik(z)
+        # the increment's variance under p_{beta_k}: the chains weighted by their normalized weights
+        # (a chain whose weight is already ~0, e.g. started at a scale near 0, must not dominate it;
+        # the adaptive schedule is placed from these)
+        w = jax.nn.softmax(log_w)
+        inc_mean = jnp.sum(w * increment)
+        inc_var_k = jnp.sum(w * (increment - inc_mean) ** 2)
         log_w = log_w + increment
         # the tuning chains follow p_{beta_k}; weighted by their own increments they describe
         # p_{beta_{k+1}}, the density this move targets (the path can narrow fast near beta = 0)
@@ -309,7 +317,7 @@ def forward(tm: LikelihoodTempering, key: PRNGKeyArray, z: Array, zt: Array, bet
         record = TuningRecord(record.log_step.at[k + 1].set(log_step), record.scale.at[k + 1].set(scale))
         mean_acc = jnp.mean(acceptance)
         log_step = jnp.minimum(log_step + ADAPT_RATE * (mean_acc - target), MAX_LOG_STEP)
-        return (z, zt, log_w, log_step, record, var.at[k].set(jnp.var(log_w)), inc_var.at[k].set(jnp.var(increment)),
+        return (z, zt, log_w, log_step, record, var.at[k].set(jnp.var(log_w)), inc_var.at[k].set(inc_var_k),
                 acc_hist.at[k].set(mean_acc))
 
     zeros = jnp.zeros(bucket, dtype)
