@@ -116,8 +116,10 @@ def log_evidence(
     run = _Run.setup(owner, key, model, args, kwargs, num_chains, num_temperatures, schedule, kernel,
                      num_integration_steps, num_tuning_chains, progress, max_memory)
     if not reverse_flag:
-        return run.forward(start)
+        return run.forward(start)[0]
     z = run.start_points(posterior_samples, owner)
+    # the reverse moves replay a forward pass's tuning; its estimating chains come along because
+    # they share the pilot's compiled program (cheaper than compiling a tuning-only one)
     _, record = run.forward_pass()
     return run.reverse(z, record, exact, start)
 
@@ -220,10 +222,10 @@ def bdmc(
     run = _Run.setup(owner, key_run, model, args, kwargs, num_chains, num_temperatures, schedule, kernel,
                      num_integration_steps, num_tuning_chains, progress, max_memory, data=data)
     truth = {n: sample[n]["value"] for n in run.tm.latent}
-    fwd = run.forward(start)
+    fwd, record = run.forward(start)
     t1 = time.perf_counter()
     z = jnp.broadcast_to(run.tm.unconstrained({n: v[None] for n, v in truth.items()}), (run.num_chains, run.tm.dim))
-    rev = run.reverse(z, run.record, True, t1)
+    rev = run.reverse(z, record, True, t1)
     return BDMC(fwd, rev, {n: np.asarray(v) for n, v in data.items()}, {n: np.asarray(v) for n, v in truth.items()})
 
 
@@ -241,7 +243,6 @@ class _Run:
     kernel: str
     num_integration_steps: int
     progress: bool
-    record: TuningRecord | None = None
 
     @classmethod
     def setup(cls, owner, key, model, args, kwargs, num_chains, num_temperatures, schedule, kernel,
@@ -299,7 +300,6 @@ class _Run:
         collapses somewhere on the path."""
         betas = self.schedule()
         log_w, var, _, acceptance, record = self._forward(jax.random.fold_in(self.key, 2), betas, self.progress)
-        self.record = record
         k = len(betas) - 1
         # acceptance of the tuning chains, averaged over windows of temperatures (a single move's
         # acceptance of 32 chains is noisy)
@@ -313,9 +313,10 @@ class _Run:
                           "temperatures, or a reparametrized model", RuntimeWarning, skip_file_prefixes=(checks.PACKAGE_DIR,))
         return (np.asarray(log_w), np.asarray(var)[:k]), record
 
-    def forward(self, start: float) -> AISEstimate:
-        (log_w, var), _ = self.forward_pass()
-        return self._estimate(log_w, var, "lower", start, reverse=False)
+    def forward(self, start: float) -> tuple[AISEstimate, TuningRecord]:
+        """The forward estimate, and the move parameters its tuning chains set (for a reverse run)."""
+        (log_w, var), record = self.forward_pass()
+        return self._estimate(log_w, var, "lower", start, reverse=False), record
 
     def reverse(self, z, record: TuningRecord, exact: bool, start: float) -> AISEstimate:
         betas = self.schedule()

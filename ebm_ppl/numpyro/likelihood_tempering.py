@@ -285,7 +285,6 @@ def forward(tm: LikelihoodTempering, key: PRNGKeyArray, z: Array, zt: Array, bet
     log-weight increment variance with the chains weighted by their importance weights (an
     estimate of its variance under the tempered posterior they stand for).
     """
-    key_run = key
     num_chains = z.shape[0]
     dtype = z.dtype
     bucket = betas.shape[0] - 1
@@ -297,7 +296,7 @@ def forward(tm: LikelihoodTempering, key: PRNGKeyArray, z: Array, zt: Array, bet
 
     def body(k, carry):
         z, zt, log_w, log_step, record, var, inc_var, acc_hist = carry
-        key_move = jax.random.fold_in(key_run, k)
+        key_move = jax.random.fold_in(key, k)
         step = betas[k + 1] - betas[k]
         increment = step * log_lik(z)
         # the increment's variance under p_{beta_k}: the chains weighted by their normalized weights
