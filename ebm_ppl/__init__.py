@@ -10,7 +10,7 @@ xarray and matplotlib, two thirds of the package's import time, which a script t
 or estimates log Z never needs.
 """
 
-from ebm_ppl import checks, compiler, data, kernels, numpyro, partition, random, testing, training
+from ebm_ppl import checks, compiler, data, kernels, numpyro, partition, random, sharding, testing, training
 from ebm_ppl._version import __version__
 from ebm_ppl.inference import sample
 from ebm_ppl.io import load, save
@@ -42,6 +42,7 @@ __all__ = [
     "data",
     "kernels",
     "random",
+    "sharding",
     "compiler",
     "checks",
     "sample",

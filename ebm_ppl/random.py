@@ -27,10 +27,13 @@ How it is used:
 * ``ebm_ppl.ais`` and ``ebm_ppl.fit`` re-key the caller's key into :data:`DEFAULT_IMPL` first
   (``prng_impl=None`` keeps the key's own implementation). The mapping is deterministic and
   one-to-one on the key's bits: same key, same result.
-* ``ebm_ppl.sample`` keeps the key's implementation unless ``prng_impl`` is given, because its
-  chains may be sharded over devices and JAX 0.12 cannot compile a 32-bit ``mulhi`` (all Philox
-  generators) in a sharded program; a Philox key with sharded chains is refused with a clear
-  error. On one device ``prng_impl="philox2x32_64"`` is the faster choice.
+* Sharded programs: JAX 0.12 cannot compile its 32-bit ``mulhi`` (``chlo.mulhi``, used by every
+  Philox generator) into a program partitioned over devices. :func:`for_sharding` therefore
+  turns a :data:`PHILOX2X32_64` key into its twin :data:`PHILOX2X32_64_SPMD`, which draws
+  **the same numbers** with the high word taken from a 64-bit product (plain multiply and
+  shift, which the partitioner handles) at about 5-10% more time per number; the sharded
+  ``ebm_ppl`` programs do that, so their results do not depend on the number of devices.
+  JAX's own Philox keys cannot be sharded (:func:`is_shardable`).
 * To draw from it directly: ``jax.random.key(seed, impl=ebm_ppl.random.philox2x32_64)`` or
   ``ebm_ppl.random.rekey(key)``; every ``jax.random`` function then works as usual.
 """
@@ -47,10 +50,14 @@ import numpy as np
 from jax import lax
 from jaxtyping import PRNGKeyArray
 
-__all__ = ["DEFAULT_IMPL", "PHILOX2X32_64", "philox2x32_64", "rekey", "is_shardable"]
+__all__ = ["DEFAULT_IMPL", "PHILOX2X32_64", "PHILOX2X32_64_SPMD", "philox2x32_64", "philox2x32_64_spmd", "rekey",
+           "is_shardable", "for_sharding", "from_sharding"]
 
 #: The name of ebm_ppl's Philox-2x32-10 generator with 64-bit keys.
 PHILOX2X32_64 = "philox2x32_64"
+
+#: The name of its twin for sharded programs: the same numbers, another ``mulhi``.
+PHILOX2X32_64_SPMD = "philox2x32_64_spmd"
 
 #: The generator ``ebm_ppl.ais`` and ``ebm_ppl.fit`` draw from by default.
 DEFAULT_IMPL = PHILOX2X32_64
@@ -63,43 +70,51 @@ _WEYL = np.uint32(0x9E3779B9)  # Random123's PHILOX_W32_0: the key's increment b
 _SPLIT, _FOLD_IN, _SEED = np.uint32(0x243F6A88), np.uint32(0x85A308D3), np.uint32(0x13198A2E)
 
 
-def _philox2x32(key, hi, lo):
+def _mulhi_wide(a, b):
+    """``lax.mulhi`` of uint32 arrays as the high word of their 64-bit product: the same bits, in
+    operations JAX's SPMD partitioner compiles (64-bit types inside the function only)."""
+    with jax.enable_x64(True):
+        product = lax.mul(lax.convert_element_type(a, np.uint64), lax.convert_element_type(b, np.uint64))
+        return lax.convert_element_type(lax.shift_right_logical(product, np.uint64(32)), np.uint32)
+
+
+def _philox2x32(key, hi, lo, mulhi=lax.mulhi):
     """Philox-2x32 with ``_ROUNDS`` rounds: key word ``key``, counter ``(hi, lo)`` (uint32 arrays
     that broadcast) -> the two uint32 words of the output block."""
     key = jnp.asarray(key, np.uint32)
     for r in range(_ROUNDS):
         if r:
             key = key + _WEYL
-        product_hi = lax.mulhi(jnp.asarray(_MULTIPLIER), hi)
+        product_hi = mulhi(jnp.asarray(_MULTIPLIER), hi)
         hi, lo = product_hi ^ key ^ lo, hi * _MULTIPLIER
     return hi, lo
 
 
-def _seed(seed: jax.Array) -> jax.Array:
+def _seed(seed: jax.Array, mulhi=lax.mulhi) -> jax.Array:
     seed = jnp.asarray(seed)
     high = (lax.shift_right_logical(seed, jnp.asarray(32, seed.dtype)) if seed.dtype.itemsize == 8
             else jnp.zeros((), seed.dtype))
     words = _philox2x32(_SEED, lax.convert_element_type(high, np.uint32),
-                        lax.convert_element_type(seed, np.uint32))
+                        lax.convert_element_type(seed, np.uint32), mulhi)
     return jnp.stack(words)
 
 
-def _split(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+def _split(key: jax.Array, shape: tuple[int, ...], mulhi=lax.mulhi) -> jax.Array:
     index = lax.iota(np.uint32, math.prod(shape))
-    words = _philox2x32(key[0] ^ _SPLIT, key[1], index)
+    words = _philox2x32(key[0] ^ _SPLIT, key[1], index, mulhi)
     return jnp.stack(words, axis=-1).reshape(*shape, 2)
 
 
-def _fold_in(key: jax.Array, data: jax.Array) -> jax.Array:
-    return jnp.stack(_philox2x32(key[0] ^ _FOLD_IN, key[1], jnp.asarray(data, np.uint32)))
+def _fold_in(key: jax.Array, data: jax.Array, mulhi=lax.mulhi) -> jax.Array:
+    return jnp.stack(_philox2x32(key[0] ^ _FOLD_IN, key[1], jnp.asarray(data, np.uint32), mulhi))
 
 
-def _random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
+def _random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...], mulhi=lax.mulhi) -> jax.Array:
     size = math.prod(shape)
     words = 2 * size if bit_width == 64 else size
     if words > 2**32:
         raise ValueError(f"{PHILOX2X32_64}: at most 2**32 32-bit words per draw, asked for {words}")
-    hi, lo = _philox2x32(key[0], key[1], lax.iota(np.uint32, words))
+    hi, lo = _philox2x32(key[0], key[1], lax.iota(np.uint32, words), mulhi)
     bits = hi ^ lo
     if bit_width == 64:
         wide = lax.convert_element_type(bits, np.uint64)
@@ -113,7 +128,15 @@ def _random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.
 philox2x32_64 = jex_random.define_prng_impl(key_shape=(2,), seed=_seed, split=_split, random_bits=_random_bits,
                                             fold_in=_fold_in, name=PHILOX2X32_64, tag=PHILOX2X32_64)
 
-_OWN_IMPLS = {PHILOX2X32_64: philox2x32_64}
+#: :data:`philox2x32_64`'s twin for programs sharded over devices: every key, split, fold-in and
+#: number equal to it, ``mulhi`` computed through a 64-bit product (see :func:`for_sharding`).
+philox2x32_64_spmd = jex_random.define_prng_impl(
+    key_shape=(2,), seed=functools.partial(_seed, mulhi=_mulhi_wide),
+    split=functools.partial(_split, mulhi=_mulhi_wide),
+    random_bits=functools.partial(_random_bits, mulhi=_mulhi_wide),
+    fold_in=functools.partial(_fold_in, mulhi=_mulhi_wide), name=PHILOX2X32_64_SPMD, tag=PHILOX2X32_64_SPMD)
+
+_OWN_IMPLS = {PHILOX2X32_64: philox2x32_64, PHILOX2X32_64_SPMD: philox2x32_64_spmd}
 
 
 def _impl_name(impl) -> str:
@@ -155,5 +178,26 @@ def rekey(key: PRNGKeyArray, impl=DEFAULT_IMPL) -> PRNGKeyArray:
 
 
 def is_shardable(key: PRNGKeyArray) -> bool:
-    """Whether programs drawing from ``key`` compile when sharded over devices (not Philox)."""
-    return not str(jax.random.key_impl(key)).startswith("philox")
+    """Whether programs drawing from ``key`` compile when sharded over devices: JAX's threefry and
+    rbg keys and :data:`philox2x32_64_spmd`, not JAX's Philox keys nor :data:`philox2x32_64`
+    (:func:`for_sharding` turns the latter into its twin)."""
+    name = str(jax.random.key_impl(key))
+    return name == PHILOX2X32_64_SPMD or not name.startswith("philox")
+
+
+def for_sharding(key: PRNGKeyArray) -> PRNGKeyArray:
+    """``key`` (any shape) ready for a program sharded over devices: a :data:`philox2x32_64` key
+    becomes the :data:`philox2x32_64_spmd` key of the same data, which draws the same numbers;
+    every other key is returned as is."""
+    if str(jax.random.key_impl(key)) != PHILOX2X32_64:
+        return key
+    return jax.random.wrap_key_data(jax.random.key_data(key), impl=philox2x32_64_spmd)
+
+
+
+def from_sharding(key: PRNGKeyArray) -> PRNGKeyArray:
+    """The inverse of :func:`for_sharding`: a :data:`philox2x32_64_spmd` key back as the
+    :data:`philox2x32_64` key of the same data (what checkpoints store); others as they are."""
+    if str(jax.random.key_impl(key)) != PHILOX2X32_64_SPMD:
+        return key
+    return jax.random.wrap_key_data(jax.random.key_data(key), impl=philox2x32_64)

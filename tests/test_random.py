@@ -23,6 +23,7 @@ def test_rekey_is_deterministic_one_to_one_and_keeps_matching_keys():
     raw = jax.random.PRNGKey(11)
     np.testing.assert_array_equal(jax.random.key_data(ep.random.rekey(raw)), jax.random.key_data(p))
     assert not ep.random.is_shardable(p) and ep.random.is_shardable(k)
+    assert ep.random.is_shardable(ep.random.for_sharding(p)) and ep.random.for_sharding(k) is k
     # names and implementation objects both select a generator, JAX's or ebm_ppl's
     assert str(jax.random.key_impl(ep.random.rekey(p, "philox4x32"))) == "philox4x32"
     np.testing.assert_array_equal(jax.random.key_data(ep.random.rekey(k, ep.random.philox2x32_64)),
@@ -103,3 +104,32 @@ def test_philox2x32_64_keys_differing_in_one_word_give_independent_streams():
     hits = np.asarray(jax.vmap(lambda kk: jax.random.bernoulli(kk, 0.3, (100,)))(keys)).mean(axis=1)
     assert abs(hits.mean() - 0.3) < 5 * np.sqrt(0.3 * 0.7 / hits.size / 100)
     assert abs(hits.std() - np.sqrt(0.3 * 0.7 / 100)) < 0.1 * np.sqrt(0.3 * 0.7 / 100)
+
+
+def test_the_sharded_twin_draws_the_same_numbers():
+    """ep.random.for_sharding turns a philox2x32_64 key into the twin JAX can partition: every
+    split, fold-in, seed and number is equal (its mulhi comes from a 64-bit product instead)."""
+    from ebm_ppl.random import _mulhi_wide
+
+    p = ep.random.rekey(jax.random.key(5))
+    t = ep.random.for_sharding(p)
+    assert str(jax.random.key_impl(t)) == ep.random.PHILOX2X32_64_SPMD
+    data = lambda k: np.asarray(jax.random.key_data(k))  # noqa: E731
+    np.testing.assert_array_equal(data(t), data(p))
+    np.testing.assert_array_equal(data(jax.random.split(t, 7)), data(jax.random.split(p, 7)))
+    np.testing.assert_array_equal(data(jax.random.fold_in(t, 123)), data(jax.random.fold_in(p, 123)))
+    np.testing.assert_array_equal(data(jax.random.key(2**31 - 1, impl=ep.random.philox2x32_64_spmd)),
+                                  data(jax.random.key(2**31 - 1, impl=ep.random.philox2x32_64)))
+    for dtype in (jnp.uint8, jnp.uint16, jnp.uint32):
+        np.testing.assert_array_equal(jax.random.bits(t, (1000,), dtype), jax.random.bits(p, (1000,), dtype))
+    np.testing.assert_array_equal(jax.jit(jax.random.normal, static_argnums=1)(t, (50, 3)),
+                                  jax.random.normal(p, (50, 3)))
+    # the 64-bit product's high word is lax.mulhi's on random words and at the edges
+    x = jax.random.bits(jax.random.key(1), (10_000,), jnp.uint32)
+    y = jax.random.bits(jax.random.key(2), (10_000,), jnp.uint32)
+    np.testing.assert_array_equal(jax.jit(_mulhi_wide)(x, y), jax.lax.mulhi(x, y))
+    edge = jnp.array([0, 1, 0xFFFF, 0x10000, 0x80000000, 0xFFFFFFFF], jnp.uint32)
+    a, b = jnp.meshgrid(edge, edge)
+    np.testing.assert_array_equal(_mulhi_wide(a, b), jax.lax.mulhi(a, b))
+    # the twin is a key of its own, and 64-bit types do not leak out of it
+    assert jax.random.bits(t, (3,)).dtype == jnp.uint32 and not jax.config.jax_enable_x64

@@ -14,19 +14,19 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl import checks
 from ebm_ppl.compiler import filter_jit
 from ebm_ppl.inference.plans import build_plan, check_options
-from ebm_ppl.inference.to_arviz import draws_to_datatree, to_host
+from ebm_ppl.inference.to_arviz import draws_to_datatree
 from ebm_ppl.kernels.registry import (KERNELS, STAT_DIMS, check_kernel, check_kernel_options, default_kernel,
                                       get_kernel, uses_gradients)
 from ebm_ppl.potentials.base import Potential, check_potential, validate_input
 from ebm_ppl.potentials.unconstrained import Unconstrained, unconstrained
 from ebm_ppl.progress import progress_scan
-from ebm_ppl.random import is_shardable, rekey
+from ebm_ppl.random import for_sharding, is_shardable, rekey
+from ebm_ppl.sharding import axis_sharding, place, sharded_key, to_host
 
 __all__ = ["sample", "draw", "KERNELS", "default_kernel"]
 
@@ -68,8 +68,8 @@ def sample(
         progress: show a progress bar over the sampling steps.
         prng_impl: re-key ``key`` into this PRNG implementation first (one-to-one,
             :func:`ebm_ppl.random.rekey`); None keeps ``key``'s own. ``"philox2x32_64"``
-            (ebm_ppl's Philox) is faster on one device but cannot be sharded (see
-            :mod:`ebm_ppl.random`).
+            (ebm_ppl's Philox) is the faster one; sharded chains draw the same numbers from it
+            as on one device (:mod:`ebm_ppl.random`).
         max_memory: the most bytes the draws and statistics may take (None:
             :data:`ebm_ppl.checks.MEMORY_LIMIT`, 16 GiB); a larger request is refused before any work.
         **kernel_options: ``step_size`` (langevin, mala, hmc; the initial value for tuning),
@@ -98,12 +98,12 @@ def sample(
                   num_replicas=_num_replicas(options))
     options = tuple(sorted(options.items()))  # Python values: static under jit
     key = rekey(key, prng_impl)
-    ndev = jax.device_count()
-    if ndev > 1 and num_chains % ndev == 0 and not is_shardable(key):
+    sharding = axis_sharding(num_chains)
+    if sharding is not None and not is_shardable(for_sharding(key)):
         raise ValueError(
-            f"sample: the chains would be sharded over {ndev} devices, but the key is "
+            f"sample: the chains would be sharded over {jax.device_count()} devices, but the key is "
             f"{jax.random.key_impl(key)}, which JAX cannot compile in a sharded program; pass "
-            "prng_impl='threefry2x32' (or a threefry key), or a num_chains not divisible by the device count")
+            "prng_impl='philox2x32_64' or 'threefry2x32', or a num_chains not divisible by the device count")
     target = unconstrained(potential) if gradient else potential  # the sampled density's space
     positions = _initial_positions(key, potential, init, num_chains)
     if target is not potential:
@@ -111,7 +111,8 @@ def sample(
     key_warmup, key_sample = jax.random.split(jax.random.fold_in(key, 1))
     warmup_keys = jax.random.split(key_warmup, num_chains)
     sample_keys = jax.random.split(key_sample, num_chains)
-    warmup_keys, sample_keys, positions = _shard_chains((warmup_keys, sample_keys, positions), num_chains)
+    warmup_keys, sample_keys = (sharded_key(k, sharding) for k in (warmup_keys, sample_keys))
+    warmup_keys, sample_keys, positions = place((warmup_keys, sample_keys, positions), sharding)
 
     states, params = _warmup(target, kernel, num_warmup, options, warmup_keys, positions)
     draws, stats = _run(target, kernel, num_warmup, options, states, params, sample_keys, num_samples, thin,
@@ -267,15 +268,3 @@ def _initial_positions(key, potential: Potential, init, num_chains: int) -> Arra
         raise ValueError(f"sample: init has shape {x.shape}; expected {shape} (num_chains, *event_shape) "
                          f"or {potential.event_shape}")
     return x.astype(dtype)
-
-
-def _shard_chains(arrays, num_chains: int):
-    """Lay the chain axis of each array across all devices (of every process, under
-    ``jax.distributed``) when they divide ``num_chains``; every process holds the same full arrays
-    (they derive from the same key), so each fills its own devices' shards from them."""
-    devices = jax.devices()
-    if len(devices) == 1 or num_chains % len(devices):
-        return arrays
-    mesh = jax.make_mesh((len(devices),), ("chains",), devices=devices, axis_types=(AxisType.Auto,))
-    sharding = NamedSharding(mesh, PartitionSpec("chains"))
-    return tuple(jax.make_array_from_callback(a.shape, sharding, lambda index, a=a: a[index]) for a in arrays)

@@ -4,27 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import numpy as np
 
 from ebm_ppl.kernels.registry import STAT_DIMS
 from ebm_ppl.potentials.base import Potential
+from ebm_ppl.sharding import to_host
 
-__all__ = ["draws_to_datatree", "to_host", "STATS_SCHEMA"]
+__all__ = ["draws_to_datatree", "STATS_SCHEMA"]
 
 #: The ``stats_schema`` attribute of the groups ``ep.sample`` writes: ``sample_stats`` follows
 #: ArviZ's conventions (``lp`` = log density, ``energy`` = the Hamiltonian). Files without it and
 #: with ``inference_library = "ebm_ppl"`` hold the old meaning (``energy`` = E(x)).
 STATS_SCHEMA = "arviz"
-
-
-def to_host(x) -> np.ndarray:
-    """A numpy copy of ``x``; arrays spread over several processes are gathered first."""
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        from jax.experimental import multihost_utils
-
-        x = multihost_utils.process_allgather(x, tiled=True)
-    return np.asarray(jax.device_get(x))
 
 
 def draws_to_datatree(draws, stats: dict[str, Any], *, kernel: str, potential: Potential):

@@ -34,7 +34,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import AxisType, NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl import checks
@@ -46,8 +46,8 @@ from ebm_ppl.partition.schedule import (ADAPTIVE, MIN_BUCKET, MIN_TEMPERATURES, 
                                        default_schedule, equal_variance_schedule, linear_schedule, padded_schedule,
                                        validate_schedule)
 from ebm_ppl.potentials.base import Potential, check_potential, validate_input
-from ebm_ppl.inference.to_arviz import to_host
-from ebm_ppl.random import DEFAULT_IMPL, is_shardable, rekey
+from ebm_ppl.random import DEFAULT_IMPL, rekey
+from ebm_ppl.sharding import axis_sharding, constrain, sharded_key, to_host
 
 __all__ = ["ais", "reverse_ais"]
 
@@ -95,9 +95,9 @@ def ais(
         prng_impl: PRNG implementation the run draws from, seeded one-to-one by ``key``
             (:mod:`ebm_ppl.random`; ebm_ppl's Philox-2x32 by default); None keeps ``key``'s own.
             With several devices (of every process, under ``jax.distributed``) dividing
-            ``num_chains`` and a key JAX can shard (``"threefry2x32"``; not Philox), the chains
-            are sharded over them and the weights equal the one-device run's (bit for bit on
-            Gibbs paths, to float rounding on MALA/HMC ones).
+            ``num_chains``, the chains are sharded over them and the weights equal the one-device
+            run's (bit for bit on Gibbs paths, to float rounding on MALA/HMC ones; ebm_ppl's
+            Philox and threefry keys shard, JAX's Philox keys keep the run on one device).
         max_memory: the most bytes the run's arrays may take (None:
             :data:`ebm_ppl.checks.MEMORY_LIMIT`); a larger request is refused before any work.
 
@@ -115,8 +115,9 @@ def ais(
     if betas is None:
         betas = _adaptive_schedule(path, jax.random.fold_in(key, 1), num_chains, num_temperatures, dtype)
     padded, num_steps = padded_schedule(betas)
-    log_w, log_w_var, _ = _forward(path, key, num_chains, dtype, jnp.asarray(padded, dtype),
-                                   jnp.asarray(num_steps, jnp.int32), progress, chain_sharding(key, num_chains))
+    sharding = axis_sharding(num_chains, key)
+    log_w, log_w_var, _ = _forward(path, sharded_key(key, sharding), num_chains, dtype, jnp.asarray(padded, dtype),
+                                   jnp.asarray(num_steps, jnp.int32), progress, sharding)
     log_w, log_w_var = to_host(log_w), to_host(log_w_var)[: len(betas) - 1]
     log_mean, stderr, ess = summarize_log_weights(log_w)
     warn_if_degenerate(ess, num_chains, "ais", log_w)
@@ -182,8 +183,9 @@ def reverse_ais(
     if betas is None:
         betas = _adaptive_schedule(path, jax.random.fold_in(key, 1), num_chains, num_temperatures, x0.dtype)
     padded, num_steps = padded_schedule(betas[::-1])
-    log_w, log_w_var, _ = _anneal(path, key, path.encode(x0), jnp.asarray(padded, x0.dtype), jnp.asarray(num_steps, jnp.int32),
-                                  progress, "reverse AIS", chain_sharding(key, num_chains))
+    sharding = axis_sharding(num_chains, key)
+    log_w, log_w_var, _ = _anneal(path, sharded_key(key, sharding), path.encode(x0), jnp.asarray(padded, x0.dtype),
+                                  jnp.asarray(num_steps, jnp.int32), progress, "reverse AIS", sharding)
     log_w, log_w_var = to_host(log_w), to_host(log_w_var)[: len(betas) - 1]
     log_mean, stderr, ess = summarize_log_weights(log_w)
     warn_if_degenerate(ess, num_chains, "reverse_ais", log_w)
@@ -260,37 +262,18 @@ def _dtype(potential: Potential):
 # The compiled programs are module-level and take the path as an argument (its arrays traced, its
 # settings static), so repeated runs with the same shapes and settings reuse them.
 
-def chain_sharding(key: PRNGKeyArray, num_chains: int) -> NamedSharding | None:
-    """The sharding of the chain axis over every device (of every process under
-    ``jax.distributed``), or None: one device, chains that do not divide over the devices, or a
-    key JAX cannot compile in a sharded program (ebm_ppl's Philox; :func:`ebm_ppl.random.is_shardable`)."""
-    devices = jax.devices()
-    if len(devices) == 1 or num_chains % len(devices) or not is_shardable(key):
-        return None
-    mesh = jax.make_mesh((len(devices),), ("chains",), devices=devices, axis_types=(AxisType.Auto,))
-    return NamedSharding(mesh, PartitionSpec("chains"))
-
-
-def _shard(a: Array, sharding: NamedSharding | None, axis: int = 0) -> Array:
-    """``a`` with its ``axis`` (the chains) laid over ``sharding``'s devices; unchanged for None."""
-    if sharding is None:
-        return a
-    spec = PartitionSpec(*([None] * axis), "chains")
-    return jax.lax.with_sharding_constraint(a, NamedSharding(sharding.mesh, spec))
-
-
 @filter_jit
 def _forward(path, key: PRNGKeyArray, num_chains: int, dtype, betas: Array, num_steps, progress: bool,
              sharding: NamedSharding | None = None):
     key_base, key_run = jax.random.split(key)
-    x0 = _shard(path.sample_base(key_base, num_chains, dtype), sharding)
+    x0 = constrain(path.sample_base(key_base, num_chains, dtype), sharding)
     return _anneal_loop(path, key_run, x0, betas, num_steps, progress, "AIS", sharding)
 
 
 @filter_jit
 def _anneal(path, key: PRNGKeyArray, x0: Array, betas: Array, num_steps, progress: bool, desc: str,
             sharding: NamedSharding | None = None):
-    return _anneal_loop(path, key, _shard(x0, sharding), betas, num_steps, progress, desc, sharding)
+    return _anneal_loop(path, key, constrain(x0, sharding), betas, num_steps, progress, desc, sharding)
 
 
 def _anneal_loop(path, key, x0, betas, num_steps, progress, desc, sharding=None):
@@ -304,11 +287,11 @@ def _anneal_loop(path, key, x0, betas, num_steps, progress, desc, sharding=None)
     padding (beta_from = beta_to = the schedule's last value): their moves are exact moves at that
     end of the path, and their weight increments are masked to zero. The chains are carried in
     the path's own layout (``path.to_state``), sharded over devices along their chain axis
-    (``path.chain_axis``) when ``sharding`` is given; the random numbers follow (threefry draws
+    (``path.chain_axis``) when ``sharding`` is given; the random numbers follow (the key draws
     the same bits however they are sharded, so the result is the one-device run's)."""
     dim = math.prod(x0.shape[1:])
     path = path.prepare(x0.shape[0])
-    state0 = _shard(path.to_state(x0), sharding, path.chain_axis)
+    state0 = constrain(path.to_state(x0), sharding, path.chain_axis)
 
     def block(c, carry):
         keys = jax.random.split(jax.random.fold_in(key, c), CHUNK)
@@ -324,7 +307,7 @@ def _anneal_loop(path, key, x0, betas, num_steps, progress, desc, sharding=None)
 
         x, log_w, aux, var, inc_var = carry
         (x, new_log_w, aux), history = jax.lax.scan(step, (x, log_w, aux), (jnp.arange(CHUNK), draws))
-        x, new_log_w = _shard(x, sharding, path.chain_axis), _shard(new_log_w, sharding)
+        x, new_log_w = constrain(x, sharding, path.chain_axis), constrain(new_log_w, sharding)
         # the block's per-temperature variances in one op (not CHUNK small reductions in the loop)
         var = jax.lax.dynamic_update_slice(var, jnp.var(history, axis=1), (c * CHUNK,))
         increments = jnp.diff(jnp.concatenate([log_w[None], history]), axis=0)
@@ -332,7 +315,7 @@ def _anneal_loop(path, key, x0, betas, num_steps, progress, desc, sharding=None)
         return x, new_log_w, aux, var, inc_var
 
     zeros = jnp.zeros(betas.shape[0] - 1, x0.dtype)
-    init = (state0, _shard(jnp.zeros(x0.shape[0], x0.dtype), sharding), path.init_aux(dim), zeros, zeros)
+    init = (state0, constrain(jnp.zeros(x0.shape[0], x0.dtype), sharding), path.init_aux(dim), zeros, zeros)
     num_blocks = (num_steps + CHUNK - 1) // CHUNK
     _, log_w, _, var, inc_var = progress_fori_loop(num_blocks, block, init, enabled=progress, desc=desc)
     return log_w, var, inc_var

@@ -26,6 +26,7 @@ from jaxtyping import Array, PRNGKeyArray
 from ebm_ppl import checks
 from ebm_ppl.compiler import filter_jit
 from ebm_ppl.potentials.base import Potential
+from ebm_ppl.sharding import shard_rows
 from ebm_ppl.training.metrics import EXACT_LL_MAX_TERMS
 
 __all__ = ["ClassRBMEstimator", "ClassRBMState", "class_rbm", "OBJECTIVES"]
@@ -70,7 +71,7 @@ class ClassRBMEstimator(eqx.Module):
         (-mean log p(y | x)) and ``free_energy_gap`` (mean F(x, y) of data minus chains)."""
         x, y = batch[0], batch[1].astype(jnp.int32)
         key, sub = jax.random.split(state.key)
-        chains = state.chains
+        chains = jax.tree.map(shard_rows, state.chains)  # over the devices of a sharded ep.fit
         if self.objective != "discriminative":
             def sweep(carry, step_key):
                 return model.joint_sweep(step_key, *carry), None

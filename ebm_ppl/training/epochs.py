@@ -20,7 +20,8 @@ import optax
 from jaxtyping import Array, PRNGKeyArray
 
 from ebm_ppl.compiler import filter_jit
-from ebm_ppl.random import rekey
+from ebm_ppl.random import for_sharding, from_sharding, rekey
+from ebm_ppl.sharding import rows_over, shard_rows
 
 __all__ = ["TrainState", "EXPLOSION", "MAX_FUSED_EPOCHS", "DEFAULT_OPTIMIZER", "guarded", "freeze_mask",
            "init_state", "run_epochs", "healthy", "scale_step"]
@@ -103,9 +104,14 @@ def init_state(params, static, estimator, optimizer, data: tuple[Array, ...], ke
     return TrainState(params, optimizer.init(params), estimator.init(key_init, model, data), params), key_loop
 
 
+def _map_keys(fn, tree):
+    return jax.tree.map(lambda leaf: fn(leaf) if isinstance(leaf, jax.Array)
+                        and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key) else leaf, tree)
+
+
 @filter_jit
 def run_epochs(static, estimator, optimizer, frozen_mask, batch_size: int, shuffle: bool, capacity: int, carry,
-               data: tuple[Array, ...], key_loop: PRNGKeyArray, plan):
+               data: tuple[Array, ...], key_loop: PRNGKeyArray, plan, sharding=None):
     """Run epochs ``start, ..., start + num - 1`` (``plan = [start, num, retries, tries]``, int32)
     until one diverges, each a ``lax.scan`` over ``N // batch_size`` minibatches (shuffled, or in
     the data's order when ``shuffle`` is False).
@@ -113,12 +119,28 @@ def run_epochs(static, estimator, optimizer, frozen_mask, batch_size: int, shuff
     Epoch ``e`` shuffles with ``fold_in(key_loop, e * tries + r)``'s first half, ``r`` = ``retries``
     for the first epoch and 0 after it, so a run does not depend on how its epochs are grouped.
 
+    With ``sharding`` (:func:`ebm_ppl.sharding.axis_sharding`), each minibatch's rows and the
+    arrays the estimator lays out with :func:`ebm_ppl.sharding.shard_rows` are split over its
+    devices, the rest replicated; XLA sums the gradients across devices. Keys are drawn from
+    through their partitionable twin inside and returned as they came, so the state (and a
+    checkpoint of it) does not depend on the device count.
+
     Returns:
         ``(carry, means, done)``: ``carry = (params, opt_state, estimator_state)`` after the
         ``done`` good epochs, and each step metric's epoch means, shape ``(capacity,)``, valid in
         ``[:done]``. ``done < num`` means epoch ``start + done`` diverged (non-finite or exploding
         parameters or means) and was discarded.
     """
+    if sharding is None:
+        return _epochs(static, estimator, optimizer, frozen_mask, batch_size, shuffle, capacity, carry, data,
+                       key_loop, plan)
+    with rows_over(sharding):
+        carry, buffer, done = _epochs(static, estimator, optimizer, frozen_mask, batch_size, shuffle, capacity,
+                                      _map_keys(for_sharding, carry), data, for_sharding(key_loop), plan)
+    return _map_keys(from_sharding, carry), buffer, done
+
+
+def _epochs(static, estimator, optimizer, frozen_mask, batch_size, shuffle, capacity, carry, data, key_loop, plan):
     start, num, retries, tries = plan[0], plan[1], plan[2], plan[3]
     n = data[0].shape[0]
     num_batches = n // batch_size
@@ -130,9 +152,11 @@ def run_epochs(static, estimator, optimizer, frozen_mask, batch_size: int, shuff
         else:
             batches = tuple(a[: num_batches * batch_size].reshape(num_batches, batch_size, *a.shape[1:])
                             for a in data)
+        batches = tuple(shard_rows(b, axis=1) for b in batches)
 
         def step(carry, batch):
             params, opt_state, est_state = carry
+            batch = tuple(shard_rows(a) for a in batch)
             grads, est_state, step_metrics = estimator.update(eqx.combine(params, static), batch, est_state)
             grads = eqx.filter(grads, eqx.is_inexact_array)
             if any(jax.tree.leaves(frozen_mask)):

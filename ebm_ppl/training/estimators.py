@@ -31,6 +31,7 @@ from ebm_ppl import checks
 from ebm_ppl.kernels import gibbs
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.capabilities import has_closed_form_gradient
+from ebm_ppl.sharding import shard_rows
 
 __all__ = ["GradientEstimator", "CDEstimator", "PCDEstimator", "CDState", "PCDState", "cd", "pcd", "gibbs_sweeps", "grads_and_metrics"]
 
@@ -130,7 +131,7 @@ class PCDEstimator(eqx.Module):
     def update(self, model: Potential, batch: tuple[Array, ...], state: PCDState):
         """Gradients of the batch ``(x (B, *event), ...)``: negatives are the chains after ``k`` more sweeps."""
         key, sub = jax.random.split(state.key)
-        chains = gibbs_sweeps(sub, model, state.chains, self.k)
+        chains = shard_rows(gibbs_sweeps(sub, model, shard_rows(state.chains), self.k))
         grads, metrics = grads_and_metrics(model, batch[0], chains)
         return grads, PCDState(key, chains), metrics
 

@@ -35,6 +35,7 @@ from ebm_ppl import checks
 from ebm_ppl.compiler import filter_jit
 from ebm_ppl.kernels.langevin import run as langevin_run
 from ebm_ppl.potentials.base import Potential, validate_input
+from ebm_ppl.sharding import shard_rows
 
 __all__ = ["JEMEstimator", "JEMState", "jem", "jem_loss", "langevin_negatives", "replay_negatives",
            "langevin_samples", "jem_metrics"]
@@ -108,7 +109,8 @@ def langevin_negatives(
         return x0
     chain = functools.partial(langevin_run, logdensity_fn=model.logdensity_fn(), num_steps=steps,
                               step_size=step_size, noise_scale=noise_scale)
-    return jax.vmap(chain)(jax.random.split(key, x0.shape[0]), x0)
+    # chains over the devices of a sharded ep.fit (no-op elsewhere)
+    return shard_rows(jax.vmap(chain)(shard_rows(jax.random.split(key, x0.shape[0])), shard_rows(x0)))
 
 
 def _uniform(key: PRNGKeyArray, shape: tuple[int, ...], dtype, low: float, high: float) -> Array:

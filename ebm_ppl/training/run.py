@@ -16,6 +16,7 @@ import numpy as np
 
 from ebm_ppl.io import save
 from ebm_ppl.potentials.base import Potential
+from ebm_ppl.sharding import axis_sharding, is_writer, to_host
 from ebm_ppl.training import epochs as compiled
 from ebm_ppl.training.checkpoint import load_checkpoint, save_checkpoint
 from ebm_ppl.training.epochs import DEFAULT_OPTIMIZER, EXPLOSION, MAX_FUSED_EPOCHS, TrainState
@@ -45,6 +46,8 @@ class TrainingRun:
         self.frozen_mask = compiled.freeze_mask(params, freeze)
         self.state, self.key_loop = compiled.init_state(params, self.static, estimator, self.optimizer,
                                                         settings.data, key, prng_impl)
+        # minibatch rows (and the estimator's chains) over every device when they divide the batch
+        self.sharding = axis_sharding(settings.batch_size, self.key_loop)
         self.history, self.epoch, self.retries = History(), 0, 0
         self.checkpointing = settings.checkpoint_dir is not None
         # which key the run follows, kept in its checkpoints (a hash: the key itself is not stored)
@@ -89,13 +92,14 @@ class TrainingRun:
         """The best model (the last if nothing was monitored) and the history; the final
         checkpoint and ``model.ebm`` written when checkpointing."""
         best = self.state.best_params if self.history.best_epoch is not None else self.state.params
-        final = eqx.combine(best, self.static)
+        final = eqx.combine(self._local(best), self.static)
         if self.checkpointing:
             if self.history.records:
                 self._write_checkpoint()
-            self._guard_save(lambda: save(self._path(MODEL), final, metadata={
-                "epochs": len(self.history.records), "best_epoch": self.history.best_epoch,
-                "stopped": self.history.stopped}), MODEL)
+            if is_writer():
+                self._guard_save(lambda: save(self._path(MODEL), final, metadata={
+                    "epochs": len(self.history.records), "best_epoch": self.history.best_epoch,
+                    "stopped": self.history.stopped}), MODEL)
         return final, self.history
 
     # -- inside train ------------------------------------------------------------------------------
@@ -126,7 +130,7 @@ class TrainingRun:
         carry, means, done = compiled.run_epochs(
             self.static, self.estimator, self.optimizer, self.frozen_mask, s.batch_size, self.shuffle,
             MAX_FUSED_EPOCHS, (self.state.params, self.state.opt_state, self.state.estimator_state), s.data,
-            self.key_loop, plan)
+            self.key_loop, plan, self.sharding)
         means, done = jax.device_get((means, done))
         done = int(done)
         new_state = self.state.replace(params=carry[0], opt_state=carry[1], estimator_state=carry[2])
@@ -134,8 +138,8 @@ class TrainingRun:
                    for i, e in enumerate(range(epoch, epoch + done))]
         if epoch + done == stop and self._evaluated(stop - 1) and s.metrics is not None:
             index = (stop - 1) * tries + (self.retries if stop - 1 == epoch else 0)  # keyed like the epoch's shuffle
-            records[-1].update(_evaluate(s.metrics, eqx.combine(carry[0], self.static), s.data, s.validation,
-                                         self.key_loop, index))
+            model = eqx.combine(self._local(carry[0]), self.static)
+            records[-1].update(_evaluate(s.metrics, model, s.data, s.validation, self.key_loop, index))
             if not _finite(records[-1]):
                 return 0, [], self.state
         return done, records, new_state
@@ -177,6 +181,14 @@ class TrainingRun:
         self.state = state
         return True
 
+    def _local(self, params):
+        """``params`` as arrays of this process's default device: after a sharded group they are
+        replicated over every device, and a program given them would run on all of them (where
+        ebm_ppl's default Philox cannot be compiled; the user's next call should not have to know)."""
+        if self.sharding is None:
+            return params
+        return jax.tree.map(lambda a: jax.numpy.asarray(to_host(a)) if isinstance(a, jax.Array) else a, params)
+
     # -- files -------------------------------------------------------------------------------------
     def _path(self, name: str) -> str | None:
         return None if self.settings.checkpoint_dir is None else os.path.join(self.settings.checkpoint_dir, name)
@@ -186,7 +198,9 @@ class TrainingRun:
                 "monitor": self.history.monitor, "best_epoch": self.history.best_epoch,
                 "best_value": self.monitor.best_value, "shuffle": self.shuffle,
                 "key_fingerprint": self.key_fingerprint}
-        self._guard_save(lambda: save_checkpoint(self._path(CHECKPOINT), self.state, meta), CHECKPOINT)
+        state = _gathered(self.state)  # every process takes part; process 0 writes
+        if is_writer():
+            self._guard_save(lambda: save_checkpoint(self._path(CHECKPOINT), state, meta), CHECKPOINT)
 
     def _guard_save(self, write: Callable[[], None], what: str) -> None:
         """Run ``write``; a failure becomes a :class:`CheckpointWarning` (training and the
@@ -217,6 +231,13 @@ def _evaluate(metrics, model: Potential, data, validation, key_loop, index: int)
             except (TypeError, ValueError):
                 raise TypeError(f"fit: metric {name!r} is not a number ({value!r})") from None
     return out
+
+
+def _gathered(state: TrainState) -> TrainState:
+    """``state`` with arrays spread over several processes gathered to numpy (keys kept)."""
+    is_key = lambda leaf: isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)  # noqa: E731
+    return jax.tree.map(lambda leaf: leaf if is_key(leaf) or not isinstance(leaf, jax.Array) else to_host(leaf),
+                        state)
 
 
 def _finite(record: dict[str, float]) -> bool:

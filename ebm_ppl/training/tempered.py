@@ -30,6 +30,7 @@ from ebm_ppl.kernels import replica_exchange as pt
 from ebm_ppl.kernels.tempering import Tempering, tempering
 from ebm_ppl.partition.bar import ladder_log_partition
 from ebm_ppl.potentials.base import Potential
+from ebm_ppl.sharding import shard_rows
 from ebm_ppl.training.estimators import grads_and_metrics
 
 __all__ = ["PTPCDEstimator", "PTPCDState", "pt_pcd"]
@@ -102,7 +103,9 @@ class PTPCDEstimator(eqx.Module):
             chains = jax.vmap(lambda c, s: c[s], in_axes=(1, 0), out_axes=1)(chains, sources)
             return (chains, step + 1), (log_a, energies)
 
-        (chains, step), (log_a, energies) = jax.lax.scan(sweep, (state.chains, state.step), jax.random.split(sub, self.k))
+        (chains, step), (log_a, energies) = jax.lax.scan(sweep, (shard_rows(state.chains, 1), state.step),
+                                                         jax.random.split(sub, self.k))
+        chains = shard_rows(chains, 1)  # (R, C, ...): the chains over the devices of a sharded ep.fit
         grads, metrics = grads_and_metrics(model, batch[0], chains[-1])
         acceptance = jnp.mean(jnp.exp(jnp.minimum(log_a[-1], 0.0)), axis=0)  # (R - 1,), the last sweep's
         metrics = {**metrics, "pt_swap_acceptance": jnp.mean(acceptance), "pt_min_swap_acceptance": jnp.min(acceptance)}

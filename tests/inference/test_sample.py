@@ -203,29 +203,34 @@ from ebm_ppl.inference import sampling as sample_module
 assert jax.device_count() == 4, jax.devices()
 g = ep.Gaussian(np.zeros(3), scale_diag=np.ones(3))
 rbm = ep.BernoulliRBM.init(jax.random.key(0), 6, 4, scale=1.0)
-runs = []
-for model, kernel in ((g, "mala"), (rbm, "block_gibbs"), (rbm, "parallel_tempering")):
-    sharded = ep.sample(jax.random.key(7), model, kernel, num_chains=8, num_warmup=30, num_samples=40)
-    original = sample_module._shard_chains
-    sample_module._shard_chains = lambda arrays, n: arrays
+def single_device(*args, **kwargs):
+    original = sample_module.axis_sharding
+    sample_module.axis_sharding = lambda n: None
     try:
-        single = ep.sample(jax.random.key(7), model, kernel, num_chains=8, num_warmup=30, num_samples=40)
+        return ep.sample(*args, **kwargs)
     finally:
-        sample_module._shard_chains = original
-    # same keys per chain: Gibbs draws are identical; MALA's agree to float32 rounding, which
-    # 70 steps of the dynamics amplify to ~1e-4
+        sample_module.axis_sharding = original
+
+
+for model, kernel, impl in ((g, "mala", None), (rbm, "block_gibbs", None), (rbm, "parallel_tempering", None),
+                            (rbm, "block_gibbs", "philox2x32_64")):
+    options = dict(num_chains=8, num_warmup=30, num_samples=40, prng_impl=impl)
+    sharded = ep.sample(jax.random.key(7), model, kernel, **options)
+    single = single_device(jax.random.key(7), model, kernel, **options)
+    # same keys per chain: Gibbs draws are identical (ebm_ppl's Philox: its sharded twin draws the
+    # same numbers); MALA's agree to float32 rounding, which 70 steps of the dynamics amplify to ~1e-4
     tol = 1e-3 if kernel == "mala" else 0.0  # parallel tempering: block Gibbs on every rung, exact swaps
     np.testing.assert_allclose(sharded.posterior["x"].values, single.posterior["x"].values, rtol=tol, atol=tol)
     assert len(sharded.posterior["x"].values) == 8
-# JAX cannot compile Philox in a sharded program: a clear error instead of an MHLO traceback
+# JAX cannot compile its own Philox in a sharded program: a clear error instead of an MHLO traceback
 try:
-    ep.sample(jax.random.key(7), rbm, num_chains=8, num_warmup=2, num_samples=2, prng_impl="philox2x32_64")
+    ep.sample(jax.random.key(7), rbm, num_chains=8, num_warmup=2, num_samples=2, prng_impl="philox4x32")
 except ValueError as e:
     assert "sharded" in str(e) and "philox2x32_64" in str(e), e
 else:
-    raise AssertionError("a philox key with sharded chains was accepted")
+    raise AssertionError("a philox4x32 key with sharded chains was accepted")
 # ... and runs unsharded when the chains do not divide over the devices
-x = ep.sample(jax.random.key(7), rbm, num_chains=3, num_warmup=2, num_samples=2, prng_impl="philox2x32_64")
+x = ep.sample(jax.random.key(7), rbm, num_chains=3, num_warmup=2, num_samples=2, prng_impl="philox4x32")
 assert x.posterior["x"].shape == (3, 2, 6)
 print("ok")
 """

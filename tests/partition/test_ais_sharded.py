@@ -28,34 +28,38 @@ models = {
     "boltzmann machine": ep.BoltzmannMachine.init(jax.random.key(2), 6, scale=0.5),
     "gaussian (mala)": ep.Gaussian(np.zeros(3), scale_diag=np.array([1.0, 2.0, 0.5])),
 }
-assert ais_module.chain_sharding(jax.random.key(0), 8) is not None
-assert ais_module.chain_sharding(jax.random.key(0), 6) is None  # 6 chains do not divide over 4 devices
-assert ais_module.chain_sharding(ep.random.rekey(jax.random.key(0), "philox2x32_64"), 8) is None
+sharding = ep.sharding.axis_sharding
+assert sharding(8) is not None and sharding(8, ep.random.rekey(key)) is not None
+assert sharding(6) is None  # 6 chains do not divide over 4 devices
+assert sharding(8, ep.random.rekey(key, "philox4x32")) is None  # JAX's Philox cannot be partitioned
 
 
-def run(model, sharded):
-    original = ais_module.chain_sharding
+def run(model, sharded, impl):
+    original = ais_module.axis_sharding
     if not sharded:
-        ais_module.chain_sharding = lambda k, n: None
+        ais_module.axis_sharding = lambda n, k: None
     try:
-        fwd = ep.ais(key, model, num_chains=8, num_temperatures=40, prng_impl="threefry2x32")
+        fwd = ep.ais(key, model, num_chains=8, num_temperatures=40, prng_impl=impl)
         rng = np.random.default_rng(5)  # any starting points: the check is sharded == unsharded
         shape = (8, *model.event_shape)
         start = (rng.normal(size=shape) if isinstance(model, ep.Gaussian) else rng.random(shape) < 0.5).astype(np.float32)
-        rev = ep.reverse_ais(key, model, start, num_temperatures=40, prng_impl="threefry2x32")
+        rev = ep.reverse_ais(key, model, start, num_temperatures=40, prng_impl=impl)
     finally:
-        ais_module.chain_sharding = original
+        ais_module.axis_sharding = original
     return fwd, rev
 
 
-for name, model in models.items():
-    (fs, rs), (fu, ru) = run(model, True), run(model, False)
+# the default generator (ebm_ppl's Philox, drawn through its partitionable twin when sharded) on
+# every path; threefry on the fused RBM path
+cases = [(name, model, "philox2x32_64") for name, model in models.items()] + [("rbm", models["rbm"], "threefry2x32")]
+for name, model, impl in cases:
+    (fs, rs), (fu, ru) = run(model, True, impl), run(model, False, impl)
     tol = 1e-4 if "mala" in name else 0.0
     for a, b in ((fs, fu), (rs, ru)):
-        np.testing.assert_allclose(a.log_weights, b.log_weights, rtol=tol, atol=tol, err_msg=name)
+        np.testing.assert_allclose(a.log_weights, b.log_weights, rtol=tol, atol=tol, err_msg=f"{name}, {impl}")
         np.testing.assert_allclose(a.log_weight_var, b.log_weight_var, rtol=1e-5, atol=1e-6, err_msg=name)
-# ebm_ppl's default Philox cannot be sharded: the run stays on one device and still works
-est = ep.ais(key, models["rbm"], num_chains=8, num_temperatures=40)
+# JAX's Philox cannot be sharded: the run stays on one device and still works
+est = ep.ais(key, models["rbm"], num_chains=8, num_temperatures=40, prng_impl="philox4x32")
 assert np.all(np.isfinite(est.log_weights))
 print("ok")
 """
