@@ -5,37 +5,13 @@
     rbm = ep.BernoulliRBM.init(key, n_visible=64, n_hidden=16)
     ep.log_partition(rbm)
 
-``ep.diagnostics`` (and ``ep.diagnose``, ``ep.report``) load on first use: they bring ArviZ,
-xarray and matplotlib, two thirds of the package's import time, which a script that only trains
-or estimates log Z never needs.
+Every name below loads on first use (PEP 562): ``import ebm_ppl`` itself imports almost nothing,
+so a script pays only for what it touches (``ep.diagnostics`` brings ArviZ, xarray and
+matplotlib; ``ep.kernels`` BlackJAX; ``ep.numpyro`` NumPyro), and the ``ebm-ppl`` command can
+join a ``jax.distributed`` run before anything starts JAX's backend (BlackJAX's import does).
 """
 
-from ebm_ppl import checks, compiler, data, kernels, numpyro, partition, random, sharding, testing, training
 from ebm_ppl._version import __version__
-from ebm_ppl.inference import sample
-from ebm_ppl.io import load, save
-from ebm_ppl.training import fit
-from ebm_ppl.partition import ais, log_likelihood, reverse_ais, sandwich
-from ebm_ppl.potentials import (
-    JEM,
-    BernoulliRBM,
-    BoltzmannMachine,
-    ClassRBM,
-    Gaussian,
-    GaussianBernoulliRBM,
-    Potential,
-    RBM,
-    SubspaceRBM,
-    Support,
-    layers,
-    box,
-    categorical,
-    potential,
-    get_potential,
-    list_potentials,
-    log_partition,
-    register_potential,
-)
 
 __all__ = [
     "__version__",
@@ -80,19 +56,36 @@ __all__ = [
     "JEM",
 ]
 
-_LAZY = ("diagnostics", "diagnose", "report")
+#: Submodules reached as attributes.
+_MODULES = ("checks", "compiler", "data", "diagnostics", "kernels", "numpyro", "partition", "random", "sharding",
+            "testing", "training")
+#: Other names: the module each comes from.
+_FROM = {
+    "sample": "ebm_ppl.inference",
+    "load": "ebm_ppl.io", "save": "ebm_ppl.io",
+    "fit": "ebm_ppl.training",
+    "ais": "ebm_ppl.partition", "reverse_ais": "ebm_ppl.partition", "log_likelihood": "ebm_ppl.partition",
+    "sandwich": "ebm_ppl.partition",
+    "diagnose": "ebm_ppl.diagnostics", "report": "ebm_ppl.diagnostics",
+    **{name: "ebm_ppl.potentials" for name in (
+        "JEM", "BernoulliRBM", "BoltzmannMachine", "ClassRBM", "Gaussian", "GaussianBernoulliRBM", "Potential",
+        "RBM", "SubspaceRBM", "Support", "layers", "box", "categorical", "potential", "get_potential",
+        "list_potentials", "log_partition", "register_potential")},
+}
 
 
 def __getattr__(name: str):
-    """``diagnostics``, ``diagnose`` and ``report``, imported on first access (PEP 562)."""
-    if name in _LAZY:
-        import importlib
+    """The public names, imported on first access (PEP 562) and kept."""
+    import importlib
 
-        module = importlib.import_module("ebm_ppl.diagnostics")
-        value = module if name == "diagnostics" else getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'ebm_ppl' has no attribute {name!r}")
+    if name in _MODULES:
+        value = importlib.import_module(f"ebm_ppl.{name}")
+    elif name in _FROM:
+        value = getattr(importlib.import_module(_FROM[name]), name)
+    else:
+        raise AttributeError(f"module 'ebm_ppl' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:

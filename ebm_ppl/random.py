@@ -24,7 +24,7 @@ threefry2x32 is in ``docs/performance.md``.
 
 How it is used:
 
-* ``ebm_ppl.ais`` and ``ebm_ppl.fit`` re-key the caller's key into :data:`DEFAULT_IMPL` first
+* ``ebm_ppl.sample``, ``ebm_ppl.ais`` and ``ebm_ppl.fit`` re-key the caller's key into :data:`DEFAULT_IMPL` first
   (``prng_impl=None`` keeps the key's own implementation). The mapping is deterministic and
   one-to-one on the key's bits: same key, same result.
 * Sharded programs: JAX 0.12 cannot compile its 32-bit ``mulhi`` (``chlo.mulhi``, used by every
@@ -59,7 +59,7 @@ PHILOX2X32_64 = "philox2x32_64"
 #: The name of its twin for sharded programs: the same numbers, another ``mulhi``.
 PHILOX2X32_64_SPMD = "philox2x32_64_spmd"
 
-#: The generator ``ebm_ppl.ais`` and ``ebm_ppl.fit`` draw from by default.
+#: The generator ``ebm_ppl.sample``, ``ebm_ppl.ais`` and ``ebm_ppl.fit`` draw from by default.
 DEFAULT_IMPL = PHILOX2X32_64
 
 _ROUNDS = 10

@@ -12,7 +12,11 @@ written by a user can call the same way (it does nothing outside a sharded train
 
 Random numbers: keys are drawn exactly as on one device; ebm_ppl's Philox key becomes its twin
 that JAX can partition (:func:`ebm_ppl.random.for_sharding`, the same numbers), so a sharded run
-draws what the one-device run draws. JAX's own Philox keys cannot be partitioned; with those the
+draws what the one-device run draws. Its results equal the one-device run's up to floating-point
+rounding: XLA's CPU matrix products round by the number of rows each device holds, and reductions
+over the sharded axis add in another order (identical in the tests' small models; a Gibbs draw
+whose probability sits on a rounding boundary can flip, after which that chain takes another,
+equally exact, path). JAX's own Philox keys cannot be partitioned; with those the
 work stays on one device.
 """
 

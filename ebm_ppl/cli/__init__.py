@@ -4,9 +4,11 @@ Each subcommand is one function ``run(args) -> exit code`` registered with :func
 records its help line, example and argument setup in :data:`COMMANDS`; :func:`build_parser`
 turns that table into an argparse parser (:mod:`ebm_ppl.cli.app`, with :func:`main` and the exit
 codes). Each command has its module: ``quickstart``, ``train``, ``sample``, ``report``, ``logz``,
-``version``; they import the table and the shared helpers (:mod:`ebm_ppl.cli.helpers`), and this
-package imports them so that they register. Adding a subcommand is one decorated function in a new
-module ``ebm_ppl/cli/NAME.py``, imported below::
+``version``; they import the table and the shared helpers (:mod:`ebm_ppl.cli.helpers`), and
+:func:`build_parser` imports them (:data:`ebm_ppl.cli.app.COMMAND_MODULES`) so that they register:
+not before, so that ``train``, ``sample`` and ``logz`` can join a ``jax.distributed`` run
+(``JAX_COORDINATOR_ADDRESS`` set) before anything starts JAX's backend. Adding a subcommand is one
+decorated function in a new module ``ebm_ppl/cli/NAME.py``, listed in ``COMMAND_MODULES``::
 
     from ebm_ppl.cli.app import EXIT_OK, command
     from ebm_ppl.cli.helpers import load_model
@@ -25,7 +27,6 @@ unwritable output folder, invalid input), reported as one line ``ebm-ppl: error:
 without a traceback (set ``EBM_PPL_TRACEBACK=1`` to see it); 130 interrupted.
 """
 
-from ebm_ppl.cli import logz, quickstart, report, sample, train, version  # noqa: F401  (they register)
 from ebm_ppl.cli.app import COMMANDS, Command, build_parser, command, main
 
 __all__ = ["main", "build_parser", "command", "Command", "COMMANDS"]

@@ -18,13 +18,17 @@ from ebm_ppl import __version__
 from ebm_ppl.compiler import CACHE_ENV, cache_dir, enable_persistent_cache
 
 __all__ = ["Command", "COMMANDS", "command", "build_parser", "main", "PROG", "EXIT_OK", "EXIT_USAGE",
-           "EXIT_INTERRUPTED", "TRACEBACK_ENV", "UsageError"]
+           "EXIT_INTERRUPTED", "TRACEBACK_ENV", "COORDINATOR_ENV", "DISTRIBUTED_COMMANDS", "UsageError"]
 
 PROG = "ebm-ppl"
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 TRACEBACK_ENV = "EBM_PPL_TRACEBACK"
+#: Set, it makes ``train``, ``sample`` and ``logz`` join a ``jax.distributed`` run.
+COORDINATOR_ENV = "JAX_COORDINATOR_ADDRESS"
+#: The commands that join a multi-process run (and use every device of it).
+DISTRIBUTED_COMMANDS = ("train", "sample", "logz")
 
 
 class Command(NamedTuple):
@@ -102,8 +106,17 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         super().__init__(prog, **kwargs)
 
 
+#: The modules of the built-in subcommands (imported, so that they register, when the parser is built).
+COMMAND_MODULES = ("quickstart", "train", "sample", "report", "logz", "version")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``ebm-ppl`` parser with one subparser per entry of :data:`COMMANDS`."""
+    """The ``ebm-ppl`` parser with one subparser per entry of :data:`COMMANDS` (the built-in
+    commands' modules imported first)."""
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"ebm_ppl.cli.{name}")
     commands = "\n".join(f"  {PROG} {c.example.splitlines()[0]}" for c in _listed())
     parser = _Parser(
         prog=PROG,
@@ -131,8 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``ebm-ppl`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        # before anything starts JAX's backend (the commands' imports do: BlackJAX computes at import)
+        if os.environ.get(COORDINATOR_ENV) and _command_word(argv) in DISTRIBUTED_COMMANDS:
+            _join_distributed()
+        parser = build_parser()
         try:
             args, extra = parser.parse_known_args(argv)
         except SystemExit as exc:  # --help and --version print and exit 0
@@ -152,6 +169,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv``: its first word that is not an option."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def _join_distributed() -> None:
+    """Join the multi-process run named by JAX's environment (``JAX_COORDINATOR_ADDRESS``, with
+    ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``, or a cluster JAX detects: SLURM, Open MPI, ...):
+    ``jax.distributed.initialize``, CPU collectives over gloo. Processes other than 0 compute
+    their part and print nothing to stdout; process 0 writes the files."""
+    import jax
+
+    def count(name: str) -> int | None:
+        text = os.environ.get(name)
+        if text is None:
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            raise UsageError(f"{name}={text!r} is not an integer") from None
+
+    if os.environ.get("JAX_PLATFORMS", "cpu").split(",")[0] in ("", "cpu"):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(os.environ[COORDINATOR_ENV], num_processes=count("JAX_NUM_PROCESSES"),
+                               process_id=count("JAX_PROCESS_ID"))
+    if jax.process_index() != 0:  # stdout (file descriptor 1, for the rest of the process) to the null device
+        sys.stdout.flush()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
 
 
 def _enable_compile_cache() -> None:

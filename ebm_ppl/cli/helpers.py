@@ -20,6 +20,7 @@ import ebm_ppl as ep
 from ebm_ppl import checks
 from ebm_ppl.archive import atomic_write
 from ebm_ppl.cli.app import PROG
+from ebm_ppl.sharding import is_writer
 
 __all__ = ["int_in", "float_at_least", "seed_option", "quiet_option", "max_memory_option", "max_memory_bytes", "Steps",
            "steps", "progress_enabled", "prepare_out_dir", "out_dir", "write_json", "write_atomic", "finite_or_none",
@@ -158,14 +159,17 @@ def out_dir(out: str) -> Iterator[Path]:
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` as JSON atomically (see :func:`ebm_ppl.archive.atomic_write`)."""
+    """Write ``payload`` as JSON atomically (see :func:`ebm_ppl.archive.atomic_write`); in a
+    multi-process run only process 0 writes."""
     text = json.dumps(payload, indent=2, allow_nan=False) + "\n"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file next to ``path`` and move it onto ``path``."""
-    atomic_write(path, lambda tmp: write(Path(tmp)))
+    """Call ``write(tmp)`` on a temporary file next to ``path`` and move it onto ``path``; in a
+    multi-process run (``jax.distributed``) only process 0 writes."""
+    if is_writer():
+        atomic_write(path, lambda tmp: write(Path(tmp)))
 
 
 def finite_or_none(tree: Any) -> Any:

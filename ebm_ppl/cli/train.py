@@ -26,6 +26,7 @@ from ebm_ppl.cli.app import EXIT_OK, PROG, command
 from ebm_ppl.cli.helpers import (finite_or_none, float_at_least, format_table, int_in, out_dir,
                                  print_hints, print_warnings, progress_enabled, quiet_option, seed_option,
                                  warnings_to, write_json)
+from ebm_ppl.sharding import is_writer
 from ebm_ppl.training.checkpoint import read_checkpoint_metadata
 from ebm_ppl.diagnostics.training_figures import jem_figure, rbm_figure
 from ebm_ppl.training.fit import CHECKPOINT, MODEL
@@ -168,17 +169,18 @@ def _train(args: argparse.Namespace, settings: dict[str, Any], out: Path) -> int
 
     results = models.evaluate(args.model, model, data)
     model_path, figure_path = out / MODEL, out / FIGURE
-    ep.save(model_path, model, metadata={
-        "created_by": f"{PROG} train", "model": args.model, "settings": settings,
-        "epochs": len(history.records), "best_epoch": history.best_epoch, "stopped": history.stopped,
-        **{k: v for k, v in results.items() if isinstance(v, (int, float)) and math.isfinite(v)},
-    })
-    fig_key = jax.random.fold_in(jax.random.key(args.seed), 2)
-    if args.model == "jem":
-        jem_figure(model, data.x_test, history, figure_path, key=fig_key, steps=settings["k"])
-    else:
-        rbm_figure(model, history, figure_path, key=fig_key,
-                   metric="accuracy" if models.monitor(args.model, settings) == "val_accuracy" else None)
+    if is_writer():  # process 0 of a multi-process run (write_json checks by itself)
+        ep.save(model_path, model, metadata={
+            "created_by": f"{PROG} train", "model": args.model, "settings": settings,
+            "epochs": len(history.records), "best_epoch": history.best_epoch, "stopped": history.stopped,
+            **{k: v for k, v in results.items() if isinstance(v, (int, float)) and math.isfinite(v)},
+        })
+        fig_key = jax.random.fold_in(jax.random.key(args.seed), 2)
+        if args.model == "jem":
+            jem_figure(model, data.x_test, history, figure_path, key=fig_key, steps=settings["k"])
+        else:
+            rbm_figure(model, history, figure_path, key=fig_key,
+                       metric="accuracy" if models.monitor(args.model, settings) == "val_accuracy" else None)
     write_json(record_path, finite_or_none({
         "command": "train", "ebm_ppl_version": ep.__version__, "status": history.stopped,
         "message": history.message, "settings": settings, "seconds": seconds,

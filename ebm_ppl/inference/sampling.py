@@ -25,7 +25,7 @@ from ebm_ppl.kernels.registry import (KERNELS, STAT_DIMS, check_kernel, check_ke
 from ebm_ppl.potentials.base import Potential, check_potential, validate_input
 from ebm_ppl.potentials.unconstrained import Unconstrained, unconstrained
 from ebm_ppl.progress import progress_scan
-from ebm_ppl.random import for_sharding, is_shardable, rekey
+from ebm_ppl.random import DEFAULT_IMPL, for_sharding, is_shardable, rekey
 from ebm_ppl.sharding import axis_sharding, place, sharded_key, to_host
 
 __all__ = ["sample", "draw", "KERNELS", "default_kernel"]
@@ -44,7 +44,7 @@ def sample(
     thin: int = 1,
     init: ArrayLike | None = None,
     progress: bool = False,
-    prng_impl: str | None = None,
+    prng_impl: str | None = DEFAULT_IMPL,
     max_memory: int | None = None,
     **kernel_options: Any,
 ):
@@ -66,10 +66,10 @@ def sample(
             log-Jacobian included (:mod:`ebm_ppl.potentials.unconstrained`), and the draws
             come back on the support.
         progress: show a progress bar over the sampling steps.
-        prng_impl: re-key ``key`` into this PRNG implementation first (one-to-one,
-            :func:`ebm_ppl.random.rekey`); None keeps ``key``'s own. ``"philox2x32_64"``
-            (ebm_ppl's Philox) is the faster one; sharded chains draw the same numbers from it
-            as on one device (:mod:`ebm_ppl.random`).
+        prng_impl: the PRNG implementation the run draws from, seeded one-to-one by ``key``
+            (:func:`ebm_ppl.random.rekey`): ebm_ppl's Philox-2x32 by default (the fastest here;
+            sharded chains draw the same numbers from it as on one device, :mod:`ebm_ppl.random`),
+            a JAX name such as ``"threefry2x32"``, or None to keep ``key``'s own.
         max_memory: the most bytes the draws and statistics may take (None:
             :data:`ebm_ppl.checks.MEMORY_LIMIT`, 16 GiB); a larger request is refused before any work.
         **kernel_options: ``step_size`` (langevin, mala, hmc; the initial value for tuning),

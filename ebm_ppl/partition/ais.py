@@ -95,9 +95,12 @@ def ais(
         prng_impl: PRNG implementation the run draws from, seeded one-to-one by ``key``
             (:mod:`ebm_ppl.random`; ebm_ppl's Philox-2x32 by default); None keeps ``key``'s own.
             With several devices (of every process, under ``jax.distributed``) dividing
-            ``num_chains``, the chains are sharded over them and the weights equal the one-device
-            run's (bit for bit on Gibbs paths, to float rounding on MALA/HMC ones; ebm_ppl's
-            Philox and threefry keys shard, JAX's Philox keys keep the run on one device).
+            ``num_chains``, the chains are sharded over them and draw the one-device run's random
+            numbers (ebm_ppl's Philox and threefry keys shard, JAX's Philox keys keep the run on
+            one device). The weights then equal the one-device run's up to the rounding of XLA's
+            matrix products, which depends on the rows each device holds: identical in the
+            tests' small models; at 784 x 500 a few 1e-3 nats apart on most chains after 1000
+            temperatures (a Gibbs draw whose probability sits on a rounding boundary can flip).
         max_memory: the most bytes the run's arrays may take (None:
             :data:`ebm_ppl.checks.MEMORY_LIMIT`); a larger request is refused before any work.
 
@@ -242,15 +245,18 @@ def _adaptive_schedule(path, key: PRNGKeyArray, num_chains: int, num_temperature
 
 def _check_memory(owner: str, potential: Potential, num_chains: int, num_temperatures: int, max_memory) -> None:
     """Refuse a run whose arrays would not fit: per temperature the schedule (float64 on the host,
-    padded on the device) and the log-weight variances; per chain the states, the random numbers
-    of a block of ``CHUNK`` temperatures (about the event size each) and the weights."""
+    padded on the device) and the log-weight variances; per chain the random numbers of a block of
+    ``CHUNK`` temperatures (one per visible and hidden unit each), the states, one step's working
+    arrays and the weights. At 784 x 500 and 196 x 100 this is the compiled program's own
+    ``memory_analysis()`` to the byte (benchmarks/scaling.py); elsewhere within ~2 KB per chain."""
     bucket = max(MIN_BUCKET, 1 << (num_temperatures - 1).bit_length())
     itemsize = jnp.dtype(_dtype(potential)).itemsize
     size = math.prod(potential.event_shape)
+    hidden = int(getattr(potential, "n_hidden", 0) or 0)  # the RBM family's latent units
     per_temperature = (num_temperatures + 1) * 8 + (2 * bucket + 1) * itemsize
-    per_chain = num_chains * (size * (CHUNK + 2) + 2) * itemsize
+    per_chain = num_chains * (CHUNK * (size + hidden) + 2 * size + 3 * hidden + CHUNK + 2) * itemsize
     checks.check_memory(per_temperature + per_chain,
-                        f"{num_temperatures} temperatures, {num_chains} chains x {size} values x {CHUNK + 2}",
+                        f"{num_temperatures} temperatures, {num_chains} chains x {size + hidden} units x {CHUNK + 2}",
                         max_memory, owner=owner, option=checks.MAX_MEMORY_OPTION)
 
 

@@ -115,7 +115,12 @@ def test_gibbs_lp_stat_and_philox_keys():
                       prng_impl="philox2x32_64")
     np.testing.assert_array_equal(again.posterior["x"].values, x)
     default = ep.sample(jax.random.key(3), rbm, num_chains=3, num_warmup=5, num_samples=300, thin=2)
-    assert not np.array_equal(default.posterior["x"].values, x)  # another generator, other draws
+    np.testing.assert_array_equal(default.posterior["x"].values, x)  # ebm_ppl's Philox is the default
+    threefry = ep.sample(jax.random.key(3), rbm, num_chains=3, num_warmup=5, num_samples=300, thin=2,
+                         prng_impl="threefry2x32")
+    assert not np.array_equal(threefry.posterior["x"].values, x)  # another generator, other draws
+    kept = ep.sample(jax.random.key(3), rbm, num_chains=3, num_warmup=5, num_samples=300, thin=2, prng_impl=None)
+    np.testing.assert_array_equal(kept.posterior["x"].values, threefry.posterior["x"].values)  # the key's own
     bm = ep.BoltzmannMachine.init(jax.random.key(1), 6, scale=0.5)
     dt = ep.sample(jax.random.key(4), bm, num_chains=2, num_warmup=0, num_samples=20)
     np.testing.assert_allclose(dt.sample_stats["lp"].values, -bm.energy(dt.posterior["x"].values),
