@@ -74,9 +74,9 @@ def fit(
         key: PRNG key; the same key gives the same run, interrupted and resumed or not, and
             whether or not epochs were fused.
         optimizer: any Optax transformation; default :data:`DEFAULT_OPTIMIZER`,
-            ``optax.sgd(0.05, momentum=0.5)``. The compiled program is cached per optimizer
-            *object* (Optax transformations are closures, compared by identity): reuse one
-            object across calls to skip compiling.
+            ``optax.sgd(0.05, momentum=0.5)``. The compiled program is shared by optimizers of
+            equal settings (``optax.sgd(0.05)`` written again; compared by the code and values
+            their closures hold, :func:`ebm_ppl.training.epochs.fingerprint`).
         epochs: passes over the data; each drops the last incomplete minibatch.
         batch_size: minibatch size.
         shuffle: draw each epoch's minibatches from a fresh random permutation of the data (the

@@ -113,8 +113,9 @@ def _compiled(caplog) -> list[str]:
 
 
 def test_a_second_call_with_equal_settings_compiles_nothing(x, caplog):
-    """The compiled loop is module-level: equal estimators (a fresh pcd(...) object) and the same
-    optimizer object reuse it; another estimator setting or a fresh optimizer object compile."""
+    """The compiled loop is module-level: equal estimators (a fresh pcd(...) object) and equal
+    optimizers (a fresh optax.sgd(...) of the same settings) reuse it; another estimator setting or
+    another optimizer setting compile."""
     caplog.set_level(logging.WARNING)
     _run(x, estimator=ep.training.pcd(k=1, num_chains=40))
     with jax.log_compiles():
@@ -122,11 +123,39 @@ def test_a_second_call_with_equal_settings_compiles_nothing(x, caplog):
         assert _compiled(caplog) == []
         _run(x, estimator=ep.training.pcd(k=2, num_chains=40))
         assert any("jit(run_epochs)" in m for m in _compiled(caplog))
-        caplog.clear()
         model0 = ep.BernoulliRBM.init(jax.random.key(0), 64, 8, scale=0.1)
-        ep.fit(model0, x, ep.training.pcd(k=1, num_chains=40), key=jax.random.key(4), epochs=6, batch_size=50,
-               optimizer=optax.sgd(0.05, momentum=0.5), metrics=False)
-        assert any("jit(run_epochs)" in m for m in _compiled(caplog))
+        for lr, compiles in ((0.07, True), (0.07, False), (0.08, True)):
+            caplog.clear()
+            ep.fit(model0, x, ep.training.pcd(k=1, num_chains=40), key=jax.random.key(4), epochs=6, batch_size=50,
+                   optimizer=optax.sgd(lr, momentum=0.5), metrics=False)  # a fresh object each time
+            assert any("jit(run_epochs)" in m for m in _compiled(caplog)) == compiles, (lr, _compiled(caplog))
+
+
+def test_optimizer_fingerprints_tell_settings_apart():
+    from ebm_ppl.training.epochs import fingerprint, guarded
+
+    schedule = lambda rate: optax.exponential_decay(1e-3, 100, rate)  # noqa: E731
+    same = [(optax.sgd(0.05, momentum=0.5), optax.sgd(0.05, momentum=0.5)), (optax.adam(1e-3), optax.adam(1e-3)),
+            (optax.chain(optax.clip(1.0), optax.adam(schedule(0.9))), optax.chain(optax.clip(1.0), optax.adam(schedule(0.9)))),
+            (optax.adam(jnp.float32(1e-3)), optax.adam(jnp.float32(1e-3)))]
+    for a, b in same:
+        assert fingerprint(a) is not None and fingerprint(a) == fingerprint(b)
+        assert guarded(a) is guarded(b)
+    other = [(optax.sgd(0.05), optax.sgd(0.06)), (optax.sgd(0.05), optax.sgd(0.05, momentum=0.5)),
+             (optax.adam(1e-3), optax.adamw(1e-3)), (optax.adam(schedule(0.9)), optax.adam(schedule(0.8))),
+             (optax.adam(jnp.float32(1e-3)), optax.adam(jnp.float32(2e-3)))]
+    for a, b in other:
+        assert fingerprint(a) != fingerprint(b)
+        assert guarded(a) is not guarded(b)
+
+    class Unhashable:
+        __hash__ = None
+
+    captured = Unhashable()
+    opaque = optax.GradientTransformation(lambda p: captured, lambda u, s, p=None: (u, s))
+    twin = optax.GradientTransformation(lambda p: captured, lambda u, s, p=None: (u, s))
+    assert fingerprint(opaque) is None  # compared by identity
+    assert guarded(opaque) is guarded(opaque) and guarded(opaque) is not guarded(twin)
 
 
 def test_eval_every_evaluates_every_other_epoch_without_changing_the_run(x):
