@@ -9,13 +9,14 @@ import jax.numpy as jnp
 from numpyro.infer.mcmc import MCMCKernel
 
 from ebm_ppl.inference.plans import check_options
-from ebm_ppl.kernels.registry import KERNELS, check_kernel, default_kernel, fixed_algorithm
+from ebm_ppl.kernels.registry import KERNELS, check_kernel, check_kernel_options, default_kernel, fixed_algorithm
 from ebm_ppl.potentials.base import Potential, check_potential, validate_input
 
 __all__ = ["EnergyKernel", "EnergyKernelState", "ENERGY_KERNELS"]
 
-#: The kernels of the table that run without tuning, hence under NumPyro's ``MCMC`` as they are.
-ENERGY_KERNELS = tuple(name for name, spec in KERNELS.items() if not spec.tuned)
+#: The kernels of the table that run without tuning, hence under NumPyro's ``MCMC`` as they are,
+#: and parallel tempering on a fixed ladder.
+ENERGY_KERNELS = tuple(name for name, spec in KERNELS.items() if not spec.tuned or name == "parallel_tempering")
 
 
 class EnergyKernelState(NamedTuple):
@@ -27,7 +28,8 @@ class EnergyKernelState(NamedTuple):
 
 
 class EnergyKernel(MCMCKernel):
-    """Run ``block_gibbs``, ``site_gibbs`` or ``langevin`` on a potential under ``numpyro.infer.MCMC``.
+    """Run ebm_ppl's untuned kernels (Gibbs, gradient-guided discrete samplers, Langevin, parallel
+    tempering) on a potential under ``numpyro.infer.MCMC``.
 
     ``MCMC(EnergyKernel(rbm), num_warmup=..., num_samples=..., num_chains=...).run(key)``. Under
     ``chain_method="vectorized"`` NumPyro hands ``init`` a batch of keys; the kernel then vmaps
@@ -38,20 +40,33 @@ class EnergyKernel(MCMCKernel):
     is ``{"x": array}`` and ``arviz.from_numpyro(mcmc)`` has ``posterior.x`` (NumPyro applies the
     kernel's ``postprocess_fn`` to its ``sample_field`` when it collects the draws).
 
+    ``"parallel_tempering"`` runs R replicas on a *fixed* ladder (NumPyro's warm-up is burn-in
+    here; ``ep.sample``'s warm-up adapts the ladder: pass its rungs, ``sample_stats["beta"]``'s
+    values for one draw, as ``betas``). The draws are the beta = 1 replica's; the whole
+    :class:`~ebm_ppl.kernels.replica_exchange.PTState` is the state's ``inner``, so
+    ``mcmc.run(key, extra_fields=("inner.round_trips",))`` collects the round trips.
+
     Args:
         potential: the target.
         kernel: one of :data:`ENERGY_KERNELS` (``"block_gibbs"``, ``"site_gibbs"``,
-            ``"gibbs_with_gradients"``, ``"discrete_langevin"``, ``"langevin"``); default by support.
+            ``"gibbs_with_gradients"``, ``"discrete_langevin"``, ``"langevin"``,
+            ``"parallel_tempering"``); default by support.
         step_size: Langevin's or discrete Langevin's alpha, a number > 0 (NumPy and 0-d JAX numbers
-            accepted); None: the kernel's default (``ep.kernels.KERNELS[kernel].defaults``).
+            accepted; for parallel tempering its base kernel's); None: the kernel's default
+            (``ep.kernels.KERNELS[kernel].defaults``).
         noise_scale: Langevin's sigma >= 0 (None: sqrt(2 alpha)).
         site: the name of the draws in ``get_samples()`` and in ArviZ's ``posterior``.
+        base_kernel, num_replicas, betas, min_beta, reference: parallel tempering's, as in
+            :func:`ebm_ppl.sample` (defaults: the family's base kernel, 8 rungs on a geometric
+            ladder down to 0.1, the family's reference).
     """
 
     sample_field = "z"
 
     def __init__(self, potential: Potential, kernel: str | None = None, *, step_size: float | None = None,
-                 noise_scale: float | None = None, site: str = "x"):
+                 noise_scale: float | None = None, site: str = "x", base_kernel: str | None = None,
+                 num_replicas: int | None = None, betas: Any = None, min_beta: float | None = None,
+                 reference: str | None = None):
         check_potential(potential, "EnergyKernel")
         if kernel is None:
             kernel = default_kernel(potential)
@@ -60,9 +75,16 @@ class EnergyKernel(MCMCKernel):
             raise ValueError(f"EnergyKernel runs {', '.join(map(repr, ENERGY_KERNELS))}; got {kernel!r} (use "
                              "numpyro.infer.NUTS(potential_fn=ebm_ppl.numpyro.potential_fn(p)) for NUTS)")
         spec = check_kernel(kernel, potential, owner="EnergyKernel")
-        given = {"step_size": step_size, "noise_scale": noise_scale}
-        parameters = {k: v for k, v in given.items() if k in spec.options and v is not None}
-        self._algo = fixed_algorithm(spec, potential, **check_options(spec, parameters))
+        given = {"step_size": step_size, "noise_scale": noise_scale, "base_kernel": base_kernel,
+                 "num_replicas": num_replicas, "betas": betas, "min_beta": min_beta, "reference": reference}
+        foreign = sorted(k for k, v in given.items() if v is not None and k not in spec.options
+                         and k not in ("step_size", "noise_scale"))  # those two: ignored where not used, as before
+        if foreign:
+            raise ValueError(f"EnergyKernel: kernel {kernel!r} does not take {', '.join(foreign)} "
+                             "(parallel tempering's options)")
+        parameters = check_options(spec, {k: v for k, v in given.items() if k in spec.options and v is not None})
+        check_kernel_options(spec, potential, parameters, owner="EnergyKernel")
+        self._algo = fixed_algorithm(spec, potential, **parameters)
         if not isinstance(site, str) or not site:
             raise ValueError(f"EnergyKernel: site must be a non-empty string, got {site!r}")
         self.potential = potential
