@@ -76,7 +76,7 @@ def fit(
         optimizer: any Optax transformation; default :data:`DEFAULT_OPTIMIZER`,
             ``optax.sgd(0.05, momentum=0.5)``. The compiled program is shared by optimizers of
             equal settings (``optax.sgd(0.05)`` written again; compared by the code and values
-            their closures hold, :func:`ebm_ppl.training.epochs.fingerprint`).
+            their closures hold, :func:`ebm_ppl.training.optimizers.fingerprint`).
         epochs: passes over the data; each drops the last incomplete minibatch.
         batch_size: minibatch size.
         shuffle: draw each epoch's minibatches from a fresh random permutation of the data (the

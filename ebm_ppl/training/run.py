@@ -22,6 +22,7 @@ from ebm_ppl.training.checkpoint import load_checkpoint, save_checkpoint
 from ebm_ppl.training.epochs import DEFAULT_OPTIMIZER, EXPLOSION, MAX_FUSED_EPOCHS, TrainState
 from ebm_ppl.training.history import History, Monitor, TrainingDiverged
 from ebm_ppl.training.metrics import boltzmann_metrics, boltzmann_metrics_sets
+from ebm_ppl.training.optimizers import guarded
 
 __all__ = ["TrainingRun", "CheckpointWarning", "CHECKPOINT", "MODEL"]
 
@@ -41,7 +42,7 @@ class TrainingRun:
     def __init__(self, model, estimator, settings, *, optimizer, key, shuffle, freeze, prng_impl,
                  monitor: Monitor):
         self.settings, self.estimator, self.shuffle, self.monitor = settings, estimator, shuffle, monitor
-        self.optimizer = compiled.guarded(DEFAULT_OPTIMIZER if optimizer is None else optimizer)
+        self.optimizer = guarded(DEFAULT_OPTIMIZER if optimizer is None else optimizer)
         params, self.static = eqx.partition(model, eqx.is_inexact_array)
         self.frozen_mask = compiled.freeze_mask(params, freeze)
         self.state, self.key_loop = compiled.init_state(params, self.static, estimator, self.optimizer,

@@ -132,7 +132,7 @@ def test_a_second_call_with_equal_settings_compiles_nothing(x, caplog):
 
 
 def test_optimizer_fingerprints_tell_settings_apart():
-    from ebm_ppl.training.epochs import fingerprint, guarded
+    from ebm_ppl.training.optimizers import fingerprint, guarded
 
     schedule = lambda rate: optax.exponential_decay(1e-3, 100, rate)  # noqa: E731
     same = [(optax.sgd(0.05, momentum=0.5), optax.sgd(0.05, momentum=0.5)), (optax.adam(1e-3), optax.adam(1e-3)),

@@ -1,0 +1,102 @@
+"""Optax transformations as static arguments of ``ebm_ppl.fit``'s compiled program.
+
+Optax transformations are closures, which Python compares by identity, so a fresh
+``optax.sgd(0.05)`` would compile ``fit``'s program again. :func:`fingerprint` compares them by
+value instead (the code of their functions and what the closures hold), and :func:`guarded`
+returns one object per fingerprint, with the scale the divergence guard halves appended.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+
+__all__ = ["guarded", "fingerprint"]
+
+
+#: ``guarded`` transformations of recent optimizers, by :func:`fingerprint` (oldest dropped first)
+_GUARDED: dict = {}
+
+
+def _guard(optimizer):
+    return optax.chain(optimizer, optax.inject_hyperparams(optax.scale)(step_size=1.0))
+
+
+def guarded(optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``optimizer`` followed by a scale the divergence guard halves (:func:`scale_step`). The
+    compiled program takes it as a static argument, so optimizers of equal :func:`fingerprint`
+    (``optax.sgd(0.05)`` written twice) get one object and share the program."""
+    key = fingerprint(optimizer)
+    if key is None:  # something in it cannot be compared by value: the same object, the same program
+        try:
+            key = ("identity", optimizer, hash(optimizer))
+        except TypeError:
+            return _guard(optimizer)
+    if key not in _GUARDED:
+        if len(_GUARDED) >= 32:
+            _GUARDED.pop(next(iter(_GUARDED)))
+        _GUARDED[key] = _guard(optimizer)
+    return _GUARDED[key]
+
+
+class _Opaque(Exception):
+    """Something in an optimizer that :func:`fingerprint` cannot compare by value."""
+
+
+def fingerprint(obj: Any) -> Any:
+    """A hashable value equal for two Optax transformations that compute the same thing: the code
+    of their functions, and the values they close over (numbers, strings, small arrays, nested
+    transformations and schedules), compared recursively; other hashable objects by their own
+    equality. None when something cannot be compared (an unhashable object that is not a
+    container, a large array, deep nesting): such an optimizer is then compared by identity."""
+    try:
+        return _fingerprint(obj, ())
+    except _Opaque:
+        return None
+
+
+def _fingerprint(obj: Any, stack: tuple[int, ...]) -> Any:
+    if id(obj) in stack:
+        return ("cycle", stack.index(id(obj)))
+    if len(stack) > 40:
+        raise _Opaque
+    inner = stack + (id(obj),)
+    if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes)):
+        return (type(obj), obj)
+    if isinstance(obj, (tuple, list)):
+        return (type(obj), tuple(_fingerprint(o, inner) for o in obj))
+    if isinstance(obj, dict):
+        return (type(obj), tuple((_fingerprint(k, inner), _fingerprint(v, inner)) for k, v in obj.items()))
+    if isinstance(obj, (np.ndarray, np.generic, jax.Array)):
+        if isinstance(obj, jax.Array) and (jax.dtypes.issubdtype(obj.dtype, jax.dtypes.prng_key)
+                                           or isinstance(obj, jax.core.Tracer)):
+            raise _Opaque
+        if obj.size > 4096:
+            raise _Opaque
+        a = np.asarray(obj)
+        return ("array", a.shape, str(a.dtype), a.tobytes())
+    if isinstance(obj, functools.partial):
+        return ("partial", _fingerprint(obj.func, inner), _fingerprint(obj.args, inner),
+                _fingerprint(obj.keywords, inner))
+    if isinstance(obj, types.FunctionType):
+        cells = tuple(_fingerprint(c.cell_contents, inner) if _filled(c) else ("empty",) for c in obj.__closure__ or ())
+        return ("function", obj.__code__, id(obj.__globals__), _fingerprint(obj.__defaults__, inner),
+                _fingerprint(obj.__kwdefaults__, inner), cells)
+    try:
+        hash(obj)
+    except TypeError:
+        raise _Opaque from None
+    return ("object", type(obj), obj)
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
