@@ -124,17 +124,23 @@ def _random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...], mulhi=l
     return bits.reshape(shape)
 
 
+def _define(name: str, mulhi):
+    """The implementation with ``mulhi``; each function one jitted program, so that key
+    operations outside ``jit`` (splitting the caller's key) dispatch once instead of once per
+    operation of the ten rounds (inside ``jit`` they inline)."""
+    return jex_random.define_prng_impl(
+        key_shape=(2,), seed=jax.jit(functools.partial(_seed, mulhi=mulhi)),
+        split=jax.jit(functools.partial(_split, mulhi=mulhi), static_argnums=1),
+        random_bits=jax.jit(functools.partial(_random_bits, mulhi=mulhi), static_argnums=(1, 2)),
+        fold_in=jax.jit(functools.partial(_fold_in, mulhi=mulhi)), name=name, tag=name)
+
+
 #: ebm_ppl's Philox-2x32-10 with 64-bit keys, for ``impl=`` of ``jax.random.key`` and friends.
-philox2x32_64 = jex_random.define_prng_impl(key_shape=(2,), seed=_seed, split=_split, random_bits=_random_bits,
-                                            fold_in=_fold_in, name=PHILOX2X32_64, tag=PHILOX2X32_64)
+philox2x32_64 = _define(PHILOX2X32_64, lax.mulhi)
 
 #: :data:`philox2x32_64`'s twin for programs sharded over devices: every key, split, fold-in and
 #: number equal to it, ``mulhi`` computed through a 64-bit product (see :func:`for_sharding`).
-philox2x32_64_spmd = jex_random.define_prng_impl(
-    key_shape=(2,), seed=functools.partial(_seed, mulhi=_mulhi_wide),
-    split=functools.partial(_split, mulhi=_mulhi_wide),
-    random_bits=functools.partial(_random_bits, mulhi=_mulhi_wide),
-    fold_in=functools.partial(_fold_in, mulhi=_mulhi_wide), name=PHILOX2X32_64_SPMD, tag=PHILOX2X32_64_SPMD)
+philox2x32_64_spmd = _define(PHILOX2X32_64_SPMD, _mulhi_wide)
 
 _OWN_IMPLS = {PHILOX2X32_64: philox2x32_64, PHILOX2X32_64_SPMD: philox2x32_64_spmd}
 

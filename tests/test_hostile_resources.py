@@ -50,7 +50,7 @@ def test_requests_that_cannot_fit_are_refused_up_front(call, owner):
 
 def test_a_call_can_lower_or_raise_the_limit(monkeypatch):
     run = dict(num_chains=2, num_warmup=2, num_samples=100)
-    with pytest.raises(ValueError, match=r"100 draws x 2 chains x \(2 values \+ 3 statistics\).*limit of 1000 bytes"):
+    with pytest.raises(ValueError, match=r"100 draws \(a buffer of 112 on the device\) x 2 chains x \(2 values \+ 3 statistics\).*limit of 1000 bytes"):
         ep.sample(KEY, GAUSS, "mala", max_memory=1000, **run)
     monkeypatch.setattr(checks, "MEMORY_LIMIT", 1000)
     with pytest.raises(ValueError, match="limit of 1000 bytes"):

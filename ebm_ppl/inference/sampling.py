@@ -24,7 +24,7 @@ from ebm_ppl.kernels.registry import (KERNELS, STAT_DIMS, check_kernel, check_ke
                                       get_kernel, uses_gradients)
 from ebm_ppl.potentials.base import Potential, check_potential, validate_input
 from ebm_ppl.potentials.unconstrained import Unconstrained, unconstrained
-from ebm_ppl.progress import progress_scan
+from ebm_ppl.progress import progress_fori_loop
 from ebm_ppl.random import DEFAULT_IMPL, for_sharding, is_shardable, rekey
 from ebm_ppl.sharding import axis_sharding, place, sharded_key, to_host
 
@@ -94,7 +94,9 @@ def sample(
     options = check_options(spec, kernel_options)
     check_kernel_options(spec, potential, options)
     gradient = uses_gradients(spec, potential, options)
-    _check_memory(potential, spec, num_chains, num_samples, max_memory, num_keys=num_warmup + thin,
+    bucket = draw_bucket(num_samples)  # the compiled run holds this many draws; a call with another
+    # num_samples of the same bucket reuses it
+    _check_memory(potential, spec, num_chains, num_samples, max_memory, bucket=bucket, num_keys=num_warmup + thin,
                   num_replicas=_num_replicas(options))
     options = tuple(sorted(options.items()))  # Python values: static under jit
     key = rekey(key, prng_impl)
@@ -115,14 +117,13 @@ def sample(
     warmup_keys, sample_keys, positions = place((warmup_keys, sample_keys, positions), sharding)
 
     states, params = _warmup(target, kernel, num_warmup, options, warmup_keys, positions)
-    draws, stats = _run(target, kernel, num_warmup, options, states, params, sample_keys, num_samples, thin,
-                        progress)
+    draws, stats = _run(target, kernel, num_warmup, options, states, params, sample_keys,
+                        jnp.asarray(num_samples, jnp.int32), bucket, thin, progress)
     if target is not potential:
         draws, stats = _on_support(target, draws, stats)
     # (draw, chain, ...) -> (chain, draw, ...), ArviZ's layout, as numpy views on the host: a
     # transposed copy on the device would cost about as much as the energies of all draws
-    draws, stats = jax.tree.map(lambda a: np.swapaxes(to_host(a), 0, 1) if a.ndim >= 2 else to_host(a),
-                                (draws, stats))
+    draws, stats = jax.tree.map(lambda a: np.swapaxes(to_host(a)[:num_samples], 0, 1), (draws, stats))
     draws = draws.reshape(num_chains, num_samples, *potential.event_shape)  # HMC/NUTS run flattened
     return draws_to_datatree(draws, stats, kernel=kernel, potential=potential)
 
@@ -169,17 +170,19 @@ def _num_replicas(options: dict[str, Any]) -> int:
 
 
 def _check_memory(potential: Potential, spec, num_chains: int, num_samples: int, max_memory, owner="sample",
-                  num_keys: int = 0, num_replicas: int = 1) -> None:
+                  num_keys: int = 0, num_replicas: int = 1, bucket: int | None = None) -> None:
     """Refuse a run whose stored draws and statistics (on the device, then on the host) would not
     fit: ``num_samples x num_chains x (event size + statistics)`` values (a statistic per rung or
     pair of parallel tempering's ladder counts ``num_replicas`` values), the chains' replicas, and
     the ``num_keys`` PRNG keys per chain that warm-up and one draw's ``thin`` steps split at once
-    (8 bytes each)."""
+    (8 bytes each). The device holds ``bucket`` draws (:func:`draw_bucket`; default ``num_samples``)."""
     size = math.prod(potential.event_shape)
     itemsize = np.dtype(jnp.result_type(float)).itemsize
     stats = sum(num_replicas if name in STAT_DIMS else 1 for name in spec.stats)
-    values = num_samples * num_chains * (size + stats) + 2 * num_chains * num_replicas * size
-    what = (f"{num_samples} draws x {num_chains} chains x ({size} values + {stats} statistics) "
+    bucket = num_samples if bucket is None else bucket
+    values = (bucket + num_samples) * num_chains * (size + stats) // 2 + 2 * num_chains * num_replicas * size
+    held = "" if bucket == num_samples else f" (a buffer of {bucket} on the device)"
+    what = (f"{num_samples} draws{held} x {num_chains} chains x ({size} values + {stats} statistics) "
             f"x {itemsize} bytes, on the device and on the host")
     if num_replicas > 1:
         what += f"; {num_chains} chains x {num_replicas} replicas"
@@ -199,11 +202,23 @@ def _warmup(potential: Potential, kernel: str, num_warmup: int, options: tuple, 
     return jax.vmap(plan.warmup)(keys, positions)
 
 
+def draw_bucket(num_samples: int) -> int:
+    """The number of draws the compiled run of ``num_samples`` holds: the least ``m * 2**k`` >=
+    ``num_samples`` with ``m`` in 4..7 (at least 8), so at most 25% more; one compiled program
+    serves every ``num_samples`` of a bucket (the loop runs ``num_samples`` steps, the rest of the
+    buffer stays empty)."""
+    if num_samples <= 8:
+        return 8
+    k = max(0, num_samples.bit_length() - 3)
+    return -(-num_samples // 2**k) * 2**k
+
+
 @filter_jit
 def _run(potential: Potential, kernel: str, num_warmup: int, options: tuple, states, params, chain_keys,
-         num_samples: int, thin: int, progress: bool):
-    """Scan ``num_samples * thin`` steps of every chain; keep every ``thin``-th state. Returns the
-    draws ``(draw, chain, ...)`` and the per-draw statistics ``(draw, chain)``.
+         num_samples, bucket: int, thin: int, progress: bool):
+    """Run ``num_samples`` (traced) draws of ``thin`` steps of every chain; keep every ``thin``-th
+    state. Returns the draws ``(bucket, chain, ...)`` and the per-draw statistics ``(bucket,
+    chain)``, valid in ``[:num_samples]``.
 
     Every array is an argument, never a closure: under jax.distributed they span processes."""
     plan = build_plan(get_kernel(kernel), potential, num_warmup, dict(options))
@@ -226,15 +241,24 @@ def _run(potential: Potential, kernel: str, num_warmup: int, options: tuple, sta
             stats["previous_energy"] = infos.energy[0]  # of the state this draw started from
         return states, (states.position, stats)
 
-    final, (draws, stats) = progress_scan(one_draw, states, jnp.arange(num_samples), enabled=progress,
-                                          desc="sampling")
+    shapes = jax.eval_shape(lambda s: one_draw(s, jnp.zeros((), jnp.int32))[1], states)
+    buffers = jax.tree.map(lambda a: jnp.zeros((bucket, *a.shape), a.dtype), shapes)
+
+    def body(i, carry):
+        states, buffers = carry
+        states, out = one_draw(states, i)
+        return states, jax.tree.map(lambda b, o: jax.lax.dynamic_update_index_in_dim(b, o, i, 0), buffers, out)
+
+    final, (draws, stats) = progress_fori_loop(num_samples, body, (states, buffers), enabled=progress,
+                                               desc="sampling")
     if "previous_energy" in stats:  # [E(start), E(draw 0), ..., E(draw n-2)], then the last draw's own
         previous = stats.pop("previous_energy")
-        energy = jnp.concatenate([previous[1:], jax.vmap(potential.unbatched_energy)(final.position)[None]])
-        stats["lp"] = -energy
+        shifted = jnp.concatenate([previous[1:], previous[-1:]])
+        last = (jnp.arange(bucket) == num_samples - 1)[:, None]
+        stats["lp"] = -jnp.where(last, jax.vmap(potential.unbatched_energy)(final.position)[None], shifted)
     elif "lp" not in stats:  # other Gibbs kernels report none: batched passes over the stored draws
         stats["lp"] = -_energies(potential, draws)
-    return draws, stats  # (draw, chain, ...); sample() hands ArviZ (chain, draw, ...) views
+    return draws, stats  # (bucket, chain, ...); sample() hands ArviZ (chain, draw, ...) views of [:num_samples]
 
 
 def _energies(potential: Potential, draws: Array) -> Array:

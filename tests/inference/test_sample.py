@@ -273,3 +273,29 @@ def test_numpy_and_jax_scalars_are_accepted_as_kernel_options():
                       step_size=np.float32(0.1), num_integration_steps=np.int64(3), adapt=np.bool_(False),
                       target_acceptance_rate=jnp.asarray(0.7))
     assert float(idata.sample_stats["step_size"][0, 0]) == pytest.approx(0.1)
+
+
+def test_a_run_of_another_length_in_the_same_bucket_compiles_nothing_and_extends_the_draws(caplog):
+    """ep.sample compiles its run for a bucket of draws (ep.inference.sampling.draw_bucket: at most
+    25% more): 100 and 110 draws share one program, and the first 100 of the longer run are the
+    shorter run's draws with their statistics."""
+    import logging
+
+    from ebm_ppl.inference.sampling import draw_bucket
+
+    assert [draw_bucket(n) for n in (1, 9, 100, 110, 112, 113, 1000, 1025)] == [8, 10, 112, 112, 112, 128, 1024, 1280]
+    rbm = ep.BernoulliRBM.init(jax.random.key(0), 12, 5, scale=1.0)
+    g = ep.Gaussian(MEAN, COV)
+    for model, kernel in ((rbm, "block_gibbs"), (g, "mala")):
+        short = ep.sample(jax.random.key(1), model, kernel, num_chains=3, num_warmup=20, num_samples=100)
+        caplog.set_level(logging.WARNING)
+        caplog.clear()
+        with jax.log_compiles():
+            longer = ep.sample(jax.random.key(1), model, kernel, num_chains=3, num_warmup=20, num_samples=110)
+        compiled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling jit(_run")]
+        assert compiled == [], compiled
+        assert longer.posterior["x"].shape[:2] == (3, 110)
+        np.testing.assert_array_equal(longer.posterior["x"].values[:, :100], short.posterior["x"].values)
+        for name in short.sample_stats.data_vars:
+            np.testing.assert_array_equal(longer.sample_stats[name].values[:, :100], short.sample_stats[name].values)
+    np.testing.assert_allclose(longer.sample_stats["lp"].values, -g.energy(longer.posterior["x"].values), rtol=1e-5)
