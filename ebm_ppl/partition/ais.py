@@ -86,8 +86,12 @@ def ais(
             (:func:`~ebm_ppl.partition.schedule.equal_variance_schedule`); default
             :func:`~ebm_ppl.partition.schedule.default_schedule` (denser near 1).
         base: the beta = 0 model: a zero-coupling model of the target's family, or an
-            ``ep.Gaussian`` for real potentials. Default: the uniform model, or the base-rate
-            model fitted to ``data``; N(0, I) (or a Gaussian fitted to ``data``) for real x.
+            ``ep.Gaussian`` for real potentials. Default: ``target.base_model(data)``, the
+            family with its couplings (and hidden biases) set to zero and its visible fields
+            fitted to ``data`` when given (the base-rate model), else kept as the target's own;
+            N(0, I) (or a Gaussian fitted to ``data``) for real x. For the uniform base of other
+            libraries, pass the model of the target's shapes with every parameter zero (e.g.
+            ``ep.BernoulliRBM(0 * rbm.W, 0 * rbm.b, 0 * rbm.c)``).
         data: ``(N, *event_shape)`` samples used to fit the base.
         kernel: ``"mala"`` (default) or ``"hmc"`` for real potentials; Gibbs for the rest.
         num_integration_steps: leapfrog steps per HMC move.
