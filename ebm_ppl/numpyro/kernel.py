@@ -56,9 +56,12 @@ class EnergyKernel(MCMCKernel):
             (``ep.kernels.KERNELS[kernel].defaults``).
         noise_scale: Langevin's sigma >= 0 (None: sqrt(2 alpha)).
         site: the name of the draws in ``get_samples()`` and in ArviZ's ``posterior``.
-        base_kernel, num_replicas, betas, min_beta, reference: parallel tempering's, as in
-            :func:`ebm_ppl.sample` (defaults: the family's base kernel, 8 rungs on a geometric
-            ladder down to 0.1, the family's reference).
+        base_kernel: parallel tempering's kernel on every rung (default: the family's).
+        num_replicas: parallel tempering's number of rungs (default 8).
+        betas: parallel tempering's ladder, ascending to 1 (default: geometric, ``num_replicas``
+            rungs down to ``min_beta``).
+        min_beta: the geometric ladder's lowest rung above the reference (default 0.1).
+        reference: parallel tempering's tempered family, as in :func:`ebm_ppl.sample`.
     """
 
     sample_field = "z"
