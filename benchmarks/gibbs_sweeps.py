@@ -34,8 +34,9 @@ BLAS threads keep spinning after a matmul and slow whatever follows, see shared/
                      call, the part JAX logs as tracing/lowering/compiling (the first call; later
                      calls reuse the program), and the rate of the rest (the run, which also
                      stores every draw, takes each draw's energy from the next sweep's hidden
-                     logits, and converts to ArviZ). ``ep_sample_philox2x32_64``: the same with
-                     ``prng_impl="philox2x32_64"``.
+                     logits, and converts to ArviZ), with its default generator (ebm_ppl's
+                     Philox-2x32; ``ep_sample_threefry``: the same with
+                     ``prng_impl="threefry2x32"``, the default before December 2026).
 * ``sklearn``        ``sklearn.neural_network.BernoulliRBM`` with the same weights copied in
                      (components_ = W.T, intercept_visible_ = b, intercept_hidden_ = c),
                      ``.gibbs(v)`` in a Python loop.
@@ -67,7 +68,7 @@ import _driver as drv  # benchmarks/ is not a package: import from this folder
 SIZES = {"64x20": (64, 20), "784x500": (784, 500)}
 CHAINS = 100
 PEERS = ("jax", "jax_philox2x32_64", "jax_philox4x32", "jax_philox2x32", "jax_rbg", "jax_unsafe_rbg", "jax_2dev",
-         "ep_sample", "ep_sample_philox2x32_64", "sklearn", "numpy")
+         "ep_sample", "ep_sample_threefry", "sklearn", "numpy")
 # sweeps per timed call, aiming at roughly 0.1-0.2 s per call on this machine
 SWEEPS = {
     "jax": {"64x20": 4000, "784x500": 200},
@@ -78,14 +79,14 @@ SWEEPS = {
     "jax_unsafe_rbg": {"64x20": 800, "784x500": 60},
     "jax_2dev": {"64x20": 4000, "784x500": 200},
     "ep_sample": {"64x20": 3000, "784x500": 100},
-    "ep_sample_philox2x32_64": {"64x20": 3000, "784x500": 100},
+    "ep_sample_threefry": {"64x20": 3000, "784x500": 100},
     "sklearn": {"64x20": 1500, "784x500": 40},
     "numpy": {"64x20": 1500, "784x500": 40},
 }
 # secondary peers run in the first round(s) only: PRNG implementations (4x+ apart), the ep.sample
 # call (compiled once per shapes and settings since ep.sample caches its programs) and the 2-device sharded sweep
 SECONDARY = {"jax_philox4x32": 1, "jax_philox2x32": 1, "jax_rbg": 1, "jax_unsafe_rbg": 1, "ep_sample": 1,
-             "ep_sample_philox2x32_64": 1, "jax_2dev": 2}
+             "ep_sample_threefry": 1, "jax_2dev": 2}
 JAX_VARIANTS = ("library", "uniform1", "bits", "half16", "floor_no_rng", "matmul_pair_scan", "matmul_single")
 
 
@@ -259,6 +260,7 @@ def measure_jax(size: str, sweeps: int, reps: int, prng: str | None, variants, m
 
 
 def measure_ep_sample(size: str, sweeps: int, reps: int, prng_impl: str | None = None) -> dict:
+    """``prng_impl`` None: the library's default generator (ebm_ppl's Philox)."""
     """``ep.sample`` whole calls; the time JAX logs for tracing, lowering and compiling each call
     (``jax_log_compiles``) is subtracted to give the run rate."""
     import warnings
@@ -277,7 +279,7 @@ def measure_ep_sample(size: str, sweeps: int, reps: int, prng_impl: str | None =
         compile_times.clear()
         t = time.perf_counter()
         dt = ep.sample(jax.random.key(rep), rbm, "block_gibbs", num_chains=CHAINS, num_warmup=0,
-                       num_samples=sweeps, init=init, prng_impl=prng_impl)
+                       num_samples=sweeps, init=init, **({} if prng_impl is None else {"prng_impl": prng_impl}))
         calls.append((time.perf_counter() - t, sum(compile_times)))
     warm = calls[1:]
     run_s = statistics.median(total - comp for total, comp in warm)
@@ -357,9 +359,9 @@ def run_only(name: str, size: str, sweeps: int, reps: int, lite: bool = False) -
     if name == "jax_2dev":
         return measure_jax(size, sweeps, reps, None, variants=("uniform1",), matmul=False)
     if name == "ep_sample":
-        return measure_ep_sample(size, sweeps, reps)
-    if name == "ep_sample_philox2x32_64":
-        return measure_ep_sample(size, sweeps, reps, "philox2x32_64")
+        return measure_ep_sample(size, sweeps, reps, None)
+    if name == "ep_sample_threefry":
+        return measure_ep_sample(size, sweeps, reps, "threefry2x32")
     if name == "sklearn":
         return measure_sklearn(size, sweeps, reps)
     if name == "numpy":
@@ -468,10 +470,10 @@ def summarize(size: str, R: dict) -> dict:
         "unsafe_rbg_vs_threefry": ratio("jax_unsafe_rbg", "library", "jax", "library"),
         "ep_sample_run": rates("ep_sample", "run"),
         "ep_sample_whole_call": rates("ep_sample", "whole_call"),
-        "ep_sample_run_vs_kernel": ratio("ep_sample", "run", "jax", "library"),
+        "ep_sample_run_vs_kernel": ratio("ep_sample", "run", "jax_philox2x32_64", "library"),
         "ep_sample_sweeps": R["ep_sample"][0]["sweeps"] if R["ep_sample"] else None,
-        "ep_sample_philox_run": rates("ep_sample_philox2x32_64", "run"),
-        "ep_sample_philox_run_vs_kernel": ratio("ep_sample_philox2x32_64", "run", "jax_philox2x32_64", "library"),
+        "ep_sample_threefry_run": rates("ep_sample_threefry", "run"),
+        "ep_sample_threefry_run_vs_kernel": ratio("ep_sample_threefry", "run", "jax", "library"),
         "ep_sample_call_s": _med([x["call_s"] for x in R["ep_sample"]]),
         "ep_sample_compile_s": _med([x["compile_s_per_call"] for x in R["ep_sample"]]),
         "ep_sample_first_call_s": _med([x["first_call_s"] for x in R["ep_sample"]]),
@@ -534,12 +536,13 @@ def report(s: dict) -> None:
         line("variant half16 (APPROXIMATE, 2^-16)", r["half16"], r["half16_vs_library"])
         line("floor: no random numbers", r["floor_no_rng"], r["floor_no_rng_vs_library"])
         if r["ep_sample_sweeps"]:
-            line("ep.sample, run part (draws and energies stored)", r["ep_sample_run"], r["ep_sample_run_vs_kernel"],
+            line("ep.sample (default: ebm_ppl's Philox), run part (draws and energies stored)", r["ep_sample_run"],
+                 r["ep_sample_run_vs_kernel"],
                  f"(a {r['ep_sample_sweeps']}-draw call takes {r['ep_sample_call_s']:.2f} s, of which "
                  f"{r['ep_sample_compile_s']:.2f} s compiling (first call in the process; later calls reuse it); first call "
                  f"{r['ep_sample_first_call_s']:.2f} s)")
-        line("ep.sample, prng_impl='philox2x32_64', run", r["ep_sample_philox_run"],
-             r["ep_sample_philox_run"] / e, f"({r['ep_sample_philox_run_vs_kernel']:.2f} of the Philox kernel loop)")
+        line("ep.sample, prng_impl='threefry2x32', run", r["ep_sample_threefry_run"],
+             r["ep_sample_threefry_run"] / e, f"({r['ep_sample_threefry_run_vs_kernel']:.2f} of the threefry kernel loop)")
         print(f"GFLOP/s: ebm_ppl sweep {r['gflops_ebm_ppl']:.1f}; jitted matmul pair in lax.scan "
               f"{r['gflops_matmul_scan']:.1f}; single jitted matmul called in a loop {r['gflops_matmul_single']:.1f}; "
               f"ebm_ppl reaches {r['matmul_fraction']:.2f} of the scan (target >= 0.5 at 784x500) and "
