@@ -62,6 +62,7 @@ def fit(
     max_retries: int = 3,
     progress: bool = False,
     prng_impl: str | None = DEFAULT_IMPL,
+    shard: bool | None = None,
 ) -> tuple[Potential, History]:
     """Train ``model`` on ``data`` for ``epochs`` epochs.
 
@@ -113,6 +114,13 @@ def fit(
             (:func:`ebm_ppl.random.rekey`; ebm_ppl's Philox-2x32 by default, see :mod:`ebm_ppl.random`);
             None keeps the key's own implementation. Resume with the one the checkpoint was
             written with.
+        shard: train data-parallel over every device (of every process under
+            ``jax.distributed``): each minibatch's rows and the estimator's chains split over
+            them, gradients summed by XLA (docs/training.md, "Many devices"). None (default):
+            whenever there are several devices and they divide ``batch_size``; True: the same,
+            but an error when they do not; False: one device. Each update then pays a
+            cross-device sum, which costs more than it saves on small models (a 64 x 20 PCD
+            epoch took 7x longer on 4 forced CPU devices than on one, benchmarks/scaling.py).
 
     Returns:
         ``(model, history)``: the best model by ``monitor`` (the last if none), and the history.
@@ -122,10 +130,11 @@ def fit(
                                checkpoint_dir=checkpoint_dir, mode=mode, monitor=monitor, patience=patience)
     shuffle, resume, progress = (checks.flag(v, name) for name, v in
                                  (("shuffle", shuffle), ("resume", resume), ("progress", progress)))
+    shard = None if shard is None else checks.flag(shard, "shard")
     if freeze is not None:
         freeze = (freeze,) if isinstance(freeze, str) else tuple(freeze)  # "Wb" is one (unknown) name, not W and b
     run = TrainingRun(model, estimator, settings, optimizer=optimizer, key=key, shuffle=shuffle,
-               freeze=default_frozen(model) if freeze is None else freeze, prng_impl=prng_impl,
+               freeze=default_frozen(model) if freeze is None else freeze, prng_impl=prng_impl, shard=shard,
                monitor=Monitor(monitor, mode, None if patience is None else int(patience)))
     if resume:
         run.resume()

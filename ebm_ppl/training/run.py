@@ -16,6 +16,7 @@ import numpy as np
 
 from ebm_ppl.io import save
 from ebm_ppl.potentials.base import Potential
+from ebm_ppl.random import rekey
 from ebm_ppl.sharding import axis_sharding, is_writer, to_host
 from ebm_ppl.training import epochs as compiled
 from ebm_ppl.training.checkpoint import load_checkpoint, save_checkpoint
@@ -40,15 +41,18 @@ class TrainingRun:
     """One training run: its state on the device, its history and monitor on the host."""
 
     def __init__(self, model, estimator, settings, *, optimizer, key, shuffle, freeze, prng_impl,
-                 monitor: Monitor):
+                 monitor: Monitor, shard: bool | None = None):
         self.settings, self.estimator, self.shuffle, self.monitor = settings, estimator, shuffle, monitor
         self.optimizer = guarded(DEFAULT_OPTIMIZER if optimizer is None else optimizer)
         params, self.static = eqx.partition(model, eqx.is_inexact_array)
         self.frozen_mask = compiled.freeze_mask(params, freeze)
+        # minibatch rows (and the estimator's chains) over every device when they divide the batch
+        self.sharding = None if shard is False else axis_sharding(settings.batch_size, rekey(key, prng_impl))
+        if shard and self.sharding is None and jax.device_count() > 1:
+            raise ValueError(f"fit: shard=True, but the {jax.device_count()} devices do not divide "
+                             f"batch_size={settings.batch_size} (or the key's generator cannot be sharded)")
         self.state, self.key_loop = compiled.init_state(params, self.static, estimator, self.optimizer,
                                                         settings.data, key, prng_impl)
-        # minibatch rows (and the estimator's chains) over every device when they divide the batch
-        self.sharding = axis_sharding(settings.batch_size, self.key_loop)
         self.history, self.epoch, self.retries = History(), 0, 0
         self.checkpointing = settings.checkpoint_dir is not None
         # which key the run follows, kept in its checkpoints (a hash: the key itself is not stored)

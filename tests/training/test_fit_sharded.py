@@ -88,6 +88,20 @@ for name, (model, data, estimator, options) in cases.items():
     # the returned model lives on one device: a later ep.ais with the default Philox compiles
     assert all(len(leaf.devices()) == 1 for leaf in jax.tree.leaves(a) if isinstance(leaf, jax.Array)), name
 
+# shard=False keeps one device; shard=True with a batch the devices do not divide is an error
+layouts.clear()
+a, _ = ep.fit(rbm, x, ep.training.pcd(1, 20), key=jax.random.key(1), epochs=2, batch_size=40, metrics=False,
+              shard=False)
+assert not any("chains" in tuple(spec) for spec in layouts[-1]), layouts
+b, _ = fit(rbm, x, ep.training.pcd(1, 20), False)  # sharding switched off inside
+np.testing.assert_array_equal(np.asarray(a.W), np.asarray(b.W))
+try:
+    ep.fit(rbm, x, ep.training.pcd(1, 20), key=jax.random.key(1), epochs=1, batch_size=30, shard=True)
+except ValueError as e:
+    assert "do not divide batch_size=30" in str(e), e
+else:
+    raise AssertionError("shard=True with 4 devices and batch 30 was accepted")
+
 # JEM's Langevin negatives are laid over the devices
 sharding = ep.sharding.axis_sharding(40)
 
