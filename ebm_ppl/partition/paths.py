@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import abc
 
-import blackjax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -146,6 +145,8 @@ class GeometricPath(AnnealingPath):
         return jnp.log(scale * dim ** (-0.25) / self.num_integration_steps**0.5)
 
     def transition(self, key: PRNGKeyArray, xs: Array, beta: Array, log_step: Array):
+        import blackjax  # here, not at import: its import takes 0.3 s that Gibbs paths never need
+
         event_shape = self.target.event_shape
         logdensity = lambda z: self.log_f(beta, z.reshape(event_shape))  # noqa: E731
         step_size = jnp.exp(log_step)

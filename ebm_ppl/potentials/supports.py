@@ -22,34 +22,52 @@ ebm_ppl 0.1's string enum, ``Support.REAL == "real"`` and ``support.value`` is i
 from __future__ import annotations
 
 import math
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, DTypeLike, PRNGKeyArray
-import numpyro  # noqa: F401  the package first: a submodule imported first left numpyro.distributions incomplete
-from numpyro.distributions import constraints
-from numpyro.distributions.transforms import Transform, biject_to
 
-__all__ = ["Support", "Box", "Categorical", "box", "categorical", "as_support", "spin"]
+if TYPE_CHECKING:
+    from numpyro.distributions import constraints
+    from numpyro.distributions.transforms import Transform
 
-
-class _Spin(constraints.ParameterFreeConstraint):
-    """The values {-1, +1} (discrete), NumPyro's constraint protocol."""
-
-    is_discrete = True
-
-    def __call__(self, x):
-        xp = jnp if isinstance(x, jax.Array) else np
-        return xp.equal(x, -1) | xp.equal(x, 1)
-
-    def feasible_like(self, prototype):
-        return jnp.ones_like(prototype)
+__all__ = ["Support", "Box", "Categorical", "box", "categorical", "as_support", "spin"]  # noqa: F822 (spin: __getattr__)
 
 
-#: NumPyro constraint of one spin coordinate, ``{-1, +1}``.
-spin = _Spin()
+def _constraints():
+    """NumPyro's ``constraints`` module, imported on first use (NumPyro's import takes 0.3 s, and
+    only the gradient samplers, AIS on bounded supports and the NumPyro bridge need it)."""
+    import numpyro  # noqa: F401  the package first: a submodule imported first left numpyro.distributions incomplete
+    from numpyro.distributions import constraints
+
+    return constraints
+
+
+@functools.cache
+def _spin():
+    class _Spin(_constraints().ParameterFreeConstraint):
+        """The values {-1, +1} (discrete), NumPyro's constraint protocol."""
+
+        is_discrete = True
+
+        def __call__(self, x):
+            xp = jnp if isinstance(x, jax.Array) else np
+            return xp.equal(x, -1) | xp.equal(x, 1)
+
+        def feasible_like(self, prototype):
+            return jnp.ones_like(prototype)
+
+    return _Spin()
+
+
+def __getattr__(name: str):
+    """``spin``: NumPyro constraint of one spin coordinate, ``{-1, +1}`` (made on first access)."""
+    if name == "spin":
+        return _spin()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Support:
@@ -102,13 +120,16 @@ class Support:
     def constraint(self) -> constraints.Constraint:
         """NumPyro's constraint for one coordinate (:data:`spin` for {-1, +1}, which NumPyro lacks)."""
         if self._kind == "spin":
-            return spin
+            return _spin()
+        constraints = _constraints()
         return constraints.boolean if self._kind == "binary" else constraints.real
 
     def transform(self) -> Transform:
         """The bijection from R onto the support, coordinate-wise (identity for R)."""
         if not self.continuous:
             raise ValueError(f"a {self._kind} support has no continuous transform")
+        from numpyro.distributions.transforms import biject_to
+
         return biject_to(self.constraint())
 
     def initial_positions(self, key: PRNGKeyArray, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
@@ -167,6 +188,7 @@ class Box(Support):
         return None
 
     def constraint(self) -> constraints.Constraint:
+        constraints = _constraints()
         if math.isinf(self.high):
             return constraints.greater_than(self.low)
         if math.isinf(self.low):
@@ -226,7 +248,7 @@ class Categorical(Support):
         return None
 
     def constraint(self) -> constraints.Constraint:
-        return constraints.integer_interval(0, self.num_states - 1)
+        return _constraints().integer_interval(0, self.num_states - 1)
 
     def initial_positions(self, key: PRNGKeyArray, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
         """Uniform states."""
