@@ -16,7 +16,7 @@ import numpy as np
 
 from ebm_ppl.io import save
 from ebm_ppl.potentials.base import Potential
-from ebm_ppl.random import rekey
+from ebm_ppl.random import for_sharding, from_sharding, rekey
 from ebm_ppl.sharding import axis_sharding, is_writer, to_host
 from ebm_ppl.training import epochs as compiled
 from ebm_ppl.training.checkpoint import load_checkpoint, save_checkpoint
@@ -182,7 +182,9 @@ class TrainingRun:
         state = compiled.scale_step(self.state, 0.5)
         if hasattr(state.estimator_state, "key"):
             est = state.estimator_state
-            state = state.replace(estimator_state=est._replace(key=jax.random.fold_in(est.key, self.retries)))
+            # through the partitionable twin: after a sharded group the key is replicated over the devices
+            key = from_sharding(jax.random.fold_in(for_sharding(est.key), self.retries))
+            state = state.replace(estimator_state=est._replace(key=key))
         self.state = state
         return True
 
