@@ -90,13 +90,15 @@ def _name(value: Any, name: str, choices: tuple[str, ...]) -> str:
 def _ladder_plan(spec: KernelSpec, potential: Potential, num_warmup: int, options: dict[str, Any]) -> Plan:
     """Parallel tempering. Warm-up, when ``adapt``: the first half in rounds of doubling length,
     each followed by :func:`~ebm_ppl.kernels.replica_exchange.adapt_ladder` on the round's mean
-    swap acceptance (Syed et al. 2022), then burn-in on the final ladder; a MALA base kernel's step
+    swap acceptance (Syed et al. 2022; not when ``betas`` were given: that ladder is kept), then
+    burn-in on the final ladder; a MALA base kernel's step
     size is tuned per rung by dual averaging, restarted at every round. The whole warm-up is one
     ``lax.scan`` (the round ends are data, so their lengths do not each compile a loop). The
     params are the step sizes ``(R,)``."""
     family = pt.tempering(potential, options["reference"])
     base_kernel = pt.resolve_base_kernel(options["base_kernel"], family)
     betas = options["betas"]
+    fixed_ladder = betas is not None  # a ladder given is used as given; warm-up still tunes step sizes
     if betas is None:
         betas = pt.ladder(options["num_replicas"], options["min_beta"], reference=family.has_reference)
     betas = jnp.asarray(betas, jnp.result_type(float))
@@ -121,9 +123,10 @@ def _ladder_plan(spec: KernelSpec, potential: Potential, num_warmup: int, option
             if tune_steps:
                 da = jax.vmap(da_update)(da, info.base_info.acceptance_rate)
             total, count = total + info.swap_acceptance, count + 1
-            end = jnp.any(i == ends)  # a round ends: move the rungs, restart the averages
-            ladder = pt.adapt_ladder(state.betas, total / jnp.maximum(count, 1))
-            state = state._replace(betas=jnp.where(end, ladder, state.betas))
+            end = jnp.any(i == ends)  # a round ends: move the rungs (unless given), restart the averages
+            if not fixed_ladder:
+                ladder = pt.adapt_ladder(state.betas, total / jnp.maximum(count, 1))
+                state = state._replace(betas=jnp.where(end, ladder, state.betas))
             if tune_steps:
                 eps = jnp.where(end, jax.vmap(da_final)(da), eps)
                 da = jax.tree.map(lambda new, old: jnp.where(end, new, old), jax.vmap(da_init)(eps), da)

@@ -156,6 +156,11 @@ def test_sample_returns_the_beta_one_replica_with_swap_statistics():
     ones = x.mean(-1) > 0.5
     assert 0.25 < ones.mean() < 0.75  # both modes (exact: one half)
     np.testing.assert_array_equal(run().posterior.x.values, x)
+    # a ladder given is kept as given through warm-up (its rungs are not adapted)
+    given = (0.0, 0.2, 0.5, 0.8, 1.0)
+    fixed = ep.sample(jax.random.key(0), bm, "parallel_tempering", num_chains=2, num_warmup=100, num_samples=5,
+                      init=jnp.zeros(16), betas=given)
+    np.testing.assert_allclose(fixed.sample_stats.beta.values, np.broadcast_to(given, (2, 5, 5)), rtol=1e-6)
 
 
 def test_pt_with_mala_visits_both_modes_of_a_gaussian_mixture():
