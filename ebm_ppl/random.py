@@ -51,7 +51,7 @@ from jax import lax
 from jaxtyping import PRNGKeyArray
 
 __all__ = ["DEFAULT_IMPL", "PHILOX2X32_64", "PHILOX2X32_64_SPMD", "philox2x32_64", "philox2x32_64_spmd", "rekey",
-           "is_shardable", "for_sharding", "from_sharding"]
+           "is_shardable", "for_sharding", "from_sharding", "is_key"]
 
 #: The name of ebm_ppl's Philox-2x32-10 generator with 64-bit keys.
 PHILOX2X32_64 = "philox2x32_64"
@@ -181,6 +181,11 @@ def rekey(key: PRNGKeyArray, impl=DEFAULT_IMPL) -> PRNGKeyArray:
     if data.shape != shape:
         data = jax.random.bits(key, shape, jnp.uint32)
     return jax.random.wrap_key_data(data, impl=impl)
+
+
+def is_key(leaf) -> bool:
+    """Whether ``leaf`` is a typed PRNG key array (``jax.random.key``'s kind, any shape)."""
+    return isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
 
 def is_shardable(key: PRNGKeyArray) -> bool:

@@ -32,6 +32,7 @@ import numpy as np
 from ebm_ppl.archive import (
     Archive, NpyMember, count_nonfinite, load_error, open_archive, write_archive, write_json, write_npy,
 )
+from ebm_ppl.random import is_key
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_metadata", "META"]
 
@@ -39,10 +40,6 @@ __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_metadata", "ME
 META = "meta.json"
 _KIND, _WRITER = "checkpoint", "ebm_ppl.fit(..., checkpoint_dir=...)"
 _OTHER_SETTINGS = "; it was written with other settings"
-
-
-def _is_key(leaf: Any) -> bool:
-    return isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
 
 def _impl_name(key: jax.Array) -> str:
@@ -66,13 +63,13 @@ def save_checkpoint(path: str | os.PathLike, tree: Any, meta: dict[str, Any]) ->
         ValueError: a floating leaf holds NaN (it could not be loaded back); the message names it.
     """
     leaves = _leaves(tree)
-    arrays = [np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf) for _, leaf in leaves]
+    arrays = [np.asarray(jax.random.key_data(leaf) if is_key(leaf) else leaf) for _, leaf in leaves]
     for i, ((where, _), arr) in enumerate(zip(leaves, arrays)):
         nan, _ = count_nonfinite(arr)
         if nan:
             raise ValueError(f"save_checkpoint: {_label(i, where)} contains {nan} NaN value(s); a checkpoint "
                              "holding them could not be loaded")
-    key_impls = {str(i): _impl_name(leaf) for i, (_, leaf) in enumerate(leaves) if _is_key(leaf)}
+    key_impls = {str(i): _impl_name(leaf) for i, (_, leaf) in enumerate(leaves) if is_key(leaf)}
 
     def write(zf: zipfile.ZipFile) -> None:
         for i, arr in enumerate(arrays):
@@ -114,7 +111,7 @@ def load_checkpoint(path: str | os.PathLike, template: Any) -> tuple[Any, dict[s
     for member, arr, (_, like) in zip(members, arrays, flat):
         _check_values(path, member.label, arr, like)
         restored.append(jax.random.wrap_key_data(arr, impl=jax.random.key_impl(like))
-                        if _is_key(like) else jax.numpy.asarray(arr))
+                        if is_key(like) else jax.numpy.asarray(arr))
     return jax.tree_util.tree_unflatten(treedef, restored), meta
 
 
@@ -149,7 +146,7 @@ def _label(i: int, where: str) -> str:
 
 def _expected(path: str, i: int, where: str, like: Any, impls: dict[str, str]) -> NpyMember:
     """What ``leaves/<i>.npy`` must hold to restore into the template leaf ``like``."""
-    if _is_key(like):
+    if is_key(like):
         stored_impl = impls.get(str(i), _impl_name(like))
         if stored_impl != _impl_name(like):
             raise ValueError(f"checkpoint {path!r}: array {i} is a {stored_impl} PRNG key, this run uses "

@@ -19,7 +19,7 @@ import optax
 from jaxtyping import Array, PRNGKeyArray
 
 from ebm_ppl.compiler import filter_jit
-from ebm_ppl.random import for_sharding, from_sharding, rekey
+from ebm_ppl.random import for_sharding, from_sharding, is_key, rekey
 from ebm_ppl.sharding import rows_over, shard_rows
 
 __all__ = ["TrainState", "EXPLOSION", "MAX_FUSED_EPOCHS", "DEFAULT_OPTIMIZER", "freeze_mask", "init_state",
@@ -89,8 +89,7 @@ def init_state(params, static, estimator, optimizer, data: tuple[Array, ...], ke
 
 
 def _map_keys(fn, tree):
-    return jax.tree.map(lambda leaf: fn(leaf) if isinstance(leaf, jax.Array)
-                        and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key) else leaf, tree)
+    return jax.tree.map(lambda leaf: fn(leaf) if is_key(leaf) else leaf, tree)
 
 
 @filter_jit

@@ -16,6 +16,8 @@ import jax
 import numpy as np
 import optax
 
+from ebm_ppl.random import is_key
+
 __all__ = ["guarded", "fingerprint"]
 
 
@@ -73,8 +75,7 @@ def _fingerprint(obj: Any, stack: tuple[int, ...]) -> Any:
     if isinstance(obj, dict):
         return (type(obj), tuple((_fingerprint(k, inner), _fingerprint(v, inner)) for k, v in obj.items()))
     if isinstance(obj, (np.ndarray, np.generic, jax.Array)):
-        if isinstance(obj, jax.Array) and (jax.dtypes.issubdtype(obj.dtype, jax.dtypes.prng_key)
-                                           or isinstance(obj, jax.core.Tracer)):
+        if is_key(obj) or isinstance(obj, jax.core.Tracer):
             raise _Opaque
         if obj.size > 4096:
             raise _Opaque

@@ -16,7 +16,7 @@ import numpy as np
 
 from ebm_ppl.io import save
 from ebm_ppl.potentials.base import Potential
-from ebm_ppl.random import for_sharding, from_sharding, rekey
+from ebm_ppl.random import for_sharding, from_sharding, is_key, rekey
 from ebm_ppl.sharding import axis_sharding, is_writer, to_host
 from ebm_ppl.training import epochs as compiled
 from ebm_ppl.training.checkpoint import load_checkpoint, save_checkpoint
@@ -242,7 +242,6 @@ def _evaluate(metrics, model: Potential, data, validation, key_loop, index: int)
 
 def _gathered(state: TrainState) -> TrainState:
     """``state`` with arrays spread over several processes gathered to numpy (keys kept)."""
-    is_key = lambda leaf: isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)  # noqa: E731
     return jax.tree.map(lambda leaf: leaf if is_key(leaf) or not isinstance(leaf, jax.Array) else to_host(leaf),
                         state)
 
