@@ -17,6 +17,7 @@ __all__ = [
     "__version__",
     "data",
     "kernels",
+    "moves",
     "random",
     "sharding",
     "compiler",
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 #: Submodules reached as attributes.
-_MODULES = ("checks", "compiler", "data", "diagnostics", "kernels", "numpyro", "partition", "random", "sharding",
+_MODULES = ("checks", "compiler", "data", "diagnostics", "kernels", "moves", "numpyro", "partition", "random", "sharding",
             "testing", "training")
 #: Other names: the module each comes from.
 _FROM = {

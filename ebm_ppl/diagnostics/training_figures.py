@@ -19,7 +19,7 @@ from ebm_ppl.archive import atomic_write
 from ebm_ppl.compiler import filter_jit
 from ebm_ppl.diagnostics.figures import new_figure
 from ebm_ppl.diagnostics.image_figures import image_grid, show_grid
-from ebm_ppl.kernels import gibbs_sweeps
+from ebm_ppl.moves.gibbs import gibbs_sweeps
 from ebm_ppl.potentials.base import Potential, Support
 from ebm_ppl.training.jem import langevin_samples
 

@@ -15,7 +15,7 @@ from ebm_ppl.kernels.discrete_langevin import sampling_api as discrete_langevin
 from ebm_ppl.kernels.gibbs_with_gradients import sampling_api as gibbs_with_gradients
 from ebm_ppl.kernels.langevin import sampling_api as langevin
 from ebm_ppl.kernels.site_gibbs import sampling_api as site_gibbs
-from ebm_ppl.kernels.gibbs import gibbs_sweeps
+from ebm_ppl.moves.gibbs import gibbs_sweeps
 from ebm_ppl.kernels.registry import KERNELS, STAT_MEANINGS, KernelSpec, check_kernel, default_kernel, get_kernel
 
 __all__ = ["block_gibbs", "site_gibbs", "langevin", "gibbs_with_gradients", "discrete_langevin", "parallel_tempering",

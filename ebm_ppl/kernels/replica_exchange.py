@@ -2,7 +2,7 @@
 exposed as ``ep.kernels.parallel_tempering``.
 
 R replicas sit on a ladder of inverse temperatures ``0 <= beta_0 < ... < beta_{R-1} = 1`` of a
-tempered family (:mod:`ebm_ppl.kernels.tempering`). One step
+tempered family (:mod:`ebm_ppl.moves.tempering`). One step
 
 1. moves every replica with a base kernel that leaves its own rung invariant: exact block Gibbs
    for the RBM family (a rung of the parameter path is again an RBM), site Gibbs for other
@@ -46,7 +46,7 @@ from ebm_ppl.kernels.gibbs_with_gradients import build_kernel as gibbs_with_grad
 from ebm_ppl.kernels.gibbs_with_gradients import init as gibbs_with_gradients_init
 from ebm_ppl.kernels.site_gibbs import build_kernel as site_gibbs_kernel
 from ebm_ppl.kernels.site_gibbs import init as site_gibbs_init
-from ebm_ppl.kernels.tempering import REFERENCES, Tempering, tempering
+from ebm_ppl.moves.tempering import REFERENCES, Tempering, tempering
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.capabilities import has_block_conditionals
 
@@ -277,13 +277,13 @@ def as_top_level_api(potential: Potential | Tempering, betas: ArrayLike, base_ke
     """``SamplingAlgorithm(init, step)`` for parallel tempering.
 
     Args:
-        potential: the target (its default tempered family, :func:`~ebm_ppl.kernels.tempering.tempering`,
-            with ``reference``), or a :class:`~ebm_ppl.kernels.tempering.Tempering` family.
+        potential: the target (its default tempered family, :func:`~ebm_ppl.moves.tempering.tempering`,
+            with ``reference``), or a :class:`~ebm_ppl.moves.tempering.Tempering` family.
         betas: the ladder ``(R,)``, ascending, ending at 1 (:func:`ladder`); R >= 2.
         base_kernel: a name of :data:`BASE_KERNELS`; None: :func:`default_base_kernel`.
         step_size: the base kernel's step size (MALA, discrete Langevin), a scalar or one per rung
             ``(R,)``; None: its default (``BASE_KERNELS[base_kernel].step_size``).
-        reference: see :func:`~ebm_ppl.kernels.tempering.tempering`.
+        reference: see :func:`~ebm_ppl.moves.tempering.tempering`.
 
     ``init(position, rng_key=None)`` takes one point (every replica starts there) or one per rung
     ``(R, *event_shape)``; ``step(rng_key, state) -> (PTState, PTInfo)``.

@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
-from ebm_ppl.kernels.gibbs import gibbs_sweep
-from ebm_ppl.kernels.tempering import Mixture, interpolate
+from ebm_ppl.moves.gibbs import gibbs_sweep
+from ebm_ppl.moves.tempering import Mixture, interpolate
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.gaussian import Gaussian
 from ebm_ppl.potentials.unconstrained import Unconstrained

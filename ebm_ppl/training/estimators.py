@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
 from ebm_ppl import checks
-from ebm_ppl.kernels import gibbs
+from ebm_ppl.moves import gibbs
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.capabilities import has_closed_form_gradient
 from ebm_ppl.sharding import shard_rows
@@ -63,7 +63,7 @@ class PCDState(NamedTuple):
 def gibbs_sweeps(key: PRNGKeyArray, model: Potential, xs: Array, k: int) -> Array:
     """``k`` Gibbs sweeps of every row of ``xs`` ``(N, *event)`` under ``model``: block Gibbs
     where there are conditionals, systematic-scan site Gibbs for other binary potentials
-    (:func:`ebm_ppl.kernels.gibbs_sweeps`)."""
+    (:func:`ebm_ppl.moves.gibbs.gibbs_sweeps`)."""
     gibbs.check_gibbs(model, "CD/PCD", " (train real energies with the JEM objective and Langevin)")
     return gibbs.gibbs_sweeps(key, model, xs, k)
 

@@ -1,6 +1,6 @@
 """Persistent CD with parallel tempering (PT-PCD; Desjardins et al. 2010), and a live log Z.
 
-The persistent chains are the replicas of a tempering ladder (:mod:`ebm_ppl.kernels.tempering`):
+The persistent chains are the replicas of a tempering ladder (:mod:`ebm_ppl.moves.tempering`):
 every update moves each rung's ``num_chains`` chains by ``k`` exact Gibbs sweeps of that rung's
 model, each sweep followed by even/odd neighbour swaps with the exact Metropolis rule
 (:func:`ebm_ppl.kernels.replica_exchange.pair_log_acceptance`), and the negatives of the gradient
@@ -25,9 +25,9 @@ import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
 from ebm_ppl import checks
-from ebm_ppl.kernels import gibbs
+from ebm_ppl.moves import gibbs
 from ebm_ppl.kernels import replica_exchange as pt
-from ebm_ppl.kernels.tempering import Tempering, tempering
+from ebm_ppl.moves.tempering import Tempering, tempering
 from ebm_ppl.partition.bar import ladder_log_partition
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.sharding import shard_rows

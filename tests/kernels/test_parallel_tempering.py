@@ -11,7 +11,7 @@ import pytest
 
 import ebm_ppl as ep
 from ebm_ppl.kernels import replica_exchange as pt
-from ebm_ppl.kernels.tempering import ParameterTempering, PowerTempering, TemperatureTempering, tempering
+from ebm_ppl.moves.tempering import ParameterTempering, PowerTempering, TemperatureTempering, tempering
 from ebm_ppl.potentials.enumeration import all_binary_states
 
 

@@ -12,7 +12,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 import ebm_ppl as ep
-from ebm_ppl.kernels.tempering import tempering
+from ebm_ppl.moves.tempering import tempering
 from ebm_ppl.partition.bar import bar_log_ratio, ladder_log_partition
 
 NUM_CHAINS = 10_000

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike
 
-from ebm_ppl.kernels.site_gibbs import site_logit
+from ebm_ppl.moves.site import site_logit
 from ebm_ppl.potentials.base import Potential, Support
 from ebm_ppl.potentials.bernoulli import Bernoulli
 from ebm_ppl.potentials.capabilities import has_base_model, has_block_conditionals, has_temperature

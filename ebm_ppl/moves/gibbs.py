@@ -11,8 +11,7 @@ import jax
 from jaxtyping import Array, PRNGKeyArray
 
 from ebm_ppl import checks
-from ebm_ppl.kernels.site_gibbs import SiteGibbsState
-from ebm_ppl.kernels.site_gibbs import build_kernel as site_gibbs_kernel
+from ebm_ppl.moves.site import site_sweep
 from ebm_ppl.potentials.base import Potential, Support
 from ebm_ppl.potentials.capabilities import has_block_conditionals
 
@@ -35,12 +34,7 @@ def gibbs_sweep(key: PRNGKeyArray, potential: Potential, xs: Array) -> Array:
     if has_block_conditionals(potential):
         key_h, key_x = jax.random.split(key)
         return potential.sample_visible(key_x, potential.sample_hidden(key_h, xs))
-    kernel = site_gibbs_kernel()
-
-    def sweep(k, x):
-        return kernel(k, SiteGibbsState(x), potential)[0].position
-
-    return jax.vmap(sweep)(jax.random.split(key, xs.shape[0]), xs)
+    return jax.vmap(lambda k, x: site_sweep(k, potential, x))(jax.random.split(key, xs.shape[0]), xs)
 
 
 def gibbs_sweeps(key: PRNGKeyArray, potential: Potential, xs: Array, k: int) -> Array:

@@ -1,0 +1,10 @@
+"""Exact moves shared by the samplers, AIS and training, without BlackJAX.
+
+:mod:`ebm_ppl.moves.site` (one systematic-scan site-Gibbs sweep), :mod:`ebm_ppl.moves.gibbs`
+(Gibbs sweeps of many chains: block Gibbs where the potential has block conditionals, else site
+Gibbs) and :mod:`ebm_ppl.moves.tempering` (a potential at every inverse temperature). The kernels
+of :mod:`ebm_ppl.kernels` wrap them in BlackJAX's ``SamplingAlgorithm`` convention; ``ep.ais`` and
+``ep.fit`` call them directly, so neither imports BlackJAX where it does not need it.
+"""
+
+__all__ = ["gibbs", "site", "tempering"]
