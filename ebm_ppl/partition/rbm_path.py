@@ -14,11 +14,15 @@ numbers come from :meth:`RBMPath.draws`, so AIS can draw them for many temperatu
 
 Layout: with fewer hidden units than chains, the chains are kept transposed, ``(D, N)``, and the
 hidden layer as ``(M, N)``, so elementwise work runs along the chain axis with one parameter per
-row (layer methods take ``axis=0``); with wide hidden layers the ``(N, D)`` layout is kept.
+row (layer methods take ``axis=0``); with wide hidden layers, and for layers whose features are
+not vectors (Potts sites x states, multiplied by W flattened to a matrix), the ``(N, D)`` layout
+is kept.
 ``docs/performance.md`` has the measurements behind both choices.
 """
 
 from __future__ import annotations
+
+import math
 
 import equinox as eqx
 import jax
@@ -40,8 +44,10 @@ class RBMPath(ParameterPath):
     def prepare(self, num_chains: int) -> "RBMPath":
         """The layout for ``num_chains`` chains, and ``W^T`` stored once (a dot with the transposed
         operand folded in runs on XLA's slow generic path, and a copy per step costs as much)."""
-        weights_t = jax.lax.optimization_barrier(self.target.W.T)
-        return RBMPath(self.base, self.target, self.base_log_z, weights_t, self.target.n_hidden < num_chains)
+        vectors = self.target.visible.feature_ndim == 1 and self.target.hidden.feature_ndim == 1
+        transposed = vectors and self.target.n_hidden < num_chains
+        weights_t = jax.lax.optimization_barrier(self.target.W.T) if transposed else None
+        return RBMPath(self.base, self.target, self.base_log_z, weights_t, transposed)
 
     def to_state(self, xs: Array) -> Array:
         """``(D, N)``, the chains transposed, in the transposed layout; else ``xs``."""
@@ -85,12 +91,26 @@ class RBMPath(ParameterPath):
         h_from = base.hidden.interpolate(target.hidden, beta_from)
         h_to = base.hidden.interpolate(target.hidden, beta_to)
         features = target.visible.features(state, axis)
-        field = self.weights_t @ features if t else features @ target.W  # a(x): shared by the weight and p(h | x)
+        if t:  # vector features only (prepare)
+            field = self.weights_t @ features  # a(x): shared by the weight and p(h | x)
+        else:  # features of any shape (Potts: sites x states) against W flattened to a matrix
+            n, w = state.shape[0], self.flat_weights
+            field = (features.reshape(n, -1) @ w).reshape(n, *target.W.shape[target.visible.feature_ndim:])
         delta = (v_from.energy_drop(v_to, state, axis)
                  + h_to.cgf(beta_to * field, axis) - h_from.cgf(beta_from * field, axis))
         h = target.hidden.features(h_to.sample_from_noise(noise_h, beta_to * field, axis), axis)
-        visible_field = beta_to * (target.W @ h if t else h @ target.W.T)
+        if t:
+            visible_field = beta_to * (target.W @ h)
+        else:
+            visible_field = beta_to * (h.reshape(n, -1) @ w.T).reshape(
+                n, *target.W.shape[:target.visible.feature_ndim])
         return v_to.sample_from_noise(noise_x, visible_field, axis), aux, delta
+
+    @property
+    def flat_weights(self) -> Array:
+        """W as a ``(visible features, hidden features)`` matrix (a reshape, no copy)."""
+        w = self.target.W
+        return w.reshape(math.prod(w.shape[:self.target.visible.feature_ndim]), -1)
 
 
 def fused_path(base: Potential, target: Potential, base_log_z: Array) -> RBMPath | None:

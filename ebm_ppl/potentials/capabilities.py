@@ -132,10 +132,11 @@ def has_temperature(potential: Any) -> bool:
 
 
 def has_layers(potential: Any) -> bool:
-    """Whether ``potential`` is an RBM over two layers (:mod:`ebm_ppl.potentials.layers`) coupled
-    by a weight matrix ``W`` (``matrix_couplings``), with ``with_layers`` to rebuild it."""
+    """Whether ``potential`` is an RBM over two layers (:mod:`ebm_ppl.potentials.layers`) whose
+    couplings contract their features with ``W`` (``standard_couplings``; features of any shape,
+    such as Potts sites x states), with ``with_layers`` to rebuild it."""
     return (isinstance(getattr(potential, "visible", None), Layer) and isinstance(getattr(potential, "hidden", None), Layer)
-            and bool(getattr(potential, "matrix_couplings", False)) and _has(potential, "with_layers"))
+            and bool(getattr(potential, "standard_couplings", False)) and _has(potential, "with_layers"))
 
 
 def has_centering(potential: Any) -> bool:

@@ -82,12 +82,6 @@ class RBMBase(Potential):
             raise TypeError(f"{type(self).__name__} has no tempered form by scaling its fields")
         return self.with_layers(self.visible.tempered(beta), self.hidden.tempered(beta), beta * self.W)
 
-    @property
-    def matrix_couplings(self) -> bool:
-        """Whether the couplings are :attr:`standard_couplings` between vector features (Potts
-        features are matrices)."""
-        return self.standard_couplings and self.visible.feature_ndim == self.hidden.feature_ndim == 1
-
     def couple_visible(self, features: Array) -> Array:
         """``features W`` for visible features ``(*batch, *visible features)`` (contracting their
         axes): the hidden layer's input; ``-> (*batch, *hidden features)``."""

@@ -143,12 +143,13 @@ def test_reverse_ais_input_checks_and_exact_samples_limits():
         ep.sandwich(approx, approx)
 
 
-@pytest.mark.parametrize("family", ["bernoulli", "gaussian_bernoulli"])
+@pytest.mark.parametrize("family", ["bernoulli", "gaussian_bernoulli", "potts_binary", "binary_drelu", "spin_potts"])
 def test_fused_rbm_path_weights_equal_the_generic_parameter_path(family):
     """RBMPath shares x @ W between the weight and p(h | x); its weight increments must equal the
     generic path's (theta_beta built explicitly, two free energies), also for a base with nonzero
     hidden biases, and its moves must be exact Gibbs sweeps of theta_beta (checked in
-    distribution by the AIS accuracy tests above)."""
+    distribution by the AIS accuracy tests above and in tests/potentials/test_layers.py). Potts
+    layers (features sites x states) multiply W flattened to a matrix, in the (N, D) layout only."""
     from ebm_ppl.partition.choice import factorized_log_z, make_path
     from ebm_ppl.partition.paths import ParameterPath
     from ebm_ppl.partition.rbm_path import RBMPath
@@ -159,6 +160,22 @@ def test_fused_rbm_path_weights_equal_the_generic_parameter_path(family):
         base = ep.BernoulliRBM(jnp.zeros((12, 5)), 0.4 * jax.random.normal(k[0], (12,)),
                                0.5 * jax.random.normal(k[1], (5,)))
         xs = jax.random.bernoulli(k[2], 0.5, (30, 12)).astype(jnp.float32)
+    elif family in ("potts_binary", "binary_drelu", "spin_potts"):
+        rng = np.random.default_rng(5)
+        normal = lambda *shape: jnp.asarray(rng.normal(0.0, 1.0, shape), jnp.float32)  # noqa: E731
+        positive = lambda *shape: jnp.asarray(rng.uniform(0.5, 2.0, shape), jnp.float32)  # noqa: E731
+        L = ep.layers
+        visible, hidden = {"potts_binary": (L.Potts(normal(12, 3)), L.Binary(normal(5))),
+                           "binary_drelu": (L.Binary(normal(12)), L.DReLU(normal(5), normal(5), positive(5), positive(5))),
+                           "spin_potts": (L.Spin(normal(12)), L.Potts(normal(5, 3)))}[family]
+        target = ep.RBM.init(k[0], visible, hidden, scale=0.7)
+        base_visible = jax.tree.map(lambda a: 0.4 * jax.random.normal(k[1], a.shape), visible)
+        base_hidden = jax.tree.map(lambda a: 0.5 * jax.random.normal(k[1], a.shape), hidden) \
+            if family != "binary_drelu" else L.DReLU(normal(5), normal(5), hidden.precision_pos, hidden.precision_neg)
+        base = ep.RBM(base_visible, base_hidden, jnp.zeros_like(target.W))
+        values = {"potts_binary": 3, "binary_drelu": 2, "spin_potts": 2}[family]
+        xs = jax.random.randint(k[2], (30, 12), 0, values).astype(jnp.float32)
+        xs = 2 * xs - 1 if family == "spin_potts" else xs
     else:
         target = ep.GaussianBernoulliRBM.init(k[0], 12, 5)
         target = ep.GaussianBernoulliRBM(target.W * 2, target.b + 0.3, target.c - 0.2, target.sigma * 1.5)
@@ -174,7 +191,7 @@ def test_fused_rbm_path_weights_equal_the_generic_parameter_path(family):
         # 30 chains: the (D, N) layout (5 hidden units < 30 chains); 4 chains: the (N, D) layout
         for n, layout in ((30, "transposed"), (4, "rows")):
             path = fused.prepare(n)
-            assert path.transposed == (layout == "transposed")
+            assert path.transposed == (layout == "transposed" and "potts" not in family)
             state = path.to_state(xs[:n])
             x_f, _, d_f = path.anneal_step(path.draws(k[3], state), state, b0, b1, path.init_aux(12))
             x_f = path.from_state(x_f)

@@ -114,6 +114,35 @@ def test_rectified_draws_follow_their_density(kind):
             assert stats.kstest(draws[:, j], lambda v: np.interp(v, grid, cdf)).pvalue > 1e-3, j
 
 
+def test_potts_inverse_cdf_draws_follow_the_softmax():
+    """The fused AIS path draws Potts sites from one uniform each (inverse CDF): 40,000 draws of
+    a site with a near-zero state probability pass a chi-square test against softmax(h + I)."""
+    layer = Potts(jnp.asarray([[0.0, 1.0, -30.0, 0.5]], jnp.float32))
+    field = jnp.asarray([[0.3, -0.2, 0.0, 0.1]], jnp.float32)
+    n = 40_000
+    draws = layer.sample_from_noise(layer.noise(jax.random.key(0), (n, 1), jnp.float32),
+                                    jnp.broadcast_to(field, (n, 1, 4)))
+    p = np.asarray(jax.nn.softmax(layer.bias + field, axis=-1), np.float64)[0]
+    counts = np.bincount(np.asarray(draws[:, 0], np.int64), minlength=4)
+    assert counts[2] == 0 and set(np.unique(np.asarray(draws))) <= {0.0, 1.0, 3.0}
+    keep = p > 1e-6
+    assert stats.chisquare(counts[keep], p[keep] / p[keep].sum() * n).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("kind", ["binary", "spin", "gaussian", "relu", "drelu"])
+def test_a_layer_on_the_units_by_chains_layout_gives_the_same_numbers(kind):
+    """The fused AIS path keeps chains transposed, ``(units, chains)`` (``axis=0``), where the
+    hidden layer is narrow: energies, CGFs and the draws from the same noise equal the ``(chains,
+    units)`` layout's."""
+    layer = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), _random_layer(kind, 5, np.random.default_rng(8)))
+    field = jax.random.normal(jax.random.key(1), (7, 5)) * 3
+    noise = layer.noise(jax.random.key(2), (7, 5), jnp.float32)
+    x = layer.sample_from_noise(noise, field)
+    np.testing.assert_allclose(layer.sample_from_noise(noise.T, field.T, axis=0), x.T, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(layer.cgf(field.T, axis=0), layer.cgf(field), rtol=1e-6)
+    np.testing.assert_allclose(layer.energy(x.T, axis=0), layer.energy(x), rtol=1e-5, atol=1e-5)
+
+
 PAIRS = [("binary", "drelu"), ("potts", "binary"), ("spin", "gaussian"), ("binary", "relu"), ("spin", "potts"),
          ("gaussian", "spin")]
 

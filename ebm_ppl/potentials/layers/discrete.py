@@ -116,6 +116,7 @@ class Potts(Layer):
     """
 
     feature_ndim: ClassVar[int] = 2
+    noise_kind: ClassVar[str] = "uniform"
 
     bias: Array
 
@@ -146,6 +147,18 @@ class Potts(Layer):
 
     def cgf(self, field: Array, axis: int = -1) -> Array:
         return jnp.sum(jax.nn.logsumexp(self.bias + field, axis=-1), axis=-1)
+
+    def noise(self, key: PRNGKeyArray, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
+        """One uniform in [0, 1) per site: ``shape`` is ``(*batch, size)``, without the states' axis."""
+        return jax.random.uniform(key, shape, dtype)
+
+    def sample_from_noise(self, noise: Array, field: Array, axis: int = -1) -> Array:
+        """The inverse-CDF draw of every site: state ``c`` where ``cdf[c - 1] <= u < cdf[c]``;
+        ``noise`` ``(*batch, size)``, ``field`` ``(*batch, size, q)`` (units on the last axes only)."""
+        if axis != -1:
+            raise NotImplementedError("Potts units are drawn with their sites on the last axis but one")
+        cdf = jnp.cumsum(jax.nn.softmax(self.bias + field, axis=-1), axis=-1)
+        return jnp.sum(noise[..., None] >= cdf[..., :-1], axis=-1).astype(noise.dtype)
 
     def sample(self, key: PRNGKeyArray, field: Array, dtype: DTypeLike) -> Array:
         return jax.lax.optimization_barrier(jax.random.categorical(key, self.bias + field, axis=-1).astype(dtype))

@@ -119,6 +119,7 @@ class DReLU(Layer):
     """
 
     support: ClassVar[Support] = Support.REAL
+    noise_kind: ClassVar[str] = "uniform"
 
     bias_pos: Array
     bias_neg: Array
@@ -145,27 +146,38 @@ class DReLU(Layer):
         """The ReLU layer of -h on h < 0."""
         return ReLU(-self.bias_neg, self.precision_neg)
 
-    def _sides(self, field: Array) -> tuple[Array, Array]:
+    def _sides(self, field: Array, axis: int = -1) -> tuple[Array, Array]:
         """The log integrals of exp(-E(h) + I h) over h > 0 and over h < 0."""
-        return (log_half_gaussian(self.bias_pos + field, self.precision_pos),
-                log_half_gaussian(-(self.bias_neg + field), self.precision_neg))
+        return (log_half_gaussian(along(self.bias_pos, axis) + field, along(self.precision_pos, axis)),
+                log_half_gaussian(-(along(self.bias_neg, axis) + field), along(self.precision_neg, axis)))
 
     def cgf(self, field: Array, axis: int = -1) -> Array:
-        if axis != -1:
-            raise NotImplementedError("DReLU works on the last axis only")
-        log_pos, log_neg = self._sides(field)
-        return jnp.sum(jnp.logaddexp(log_pos, log_neg), axis=-1)
+        log_pos, log_neg = self._sides(field, axis)
+        return jnp.sum(jnp.logaddexp(log_pos, log_neg), axis=axis)
+
+    def noise(self, key: PRNGKeyArray, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
+        return jax.random.uniform(key, shape, dtype, minval=jnp.finfo(dtype).tiny, maxval=1.0)
+
+    def sample_from_noise(self, noise: Array, field: Array, axis: int = -1) -> Array:
+        """One uniform per unit: the less probable side takes ``[0, p_rare)`` (where floats are
+        finest), its draw the inverse CDF of ``u / p_rare`` on that side; the other side the
+        inverse CDF of ``(u - p_rare) / (1 - p_rare)``."""
+        log_pos, log_neg = self._sides(field, axis)
+        pos_rare = log_pos <= log_neg
+        p_rare = jax.nn.sigmoid(jnp.where(pos_rare, log_pos - log_neg, log_neg - log_pos))
+        rare = noise < p_rare
+        tiny = jnp.finfo(noise.dtype).tiny
+        u = jnp.clip(jnp.where(rare, noise / p_rare, (noise - p_rare) / (1 - p_rare)), tiny, 1.0)
+        positive = rare == pos_rare
+        (mu_pos, scale_pos), (mu_neg, scale_neg) = (self._positive.location(field, axis),
+                                                    self._negative.location(-field, axis))
+        # one truncated-normal inverse CDF per unit, on the side it drew (h = -g on the negative side)
+        g = _positive_side(jnp.where(positive, mu_pos, mu_neg), jnp.where(positive, scale_pos, scale_neg), u)
+        return jnp.where(positive, g, -g)
 
     def sample(self, key: PRNGKeyArray, field: Array, dtype: DTypeLike) -> Array:
-        key_side, key_pos, key_neg = jax.random.split(key, 3)
-        log_pos, log_neg = self._sides(field)
-        positive = jax.random.bernoulli(key_side, jax.nn.sigmoid(log_pos - log_neg))
-        tiny = jnp.finfo(dtype).tiny
-        u_pos = jax.random.uniform(key_pos, field.shape, dtype, minval=tiny, maxval=1.0)
-        u_neg = jax.random.uniform(key_neg, field.shape, dtype, minval=tiny, maxval=1.0)
-        h_pos = _positive_side(*self._positive.location(field), u_pos)
-        h_neg = -_positive_side(*self._negative.location(-field), u_neg)
-        return jax.lax.optimization_barrier(jnp.where(positive, h_pos, h_neg).astype(dtype))
+        draws = self.sample_from_noise(self.noise(key, field.shape, dtype), field)
+        return jax.lax.optimization_barrier(draws.astype(dtype))
 
     def mean(self, field: Array) -> Array:
         log_pos, log_neg = self._sides(field)
