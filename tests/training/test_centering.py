@@ -91,6 +91,28 @@ def test_fit_with_centering_returns_an_ordinary_rbm_that_learns():
     np.testing.assert_array_equal(np.asarray(trained.W), np.asarray(again.W))
 
 
+@pytest.mark.slow
+def test_centered_64x16_rbm_beats_the_plain_one_over_seeds():
+    """The issue's claim, seed-averaged: on the binarized digits, PCD-1 with 100 chains, batch
+    100, SGD 0.05, 1000 epochs, the centered 64x16 RBM's exact test log-likelihood is higher than
+    the plain one's by more than 2 standard errors of the paired difference (8 seeds; measured on
+    12: +0.174 +- 0.038 nats, the 8 used here +0.199 +- 0.042, t = 4.7, Intel Xeon)."""
+    digits = ep.data.digits(binarize=True)
+    optimizer = optax.sgd(0.05)
+
+    def test_ll(seed: int, centered: bool) -> float:
+        estimator = ep.training.pcd(k=1, num_chains=100)
+        estimator = ep.training.centered(estimator) if centered else estimator
+        rbm = ep.BernoulliRBM.init(jax.random.key(seed), 64, 16, data=digits.x_train)
+        trained, _ = ep.fit(rbm, digits.x_train, estimator, key=jax.random.key(seed + 1000), epochs=1000,
+                            optimizer=optimizer, batch_size=100, metrics=False)
+        return float(np.mean(ep.log_likelihood(trained, digits.x_test, ep.log_partition(trained))))
+
+    gains = np.array([test_ll(seed, True) - test_ll(seed, False) for seed in range(8)])
+    stderr = gains.std(ddof=1) / np.sqrt(gains.size)
+    assert gains.mean() > 2 * stderr, (gains, stderr)
+
+
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match=r"rate must be in \(0, 1\]"):
         ep.training.centered(ep.training.pcd(), rate=0.0)
