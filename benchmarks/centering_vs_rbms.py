@@ -171,7 +171,7 @@ def main(argv=None):
     ap.add_argument("--chains", type=int, default=100)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--lr", type=float, default=0.05)
-    ap.add_argument("--rate", type=float, default=0.01, help="ebm_ppl's centering rate")
+    ap.add_argument("--rate", type=float, default=1.0, help="ebm_ppl's centering rate (its default)")
     ap.add_argument("--torch-python", default=TORCH_PYTHON)
     ap.add_argument("--json")
     drv.dispatch(ap.parse_args(argv), measure_one, drive)

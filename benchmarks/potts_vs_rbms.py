@@ -451,7 +451,7 @@ def main(argv=None):
     ap.add_argument("--chains", type=int, default=100)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--lr", type=float, default=0.05)
-    ap.add_argument("--rate", type=float, default=0.01, help="ebm_ppl's centering rate")
+    ap.add_argument("--rate", type=float, default=1.0, help="ebm_ppl's centering rate (its default)")
     ap.add_argument("--ais-chains", type=int, default=100)
     ap.add_argument("--ais-temps", type=int, default=1000)
     ap.add_argument("--ais-runs", type=int, default=3, help="runs of rbms' AIS per model (it reports no error)")

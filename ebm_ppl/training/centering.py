@@ -18,9 +18,10 @@ update of Melchior et al.'s Algorithm 1,
 
 (as log-likelihood ascent directions), for any layers through automatic differentiation. The
 model stays an ordinary RBM: optimizers, saving and every other tool see plain parameters. The
-offsets are exponential moving averages, with rate ``rate``, of the data's visible features and
-of the hidden units' mean features given the data (their "dd" variant), started at the means
-over the training data.
+offsets are the batch's mean visible features and the hidden units' mean features given the
+batch (Melchior et al.'s "dd" variant), or with ``rate < 1`` exponential moving averages of them
+(started at the means over the training data); either way they move before the step that uses
+them, as the PyTorch ``rbms`` package's centered gradient does with the batch's own means.
 """
 
 from __future__ import annotations
@@ -91,14 +92,15 @@ class CenteredEstimator(eqx.Module):
         return CenteredState(state, visible, hidden)
 
     def update(self, model: Potential, batch: tuple[Array, ...], state: CenteredState):
-        """The inner estimator's update with its gradients mapped to centered steps; the offsets
-        then move towards the batch's means."""
+        """The offsets moved towards the batch's means, then the inner estimator's update with
+        its gradients mapped to centered steps at those offsets."""
         grads, inner, metrics = self.inner.update(model, batch, state.inner)
-        direction = centered_direction(model, grads, state.visible_offset, state.hidden_offset)
         visible, hidden = feature_means(model, batch[0])
         rate = self.rate
-        return direction, CenteredState(inner, (1 - rate) * state.visible_offset + rate * visible,
-                                        (1 - rate) * state.hidden_offset + rate * hidden), metrics
+        visible = (1 - rate) * state.visible_offset + rate * visible
+        hidden = (1 - rate) * state.hidden_offset + rate * hidden
+        direction = centered_direction(model, grads, visible, hidden)
+        return direction, CenteredState(inner, visible, hidden), metrics
 
 
 def _check_model(model: Potential) -> None:
@@ -108,10 +110,16 @@ def _check_model(model: Potential) -> None:
                          "GaussianBernoulliRBM are; the subspace RBM's gated couplings are not)")
 
 
-def centered(estimator: Any, rate: float = 0.01) -> CenteredEstimator:
+def centered(estimator: Any, rate: float = 1.0) -> CenteredEstimator:
     """``estimator`` (e.g. ``ep.training.pcd(k=1)``) with centered gradients (Melchior et al.
-    2016): offsets moved towards each batch's means at ``rate`` in (0, 1]. For RBMs over layers
-    with feature couplings; the trained model is an ordinary RBM of the same family."""
+    2016): each step's offsets are the batch's means (``rate=1``, the default) or moved towards
+    them at ``rate`` in (0, 1]. For RBMs over layers with feature couplings; the trained model is
+    an ordinary RBM of the same family.
+
+    The default was measured against the moving average at ``rate=0.01`` (the previous default,
+    and the rate Melchior et al. use), PCD-1 on the digits, 1000 epochs, exact test
+    log-likelihood, paired over seeds: +0.050 +- 0.016 nats for a 64x16 Bernoulli RBM (8 seeds),
+    +0.20 +- 0.04 for a Potts(q=4)-Bernoulli 64x16 one (6 seeds)."""
     if not (callable(getattr(estimator, "init", None)) and callable(getattr(estimator, "update", None))):
         raise TypeError(f"centered: estimator must have init and update (e.g. ep.training.pcd()), got "
                         f"{type(estimator).__name__}")
