@@ -110,14 +110,18 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 COMMAND_MODULES = ("quickstart", "train", "sample", "report", "logz", "version")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``ebm-ppl`` parser with one subparser per entry of :data:`COMMANDS` (the built-in
-    commands' modules imported first)."""
+    commands' modules imported first); with ``command`` one of the built-in commands, only its
+    module is imported and only its subparser built (what :func:`main` does for ``ebm-ppl
+    COMMAND ...``, so that ``logz`` does not pay for importing ArviZ or ``sample``'s BlackJAX)."""
     import importlib
 
-    for name in COMMAND_MODULES:
+    only = command in COMMAND_MODULES
+    for name in (command,) if only else COMMAND_MODULES:
         importlib.import_module(f"ebm_ppl.cli.{name}")
-    commands = "\n".join(f"  {PROG} {c.example.splitlines()[0]}" for c in _listed())
+    listed = [c for c in _listed() if c.name == command] if only else _listed()
+    commands = "\n".join(f"  {PROG} {c.example.splitlines()[0]}" for c in listed)
     parser = _Parser(
         prog=PROG,
         description="Energy-based models as first-class potentials for JAX probabilistic programming.",
@@ -133,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"do not keep compiled programs on disk (default: kept in ~/.cache/ebm_ppl/xla, or in "
                              f"${CACHE_ENV}; {CACHE_ENV}=off also disables it); later runs then compile again")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for c in _listed():
+    for c in listed:
         example = "\n".join(f"  {PROG} {line}" for line in c.example.splitlines())
         p = sub.add_parser(c.name, help=c.help, description=c.description, epilog=f"example:\n{example}",
                            formatter_class=_Formatter)
@@ -149,7 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # before anything starts JAX's backend (the commands' imports do: BlackJAX computes at import)
         if os.environ.get(COORDINATOR_ENV) and _command_word(argv) in DISTRIBUTED_COMMANDS:
             _join_distributed()
-        parser = build_parser()
+        word = _command_word(argv)
+        asks_help = any(a in ("-h", "--help") for a in argv[:argv.index(word)]) if word is not None else True
+        parser = build_parser(None if asks_help else word)
         try:
             args, extra = parser.parse_known_args(argv)
         except SystemExit as exc:  # --help and --version print and exit 0
