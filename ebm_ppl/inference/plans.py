@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, NamedTuple
 
+from jaxtyping import Array
+
 import jax
 import blackjax
 import jax.numpy as jnp
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 
-import numpy as np
 
 from ebm_ppl import checks
 from ebm_ppl.kernels import replica_exchange as pt
@@ -29,9 +30,15 @@ MALA_TARGET_ACCEPTANCE = 0.574
 
 
 class Plan(NamedTuple):
-    """What one chain runs: ``warmup(key, x0) -> (state, params)``, ``step(key, state, params)``,
-    and ``stats(state, info, params) -> dict`` of per-draw statistics (named as the kernel table's
-    ``stats``; the Gibbs kernels' ``lp`` is computed by the runner)."""
+    """What one chain runs: ``warmup(key, x0, num_warmup) -> (state, params)``, ``step(key,
+    state, params)``, and ``stats(state, info, params) -> dict`` of per-draw statistics (named as
+    the kernel table's ``stats``; the Gibbs kernels' ``lp`` is computed by the runner).
+
+    ``warmup``'s ``num_warmup`` (an int32 scalar, traced) is the number of steps it runs, at most
+    the ``num_warmup`` the plan was built for (:func:`build_plan`), so one compiled warm-up serves
+    every length up to it; step ``i`` uses the ``i``-th of ``split(key, built length)``, the same
+    keys whatever the built length (JAX's splits are prefix-stable). BlackJAX's window adaptation
+    (HMC, NUTS) schedules its windows in Python: its plan runs exactly the built length."""
 
     warmup: Callable
     step: Callable
@@ -47,7 +54,8 @@ def check_options(spec: KernelSpec, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_plan(spec: KernelSpec, potential: Potential, num_warmup: int, options: dict[str, Any]) -> Plan:
-    """The plan of kernel ``spec`` on ``potential``, by its ``tuning``; ``options`` as
+    """The plan of kernel ``spec`` on ``potential``, by its ``tuning``, whose warm-up runs up to
+    ``num_warmup`` steps (exactly that many for window adaptation); ``options`` as
     :func:`check_options` returns them."""
     if spec.tuning == "burn_in":
         algo = fixed_algorithm(spec, potential, **options)
@@ -106,18 +114,18 @@ def _ladder_plan(spec: KernelSpec, potential: Potential, num_warmup: int, option
     kernel = pt.build_kernel(base_kernel)
     tune_steps = options["adapt"] and pt.BASE_KERNELS[base_kernel].gradient
     da_init, da_update, da_final = dual_averaging_adaptation(MALA_TARGET_ACCEPTANCE)
-    rounds = _adaptation_rounds(num_warmup) if options["adapt"] else []
-    ends = jnp.asarray(np.cumsum(rounds, dtype=np.int32) - 1 if rounds else np.full(1, -1, np.int32))
-
-    def warmup(key, x0):
+    def warmup(key, x0, n):
+        ends = _round_ends(n) if options["adapt"] else jnp.full((1,), -1, jnp.int32)
         key_init, key = jax.random.split(key)
         state = pt.init(x0, family, betas, base_kernel, key_init)
         initial = pt.BASE_KERNELS[base_kernel].step_size if options["step_size"] is None else options["step_size"]
         eps = jnp.full((num,), initial, betas.dtype)
 
-        def body(carry, inputs):
+        keys = jax.random.split(key, max(num_warmup, 1))
+
+        def body(i, carry):
             state, eps, da, total, count = carry
-            i, k = inputs
+            k = keys[i]
             step = jnp.exp(da.log_step_size) if tune_steps else eps
             state, info = kernel(k, state, family, step)
             if tune_steps:
@@ -130,11 +138,10 @@ def _ladder_plan(spec: KernelSpec, potential: Potential, num_warmup: int, option
             if tune_steps:
                 eps = jnp.where(end, jax.vmap(da_final)(da), eps)
                 da = jax.tree.map(lambda new, old: jnp.where(end, new, old), jax.vmap(da_init)(eps), da)
-            return (state, eps, da, jnp.where(end, 0.0, total), jnp.where(end, 0, count)), None
+            return state, eps, da, jnp.where(end, 0.0, total), jnp.where(end, 0, count)
 
         carry = (state, eps, jax.vmap(da_init)(eps), jnp.zeros(num - 1, eps.dtype), jnp.zeros((), jnp.int32))
-        steps = (jnp.arange(num_warmup), jax.random.split(key, num_warmup))
-        (state, eps, da, _, count), _ = jax.lax.scan(body, carry, steps)
+        state, eps, da, _, count = jax.lax.fori_loop(0, n, body, carry)
         if tune_steps:
             eps = jnp.where(count > 0, jax.vmap(da_final)(da), eps)
         return state, eps
@@ -149,24 +156,25 @@ def _ladder_plan(spec: KernelSpec, potential: Potential, num_warmup: int, option
     return Plan(warmup, step, stats)
 
 
-def _adaptation_rounds(num_warmup: int, max_rounds: int = 6) -> list[int]:
-    """Lengths of the ladder-adaptation rounds: doubling, together about half of ``num_warmup``,
-    the shortest at least 10 steps (none when warm-up is shorter than 20)."""
+def _round_ends(num_warmup: Array, max_rounds: int = 6) -> Array:
+    """The last step of each ladder-adaptation round ``(max_rounds,)``, -1 past the last round:
+    rounds of doubling length, together about half of ``num_warmup`` (traced), the shortest at
+    least 10 steps, as many as that allows up to ``max_rounds`` (none when warm-up is shorter
+    than 20)."""
     half = num_warmup // 2
-    count = max_rounds
-    while count > 0 and half // (2**count - 1) < 10:
-        count -= 1
-    if count == 0:
-        return []
-    unit = half // (2**count - 1)
-    return [unit * 2**k for k in range(count)]
+    k = jnp.arange(max_rounds, dtype=jnp.int32)
+    count = jnp.sum(half // (2 ** (k + 1) - 1) >= 10)  # shorter rounds for more of them: the most that fit
+    unit = half // jnp.maximum(2**count - 1, 1)
+    used = k < count
+    return jnp.where(used, jnp.cumsum(jnp.where(used, unit * 2**k, 0)) - 1, -1)
 
 
 def _burn_in_plan(algo, num_warmup: int, stats) -> Plan:
-    def warmup(key, x0):
+    def warmup(key, x0, n):
         key_init, key_run = jax.random.split(key)
         state = algo.init(x0, key_init)
-        state, _ = jax.lax.scan(lambda s, k: algo.step(k, s), state, jax.random.split(key_run, num_warmup))
+        keys = jax.random.split(key_run, max(num_warmup, 1))  # (0 keys cannot be indexed, even unused)
+        state = jax.lax.fori_loop(0, n, lambda i, s: algo.step(keys[i], s)[0], state)
         return state, ()
 
     return Plan(warmup, lambda key, state, params: algo.step(key, state), stats)
@@ -177,18 +185,19 @@ def _dual_averaging_plan(spec: KernelSpec, logdensity_fn, num_warmup: int, step_
     kernel = spec.algorithm.build_kernel()
     da_init, da_update, da_final = dual_averaging_adaptation(MALA_TARGET_ACCEPTANCE)
 
-    def warmup(key, x0):
+    def warmup(key, x0, n):
         state = spec.algorithm.init(x0, logdensity_fn)
+        keys = jax.random.split(key, max(num_warmup, 1))
 
-        def body(carry, k):
+        def body(i, carry):
             state, da = carry
             eps = jnp.exp(da.log_step_size) if adapt else step_size
-            state, info = kernel(k, state, logdensity_fn, eps)
+            state, info = kernel(keys[i], state, logdensity_fn, eps)
             da = da_update(da, info.acceptance_rate) if adapt else da
-            return (state, da), None
+            return state, da
 
-        (state, da), _ = jax.lax.scan(body, (state, da_init(step_size)), jax.random.split(key, num_warmup))
-        tuned = da_final(da) if (adapt and num_warmup > 0) else jnp.asarray(step_size)
+        state, da = jax.lax.fori_loop(0, n, body, (state, da_init(step_size)))
+        tuned = jnp.where(n > 0, da_final(da), step_size) if adapt else jnp.asarray(step_size)
         return state, tuned
 
     def step(key, state, eps):
@@ -214,7 +223,7 @@ def _window_plan(spec: KernelSpec, potential: Potential, num_warmup: int, option
         flat = logdensity_fn
         logdensity_fn = lambda z: flat(z.reshape(event_shape))  # noqa: E731
 
-    def warmup(key, x0):
+    def warmup(key, x0, n):  # n == num_warmup: the windows are scheduled in Python
         z0 = x0.reshape(-1)
         if adapt and num_warmup > 0:
             adaptation = blackjax.window_adaptation(algorithm, logdensity_fn, initial_step_size=initial_step,

@@ -116,8 +116,9 @@ def sample(
     warmup_keys, sample_keys = (sharded_key(k, sharding) for k in (warmup_keys, sample_keys))
     warmup_keys, sample_keys, positions = place((warmup_keys, sample_keys, positions), sharding)
 
-    states, params = _warmup(target, kernel, num_warmup, options, warmup_keys, positions)
-    draws, stats = _run(target, kernel, num_warmup, options, states, params, sample_keys,
+    states, params = _warmup(target, kernel, warmup_bucket(kernel, num_warmup), options, warmup_keys, positions,
+                             jnp.asarray(num_warmup, jnp.int32))
+    draws, stats = _run(target, kernel, options, states, params, sample_keys,
                         jnp.asarray(num_samples, jnp.int32), bucket, thin, progress)
     if target is not potential:
         draws, stats = _on_support(target, draws, stats)
@@ -157,7 +158,7 @@ def draw(
     if target is not potential:
         positions = target.unconstrain(positions)
     keys = jax.random.split(jax.random.fold_in(key, 1), num)
-    states, _ = jax.vmap(plan.warmup)(keys, positions)
+    states, _ = jax.vmap(plan.warmup, in_axes=(0, 0, None))(keys, positions, jnp.asarray(num_steps, jnp.int32))
     positions = states.position if target is potential else target.constrain(states.position)
     return positions.reshape(num, *potential.event_shape)
 
@@ -197,9 +198,17 @@ def _check_memory(potential: Potential, spec, num_chains: int, num_samples: int,
 # settings reuses the compiled code instead of tracing and compiling again.
 
 @filter_jit
-def _warmup(potential: Potential, kernel: str, num_warmup: int, options: tuple, keys, positions):
-    plan = build_plan(get_kernel(kernel), potential, num_warmup, dict(options))
-    return jax.vmap(plan.warmup)(keys, positions)
+def _warmup(potential: Potential, kernel: str, bucket: int, options: tuple, keys, positions, num_warmup):
+    """Warm-up of ``num_warmup`` (traced) steps of every chain, compiled for up to ``bucket``."""
+    plan = build_plan(get_kernel(kernel), potential, bucket, dict(options))
+    return jax.vmap(plan.warmup, in_axes=(0, 0, None))(keys, positions, num_warmup)
+
+
+def warmup_bucket(kernel: str, num_warmup: int) -> int:
+    """The warm-up length ``ep.sample`` compiles for: :func:`draw_bucket`'s (at most 25% more,
+    the loop runs ``num_warmup`` steps), or exactly ``num_warmup`` for kernels whose warm-up is
+    BlackJAX's window adaptation (HMC, NUTS: their windows are scheduled in Python)."""
+    return num_warmup if get_kernel(kernel).tuning == "window_adaptation" else draw_bucket(num_warmup)
 
 
 def draw_bucket(num_samples: int) -> int:
@@ -214,14 +223,14 @@ def draw_bucket(num_samples: int) -> int:
 
 
 @filter_jit
-def _run(potential: Potential, kernel: str, num_warmup: int, options: tuple, states, params, chain_keys,
+def _run(potential: Potential, kernel: str, options: tuple, states, params, chain_keys,
          num_samples, bucket: int, thin: int, progress: bool):
     """Run ``num_samples`` (traced) draws of ``thin`` steps of every chain; keep every ``thin``-th
     state. Returns the draws ``(bucket, chain, ...)`` and the per-draw statistics ``(bucket,
     chain)``, valid in ``[:num_samples]``.
 
     Every array is an argument, never a closure: under jax.distributed they span processes."""
-    plan = build_plan(get_kernel(kernel), potential, num_warmup, dict(options))
+    plan = build_plan(get_kernel(kernel), potential, 0, dict(options))  # its step and stats: no warm-up
     # a kernel that reports the energy of the state each step starts from (block Gibbs, from the
     # hidden logits it forms anyway) hands a draw's lp = -E over with the next draw's first step
     spec = get_kernel(kernel)

@@ -275,6 +275,37 @@ def test_numpy_and_jax_scalars_are_accepted_as_kernel_options():
     assert float(idata.sample_stats["step_size"][0, 0]) == pytest.approx(0.1)
 
 
+def test_another_warmup_length_compiles_nothing_and_keeps_the_keys(caplog, monkeypatch):
+    """Warm-up is compiled for a bucket of lengths too (at most 25% more steps' keys; the loop
+    runs num_warmup): 100 and 110 warm-up steps (bucket 112) share both programs for Gibbs, MALA and parallel
+    tempering (whose adaptation rounds are data); a warm-up compiled for exactly its length
+    (the bucket switched off) gives the same draws, bit for bit. NUTS's window adaptation is
+    scheduled in Python: a new length compiles its warm-up, and only that."""
+    import logging
+
+    from ebm_ppl.inference import sampling
+
+    rbm = ep.BernoulliRBM.init(jax.random.key(0), 12, 5, scale=1.0)
+    g = ep.Gaussian(MEAN, COV)
+    runs = ((rbm, "block_gibbs", {}), (g, "mala", {}), (rbm, "parallel_tempering", {"num_replicas": 3}),
+            (g, "nuts", {}))
+    for model, kernel, options in runs:
+        ep.sample(jax.random.key(1), model, kernel, num_chains=3, num_warmup=100, num_samples=20, **options)
+        caplog.set_level(logging.WARNING)
+        caplog.clear()
+        with jax.log_compiles():
+            bucketed = ep.sample(jax.random.key(1), model, kernel, num_chains=3, num_warmup=110, num_samples=20,
+                                 **options)
+        compiled = [r.getMessage().split(" ")[1] for r in caplog.records
+                    if r.getMessage().startswith(("Compiling jit(_run", "Compiling jit(_warmup"))]
+        assert compiled == (["jit(_warmup)"] if kernel == "nuts" else []), (kernel, compiled)
+        with monkeypatch.context() as patch:
+            patch.setattr(sampling, "draw_bucket", lambda n: n)
+            exact = ep.sample(jax.random.key(1), model, kernel, num_chains=3, num_warmup=110, num_samples=20,
+                              **options)
+        np.testing.assert_array_equal(bucketed.posterior["x"].values, exact.posterior["x"].values)
+
+
 def test_a_run_of_another_length_in_the_same_bucket_compiles_nothing_and_extends_the_draws(caplog):
     """ep.sample compiles its run for a bucket of draws (ep.inference.sampling.draw_bucket: at most
     25% more): 100 and 110 draws share one program, and the first 100 of the longer run are the
