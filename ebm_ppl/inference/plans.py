@@ -11,13 +11,11 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, NamedTuple
 
-from jaxtyping import Array
-
 import jax
 import blackjax
 import jax.numpy as jnp
 from blackjax.adaptation.step_size import dual_averaging_adaptation
-
+from jaxtyping import Array
 
 from ebm_ppl import checks
 from ebm_ppl.kernels import replica_exchange as pt

@@ -275,6 +275,21 @@ def test_numpy_and_jax_scalars_are_accepted_as_kernel_options():
     assert float(idata.sample_stats["step_size"][0, 0]) == pytest.approx(0.1)
 
 
+def test_ladder_adaptation_rounds_are_doubling_and_cover_about_half_the_warmup():
+    """The traced round ends of parallel tempering's warm-up: rounds of doubling length, the
+    shortest at least 10 steps, as many as fit (at most 6) in half the warm-up; none below 20."""
+    from ebm_ppl.inference.plans import _round_ends
+
+    for n in [0, 19, 20, 21, 59, 60, 100, 110, 500, 1000, 1259, 1260, 5000]:
+        ends = [int(e) for e in _round_ends(jnp.asarray(n, jnp.int32)) if e >= 0]
+        lengths = np.diff([-1, *ends])
+        count = next((c for c in range(6, 0, -1) if (n // 2) // (2**c - 1) >= 10), 0)
+        assert len(ends) == count, n
+        if count:
+            assert lengths[0] >= 10 and all(lengths[1:] == 2 * lengths[:-1]), (n, lengths)
+            assert 0 <= n // 2 - sum(lengths) < 2**count - 1, (n, lengths)  # half, but its remainder
+
+
 def test_another_warmup_length_compiles_nothing_and_keeps_the_keys(caplog, monkeypatch):
     """Warm-up is compiled for a bucket of lengths too (at most 25% more steps' keys; the loop
     runs num_warmup): 100 and 110 warm-up steps (bucket 112) share both programs for Gibbs, MALA and parallel
