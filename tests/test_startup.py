@@ -94,13 +94,15 @@ def _logz(model: Path, out: Path, *flags: str, env: dict) -> subprocess.Complete
 
 def test_a_command_imports_only_its_own_module(saved_rbm, tmp_path):
     """``ebm-ppl logz`` builds its own subparser only: ArviZ, xarray and BlackJAX (1.6 s of the
-    second logz process's 3.9 s, Intel Xeon) stay unimported; ``ebm-ppl --help`` still lists
-    every command."""
+    second logz process's 3.9 s, Intel Xeon) stay unimported, and ``train`` imports no ArviZ;
+    ``ebm-ppl --help`` still lists every command."""
     code = ("import sys\nfrom ebm_ppl.cli import main\n"
             f"code = main(['logz', {str(saved_rbm)!r}, '--chains', '4', '--temperatures', '10', '--quiet', "
             f"'--out', {str(tmp_path / 'out')!r}])\n"
             "heavy = [m for m in ('arviz', 'xarray', 'blackjax', 'numpyro') if m in sys.modules]\n"
-            "assert code == 0 and not heavy, (code, heavy)\n")
+            "assert code == 0 and not heavy, (code, heavy)\n"
+            "assert main(['train', '--help']) == 0\n"  # its figures need matplotlib, not ArviZ
+            "assert not [m for m in ('arviz', 'xarray') if m in sys.modules]\n")
     run = _python(code, env={"EBM_PPL_COMPILE_CACHE": "off"})
     assert run.returncode == 0, run.stderr
     listing = _python(_CLI, "--help")

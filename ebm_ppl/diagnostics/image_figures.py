@@ -6,7 +6,7 @@ Drawn on ``matplotlib.figure.Figure`` with the Agg canvas (see :mod:`ebm_ppl.dia
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
@@ -15,7 +15,9 @@ from matplotlib.figure import Figure
 
 from ebm_ppl import checks
 from ebm_ppl.diagnostics.figures import is_binary, new_figure
-from ebm_ppl.diagnostics.summary import Diagnostics
+
+if TYPE_CHECKING:  # an annotation only: the training figures need no ArviZ
+    from ebm_ppl.diagnostics.summary import Diagnostics
 
 __all__ = ["image_grid", "show_grid", "draws_grid_figure", "image_layout", "last_draws_figure",
            "time_grid_figure", "pixel_maps_figure"]
