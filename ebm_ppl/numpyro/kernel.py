@@ -53,8 +53,8 @@ class EnergyKernel(MCMCKernel):
             ``"parallel_tempering"``); default by support.
         step_size: Langevin's or discrete Langevin's alpha, a number > 0 (NumPy and 0-d JAX numbers
             accepted; for parallel tempering its base kernel's); None: the kernel's default
-            (``ep.kernels.KERNELS[kernel].defaults``).
-        noise_scale: Langevin's sigma >= 0 (None: sqrt(2 alpha)).
+            (``ep.kernels.KERNELS[kernel].defaults``). Refused by kernels without a step size.
+        noise_scale: Langevin's sigma >= 0 (None: sqrt(2 alpha)); refused by other kernels.
         site: the name of the draws in ``get_samples()`` and in ArviZ's ``posterior``.
         base_kernel: parallel tempering's kernel on every rung (default: the family's).
         num_replicas: parallel tempering's number of rungs (default 8).
@@ -80,11 +80,10 @@ class EnergyKernel(MCMCKernel):
         spec = check_kernel(kernel, potential, owner="EnergyKernel")
         given = {"step_size": step_size, "noise_scale": noise_scale, "base_kernel": base_kernel,
                  "num_replicas": num_replicas, "betas": betas, "min_beta": min_beta, "reference": reference}
-        foreign = sorted(k for k, v in given.items() if v is not None and k not in spec.options
-                         and k not in ("step_size", "noise_scale"))  # those two: ignored where not used, as before
+        foreign = sorted(k for k, v in given.items() if v is not None and k not in spec.options)
         if foreign:
-            raise ValueError(f"EnergyKernel: kernel {kernel!r} does not take {', '.join(foreign)} "
-                             "(parallel tempering's options)")
+            takes = ", ".join(k for k in given if k in spec.options) or "no options"
+            raise ValueError(f"EnergyKernel: kernel {kernel!r} does not take {', '.join(foreign)} (it takes {takes})")
         parameters = check_options(spec, {k: v for k, v in given.items() if k in spec.options and v is not None})
         check_kernel_options(spec, potential, parameters, owner="EnergyKernel")
         self._algo = fixed_algorithm(spec, potential, **parameters)

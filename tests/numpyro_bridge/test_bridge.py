@@ -225,5 +225,7 @@ def test_parallel_tempering_runs_under_numpyro_on_a_fixed_ladder():
     assert tv_gibbs > 0.2, tv_gibbs  # measured 0.36: most chains never leave their mode
     with pytest.raises(ValueError, match="does not take num_replicas"):
         EnergyKernel(bm, "site_gibbs", num_replicas=4)
+    with pytest.raises(ValueError, match=r"'block_gibbs' does not take noise_scale, step_size \(it takes no options\)"):
+        EnergyKernel(ep.BernoulliRBM.init(jax.random.key(0), 4, 2), "block_gibbs", step_size=0.1, noise_scale=0.2)
     with pytest.raises(ValueError, match="strictly ascending"):
         EnergyKernel(bm, "parallel_tempering", betas=[0.5, 0.2, 1.0])
