@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -34,8 +35,10 @@ def draws_to_datatree(draws, stats: dict[str, Any], *, kernel: str, potential: P
              "stats_schema": STATS_SCHEMA}
     import arviz as az  # on first use: ArviZ is most of the package's import time
 
-    return az.from_dict(
-        {"posterior": {"x": draws}, "sample_stats": sample_stats},
-        dims={"x": event_dims, **{name: list(STAT_DIMS[name]) for name in sample_stats if name in STAT_DIMS}},
-        attrs={"posterior": attrs, "sample_stats": attrs},
-    )
+    with warnings.catch_warnings():  # its guess at swapped dimensions: ours are named, more chains than draws is fine
+        warnings.filterwarnings("ignore", message="Found chain dimension to be longer than draw dimension")
+        return az.from_dict(
+            {"posterior": {"x": draws}, "sample_stats": sample_stats},
+            dims={"x": event_dims, **{name: list(STAT_DIMS[name]) for name in sample_stats if name in STAT_DIMS}},
+            attrs={"posterior": attrs, "sample_stats": attrs},
+        )

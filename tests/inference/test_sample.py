@@ -275,6 +275,18 @@ def test_numpy_and_jax_scalars_are_accepted_as_kernel_options():
     assert float(idata.sample_stats["step_size"][0, 0]) == pytest.approx(0.1)
 
 
+def test_more_chains_than_draws_is_not_a_warning():
+    """ArviZ warns when a chain dimension is longer than the draw dimension (a guess that they
+    were swapped); ep.sample names its dimensions, so 16 chains of 2 draws stay quiet."""
+    import warnings
+
+    rbm = ep.BernoulliRBM.init(jax.random.key(0), 6, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        idata = ep.sample(jax.random.key(1), rbm, num_chains=16, num_warmup=2, num_samples=2)
+    assert idata.posterior["x"].shape == (16, 2, 6)
+
+
 def test_ladder_adaptation_rounds_are_doubling_and_cover_about_half_the_warmup():
     """The traced round ends of parallel tempering's warm-up: rounds of doubling length, the
     shortest at least 10 steps, as many as fit (at most 6) in half the warm-up; none below 20."""
