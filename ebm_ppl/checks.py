@@ -66,7 +66,10 @@ def number(value: Any, name: str) -> float:
     value = _scalar(value, name, "real number",
                     lambda d: np.issubdtype(d, np.integer) or np.issubdtype(d, np.floating))
     if _is_bool(value) or not isinstance(value, numbers.Real):
-        kind = "a complex number" if isinstance(value, numbers.Complex) else repr(value)
+        if _is_bool(value):  # bools are numbers.Complex too: name them first
+            kind = f"a bool ({value!r})"
+        else:
+            kind = "a complex number" if isinstance(value, numbers.Complex) else repr(value)
         raise ValueError(f"{name} must be a real number, got {kind}")
     number = float(value)
     if not math.isfinite(number):
