@@ -95,7 +95,7 @@ def _name(value: Any, name: str, choices: tuple[str, ...]) -> str:
 
 def _ladder_plan(spec: KernelSpec, potential: Potential, num_warmup: int, options: dict[str, Any]) -> Plan:
     """Parallel tempering. Warm-up, when ``adapt``: the first half in rounds of doubling length,
-    each followed by :func:`~ebm_ppl.kernels.replica_exchange.adapt_ladder` on the round's mean
+    each followed by :func:`~ebm_ppl.moves.ladders.adapt_ladder` on the round's mean
     swap acceptance (Syed et al. 2022; not when ``betas`` were given: that ladder is kept), then
     burn-in on the final ladder; a MALA base kernel's step
     size is tuned per rung by dual averaging, restarted at every round. The whole warm-up is one

@@ -150,7 +150,7 @@ def _pt_stats(state, info, params) -> dict:
 def _pt_algorithm(potential: Potential, *, base_kernel=None, num_replicas=8, betas=None, min_beta=0.1,
                   reference=None, step_size=None, adapt=True) -> SamplingAlgorithm:
     """Parallel tempering from the options ``ep.sample`` takes, on a fixed ladder (``betas``, or
-    :func:`~ebm_ppl.kernels.replica_exchange.ladder`'s geometric one); ``adapt`` is warm-up's."""
+    :func:`~ebm_ppl.moves.ladders.ladder`'s geometric one); ``adapt`` is warm-up's."""
     family = pt.tempering(potential, reference)
     if betas is None:
         betas = pt.ladder(num_replicas, min_beta, reference=family.has_reference)

@@ -32,12 +32,10 @@ from typing import Any, Callable, NamedTuple
 import blackjax
 import jax
 import jax.numpy as jnp
-import numpy as np
 from blackjax import GenerateSamplingAPI
 from blackjax.base import SamplingAlgorithm
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
-from ebm_ppl import checks
 from ebm_ppl.kernels.block_gibbs import build_kernel as block_gibbs_kernel
 from ebm_ppl.kernels.block_gibbs import init as block_gibbs_init
 from ebm_ppl.kernels.discrete_langevin import build_kernel as discrete_langevin_kernel
@@ -46,6 +44,8 @@ from ebm_ppl.kernels.gibbs_with_gradients import build_kernel as gibbs_with_grad
 from ebm_ppl.kernels.gibbs_with_gradients import init as gibbs_with_gradients_init
 from ebm_ppl.kernels.site_gibbs import build_kernel as site_gibbs_kernel
 from ebm_ppl.kernels.site_gibbs import init as site_gibbs_init
+from ebm_ppl.moves.ladders import (adapt_ladder, check_ladder, ladder, ladder_tuple, ladder_values, pair_log_acceptance,
+                                   swap_sources)
 from ebm_ppl.moves.tempering import REFERENCES, Tempering, tempering
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.capabilities import has_block_conditionals
@@ -142,54 +142,6 @@ def default_base_kernel(potential: Potential | Tempering) -> str:
     return "mala" if potential.support.continuous else "site_gibbs"
 
 
-def ladder(num_replicas: int, min_beta: float = 0.1, *, reference: bool = True, dtype=None) -> Array:
-    """A geometric ladder ``(R,)`` ending at beta = 1: ``min_beta ** (k / (n - 1))`` for the
-    ``n`` rungs above the reference, and beta = 0 first when ``reference`` (a tempered family
-    with a proper beta = 0, such as the AIS base); ``reference=False`` starts at ``min_beta``."""
-    num_replicas = checks.int_at_least(num_replicas, "ladder: num_replicas", 2)
-    min_beta = checks.positive_float(min_beta, "ladder: min_beta")
-    if min_beta >= 1:
-        raise ValueError(f"ladder: min_beta must be below 1, got {min_beta}")
-    dtype = jnp.result_type(float) if dtype is None else dtype
-    return jnp.asarray(ladder_values(num_replicas, min_beta, reference), dtype)
-
-
-def ladder_values(num_replicas: int, min_beta: float, reference: bool) -> tuple[float, ...]:
-    """:func:`ladder`'s betas as Python floats (for static settings; arguments unchecked)."""
-    n = num_replicas - 1 if reference else num_replicas
-    upper = [min_beta ** (1.0 - k / (n - 1)) for k in range(n)] if n > 1 else [1.0]
-    upper[-1] = 1.0
-    return tuple([0.0] * reference + upper)
-
-
-def ladder_tuple(value: Any, name: str) -> tuple[float, ...]:
-    """A ladder given by a user as a tuple of Python floats (hashable, so a static setting under
-    jit); ValueError naming ``name`` unless it is a 1-d sequence of real numbers. Its order and
-    ends are checked against a tempered family by :func:`check_ladder`."""
-    try:
-        array = np.asarray(value)
-    except Exception:  # noqa: BLE001 - any unconvertible object gets the same message
-        array = np.asarray(None)
-    if array.ndim != 1 or array.dtype == bool or not np.issubdtype(array.dtype, np.number) \
-            or np.issubdtype(array.dtype, np.complexfloating):
-        raise ValueError(f"{name} must be a 1-d sequence of real numbers (the ladder), got {value!r}")
-    return tuple(float(v) for v in array)
-
-
-def adapt_ladder(betas: Array, swap_acceptance: Array, floor: float = 1e-3) -> Array:
-    """A ladder with the same ends on which every neighbour pair has the same rejection rate,
-    from the mean acceptance probabilities ``(R - 1,)`` measured on ``betas`` ``(R,)``.
-
-    Syed, Bouchard-Côté, Deligiannidis & Doucet 2022 (JRSS B; arXiv 2019): the rejection rates ``r_i`` sum to the communication barrier
-    ``Lambda(beta)``, piecewise linear between the rungs; the new rungs sit at equal steps of
-    ``Lambda``. ``floor`` keeps ``Lambda`` strictly increasing where a pair never rejects."""
-    rejection = jnp.clip(1.0 - swap_acceptance, floor, 1.0)
-    barrier = jnp.concatenate([jnp.zeros((1,), betas.dtype), jnp.cumsum(rejection).astype(betas.dtype)])
-    levels = jnp.linspace(0.0, 1.0, betas.shape[0], dtype=betas.dtype) * barrier[-1]
-    new = jnp.interp(levels, barrier, betas)
-    return new.at[0].set(betas[0]).at[-1].set(betas[-1])
-
-
 def init(position: ArrayLike, family: Tempering, betas: ArrayLike, base_kernel: str = "block_gibbs",
          rng_key: PRNGKeyArray | None = None) -> PTState:
     """Every replica at ``position`` (``event_shape``) or at its own row of ``position``
@@ -206,32 +158,6 @@ def init(position: ArrayLike, family: Tempering, betas: ArrayLike, base_kernel: 
     num = betas.shape[0]
     return PTState(x[-1], replicas, betas, jnp.arange(num, dtype=jnp.int32), jnp.zeros(num, jnp.int32),
                    jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
-
-
-def pair_log_acceptance(family: Tempering, positions: Array, betas: Array) -> tuple[Array, Array]:
-    """The log Metropolis ratio of swapping the replicas ``positions`` ``(R, *event)`` of each
-    neighbour pair of rungs ``betas`` ``(R,)``: ``(log ratio (R - 1,), energies (R, 3))``; row r of
-    ``energies`` holds ``x_r``'s energy at the rung below r, at r and above r (clipped at the ends)."""
-    num = betas.shape[0]
-    rungs = jnp.arange(num)
-    around = betas[jnp.stack([jnp.maximum(rungs - 1, 0), rungs, jnp.minimum(rungs + 1, num - 1)], axis=1)]
-    energies = jax.vmap(family.energies)(positions, around)  # (R, 3): at the rung below, its own, above
-    own = energies[:, 1]
-    log_a = own[:-1] + own[1:] - energies[1:, 0] - energies[:-1, 2]
-    return jnp.where(jnp.isnan(log_a), -jnp.inf, log_a), energies
-
-
-def swap_sources(key: PRNGKeyArray, log_acceptance: Array, step: Array) -> tuple[Array, Array]:
-    """The even-odd swap move from the pairs' log Metropolis ratios ``(R - 1,)``: pairs (i, i + 1)
-    with i of ``step``'s parity are proposed and each accepted with its probability. Returns
-    ``(source (R,), swapped (R - 1,))``: rung r takes the replica of rung ``source[r]``."""
-    num = log_acceptance.shape[0] + 1
-    attempt = jnp.arange(num - 1) % 2 == step % 2
-    uniforms = jax.random.uniform(key, (num - 1,), log_acceptance.dtype)
-    swapped = attempt & (jnp.log(uniforms) < log_acceptance)
-    # disjoint pairs: rung i takes i + 1's replica if pair i swapped, i - 1's if pair i - 1 did
-    up, down = jnp.pad(swapped, (0, 1)), jnp.pad(swapped, (1, 0))
-    return jnp.arange(num) + up.astype(jnp.int32) - down.astype(jnp.int32), swapped
 
 
 def build_kernel(base_kernel: str = "block_gibbs"):
@@ -316,30 +242,6 @@ def check_base_kernel(name: Any, family: Tempering) -> str:
         raise ValueError(f"parallel tempering: base_kernel {name!r} does not sample {potential.support} "
                          f"potentials; use base_kernel={default_base_kernel(potential)!r}")
     return name
-
-
-def check_ladder(betas: ArrayLike, family: Tempering) -> Array:
-    """``betas`` as an array ``(R,)`` after checking it is a ladder: R >= 2, real, finite,
-    strictly ascending, the last 1, the first >= 0 (> 0 where the family has no proper beta = 0).
-    Traced values are checked for shape only."""
-    if isinstance(betas, jax.core.Tracer):
-        b = betas
-    else:
-        b = np.asarray(betas)
-        if b.dtype == bool or not (np.issubdtype(b.dtype, np.integer) or np.issubdtype(b.dtype, np.floating)):
-            raise ValueError(f"parallel tempering: betas must be real numbers, got dtype {b.dtype}")
-    if b.ndim != 1 or b.shape[0] < 2:
-        raise ValueError(f"parallel tempering: betas must be a ladder of shape (R,) with R >= 2, got shape {b.shape}")
-    if not isinstance(b, jax.core.Tracer):
-        if not np.all(np.isfinite(b)) or not np.all(np.diff(b) > 0):
-            raise ValueError(f"parallel tempering: betas must be finite and strictly ascending, got {b.tolist()}")
-        if float(b[-1]) != 1.0:
-            raise ValueError(f"parallel tempering: the last beta must be 1 (the target), got {float(b[-1])}")
-        if b[0] < 0 or (b[0] == 0 and not family.has_reference):
-            need = ">= 0" if family.has_reference else "> 0 (beta = 0 is improper for this family)"
-            raise ValueError(f"parallel tempering: the lowest beta must be {need}, got {float(b[0])}")
-        b = jnp.asarray(b, jnp.result_type(float))
-    return b
 
 
 #: ``ep.kernels.parallel_tempering``, exposed as BlackJAX exposes ``blackjax.mala``: calling it builds the algorithm.

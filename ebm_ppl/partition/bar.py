@@ -55,7 +55,7 @@ def ladder_log_partition(energies: Array, reference_log_z: Array) -> tuple[Array
 
     Args:
         energies: ``(N, R, 3)``: for draw n of rung r its energies at the rung below, its own and
-            the rung above (as :func:`ebm_ppl.kernels.replica_exchange.pair_log_acceptance`
+            the rung above (as :func:`ebm_ppl.moves.ladders.pair_log_acceptance`
             returns them per chain).
         reference_log_z: log Z of the bottom rung.
 

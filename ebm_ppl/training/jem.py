@@ -33,7 +33,7 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl import checks
 from ebm_ppl.compiler import filter_jit
-from ebm_ppl.kernels.langevin import run as langevin_run
+from ebm_ppl.moves.langevin import run as langevin_run
 from ebm_ppl.potentials.base import Potential, validate_input
 from ebm_ppl.sharding import shard_rows
 
@@ -101,7 +101,7 @@ def langevin_negatives(
     """``steps`` unadjusted Langevin steps (the library kernel, log p = -E) from every row of
     ``x0`` ``(N, *event)``; returns ``(N, *event)``.
 
-    Chain i runs :func:`ebm_ppl.kernels.langevin.run` with key ``jax.random.split(key, N)[i]``
+    Chain i runs :func:`ebm_ppl.moves.langevin.run` with key ``jax.random.split(key, N)[i]``
     (vmapped over chains, ``lax.scan`` over steps): ``steps`` gradient evaluations per chain, the
     same moves as the kernel's ``init`` + ``steps`` ``step`` calls without the gradient at the end.
     """

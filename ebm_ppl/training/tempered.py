@@ -3,7 +3,7 @@
 The persistent chains are the replicas of a tempering ladder (:mod:`ebm_ppl.moves.tempering`):
 every update moves each rung's ``num_chains`` chains by ``k`` exact Gibbs sweeps of that rung's
 model, each sweep followed by even/odd neighbour swaps with the exact Metropolis rule
-(:func:`ebm_ppl.kernels.replica_exchange.pair_log_acceptance`), and the negatives of the gradient
+(:func:`ebm_ppl.moves.ladders.pair_log_acceptance`), and the negatives of the gradient
 are the beta = 1 chains. Chains that would stay in one mode under plain PCD are refreshed from the
 hotter rungs, which is what keeps the negative phase honest on multimodal models.
 
@@ -26,8 +26,8 @@ from jaxtyping import Array, PRNGKeyArray
 
 from ebm_ppl import checks
 from ebm_ppl.moves import gibbs
-from ebm_ppl.kernels import replica_exchange as pt
-from ebm_ppl.moves.tempering import Tempering, tempering
+from ebm_ppl.moves import ladders
+from ebm_ppl.moves.tempering import REFERENCES, Tempering, tempering
 from ebm_ppl.partition.bar import ladder_log_partition
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.sharding import shard_rows
@@ -65,14 +65,14 @@ class PTPCDEstimator(eqx.Module):
         """The betas for ``family`` (Python floats)."""
         if self.betas is not None:
             return self.betas
-        return pt.ladder_values(self.num_replicas, self.min_beta, family.has_reference)
+        return ladders.ladder_values(self.num_replicas, self.min_beta, family.has_reference)
 
     def init(self, key: PRNGKeyArray, model: Potential, data: Array | tuple[Array, ...] | None = None) -> PTPCDState:
         """Every rung's chains at random rows of ``data`` when given, else at the potential's default starts."""
         family = self.family(model)
         gibbs.check_gibbs(family.at(jnp.ones(())), "PT-PCD", " (use reference='temperature' or 'base')")
         ladder = self.ladder(family)
-        pt.check_ladder(ladder, family)
+        ladders.check_ladder(ladder, family)
         key, sub = jax.random.split(key)
         num = len(ladder) * self.num_chains
         if data is not None:
@@ -97,8 +97,8 @@ class PTPCDEstimator(eqx.Module):
             keys = jax.random.split(key_move, betas.shape[0])
             chains = jax.vmap(lambda k, b, xs: gibbs.gibbs_sweep(k, family.at(b), xs))(keys, betas, chains)
             # per chain n, the replicas chains[:, n] swap along the ladder
-            log_a, energies = jax.vmap(pt.pair_log_acceptance, in_axes=(None, 1, None))(family, chains, betas)
-            sources, _ = jax.vmap(pt.swap_sources, in_axes=(0, 0, None))(
+            log_a, energies = jax.vmap(ladders.pair_log_acceptance, in_axes=(None, 1, None))(family, chains, betas)
+            sources, _ = jax.vmap(ladders.swap_sources, in_axes=(0, 0, None))(
                 jax.random.split(key_swap, self.num_chains), log_a, step)
             chains = jax.vmap(lambda c, s: c[s], in_axes=(1, 0), out_axes=1)(chains, sources)
             return (chains, step + 1), (log_a, energies)
@@ -121,7 +121,7 @@ def pt_pcd(k: int = 1, num_chains: int = 100, num_replicas: int = 10, *, min_bet
            betas=None, reference: str | None = None) -> PTPCDEstimator:
     """PT-PCD: ``num_chains`` persistent chains on each of ``num_replicas`` rungs (or the ladder
     ``betas``, ascending to 1), ``k`` tempered Gibbs sweeps with swaps per update (Desjardins et
-    al. 2010). The default ladder is :func:`ebm_ppl.kernels.replica_exchange.ladder` from
+    al. 2010). The default ladder is :func:`ebm_ppl.moves.ladders.ladder` from
     ``min_beta`` (with beta = 0 first where the tempered family has a proper reference); the
     ``reference`` is the tempered family's (docs/parallel-tempering.md). Reports
     ``pt_log_partition`` / ``pt_log_likelihood`` where the bottom rung's log Z is known."""
@@ -131,7 +131,7 @@ def pt_pcd(k: int = 1, num_chains: int = 100, num_replicas: int = 10, *, min_bet
     min_beta = checks.positive_float(min_beta, "pt_pcd: min_beta")
     if min_beta >= 1:
         raise ValueError(f"pt_pcd: min_beta must be below 1, got {min_beta}")
-    if reference not in (None, *pt.REFERENCES):
-        raise ValueError(f"pt_pcd: reference must be one of {', '.join(pt.REFERENCES)}, got {reference!r}")
-    betas = None if betas is None else pt.ladder_tuple(betas, "pt_pcd: betas")
+    if reference not in (None, *REFERENCES):
+        raise ValueError(f"pt_pcd: reference must be one of {', '.join(REFERENCES)}, got {reference!r}")
+    betas = None if betas is None else ladders.ladder_tuple(betas, "pt_pcd: betas")
     return PTPCDEstimator(k, num_chains, num_replicas, min_beta, betas, reference)
