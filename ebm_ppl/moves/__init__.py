@@ -10,3 +10,12 @@ directly, so neither imports BlackJAX where it does not need it.
 """
 
 __all__ = ["gibbs", "site", "tempering", "ladders", "langevin"]
+
+
+def __getattr__(name: str):
+    """The submodules, imported on first access (``ep.moves.ladders``)."""
+    import importlib
+
+    if name in __all__:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -136,7 +136,8 @@ def has_layers(potential: Any) -> bool:
     couplings contract their features with ``W`` (``standard_couplings``; features of any shape,
     such as Potts sites x states), with ``with_layers`` to rebuild it."""
     return (isinstance(getattr(potential, "visible", None), Layer) and isinstance(getattr(potential, "hidden", None), Layer)
-            and bool(getattr(potential, "standard_couplings", False)) and _has(potential, "with_layers"))
+            and bool(getattr(potential, "standard_couplings", False))
+            and _has(potential, "with_layers"))
 
 
 def has_centering(potential: Any) -> bool:
