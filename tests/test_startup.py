@@ -62,6 +62,9 @@ def test_import_leaves_the_plotting_and_arviz_stack_for_later():
             "else:\n    raise SystemExit('no AttributeError')\n")
     run = _python(code)
     assert run.returncode == 0, run.stderr
+    # the BlackJAX-free moves are reachable as attributes before anything imported them
+    run = _python("import ebm_ppl as ep\nassert callable(ep.moves.ladders.ladder) and callable(ep.moves.langevin.run)\n")
+    assert run.returncode == 0, run.stderr
 
 
 def test_a_second_process_loads_the_programs_from_the_cache(tmp_path):
