@@ -12,6 +12,7 @@ join a ``jax.distributed`` run before anything starts JAX's backend (BlackJAX's 
 """
 
 from ebm_ppl._version import __version__
+from ebm_ppl.lazy import lazy_names as _lazy_names
 
 __all__ = [
     "__version__",
@@ -75,19 +76,4 @@ _FROM = {
 }
 
 
-def __getattr__(name: str):
-    """The public names, imported on first access (PEP 562) and kept."""
-    import importlib
-
-    if name in _MODULES:
-        value = importlib.import_module(f"ebm_ppl.{name}")
-    elif name in _FROM:
-        value = getattr(importlib.import_module(_FROM[name]), name)
-    else:
-        raise AttributeError(f"module 'ebm_ppl' has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy_names(globals(), {**{name: f"ebm_ppl.{name}" for name in _MODULES}, **_FROM})

@@ -8,23 +8,10 @@ The three names load on first use (PEP 562): a module that needs only the figure
 (:mod:`ebm_ppl.diagnostics.figures`, matplotlib) does not import ArviZ and xarray.
 """
 
+from ebm_ppl.lazy import lazy_names as _lazy_names
+
 __all__ = ["diagnose", "Diagnostics", "report"]
 
-#: The public names and the module each comes from.
-_FROM = {"report": "ebm_ppl.diagnostics.html_report", "diagnose": "ebm_ppl.diagnostics.summary",
-         "Diagnostics": "ebm_ppl.diagnostics.summary"}
-
-
-def __getattr__(name: str):
-    """The public names, imported on first access and kept."""
-    import importlib
-
-    if name not in _FROM:
-        raise AttributeError(f"module 'ebm_ppl.diagnostics' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_FROM[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy_names(globals(), {"report": "ebm_ppl.diagnostics.html_report",
+                                              "diagnose": "ebm_ppl.diagnostics.summary",
+                                              "Diagnostics": "ebm_ppl.diagnostics.summary"})

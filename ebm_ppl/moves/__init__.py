@@ -9,13 +9,8 @@ wrap them in BlackJAX's ``SamplingAlgorithm`` convention; ``ep.ais`` and ``ep.fi
 directly, so neither imports BlackJAX where it does not need it.
 """
 
+from ebm_ppl.lazy import lazy_names as _lazy_names
+
 __all__ = ["gibbs", "site", "tempering", "ladders", "langevin"]
 
-
-def __getattr__(name: str):
-    """The submodules, imported on first access (``ep.moves.ladders``)."""
-    import importlib
-
-    if name in __all__:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = _lazy_names(globals(), {name: f"ebm_ppl.moves.{name}" for name in __all__})
