@@ -43,12 +43,13 @@ class Plan(NamedTuple):
     stats: Callable
 
 
-def check_options(spec: KernelSpec, options: dict[str, Any]) -> dict[str, Any]:
+def check_options(spec: KernelSpec, options: dict[str, Any], owner: str | None = None) -> dict[str, Any]:
     """Every option of kernel ``spec``: the given ones checked (names against the table, by
     :func:`ebm_ppl.kernels.check_kernel`; values here) and normalized to Python numbers, the
-    others at their defaults. ValueError naming a bad value."""
+    others at their defaults. ValueError naming a bad value (after ``owner:`` when given)."""
     options = {**{name: spec.defaults.get(name) for name in spec.options}, **options}
-    return {name: value if value is None else _CHECKS[name](value, name) for name, value in options.items()}
+    prefix = "" if owner is None else f"{owner}: "
+    return {name: value if value is None else _CHECKS[name](value, prefix + name) for name, value in options.items()}
 
 
 def build_plan(spec: KernelSpec, potential: Potential, num_warmup: int, options: dict[str, Any]) -> Plan:

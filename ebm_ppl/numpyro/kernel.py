@@ -84,10 +84,8 @@ class EnergyKernel(MCMCKernel):
         if foreign:
             takes = ", ".join(k for k in given if k in spec.options) or "no options"
             raise ValueError(f"EnergyKernel: kernel {kernel!r} does not take {', '.join(foreign)} (it takes {takes})")
-        try:
-            parameters = check_options(spec, {k: v for k, v in given.items() if k in spec.options and v is not None})
-        except ValueError as exc:
-            raise ValueError(f"EnergyKernel: {exc}") from None
+        parameters = check_options(spec, {k: v for k, v in given.items() if k in spec.options and v is not None},
+                                   owner="EnergyKernel")
         check_kernel_options(spec, potential, parameters, owner="EnergyKernel")
         self._algo = fixed_algorithm(spec, potential, **parameters)
         if not isinstance(site, str) or not site:
