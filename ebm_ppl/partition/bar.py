@@ -8,8 +8,10 @@ sample sizes)
     sum_F f(w_F - dF) = sum_R f(w_R + dF),    f(t) = 1 / (1 + e^t),
 
 the minimum-variance estimator among those using both directions. The left side increases in dF
-and the right decreases, so the root is found by bisection (robust where a Newton step would
-overflow). Parallel tempering has draws at every rung, so ``log Z(1) = log Z(beta_0) - sum_i
+and the right decreases, so the root is found by Newton's method inside a bracket that every
+step narrows (a step that would leave the bracket bisects it instead, so it cannot diverge or
+overflow); it converges in a handful of steps where the works overlap, and the root is solved once
+per PT-PCD update. Parallel tempering has draws at every rung, so ``log Z(1) = log Z(beta_0) - sum_i
 dF_i`` along the ladder (:func:`ladder_log_partition`); this is how ``ep.training.pt_pcd`` reports
 a live log Z during training, as RestrictedBoltzmannMachines.jl's PTT does.
 """
@@ -23,12 +25,14 @@ from jaxtyping import Array
 __all__ = ["bar_log_ratio", "ladder_log_partition"]
 
 
-def bar_log_ratio(w_forward: Array, w_reverse: Array, num_iterations: int = 64) -> Array:
+def bar_log_ratio(w_forward: Array, w_reverse: Array, max_iterations: int = 64) -> Array:
     """``log Z_1 - log Z_0`` by BAR from works ``w_forward`` ``(N,)`` and ``w_reverse`` ``(M,)``
     (``N`` and ``M`` may differ: the sample-size term ``log(N / M)`` is included); any leading
-    batch axes are vmapped. Traced, ``num_iterations`` bisection steps."""
+    batch axes are vmapped. Traced: safeguarded Newton steps, each keeping a bracket of the root
+    and bisecting it where a Newton step would leave it, until a step moves the root by less than
+    ``1e-6 (1 + |root|)`` (a handful of steps for overlapping works) or ``max_iterations``."""
     if w_forward.ndim > 1:
-        return jax.vmap(lambda f, r: bar_log_ratio(f, r, num_iterations))(w_forward, w_reverse)
+        return jax.vmap(lambda f, r: bar_log_ratio(f, r, max_iterations))(w_forward, w_reverse)
     shift = jnp.log(w_forward.shape[0] / w_reverse.shape[0])
 
     def excess(df):  # log sum_F f(w_F - df + shift) - log sum_R f(w_R + df - shift): increasing in df
@@ -36,18 +40,27 @@ def bar_log_ratio(w_forward: Array, w_reverse: Array, num_iterations: int = 64) 
         right = jax.nn.logsumexp(-jax.nn.softplus(w_reverse + df - shift))
         return left - right
 
-    finite = jnp.concatenate([w_forward, w_reverse])
-    span = jnp.max(jnp.abs(jnp.where(jnp.isfinite(finite), finite, 0.0))) + 50.0
+    works = jnp.concatenate([w_forward, w_reverse])
+    span = jnp.max(jnp.abs(jnp.where(jnp.isfinite(works), works, 0.0))) + 50.0
     low, high = -span + shift, span + shift
+    # start between the two Jensen bounds -<w_R> <= dF <= <w_F> (means of the finite works)
+    mean = lambda w: jnp.mean(jnp.where(jnp.isfinite(w), w, 0.0))  # noqa: E731
+    start = jnp.clip(0.5 * (mean(w_forward) - mean(w_reverse)), low, high)
 
-    def bisect(_, bounds):
-        low, high = bounds
-        mid = 0.5 * (low + high)
-        above = excess(mid) > 0
-        return jnp.where(above, low, mid), jnp.where(above, mid, high)
+    def newton(state):
+        i, low, high, df, _ = state
+        value, slope = jax.value_and_grad(excess)(df)
+        low, high = jnp.where(value <= 0, df, low), jnp.where(value <= 0, high, df)
+        step = df - value / slope
+        inside = (step >= low) & (step <= high)  # False for a NaN step too
+        new = jnp.where(inside, step, 0.5 * (low + high))
+        return i + 1, low, high, new, jnp.abs(new - df) > 1e-6 * (1 + jnp.abs(df))
 
-    low, high = jax.lax.fori_loop(0, num_iterations, bisect, (low, high))
-    return -0.5 * (low + high)
+    def running(state):
+        return (state[0] < max_iterations) & state[4]
+
+    state = jax.lax.while_loop(running, newton, (jnp.zeros((), jnp.int32), low, high, start, jnp.array(True)))
+    return -state[3]
 
 
 def ladder_log_partition(energies: Array, reference_log_z: Array) -> tuple[Array, Array]:

@@ -83,6 +83,34 @@ def test_bar_recovers_analytic_log_ratios():
         assert abs(float(unequal) - np.log(s)) < 0.1
 
 
+def test_bar_root_matches_a_float64_root_finder():
+    """The root of Bennett's equation equals scipy's brentq on the float64 equation (to float32
+    precision) for overlapping works of many scales and sample sizes, within 8 Newton steps (a
+    bisection of the initial bracket would need ~25), and an infinite work is ignored by the
+    bracket, as an energy of +inf at a neighbour's draw gives."""
+    from scipy.optimize import brentq
+    from scipy.special import log_expit, logsumexp
+
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        n, m = rng.integers(5, 300, 2)
+        scale, offset = 10 ** rng.uniform(-2, 2), rng.normal()
+        forward = (scale * (rng.normal(size=n) + offset)).astype(np.float32)
+        reverse = (scale * (rng.normal(size=m) - offset)).astype(np.float32)
+        shift = np.log(n / m)
+
+        def excess(df, f=forward.astype(np.float64), r=reverse.astype(np.float64), shift=shift):
+            return logsumexp(log_expit(-(f - df + shift))) - logsumexp(log_expit(-(r + df - shift)))
+
+        span = np.abs(np.concatenate([forward, reverse])).max() + 50.0
+        root = brentq(excess, -span + shift, span + shift, xtol=1e-12)
+        got = float(bar_log_ratio(jnp.asarray(forward), jnp.asarray(reverse), max_iterations=8))
+        assert abs(got + root) <= 2e-5 * (1 + abs(root)), (scale, offset, n, m, got, -root)
+    forward = np.array([np.inf, 0.5, 1.0, 0.2], np.float32)
+    reverse = np.array([-0.4, -0.9, 0.1], np.float32)
+    assert np.isfinite(float(bar_log_ratio(jnp.asarray(forward), jnp.asarray(reverse))))
+
+
 def test_ladder_log_partition_sums_the_pairs():
     """Energies (N, R, 3) of exact draws of three Gaussian rungs with known log Z: the ladder's
     log Z is the reference's plus the BAR ratios, within Monte Carlo error."""
