@@ -21,7 +21,7 @@ from ebm_ppl import checks
 from ebm_ppl.moves.tempering import Tempering
 
 __all__ = ["ladder", "ladder_values", "ladder_tuple", "check_ladder", "adapt_ladder", "pair_log_acceptance",
-           "swap_sources"]
+           "swap_sources", "exchange"]
 
 
 def ladder(num_replicas: int, min_beta: float = 0.1, *, reference: bool = True, dtype=None) -> Array:
@@ -120,3 +120,22 @@ def swap_sources(key: PRNGKeyArray, log_acceptance: Array, step: Array) -> tuple
     # disjoint pairs: rung i takes i + 1's replica if pair i swapped, i - 1's if pair i - 1 did
     up, down = jnp.pad(swapped, (0, 1)), jnp.pad(swapped, (1, 0))
     return jnp.arange(num) + up.astype(jnp.int32) - down.astype(jnp.int32), swapped
+
+
+def exchange(values: Any, swapped: Array) -> Any:
+    """Every leaf of ``values`` (rung axis first, ``(R, *batch, ...)``) with the neighbours of each
+    swapped pair exchanged: ``swapped`` ``(R - 1, *batch)`` from :func:`swap_sources` (disjoint
+    pairs). The same as indexing by its ``source``, by selects instead of a gather: for PT-PCD's
+    (rungs, chains) arrays a batched gather is slow on CPU (a 64x20 epoch with 8 rungs x 100
+    chains: 4.4 -> 3.6 ms, Intel Xeon). Parallel tempering's kernel, vmapped over chains from
+    outside, gathers its few rungs as fast either way."""
+    up = jnp.concatenate([swapped, jnp.zeros_like(swapped[:1])])  # rung r takes r + 1's
+    down = jnp.concatenate([jnp.zeros_like(swapped[:1]), swapped])  # rung r takes r - 1's
+
+    def one(a):
+        shape = up.shape + (1,) * (a.ndim - up.ndim)
+        above = jnp.concatenate([a[1:], a[-1:]])
+        below = jnp.concatenate([a[:1], a[:-1]])
+        return jnp.where(up.reshape(shape), above, jnp.where(down.reshape(shape), below, a))
+
+    return jax.tree.map(one, values)

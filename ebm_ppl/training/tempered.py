@@ -98,9 +98,9 @@ class PTPCDEstimator(eqx.Module):
             chains = jax.vmap(lambda k, b, xs: gibbs.gibbs_sweep(k, family.at(b), xs))(keys, betas, chains)
             # per chain n, the replicas chains[:, n] swap along the ladder
             log_a, energies = jax.vmap(ladders.pair_log_acceptance, in_axes=(None, 1, None))(family, chains, betas)
-            sources, _ = jax.vmap(ladders.swap_sources, in_axes=(0, 0, None))(
+            _, swapped = jax.vmap(ladders.swap_sources, in_axes=(0, 0, None))(
                 jax.random.split(key_swap, self.num_chains), log_a, step)
-            chains = jax.vmap(lambda c, s: c[s], in_axes=(1, 0), out_axes=1)(chains, sources)
+            chains = ladders.exchange(chains, swapped.T)
             return (chains, step + 1), (log_a, energies)
 
         (chains, step), (log_a, energies) = jax.lax.scan(sweep, (shard_rows(state.chains, 1), state.step),

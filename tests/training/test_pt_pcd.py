@@ -149,3 +149,20 @@ def test_bad_ladder_and_models_without_gibbs_moves_are_refused_at_init():
         ep.training.pt_pcd(betas=(0.0, 0.8, 0.5, 1.0)).init(jax.random.key(0), rbm)
     with pytest.raises(ValueError, match="PT-PCD need Gibbs moves"):
         ep.training.pt_pcd().init(jax.random.key(0), ep.Gaussian.standard(2))
+
+
+def test_exchange_equals_indexing_by_the_swap_sources():
+    """``exchange`` (selects) gives every leaf indexed by ``swap_sources``' sources, per chain."""
+    from ebm_ppl.moves.ladders import exchange, swap_sources
+
+    num_rungs, num_chains = 6, 50
+    log_a = jax.random.normal(jax.random.key(0), (num_chains, num_rungs - 1))
+    chains = jax.random.normal(jax.random.key(1), (num_rungs, num_chains, 3))
+    labels = jnp.broadcast_to(jnp.arange(num_rungs)[:, None], (num_rungs, num_chains))
+    for step in (0, 1):
+        sources, swapped = jax.vmap(swap_sources, in_axes=(0, 0, None))(
+            jax.random.split(jax.random.key(2 + step), num_chains), log_a, step)
+        assert bool(jnp.any(swapped))
+        got = exchange({"x": chains, "label": labels}, swapped.T)
+        np.testing.assert_array_equal(got["x"], jax.vmap(lambda c, s: c[s], in_axes=(1, 0), out_axes=1)(chains, sources))
+        np.testing.assert_array_equal(got["label"], sources.T)
