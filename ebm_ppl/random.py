@@ -51,7 +51,7 @@ from jax import lax
 from jaxtyping import PRNGKeyArray
 
 __all__ = ["DEFAULT_IMPL", "PHILOX2X32_64", "PHILOX2X32_64_SPMD", "philox2x32_64", "philox2x32_64_spmd", "rekey",
-           "is_shardable", "for_sharding", "from_sharding", "is_key"]
+           "is_shardable", "for_sharding", "from_sharding", "is_key", "philox2x32_block", "mulhi_wide"]
 
 #: The name of ebm_ppl's Philox-2x32-10 generator with 64-bit keys.
 PHILOX2X32_64 = "philox2x32_64"
@@ -70,7 +70,7 @@ _WEYL = np.uint32(0x9E3779B9)  # Random123's PHILOX_W32_0: the key's increment b
 _SPLIT, _FOLD_IN, _SEED = np.uint32(0x243F6A88), np.uint32(0x85A308D3), np.uint32(0x13198A2E)
 
 
-def _mulhi_wide(a, b):
+def mulhi_wide(a, b):
     """``lax.mulhi`` of uint32 arrays as the high word of their 64-bit product: the same bits, in
     operations JAX's SPMD partitioner compiles (64-bit types inside the function only)."""
     with jax.enable_x64(True):
@@ -78,7 +78,7 @@ def _mulhi_wide(a, b):
         return lax.convert_element_type(lax.shift_right_logical(product, np.uint64(32)), np.uint32)
 
 
-def _philox2x32(key, hi, lo, mulhi=lax.mulhi):
+def philox2x32_block(key, hi, lo, mulhi=lax.mulhi):
     """Philox-2x32 with ``_ROUNDS`` rounds: key word ``key``, counter ``(hi, lo)`` (uint32 arrays
     that broadcast) -> the two uint32 words of the output block."""
     key = jnp.asarray(key, np.uint32)
@@ -94,19 +94,19 @@ def _seed(seed: jax.Array, mulhi=lax.mulhi) -> jax.Array:
     seed = jnp.asarray(seed)
     high = (lax.shift_right_logical(seed, jnp.asarray(32, seed.dtype)) if seed.dtype.itemsize == 8
             else jnp.zeros((), seed.dtype))
-    words = _philox2x32(_SEED, lax.convert_element_type(high, np.uint32),
+    words = philox2x32_block(_SEED, lax.convert_element_type(high, np.uint32),
                         lax.convert_element_type(seed, np.uint32), mulhi)
     return jnp.stack(words)
 
 
 def _split(key: jax.Array, shape: tuple[int, ...], mulhi=lax.mulhi) -> jax.Array:
     index = lax.iota(np.uint32, math.prod(shape))
-    words = _philox2x32(key[0] ^ _SPLIT, key[1], index, mulhi)
+    words = philox2x32_block(key[0] ^ _SPLIT, key[1], index, mulhi)
     return jnp.stack(words, axis=-1).reshape(*shape, 2)
 
 
 def _fold_in(key: jax.Array, data: jax.Array, mulhi=lax.mulhi) -> jax.Array:
-    return jnp.stack(_philox2x32(key[0] ^ _FOLD_IN, key[1], jnp.asarray(data, np.uint32), mulhi))
+    return jnp.stack(philox2x32_block(key[0] ^ _FOLD_IN, key[1], jnp.asarray(data, np.uint32), mulhi))
 
 
 def _random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...], mulhi=lax.mulhi) -> jax.Array:
@@ -114,7 +114,7 @@ def _random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...], mulhi=l
     words = 2 * size if bit_width == 64 else size
     if words > 2**32:
         raise ValueError(f"{PHILOX2X32_64}: at most 2**32 32-bit words per draw, asked for {words}")
-    hi, lo = _philox2x32(key[0], key[1], lax.iota(np.uint32, words), mulhi)
+    hi, lo = philox2x32_block(key[0], key[1], lax.iota(np.uint32, words), mulhi)
     bits = hi ^ lo
     if bit_width == 64:
         wide = lax.convert_element_type(bits, np.uint64)
@@ -140,7 +140,7 @@ philox2x32_64 = _define(PHILOX2X32_64, lax.mulhi)
 
 #: :data:`philox2x32_64`'s twin for programs sharded over devices: every key, split, fold-in and
 #: number equal to it, ``mulhi`` computed through a 64-bit product (see :func:`for_sharding`).
-philox2x32_64_spmd = _define(PHILOX2X32_64_SPMD, _mulhi_wide)
+philox2x32_64_spmd = _define(PHILOX2X32_64_SPMD, mulhi_wide)
 
 _OWN_IMPLS = {PHILOX2X32_64: philox2x32_64, PHILOX2X32_64_SPMD: philox2x32_64_spmd}
 

@@ -51,13 +51,13 @@ def test_default_generator_draws_are_uniform():
 
 def test_philox2x32_round_function_reproduces_random123s_known_answers():
     """Random123's kat_vectors for philox2x32 with 10 rounds: (counter hi, lo, key) -> output."""
-    from ebm_ppl.random import _philox2x32
+    from ebm_ppl.random import philox2x32_block
 
     cases = [((0x00000000, 0x00000000, 0x00000000), (0xFF1DAE59, 0x6CD10DF2)),
              ((0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF), (0x2C3F628B, 0xAB4FD7AD)),
              ((0x243F6A88, 0x85A308D3, 0x13198A2E), (0xDD7CE038, 0xF62A4C12))]
     for (hi, lo, key), want in cases:
-        got = _philox2x32(np.uint32(key), jnp.uint32(hi), jnp.uint32(lo))
+        got = philox2x32_block(np.uint32(key), jnp.uint32(hi), jnp.uint32(lo))
         assert tuple(int(w) for w in got) == want
 
 
@@ -109,7 +109,7 @@ def test_philox2x32_64_keys_differing_in_one_word_give_independent_streams():
 def test_the_sharded_twin_draws_the_same_numbers():
     """ep.random.for_sharding turns a philox2x32_64 key into the twin JAX can partition: every
     split, fold-in, seed and number is equal (its mulhi comes from a 64-bit product instead)."""
-    from ebm_ppl.random import _mulhi_wide
+    from ebm_ppl.random import mulhi_wide
 
     p = ep.random.rekey(jax.random.key(5))
     t = ep.random.for_sharding(p)
@@ -127,9 +127,9 @@ def test_the_sharded_twin_draws_the_same_numbers():
     # the 64-bit product's high word is lax.mulhi's on random words and at the edges
     x = jax.random.bits(jax.random.key(1), (10_000,), jnp.uint32)
     y = jax.random.bits(jax.random.key(2), (10_000,), jnp.uint32)
-    np.testing.assert_array_equal(jax.jit(_mulhi_wide)(x, y), jax.lax.mulhi(x, y))
+    np.testing.assert_array_equal(jax.jit(mulhi_wide)(x, y), jax.lax.mulhi(x, y))
     edge = jnp.array([0, 1, 0xFFFF, 0x10000, 0x80000000, 0xFFFFFFFF], jnp.uint32)
     a, b = jnp.meshgrid(edge, edge)
-    np.testing.assert_array_equal(_mulhi_wide(a, b), jax.lax.mulhi(a, b))
+    np.testing.assert_array_equal(mulhi_wide(a, b), jax.lax.mulhi(a, b))
     # the twin is a key of its own, and 64-bit types do not leak out of it
     assert jax.random.bits(t, (3,)).dtype == jnp.uint32 and not jax.config.jax_enable_x64

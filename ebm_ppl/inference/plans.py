@@ -22,7 +22,7 @@ from ebm_ppl.kernels import replica_exchange as pt
 from ebm_ppl.kernels.registry import KernelSpec, fixed_algorithm
 from ebm_ppl.potentials.base import Potential
 
-__all__ = ["Plan", "build_plan", "check_options", "MALA_TARGET_ACCEPTANCE"]
+__all__ = ["Plan", "build_plan", "check_options", "adaptation_round_ends", "MALA_TARGET_ACCEPTANCE"]
 
 MALA_TARGET_ACCEPTANCE = 0.574
 
@@ -114,7 +114,7 @@ def _ladder_plan(spec: KernelSpec, potential: Potential, num_warmup: int, option
     tune_steps = options["adapt"] and pt.BASE_KERNELS[base_kernel].gradient
     da_init, da_update, da_final = dual_averaging_adaptation(MALA_TARGET_ACCEPTANCE)
     def warmup(key, x0, n):
-        ends = _round_ends(n) if options["adapt"] else jnp.full((1,), -1, jnp.int32)
+        ends = adaptation_round_ends(n) if options["adapt"] else jnp.full((1,), -1, jnp.int32)
         key_init, key = jax.random.split(key)
         state = pt.init(x0, family, betas, base_kernel, key_init)
         initial = pt.BASE_KERNELS[base_kernel].step_size if options["step_size"] is None else options["step_size"]
@@ -155,7 +155,7 @@ def _ladder_plan(spec: KernelSpec, potential: Potential, num_warmup: int, option
     return Plan(warmup, step, stats)
 
 
-def _round_ends(num_warmup: Array, max_rounds: int = 6) -> Array:
+def adaptation_round_ends(num_warmup: Array, max_rounds: int = 6) -> Array:
     """The last step of each ladder-adaptation round ``(max_rounds,)``, -1 past the last round:
     rounds of doubling length, together about half of ``num_warmup`` (traced), the shortest at
     least 10 steps, as many as that allows up to ``max_rounds`` (none when warm-up is shorter

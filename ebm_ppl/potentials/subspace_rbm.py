@@ -19,7 +19,7 @@ from ebm_ppl.potentials.layers import Binary, Layer
 from ebm_ppl.potentials.rbm import RBMBase
 from ebm_ppl.potentials.registry import register_potential
 
-__all__ = ["SubspaceRBM"]
+__all__ = ["SubspaceRBM", "decode_hidden"]
 
 
 @register_potential()
@@ -207,7 +207,7 @@ class SubspaceUnits(Layer):
         cgf(I) = sum_j [K log 2 + softplus(c_j - K log 2 + sum_k softplus(a_jk))],
 
     and ``p(h_j = 1 | I) = sigmoid(c_j - K log 2 + sum_k softplus(a_jk))``, ``p(S_jk = 1 | h, I)
-    = sigmoid(h_j a_jk)``. Enumerating it takes ``(1 + 2^K)^M`` states (:func:`_decode_hidden`).
+    = sigmoid(h_j a_jk)``. Enumerating it takes ``(1 + 2^K)^M`` states (:func:`decode_hidden`).
 
     Attributes:
         gate_bias: c, shape ``(M,)``.
@@ -271,11 +271,11 @@ class SubspaceUnits(Layer):
         return (1 + 2**self.n_subspace) ** self.size
 
     def state(self, index: Array, dtype) -> tuple[tuple[Array, Array], Array]:
-        h, S, log_mult = _decode_hidden(index, self.size, self.n_subspace, dtype)
+        h, S, log_mult = decode_hidden(index, self.size, self.n_subspace, dtype)
         return (h, S), log_mult
 
 
-def _decode_hidden(idx: Array, n_gates: int, n_subspace: int, dtype) -> tuple[Array, Array, Array]:
+def decode_hidden(idx: Array, n_gates: int, n_subspace: int, dtype) -> tuple[Array, Array, Array]:
     """Mixed-radix index -> ``(h, S, log_multiplicity)``: ``(chunk,) -> (chunk, M), (chunk, M, K), (chunk,)``.
 
     Digit j (base ``1 + 2^K``, least significant first) is 0 for an off gate (S_j set to 0,

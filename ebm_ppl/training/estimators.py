@@ -33,7 +33,8 @@ from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.capabilities import has_closed_form_gradient
 from ebm_ppl.sharding import shard_rows
 
-__all__ = ["GradientEstimator", "CDEstimator", "PCDEstimator", "CDState", "PCDState", "cd", "pcd", "gibbs_sweeps", "grads_and_metrics"]
+__all__ = ["GradientEstimator", "CDEstimator", "PCDEstimator", "CDState", "PCDState", "cd", "pcd", "gibbs_sweeps", "grads_and_metrics",
+           "free_energy_gap"]
 
 
 class GradientEstimator(NamedTuple):
@@ -68,7 +69,7 @@ def gibbs_sweeps(key: PRNGKeyArray, model: Potential, xs: Array, k: int) -> Arra
     return gibbs.gibbs_sweeps(key, model, xs, k)
 
 
-def _free_energy_gap(model: Potential, x_data: Array, x_model: Array) -> Array:
+def free_energy_gap(model: Potential, x_data: Array, x_model: Array) -> Array:
     """``mean F(x_data) - mean F(x_model)``: its gradient is the NLL gradient estimate."""
     f = jax.vmap(model.unbatched_energy)
     return jnp.mean(f(x_data)) - jnp.mean(f(jax.lax.stop_gradient(x_model)))
@@ -80,7 +81,7 @@ def grads_and_metrics(model: Potential, x_data: Array, x_model: Array) -> tuple[
     if has_closed_form_gradient(model):
         grads, gap = model.contrastive_gradient(x_data, x_model)
     else:
-        gap, grads = eqx.filter_value_and_grad(_free_energy_gap)(model, x_data, x_model)
+        gap, grads = eqx.filter_value_and_grad(free_energy_gap)(model, x_data, x_model)
     return grads, {"free_energy_gap": gap}
 
 

@@ -290,10 +290,10 @@ def test_more_chains_than_draws_is_not_a_warning():
 def test_ladder_adaptation_rounds_are_doubling_and_cover_about_half_the_warmup():
     """The traced round ends of parallel tempering's warm-up: rounds of doubling length, the
     shortest at least 10 steps, as many as fit (at most 6) in half the warm-up; none below 20."""
-    from ebm_ppl.inference.plans import _round_ends
+    from ebm_ppl.inference.plans import adaptation_round_ends
 
     for n in [0, 19, 20, 21, 59, 60, 100, 110, 500, 1000, 1259, 1260, 5000]:
-        ends = [int(e) for e in _round_ends(jnp.asarray(n, jnp.int32)) if e >= 0]
+        ends = [int(e) for e in adaptation_round_ends(jnp.asarray(n, jnp.int32)) if e >= 0]
         lengths = np.diff([-1, *ends])
         count = next((c for c in range(6, 0, -1) if (n // 2) // (2**c - 1) >= 10), 0)
         assert len(ends) == count, n

@@ -12,7 +12,7 @@ import pytest
 import ebm_ppl.potentials as potentials
 from ebm_ppl.potentials import SubspaceRBM, log_partition
 from ebm_ppl.potentials.enumeration import all_binary_states
-from ebm_ppl.potentials.subspace_rbm import _decode_hidden
+from ebm_ppl.potentials.subspace_rbm import decode_hidden
 
 logsumexp = jax.scipy.special.logsumexp
 
@@ -185,7 +185,7 @@ def test_mixed_radix_decoding_covers_each_state_once():
     """Decoded (h, S) are distinct, S_j = 0 when h_j = 0, and multiplicities add up to 2^(M(K+1))."""
     n_gates, n_subspace = 3, 2
     idx = jnp.arange(5**3, dtype=jnp.int32)
-    h, S, log_mult = (np.asarray(a) for a in _decode_hidden(idx, n_gates, n_subspace, jnp.float32))
+    h, S, log_mult = (np.asarray(a) for a in decode_hidden(idx, n_gates, n_subspace, jnp.float32))
     assert h.shape == (125, 3) and S.shape == (125, 3, 2) and log_mult.shape == (125,)
     assert np.all(S * (1 - h)[..., None] == 0)
     assert len(np.unique(np.concatenate([h, S.reshape(125, -1)], axis=1), axis=0)) == 125

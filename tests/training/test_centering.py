@@ -13,6 +13,7 @@ import pytest
 import ebm_ppl as ep
 from ebm_ppl.potentials.layers import Binary, DReLU, Potts
 from ebm_ppl.training.centering import centered_direction, feature_means
+from ebm_ppl.training.estimators import free_energy_gap
 
 
 OPTIMIZER = optax.sgd(0.1, momentum=0.9)
@@ -24,11 +25,6 @@ def x64():
         yield
 
 
-def _free_energy_gap(model, x_data, x_model):
-    f = jax.vmap(model.unbatched_energy)
-    return jnp.mean(f(x_data)) - jnp.mean(f(x_model))
-
-
 def test_centered_direction_is_melchiors_update_for_binary_units(x64):
     """J J^T g equals Algorithm 1 of Melchior et al. (2016) written out for a Bernoulli RBM."""
     rbm = ep.BernoulliRBM.init(jax.random.key(0), 6, 4, scale=0.5)
@@ -37,7 +33,7 @@ def test_centered_direction_is_melchiors_update_for_binary_units(x64):
     x_model = jax.random.bernoulli(keys[1], 0.6, (30, 6)).astype(jnp.float64)
     mu = jax.random.uniform(keys[2], (6,))
     lam = jax.random.uniform(keys[3], (4,))
-    grads = eqx.filter_grad(_free_energy_gap)(rbm, x_data, x_model)  # descent direction of the NLL
+    grads = eqx.filter_grad(free_energy_gap)(rbm, x_data, x_model)  # descent direction of the NLL
     direction = centered_direction(rbm, grads, mu, lam)
 
     h_data, h_model = jax.nn.sigmoid(rbm.c + x_data @ rbm.W), jax.nn.sigmoid(rbm.c + x_model @ rbm.W)

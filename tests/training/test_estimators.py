@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ebm_ppl as ep
-from ebm_ppl.training.estimators import CDEstimator, PCDEstimator, _free_energy_gap, grads_and_metrics
+from ebm_ppl.training.estimators import CDEstimator, PCDEstimator, free_energy_gap, grads_and_metrics
 
 
 def test_equal_settings_give_equal_hashable_estimators():
@@ -34,7 +34,7 @@ def test_closed_form_bernoulli_rbm_gradient_equals_autodiff():
         x_data = jax.random.bernoulli(k[3], 0.3, (30, 12)).astype(jnp.float64)
         x_model = jax.random.bernoulli(k[4], 0.6, (45, 12)).astype(jnp.float64)
         grads, metrics = eqx.filter_jit(grads_and_metrics)(rbm, x_data, x_model)
-        gap, expected = eqx.filter_value_and_grad(_free_energy_gap)(rbm, x_data, x_model)
+        gap, expected = eqx.filter_value_and_grad(free_energy_gap)(rbm, x_data, x_model)
         for name in ("W", "b", "c"):
             np.testing.assert_allclose(getattr(grads, name), getattr(expected, name), rtol=0, atol=1e-12)
         np.testing.assert_allclose(metrics["free_energy_gap"], gap, rtol=0, atol=1e-12)
