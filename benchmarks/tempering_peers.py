@@ -535,6 +535,7 @@ def print_pool(a, pool) -> None:
     print(f"{'peer':20s} {'TV @' + str(S):>9s} {'floor':>7s} {'TV/fl':>6s} {'chi2/K':>7s} "
           f"{'TV @' + str(T):>9s} {'floor':>7s} {'TV/fl':>6s} {'chi2/K':>7s} {'TV ratio':>8s} {'tau':>5s} "
           f"{'run s':>6s}  per seed TV @{S} / @{T}")
+
     def m(runs, part, key):
         return drv.med([r[part][key] for r in runs])
 
