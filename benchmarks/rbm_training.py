@@ -75,6 +75,7 @@ def measure_ep(epochs: int, seed: int, with_metrics: bool) -> dict:
     import ebm_ppl as ep
 
     from ebm_ppl.training import epochs as fit_epochs
+    from ebm_ppl.training.optimizers import guarded as guard
     x = ep.data.digits(binarize=True).x_train
     opt = optax.sgd(0.05)
 
@@ -97,7 +98,7 @@ def measure_ep(epochs: int, seed: int, with_metrics: bool) -> dict:
     # the compiled loop alone, on the state fit starts from
     rbm = ep.BernoulliRBM.init(jax.random.key(seed), 64, 20, scale=0.01)
     params, static = eqx.partition(rbm, eqx.is_inexact_array)
-    guarded, mask = fit_epochs.guarded(opt), fit_epochs.freeze_mask(params, ())
+    guarded, mask = guard(opt), fit_epochs.freeze_mask(params, ())
     est = ep.training.pcd(k=1, num_chains=100)
     state, key_loop = fit_epochs.init_state(params, static, est, guarded, (x,), jax.random.key(seed + 1),
                                              ep.random.DEFAULT_IMPL)
