@@ -27,15 +27,16 @@ RESULT_PREFIX = "RESULT "
 # one peer per process
 
 
-def run_peer(script: str, args_list, env_extra: dict | None = None) -> dict:
+def run_peer(script: str, args_list, env_extra: dict | None = None, prefix=()) -> dict:
     """Run ``python script *args_list`` with ``JAX_PLATFORMS=cpu`` (plus ``env_extra``) and return
-    the JSON of the last ``RESULT`` line it prints; raise with the tail of stderr if it fails."""
-    return run_peer_with(sys.executable, script, args_list, env_extra)
+    the JSON of the last ``RESULT`` line it prints; raise with the tail of stderr if it fails.
+    ``prefix``: a command the process runs under (e.g. ``("taskset", "-c", "0")``)."""
+    return run_peer_with(sys.executable, script, args_list, env_extra, prefix)
 
 
-def run_peer_with(python: str, script: str, args_list, env_extra: dict | None = None) -> dict:
+def run_peer_with(python: str, script: str, args_list, env_extra: dict | None = None, prefix=()) -> dict:
     """:func:`run_peer` under another interpreter (a peer's own venv, e.g. PyTorch's)."""
-    cmd = [python, os.path.abspath(script)] + list(args_list)
+    cmd = [*prefix, python, os.path.abspath(script)] + list(args_list)
     env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env_extra or {})}
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
@@ -193,16 +194,16 @@ def jax_compile_log() -> list:
 
 def matmul_pair_scan(W, length: int):
     """The matmul reference: a jitted ``lax.scan`` of ``length`` steps of ``(x @ W) @ W.T`` (float32,
-    rescaled so values stay O(1)), compiled with the XLA options ebm_ppl's own loops use
-    (``ep.compiler.COMPILER_OPTIONS``), so the matmul fraction compares like with like."""
+    rescaled so values stay O(1)), compiled with the XLA options ebm_ppl's own loops use for a
+    model of ``W``'s size (``ep.compiler.options_for``), so the matmul fraction compares like with like."""
     import functools
 
     import jax
     import jax.numpy as jnp
 
-    from ebm_ppl.compiler import COMPILER_OPTIONS
+    from ebm_ppl.compiler import options_for
 
-    @functools.partial(jax.jit, compiler_options=COMPILER_OPTIONS or None)
+    @functools.partial(jax.jit, compiler_options=options_for(W) or None)
     def pair_scan(x):
         def body(x, _):
             x = (x @ W) @ W.T

@@ -6,7 +6,7 @@ BLAS threads keep spinning after a matmul and slow whatever follows, see shared/
 
 * ``jax``            ebm_ppl: ``jax.vmap(ep.kernels.block_gibbs(rbm).step)`` inside a jitted
                      ``lax.scan`` of N sweeps (the loop ``ep.sample`` runs, compiled with the same
-                     ``ep.compiler.COMPILER_OPTIONS``; every jitted peer below uses them too), default
+                     ``ep.compiler.options_for(rbm)``; every jitted peer below uses them too), default
                      PRNG (threefry2x32). In the same process, interleaved with it:
                      - the matmul reference: a jitted ``lax.scan`` of the sweep's two float32
                        matmuls (100xD @ DxM, then 100xM @ MxD) with no random numbers, and one
@@ -166,7 +166,7 @@ def measure_jax(size: str, sweeps: int, reps: int, prng: str | None, variants, m
         if ndev > 1:
             spec = PartitionSpec("chains")
             body = jax.shard_map(body, mesh=mesh, in_specs=(spec, spec), out_specs=spec)
-        run = jax.jit(body, compiler_options=ep.compiler.COMPILER_OPTIONS or None)  # as ep.sample's run
+        run = jax.jit(body, compiler_options=ep.compiler.options_for(rbm) or None)  # as ep.sample's run
         carry0 = jax.tree.map(put, carry0)
         return lambda key: run(put(jax.random.split(ep.random.rekey(key, prng if own else None), CHAINS)), carry0)
 
@@ -226,7 +226,7 @@ def measure_jax(size: str, sweeps: int, reps: int, prng: str | None, variants, m
         pair_scan = drv.matmul_pair_scan(W, sweeps)
 
         fns["matmul_pair_scan"] = lambda key: pair_scan(xr)
-        mm = jax.jit(lambda x: x @ W, compiler_options=ep.compiler.COMPILER_OPTIONS or None)
+        mm = jax.jit(lambda x: x @ W, compiler_options=ep.compiler.options_for(W) or None)
 
         def single(key):  # 2 * sweeps separate jitted calls (async dispatch pipelines them)
             for _ in range(2 * sweeps):

@@ -8,7 +8,7 @@ beside the CPU figures of gibbs_sweeps.py, ais_speed.py, rbm_training.py and jem
              784x500. ``kernel loop``: ``jax.vmap(ep.kernels.block_gibbs(rbm).step)`` in a jitted
              ``lax.fori_loop`` whose trip count is an argument (the sweeps are chosen after a first
              timing, about 0.3 s per call, without compiling again), with
-             ``ep.compiler.COMPILER_OPTIONS`` and ebm_ppl's Philox (``ep.random.rekey``; what
+             ``ep.compiler.options_for(rbm)`` (none on an accelerator) and ebm_ppl's Philox (``ep.random.rekey``; what
              ``ep.sample``, ``ep.ais`` and ``ep.fit`` draw from by default);
              ``ep.sample``: the whole call ``ep.sample(key, rbm, "block_gibbs", num_chains=100,
              num_warmup=0, num_samples=N)`` (run, draws to the host, ArviZ), first call and the
@@ -99,7 +99,7 @@ def measure_gibbs(cfg) -> dict:
         x0 = jax.random.bernoulli(jax.random.key(1), 0.5, (CHAINS, D)).astype(jnp.float32)
         states = jax.vmap(algo.init)(x0, jax.random.split(jax.random.key(7), CHAINS))
 
-        @functools.partial(jax.jit, compiler_options=ep.compiler.COMPILER_OPTIONS or None)
+        @functools.partial(jax.jit, compiler_options=ep.compiler.options_for(rbm) or None)
         def loop(key, states, n):
             def body(i, s):
                 return jax.vmap(algo.step)(jax.random.split(jax.random.fold_in(key, i), CHAINS), s)[0]

@@ -100,8 +100,9 @@ def measure_memory(key) -> dict:
         path = make_path(rbm, base=None, data=None, kernel=None)
         padded, steps = padded_schedule(default_schedule(MEM_TEMPS))
         sh = axis_sharding(MEM_CHAINS, key)
-        lowered = A._forward.top_level.lower(path, sharded_key(key, sh), MEM_CHAINS, jnp.float32,
-                                             jnp.asarray(padded, jnp.float32), jnp.asarray(steps, jnp.int32), False, sh)
+        forward = A._forward.compiled_with(ep.compiler.options_for(rbm))
+        lowered = forward.lower(path, sharded_key(key, sh), MEM_CHAINS, jnp.float32,
+                                jnp.asarray(padded, jnp.float32), jnp.asarray(steps, jnp.int32), False, sh)
         ma = lowered.compile().compiled.memory_analysis()
         parts = {k: int(getattr(ma, f"{k}_size_in_bytes")) for k in ("argument", "output", "temp", "alias")}
         return {**parts, "total": parts["argument"] + parts["output"] + parts["temp"] - parts["alias"],

@@ -1,18 +1,35 @@
-"""XLA options for ebm_ppl's own compiled loops.
+"""XLA options for ebm_ppl's own compiled loops, chosen for the host and the model's size.
 
-On CPU, XLA vectorizes its elementwise kernels (random-number generation, sigmoids, the Bernoulli
-draws) for 256-bit registers by default, even where the processor has 512-bit AVX-512 registers
-(on some older Intel parts wide instructions lower the clock). These loops are dominated by such
-kernels when the model is small, so on a host with AVX-512 ebm_ppl compiles its own programs
-(``ebm_ppl.sample``'s run, ``ebm_ppl.ais``, ``ebm_ppl.fit``'s epochs) with
-``xla_cpu_prefer_vector_width=512`` (the speed-ups are in ``docs/performance.md``). The option
-only changes how XLA vectorizes: results are bitwise identical (tested). It is passed per program (``jax.jit(compiler_options=...)``), so
-nothing else in the process changes, and GPU/TPU compilers ignore it. JAX accepts compiler options only on an outermost ``jit``: a
-function wrapped by :func:`filter_jit` that is called under a trace (a user's ``jit``, ``vmap``,
-``grad``) compiles as part of that program, without them.
+Vector width. On CPU, XLA vectorizes its elementwise kernels (random-number generation, sigmoids,
+the Bernoulli draws) for 256-bit registers by default, even where the processor has 512-bit
+AVX-512 registers (on some older Intel parts wide instructions lower the clock). These loops are
+dominated by such kernels when the model is small, so on a host with AVX-512 ebm_ppl compiles its
+own programs (``ebm_ppl.sample``'s run, ``ebm_ppl.ais``, ``ebm_ppl.fit``'s epochs) with
+``xla_cpu_prefer_vector_width=512``. ``EBM_PPL_CPU_VECTOR_WIDTH`` (read at import) overrides the
+choice: ``256`` gives XLA's default, ``512`` forces the wide form.
 
-``EBM_PPL_CPU_VECTOR_WIDTH`` (read at import) overrides the choice: ``256`` gives XLA's default,
-``512`` forces the wide form.
+Dot library. XLA computes a program's matrix products with YNNPACK by default; on Intel CPUs
+oneDNN is 1.1-1.4x faster for products of more than a few million flops (a 784 x 500 RBM's Gibbs
+sweep over 100 chains: 1.2x; a JEM epoch: 1.1x) and slower for the smallest (a 64 x 20 RBM's:
+0.75x). So on an Intel host, the programs of a model with at least
+:data:`LARGE_MODEL_PARAMETERS` parameters compile their products with oneDNN
+(:data:`LARGE_MODEL_OPTIONS`); ``sample``, ``ais``, ``reverse_ais`` and ``fit`` choose by their
+model (:func:`sized_by`). Not while JAX's persistent compilation cache is on (the ``ebm-ppl``
+command's default): XLA cannot store oneDNN's programs, and start-up wins there. On other hosts
+(AMD measured YNNPACK ahead) nothing changes. ``EBM_PPL_CPU_DOTS`` (read at import) overrides the
+choice: ``ynnpack`` never uses oneDNN, ``onednn`` uses it for large models on any x86 Linux host,
+cache or not. The measurements are in ``docs/performance.md``; ``benchmarks/xla_cpu_options.py``
+repeats them on any machine.
+
+The options only change how XLA compiles: results are bitwise identical (tested), except that
+oneDNN's products round differently from YNNPACK's in some shapes (JEM's layers: parameters
+within 4e-7 relative after 5 epochs; the RBMs' draws, energies and AIS weights are the same
+bits). They are
+passed per program (``jax.jit(compiler_options=...)``), so nothing else in the process changes,
+and only when JAX's default backend is the CPU: GPU/TPU programs compile with their backend's
+defaults. JAX accepts compiler options only on an outermost ``jit``: a function wrapped by
+:func:`filter_jit` that is called under a trace (a user's ``jit``, ``vmap``, ``grad``) compiles
+as part of that program, without them.
 
 Start-up: every new process compiles its programs again (about a second each for an AIS run or a
 sampler). :func:`enable_persistent_cache` keeps them on disk with JAX's own persistent compilation
@@ -24,10 +41,13 @@ enables it in :func:`cache_dir`'s folder unless ``--no-compile-cache`` or
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+import inspect
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import equinox as eqx
 
@@ -37,7 +57,8 @@ except ImportError:  # pragma: no cover - a future JAX moved it: always compile 
     def _outside_any_trace() -> bool:
         return False
 
-__all__ = ["COMPILER_OPTIONS", "filter_jit", "enable_persistent_cache", "cache_dir", "CACHE_ENV"]
+__all__ = ["COMPILER_OPTIONS", "LARGE_MODEL_OPTIONS", "LARGE_MODEL_PARAMETERS", "filter_jit", "options_for",
+           "for_model", "sized_by", "options_in_effect", "enable_persistent_cache", "cache_dir", "CACHE_ENV"]
 
 #: Environment variable naming the compile cache's folder for the command line; ``off`` (or
 #: ``0``, ``false``, ``no``) disables the cache.
@@ -45,16 +66,26 @@ CACHE_ENV = "EBM_PPL_COMPILE_CACHE"
 _OFF = ("0", "off", "false", "no")
 
 _ENV = "EBM_PPL_CPU_VECTOR_WIDTH"
+_DOTS_ENV = "EBM_PPL_CPU_DOTS"
+
+
+def _cpuinfo(field: str) -> str:
+    """The first ``field`` line's value in ``/proc/cpuinfo`` ("" where that file or line does not
+    exist: the host's choices then stay XLA's defaults)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name.strip() == field:
+                    return value.strip()
+    except OSError:
+        pass
+    return ""
 
 
 def _host_has_avx512() -> bool:
-    """Whether the CPU has AVX-512 (its ``avx512f`` flag in ``/proc/cpuinfo``); False where that
-    file does not exist (XLA's default vector width is then kept)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            return any(line.startswith("flags") and " avx512f" in line for line in f)
-    except OSError:
-        return False
+    """Whether the CPU has AVX-512 (its ``avx512f`` flag in ``/proc/cpuinfo``)."""
+    return "avx512f" in _cpuinfo("flags").split()
 
 
 def _options() -> dict[str, Any]:
@@ -69,22 +100,135 @@ def _options() -> dict[str, Any]:
 #: The XLA options ebm_ppl's compiled loops use (empty: XLA's defaults).
 COMPILER_OPTIONS: dict[str, Any] = _options()
 
+#: Matrix products through oneDNN instead of YNNPACK (XLA 0.12's names; YNNPACK's list emptied).
+_ONEDNN_DOTS = {"xla_cpu_use_onednn": True,
+                "xla_cpu_experimental_onednn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+
+#: Models with at least this many parameters (floating-point array elements) compile with
+#: :data:`LARGE_MODEL_OPTIONS`: on the Intel Xeon, oneDNN overtook YNNPACK between a 64 x 64 and a
+#: 128 x 128 RBM's Gibbs sweep over 100 chains (4096 and 16384 weights).
+LARGE_MODEL_PARAMETERS = 8192
+
+
+def _dots_choice() -> str:
+    dots = os.environ.get(_DOTS_ENV, "").strip().lower() or "auto"
+    if dots not in ("auto", "ynnpack", "onednn"):
+        raise ValueError(f"{_DOTS_ENV} must be auto, ynnpack or onednn, got {dots!r}")
+    return dots
+
+
+def _large_options() -> dict[str, Any]:
+    dots = _dots_choice()
+    if dots == "auto":
+        dots = "onednn" if _cpuinfo("vendor_id") == "GenuineIntel" else "ynnpack"
+    return {**COMPILER_OPTIONS, **_ONEDNN_DOTS} if dots == "onednn" and _cpuinfo("flags") else dict(COMPILER_OPTIONS)
+
+
+#: The XLA options of the programs of a model with at least :data:`LARGE_MODEL_PARAMETERS`
+#: parameters (equal to :data:`COMPILER_OPTIONS` on hosts where they would not help).
+LARGE_MODEL_OPTIONS: dict[str, Any] = _large_options()
+_DOTS_FORCED = _dots_choice() == "onednn"  # else oneDNN gives way to the persistent cache
+
+_LARGE = contextvars.ContextVar("ebm_ppl_large_model", default=False)
+
+
+def _num_parameters(model: Any) -> int:
+    import jax
+
+    return sum(int(x.size) for x in jax.tree.leaves(model) if eqx.is_inexact_array(x))
+
+
+def options_for(model: Any) -> dict[str, Any]:
+    """The XLA options ebm_ppl would compile ``model``'s programs with, called here and now (for
+    your own ``jax.jit(..., compiler_options=...)`` around its kernels; see :func:`options_in_effect`)."""
+    with for_model(model):
+        return options_in_effect()
+
+
+@contextlib.contextmanager
+def for_model(model: Any) -> Iterator[None]:
+    """Within the block, :func:`filter_jit` programs compile for ``model``'s size: with
+    :data:`LARGE_MODEL_OPTIONS` when it has at least :data:`LARGE_MODEL_PARAMETERS` parameters."""
+    large = LARGE_MODEL_OPTIONS != COMPILER_OPTIONS and _num_parameters(model) >= LARGE_MODEL_PARAMETERS
+    token = _LARGE.set(large)
+    try:
+        yield
+    finally:
+        _LARGE.reset(token)
+
+
+def sized_by(name: str) -> Callable[[Callable], Callable]:
+    """Decorator: the function's programs compile for the size of its argument ``name`` (a model;
+    :func:`for_model`)."""
+
+    def decorate(fun: Callable) -> Callable:
+        signature = inspect.signature(fun)
+
+        @functools.wraps(fun)
+        def call(*args, **kwargs):
+            try:
+                model = signature.bind_partial(*args, **kwargs).arguments.get(name)
+            except TypeError:  # the call itself is wrong: let the function say how
+                return fun(*args, **kwargs)
+            with for_model(model):
+                return fun(*args, **kwargs)
+
+        return call
+
+    return decorate
+
+
+@functools.cache
+def _backend_is_cpu() -> bool:
+    import jax
+
+    return jax.default_backend() == "cpu"
+
+
+def _persistent_cache_on() -> bool:
+    import jax
+
+    return bool(jax.config.jax_compilation_cache_dir)
+
+
+def options_in_effect() -> dict[str, Any]:
+    """The options a :func:`filter_jit` call made here and now compiles with: none under a trace or
+    when JAX's default backend is not the CPU, else :data:`COMPILER_OPTIONS` or, inside
+    :func:`for_model` of a large model, :data:`LARGE_MODEL_OPTIONS` (unless JAX's persistent
+    compilation cache is on: XLA 0.12 cannot store a program with oneDNN's products, so a cached
+    process keeps YNNPACK's, unless ``EBM_PPL_CPU_DOTS=onednn`` insists)."""
+    if not _outside_any_trace() or not _backend_is_cpu():
+        return {}
+    if not _LARGE.get() or (not _DOTS_FORCED and _persistent_cache_on()):
+        return COMPILER_OPTIONS
+    return LARGE_MODEL_OPTIONS
+
 
 def filter_jit(fun: Callable | None = None, **jit_kwargs):
-    """:func:`equinox.filter_jit` with :data:`COMPILER_OPTIONS` when called outside any trace, plain
-    ``filter_jit`` under one (where JAX refuses compiler options); usable bare or with arguments."""
+    """:func:`equinox.filter_jit` compiled with :func:`options_in_effect` at each call (plain
+    ``filter_jit`` under a trace, where JAX refuses compiler options); usable bare or with arguments.
+
+    The result's ``compiled_with(options)`` is the jitted function for given options (one per set
+    of options, made on first use), ``top_level`` the one for :data:`COMPILER_OPTIONS` and
+    ``nested`` the plain one."""
     if fun is None:
         return lambda f: filter_jit(f, **jit_kwargs)
     plain = eqx.filter_jit(fun, **jit_kwargs)
-    tuned = plain
-    if COMPILER_OPTIONS:
-        tuned = eqx.filter_jit(fun, **{"compiler_options": dict(COMPILER_OPTIONS), **jit_kwargs})
+    variants: dict[tuple, Callable] = {}
+
+    def compiled_with(options: dict[str, Any]) -> Callable:
+        if not options:
+            return plain
+        key = tuple(sorted(options.items()))
+        if key not in variants:
+            variants[key] = eqx.filter_jit(fun, **{"compiler_options": dict(options), **jit_kwargs})
+        return variants[key]
 
     @functools.wraps(fun)
     def call(*args, **kwargs):
-        return (tuned if _outside_any_trace() else plain)(*args, **kwargs)
+        return compiled_with(options_in_effect())(*args, **kwargs)
 
-    call.top_level, call.nested = tuned, plain  # the two compiled functions (for tests and benchmarks)
+    call.compiled_with, call.top_level, call.nested = compiled_with, compiled_with(COMPILER_OPTIONS), plain
     return call
 
 

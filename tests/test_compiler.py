@@ -62,3 +62,118 @@ def test_the_environment_variable_chooses_the_vector_width(monkeypatch):
         compiler._options()
     monkeypatch.delenv("EBM_PPL_CPU_VECTOR_WIDTH")
     assert compiler._options() == ({"xla_cpu_prefer_vector_width": 512} if compiler._host_has_avx512() else {})
+
+
+# -- the dot library for large models ---------------------------------------------------------------
+
+_ONEDNN = {**compiler.COMPILER_OPTIONS, **compiler._ONEDNN_DOTS}
+
+
+@pytest.fixture
+def onednn(monkeypatch):
+    """oneDNN's products for large models, on any host and despite the suite's persistent cache
+    (which cannot store them: JAX warns)."""
+    monkeypatch.setattr(compiler, "LARGE_MODEL_OPTIONS", _ONEDNN)
+    monkeypatch.setattr(compiler, "_DOTS_FORCED", True)
+
+
+@pytest.mark.filterwarnings("ignore:Error writing persistent compilation cache entry")
+def test_onednn_dots_leave_sampling_and_ais_bitwise_unchanged(monkeypatch, onednn):
+    """oneDNN's products give YNNPACK's bits in the RBM programs (draws, their energies, AIS
+    weights): the choice changes speed, not results, whatever the host. Given explicitly, so the
+    comparison is made on any host."""
+    rbm = ep.BernoulliRBM.init(jax.random.key(0), 96, 128, scale=0.3)
+    assert compiler._num_parameters(rbm) >= compiler.LARGE_MODEL_PARAMETERS
+
+    def run():
+        dt = ep.sample(jax.random.key(1), rbm, "block_gibbs", num_chains=16, num_warmup=5, num_samples=20)
+        est = ep.ais(jax.random.key(2), rbm, num_chains=16, num_temperatures=50)
+        return dt.posterior["x"].values, dt.sample_stats["lp"].values, np.asarray(est.log_weights)
+
+    monkeypatch.setattr(compiler, "LARGE_MODEL_OPTIONS", dict(compiler.COMPILER_OPTIONS))
+    reference = run()
+    monkeypatch.setattr(compiler, "LARGE_MODEL_OPTIONS", _ONEDNN)
+    with compiler.for_model(rbm):
+        assert compiler.options_in_effect() == _ONEDNN
+    for a, b in zip(reference, run()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore:Error writing persistent compilation cache entry")
+def test_a_large_model_compiles_its_own_program(onednn):
+    small = ep.BernoulliRBM.init(jax.random.key(0), 8, 3, scale=1.0)
+    large = ep.BernoulliRBM.init(jax.random.key(0), 8, compiler.LARGE_MODEL_PARAMETERS // 8, scale=0.1)
+    run = ep.compiler.filter_jit(lambda *a: _gibbs_sweeps(*a))  # its own function: its own caches
+    x = jnp.zeros((4, 8))
+    with compiler.for_model(small):
+        run(large, jax.random.key(5), x)  # the small model's options, whatever the argument
+    assert run.compiled_with(_ONEDNN)._cached._cache_size() == 0
+    with compiler.for_model(large):
+        inside = run(large, jax.random.key(5), x)
+    assert run.compiled_with(_ONEDNN)._cached._cache_size() == 1
+    outside = run(large, jax.random.key(5), x)
+    for a, b in zip(jax.tree.leaves(inside), jax.tree.leaves(outside)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sized_by_chooses_by_the_named_argument(onednn):
+
+    @compiler.sized_by("model")
+    def options(key, model, *, flag=False):
+        return compiler.options_in_effect()
+
+    large = {"W": np.zeros((compiler.LARGE_MODEL_PARAMETERS,), np.float32), "n": np.zeros(10**6, np.int32)}
+    assert options(0, large) == _ONEDNN
+    assert options(0, model=large, flag=True) == _ONEDNN
+    assert options(0, {"W": np.zeros(compiler.LARGE_MODEL_PARAMETERS - 1, np.float32)}) == compiler.COMPILER_OPTIONS
+    assert options(0, "not a model") == compiler.COMPILER_OPTIONS  # the function judges its input
+    assert compiler.options_in_effect() == compiler.COMPILER_OPTIONS  # nothing leaks out
+    with pytest.raises(TypeError):
+        options(0, large, 1, 2)
+
+
+def test_no_option_reaches_another_backend_or_a_trace(monkeypatch, onednn):
+    """The options are XLA:CPU's: under a trace JAX refuses them, and on a GPU/TPU default backend
+    ebm_ppl's programs compile with that backend's defaults (the platform check forced here)."""
+    large = ep.BernoulliRBM.init(jax.random.key(0), 8, compiler.LARGE_MODEL_PARAMETERS // 8, scale=0.1)
+    with compiler.for_model(large):
+        assert compiler.options_in_effect() == _ONEDNN
+        assert jax.jit(lambda: jnp.asarray(len(compiler.options_in_effect())))() == 0
+        monkeypatch.setattr(compiler, "_backend_is_cpu", lambda: False)
+        assert compiler.options_in_effect() == {}
+        run = ep.compiler.filter_jit(lambda *a: _gibbs_sweeps(*a))
+        run(large, jax.random.key(5), jnp.zeros((4, 8)))
+        assert run.nested._cached._cache_size() == 1
+        assert run.compiled_with(_ONEDNN)._cached._cache_size() == 0
+
+
+def test_the_environment_variable_chooses_the_dot_library(monkeypatch):
+    monkeypatch.setenv("EBM_PPL_CPU_DOTS", "ynnpack")
+    assert compiler._large_options() == compiler.COMPILER_OPTIONS
+    monkeypatch.setenv("EBM_PPL_CPU_DOTS", "onednn")
+    assert compiler._large_options() == (_ONEDNN if compiler._cpuinfo("flags") else compiler.COMPILER_OPTIONS)
+    monkeypatch.setenv("EBM_PPL_CPU_DOTS", "mkl")
+    with pytest.raises(ValueError, match="EBM_PPL_CPU_DOTS must be auto, ynnpack or onednn"):
+        compiler._large_options()
+    monkeypatch.delenv("EBM_PPL_CPU_DOTS")
+    intel = compiler._cpuinfo("vendor_id") == "GenuineIntel"
+    assert compiler._large_options() == (_ONEDNN if intel else compiler.COMPILER_OPTIONS)
+
+
+def test_the_persistent_cache_keeps_ynnpack(monkeypatch):
+    """XLA cannot store a program with oneDNN's products: with the cache on (as in this suite), a
+    large model keeps YNNPACK's unless EBM_PPL_CPU_DOTS=onednn insisted."""
+    assert jax.config.jax_compilation_cache_dir  # the suite's conftest turns it on
+    monkeypatch.setattr(compiler, "LARGE_MODEL_OPTIONS", _ONEDNN)
+    large = ep.BernoulliRBM.init(jax.random.key(0), 8, compiler.LARGE_MODEL_PARAMETERS // 8, scale=0.1)
+    with compiler.for_model(large):
+        assert compiler.options_in_effect() == compiler.COMPILER_OPTIONS
+        monkeypatch.setattr(compiler, "_DOTS_FORCED", True)
+        assert compiler.options_in_effect() == _ONEDNN
+
+
+def test_options_for_is_what_a_call_would_use(onednn):
+    small = ep.BernoulliRBM.init(jax.random.key(0), 8, 3, scale=1.0)
+    large = ep.BernoulliRBM.init(jax.random.key(0), 8, compiler.LARGE_MODEL_PARAMETERS // 8, scale=0.1)
+    assert ep.compiler.options_for(small) == compiler.COMPILER_OPTIONS
+    assert ep.compiler.options_for(large) == _ONEDNN

@@ -17,7 +17,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl import checks
-from ebm_ppl.compiler import filter_jit
+from ebm_ppl.compiler import filter_jit, sized_by
 from ebm_ppl.inference.plans import build_plan, check_options
 from ebm_ppl.inference.to_arviz import draws_to_datatree
 from ebm_ppl.kernels.registry import (KERNELS, STAT_DIMS, check_kernel, check_kernel_options, default_kernel,
@@ -33,6 +33,7 @@ __all__ = ["sample", "draw", "KERNELS", "default_kernel"]
 _ENERGY_BATCH_ELEMENTS = 2**20  # draw elements (all chains) per batch when energies are computed after the run
 
 
+@sized_by("potential")
 def sample(
     key: PRNGKeyArray,
     potential: Potential,

@@ -38,7 +38,7 @@ from jax.sharding import NamedSharding
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl import checks
-from ebm_ppl.compiler import filter_jit
+from ebm_ppl.compiler import filter_jit, sized_by
 from ebm_ppl.progress import progress_fori_loop
 from ebm_ppl.partition.estimate import AISEstimate, summarize_log_weights, warn_if_degenerate
 from ebm_ppl.partition.choice import make_path
@@ -55,6 +55,7 @@ MIN_CHAINS = 2
 CHUNK = 16  # temperatures per block of random numbers; divides every bucket
 
 
+@sized_by("potential")
 def ais(
     key: PRNGKeyArray,
     potential: Potential,
@@ -141,6 +142,7 @@ def ais(
     )
 
 
+@sized_by("potential")
 def reverse_ais(
     key: PRNGKeyArray,
     potential: Potential,

@@ -27,6 +27,7 @@ import optax
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl import checks
+from ebm_ppl.compiler import sized_by
 from ebm_ppl.potentials.base import Potential, check_potential, validate_input
 from ebm_ppl.potentials.capabilities import default_frozen
 from ebm_ppl.random import DEFAULT_IMPL
@@ -39,6 +40,7 @@ from ebm_ppl.training.run import CHECKPOINT, MODEL, CheckpointWarning, TrainingR
 __all__ = ["fit", "History", "TrainingDiverged", "CheckpointWarning", "MAX_FUSED_EPOCHS", "DEFAULT_OPTIMIZER",
            "CHECKPOINT", "MODEL"]
 
+@sized_by("model")
 def fit(
     model: Potential,
     data: ArrayLike | tuple[ArrayLike, ...],
