@@ -73,6 +73,16 @@ print("RESULT " + json.dumps({"call": time.perf_counter() - t0, "compile": 0.0, 
 """
 
 
+_JAX_ONLY = """
+import json, time
+t_start = time.perf_counter()
+import jax
+t0 = time.perf_counter()
+jax.numpy.zeros(1).block_until_ready()
+print("RESULT " + json.dumps({"call": time.perf_counter() - t0, "compile": 0.0, "imports": t0 - t_start}))
+"""
+
+
 def _process(code: str, *args: str, env: dict | None = None) -> dict:
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
@@ -84,7 +94,10 @@ def _process(code: str, *args: str, env: dict | None = None) -> dict:
     return {**json.loads(lines[-1][len("RESULT "):]), "process": wall}
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     import jax
 
     import ebm_ppl as ep
@@ -109,13 +122,15 @@ def main() -> None:
         weights = os.path.join(tmp, "rbm.npz")  # numpy's process reads plain arrays: it imports no JAX
         np.savez(weights, **{k: np.asarray(getattr(rbm, k), np.float32) for k in ("W", "b", "c")})
         rows.append(("numpy AIS 100x1000", "-", _process(_NUMPY, weights, here)))
+        rows.append(("JAX start only", "-", _process(_JAX_ONLY)))
     print(f"{'what':<20} {'process':<9} {'wall s':>7} {'imports s':>10} {'call s':>7} {'compiling s':>12}")
     for what, run, r in rows:
         print(f"{what:<20} {run:<9} {r['process']:>7.2f} {r['imports']:>10.2f} {r['call']:>7.2f} {r['compile']:>12.3f}")
     second_ais = next(r for w, run, r in rows if w.startswith("ep.ais") and run == "second")
-    numpy_row = rows[-1][2]
+    numpy_row, jax_row = rows[-2][2], rows[-1][2]
     print(f"\nsecond ep.ais process / numpy process: {second_ais['process'] / numpy_row['process']:.2f}x "
-          f"(calls alone: {second_ais['call'] / numpy_row['call']:.2f}x)")
+          f"(calls alone: {second_ais['call'] / numpy_row['call']:.2f}x); / (numpy process + JAX start): "
+          f"{second_ais['process'] / (numpy_row['process'] + jax_row['process']):.2f}x")
 
 
 if __name__ == "__main__":
