@@ -201,7 +201,22 @@ def options_in_effect() -> dict[str, Any]:
         return {}
     if not _LARGE.get() or (not _DOTS_FORCED and _persistent_cache_on()):
         return COMPILER_OPTIONS
-    return LARGE_MODEL_OPTIONS
+    return LARGE_MODEL_OPTIONS if _accepted(tuple(sorted(LARGE_MODEL_OPTIONS.items()))) else COMPILER_OPTIONS
+
+
+@functools.cache
+def _accepted(options: tuple) -> bool:
+    """Whether this JAX's XLA compiles with ``options`` (XLA renames its experimental options
+    between versions; where they are refused, ebm_ppl keeps :data:`COMPILER_OPTIONS`)."""
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.zeros((2, 2), jnp.float32)
+    try:
+        jax.jit(jnp.matmul, compiler_options=dict(options)).lower(x, x).compile()
+    except Exception:  # noqa: BLE001 - any refusal means: not these options
+        return False
+    return True
 
 
 def filter_jit(fun: Callable | None = None, **jit_kwargs):

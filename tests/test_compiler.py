@@ -177,3 +177,17 @@ def test_options_for_is_what_a_call_would_use(onednn):
     large = ep.BernoulliRBM.init(jax.random.key(0), 8, compiler.LARGE_MODEL_PARAMETERS // 8, scale=0.1)
     assert ep.compiler.options_for(small) == compiler.COMPILER_OPTIONS
     assert ep.compiler.options_for(large) == _ONEDNN
+
+
+def test_options_this_xla_refuses_fall_back(monkeypatch, onednn):
+    """A JAX whose XLA renamed an experimental option keeps compiling, with the plain options."""
+    bad = {**_ONEDNN, "xla_cpu_experimental_onednn_fusion_type": "LIBRARY_FUSION_TYPE_RENAMED"}
+    monkeypatch.setattr(compiler, "LARGE_MODEL_OPTIONS", bad)
+    large = ep.BernoulliRBM.init(jax.random.key(0), 8, compiler.LARGE_MODEL_PARAMETERS // 8, scale=0.1)
+    with compiler.for_model(large):
+        assert compiler.options_in_effect() == compiler.COMPILER_OPTIONS
+        dt = ep.sample(jax.random.key(1), large, "block_gibbs", num_chains=4, num_warmup=0, num_samples=3)
+    assert dt.posterior["x"].shape == (4, 3, 8)
+    monkeypatch.setattr(compiler, "LARGE_MODEL_OPTIONS", _ONEDNN)
+    with compiler.for_model(large):
+        assert compiler.options_in_effect() == _ONEDNN
