@@ -100,7 +100,9 @@ def _options() -> dict[str, Any]:
 #: The XLA options ebm_ppl's compiled loops use (empty: XLA's defaults).
 COMPILER_OPTIONS: dict[str, Any] = _options()
 
-#: Matrix products through oneDNN instead of YNNPACK (XLA 0.12's names; YNNPACK's list emptied).
+#: Matrix products through oneDNN (XLA 0.12's names): oneDNN claims them before YNNPACK, which keeps
+#: the rest of its default work; so the RBMs' results stay YNNPACK's bits (emptying YNNPACK's list
+#: moved reductions to XLA's emitter and changed energies in the last bit).
 _ONEDNN_DOTS = {"xla_cpu_use_onednn": True,
                 "xla_cpu_experimental_onednn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
