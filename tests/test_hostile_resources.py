@@ -141,5 +141,11 @@ def test_a_traced_setting_is_refused_with_a_message_saying_so():
 
 
 def test_sample_counts_the_keys_of_warm_up_and_thinning():
-    with pytest.raises(ValueError, match=r"sample: .*4 chains x 1000000000500 keys for warm-up and thinning"):
+    """The keys the programs split at once: warm-up's bucket (512 for 500 steps) and thinning's
+    (at most 25% over 10^12)."""
+    from ebm_ppl.inference.sampling import thin_bucket, warmup_bucket
+
+    keys = warmup_bucket("mala", 500) + thin_bucket(10**12)
+    assert keys == 512 + 8 * 2**37
+    with pytest.raises(ValueError, match=rf"sample: .*4 chains x {keys} keys for warm-up and thinning"):
         ep.sample(KEY, GAUSS, "mala", num_chains=4, num_samples=4, thin=10**12)

@@ -28,7 +28,7 @@ from ebm_ppl.progress import progress_fori_loop
 from ebm_ppl.random import DEFAULT_IMPL, for_sharding, is_shardable, rekey
 from ebm_ppl.sharding import axis_sharding, place, sharded_key, to_host
 
-__all__ = ["sample", "draw", "KERNELS", "default_kernel"]
+__all__ = ["sample", "draw", "KERNELS", "default_kernel", "draw_bucket", "warmup_bucket", "thin_bucket"]
 
 _ENERGY_BATCH_ELEMENTS = 2**20  # draw elements (all chains) per batch when energies are computed after the run
 
@@ -97,7 +97,8 @@ def sample(
     gradient = uses_gradients(spec, potential, options)
     bucket = draw_bucket(num_samples)  # the compiled run holds this many draws; a call with another
     # num_samples of the same bucket reuses it
-    _check_memory(potential, spec, num_chains, num_samples, max_memory, bucket=bucket, num_keys=num_warmup + thin,
+    _check_memory(potential, spec, num_chains, num_samples, max_memory, bucket=bucket,
+                  num_keys=warmup_bucket(spec.name, num_warmup) + thin_bucket(thin),
                   num_replicas=_num_replicas(options))
     options = tuple(sorted(options.items()))  # Python values: static under jit
     key = rekey(key, prng_impl)
@@ -120,7 +121,8 @@ def sample(
     states, params = _warmup(target, kernel, warmup_bucket(kernel, num_warmup), options, warmup_keys, positions,
                              jnp.asarray(num_warmup, jnp.int32))
     draws, stats = _run(target, kernel, options, states, params, sample_keys,
-                        jnp.asarray(num_samples, jnp.int32), bucket, thin, progress)
+                        jnp.asarray(num_samples, jnp.int32), bucket, jnp.asarray(thin, jnp.int32), thin_bucket(thin),
+                        progress)
     if target is not potential:
         draws, stats = _on_support(target, draws, stats)
     # (draw, chain, ...) -> (chain, draw, ...), ArviZ's layout, as numpy views on the host: a
@@ -223,12 +225,25 @@ def draw_bucket(num_samples: int) -> int:
     return -(-num_samples // 2**k) * 2**k
 
 
+#: Up to this ``thin``, a draw's steps are a scan of exactly ``thin`` (one program per value).
+STATIC_THIN = 8
+
+
+def thin_bucket(thin: int) -> int:
+    """The number of keys ``ep.sample`` splits for one draw's ``thin`` steps: ``thin`` itself up to
+    :data:`STATIC_THIN`, else :func:`draw_bucket`'s (at most 25% more; the loop runs ``thin`` steps,
+    and one compiled program serves every ``thin`` of a bucket). Splits are prefix-stable, so the
+    steps' keys do not depend on the bucket."""
+    return thin if thin <= STATIC_THIN else draw_bucket(thin)
+
+
 @filter_jit
 def _run(potential: Potential, kernel: str, options: tuple, states, params, chain_keys,
-         num_samples, bucket: int, thin: int, progress: bool):
+         num_samples, bucket: int, thin, thin_keys: int, progress: bool):
     """Run ``num_samples`` (traced) draws of ``thin`` steps of every chain; keep every ``thin``-th
-    state. Returns the draws ``(bucket, chain, ...)`` and the per-draw statistics ``(bucket,
-    chain)``, valid in ``[:num_samples]``.
+    state. ``thin`` is traced when ``thin_keys`` (:func:`thin_bucket`) is more than
+    :data:`STATIC_THIN`, else equal to it. Returns the draws ``(bucket, chain, ...)`` and the per-draw statistics ``(bucket, chain)``,
+    valid in ``[:num_samples]``.
 
     Every array is an argument, never a closure: under jax.distributed they span processes."""
     plan = build_plan(get_kernel(kernel), potential, 0, dict(options))  # its step and stats: no warm-up
@@ -237,18 +252,24 @@ def _run(potential: Potential, kernel: str, options: tuple, states, params, chai
     spec = get_kernel(kernel)
 
     def one_draw(states, step_index):
-        keys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, step_index), thin))(chain_keys)
+        keys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, step_index), thin_keys))(chain_keys)
         # materialized once: fused into the draws, XLA re-derived every key per random number
-        keys = jax.lax.optimization_barrier(keys)
+        keys = jnp.swapaxes(jax.lax.optimization_barrier(keys), 0, 1)  # (thin_keys, chain, ...)
 
         def one_step(states, k):
             return jax.vmap(plan.step)(k, states, params)
 
-        states, infos = jax.lax.scan(one_step, states, jnp.swapaxes(keys, 0, 1))
-        last_info = jax.tree.map(lambda a: a[-1], infos)
+        if thin_keys <= STATIC_THIN:  # thin == thin_keys: a scan of exactly that many steps
+            states, infos = jax.lax.scan(one_step, states, keys)
+            last_info = jax.tree.map(lambda a: a[-1], infos)
+            first_energy = infos.energy[0] if spec.start_energy and infos.energy is not None else None
+        else:  # the first step, then thin - 1 more (traced) with the bucket's leading keys
+            states, first = one_step(states, keys[0])
+            states, last_info = jax.lax.fori_loop(1, thin, lambda j, c: one_step(c[0], keys[j]), (states, first))
+            first_energy = first.energy if spec.start_energy else None
         stats = jax.vmap(plan.stats)(states, last_info, params)
-        if spec.start_energy and infos.energy is not None:
-            stats["previous_energy"] = infos.energy[0]  # of the state this draw started from
+        if first_energy is not None:
+            stats["previous_energy"] = first_energy  # of the state this draw started from
         return states, (states.position, stats)
 
     shapes = jax.eval_shape(lambda s: one_draw(s, jnp.zeros((), jnp.int32))[1], states)

@@ -357,3 +357,34 @@ def test_a_run_of_another_length_in_the_same_bucket_compiles_nothing_and_extends
         for name in short.sample_stats.data_vars:
             np.testing.assert_array_equal(longer.sample_stats[name].values[:, :100], short.sample_stats[name].values)
     np.testing.assert_allclose(longer.sample_stats["lp"].values, -g.energy(longer.posterior["x"].values), rtol=1e-5)
+
+
+def test_another_thinning_in_the_same_bucket_compiles_nothing_and_keeps_the_draws(caplog, monkeypatch):
+    """Above 8, thin is traced in a program compiled for a bucket (ep.inference.sampling.thin_bucket:
+    at most 25% more keys per draw): thin 10 after thin 9 compiles nothing, and both equal a run
+    compiled for exactly their thin (a scan of that many steps), bit for bit, with the statistics
+    (block Gibbs' energies come from the first step of the next draw)."""
+    import logging
+
+    from ebm_ppl.inference import sampling
+
+    assert [sampling.thin_bucket(t) for t in (1, 2, 8, 9, 10, 12, 13, 100)] == [1, 2, 8, 10, 10, 12, 14, 112]
+    rbm = ep.BernoulliRBM.init(jax.random.key(0), 12, 5, scale=1.0)
+    g = ep.Gaussian(MEAN, COV)
+    for model, kernel, options in ((rbm, "block_gibbs", {}), (g, "mala", {}),
+                                   (rbm, "parallel_tempering", {"num_replicas": 3})):
+        ep.sample(jax.random.key(1), model, kernel, num_chains=3, num_warmup=10, num_samples=15, thin=9, **options)
+        caplog.set_level(logging.WARNING)
+        caplog.clear()
+        with jax.log_compiles():
+            bucketed = ep.sample(jax.random.key(1), model, kernel, num_chains=3, num_warmup=10, num_samples=15,
+                                 thin=10, **options)
+        compiled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling jit(_run")]
+        assert compiled == [], (kernel, compiled)
+        with monkeypatch.context() as patch:
+            patch.setattr(sampling, "STATIC_THIN", 64)  # thin 10: a scan of exactly 10 steps
+            exact = ep.sample(jax.random.key(1), model, kernel, num_chains=3, num_warmup=10, num_samples=15,
+                              thin=10, **options)
+        np.testing.assert_array_equal(bucketed.posterior["x"].values, exact.posterior["x"].values)
+        for name in exact.sample_stats.data_vars:
+            np.testing.assert_array_equal(bucketed.sample_stats[name].values, exact.sample_stats[name].values)
