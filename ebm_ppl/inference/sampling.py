@@ -28,7 +28,7 @@ from ebm_ppl.progress import progress_fori_loop
 from ebm_ppl.random import DEFAULT_IMPL, for_sharding, is_shardable, rekey
 from ebm_ppl.sharding import axis_sharding, place, sharded_key, to_host
 
-__all__ = ["sample", "draw", "KERNELS", "default_kernel", "draw_bucket", "warmup_bucket", "thin_bucket"]
+__all__ = ["sample", "draw", "KERNELS", "default_kernel", "draw_bucket", "warmup_bucket", "thin_bucket", "STATIC_THIN"]
 
 _ENERGY_BATCH_ELEMENTS = 2**20  # draw elements (all chains) per batch when energies are computed after the run
 
@@ -242,8 +242,8 @@ def _run(potential: Potential, kernel: str, options: tuple, states, params, chai
          num_samples, bucket: int, thin, thin_keys: int, progress: bool):
     """Run ``num_samples`` (traced) draws of ``thin`` steps of every chain; keep every ``thin``-th
     state. ``thin`` is traced when ``thin_keys`` (:func:`thin_bucket`) is more than
-    :data:`STATIC_THIN`, else equal to it. Returns the draws ``(bucket, chain, ...)`` and the per-draw statistics ``(bucket, chain)``,
-    valid in ``[:num_samples]``.
+    :data:`STATIC_THIN`, else equal to it. Returns the draws ``(bucket, chain, ...)`` and the
+    per-draw statistics ``(bucket, chain)``, valid in ``[:num_samples]``.
 
     Every array is an argument, never a closure: under jax.distributed they span processes."""
     plan = build_plan(get_kernel(kernel), potential, 0, dict(options))  # its step and stats: no warm-up
