@@ -59,8 +59,8 @@ __all__ = [
 ]
 
 #: Submodules reached as attributes.
-_MODULES = ("checks", "compiler", "data", "diagnostics", "kernels", "moves", "numpyro", "partition", "random",
-            "sharding", "testing", "training")
+_MODULES = ("checks", "compiler", "data", "diagnostics", "inference", "kernels", "moves", "numpyro", "partition",
+            "random", "sharding", "testing", "training")
 #: Other names: the module each comes from.
 _FROM = {
     "sample": "ebm_ppl.inference",

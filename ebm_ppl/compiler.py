@@ -21,10 +21,12 @@ choice: ``ynnpack`` never uses oneDNN, ``onednn`` uses it for large models on an
 cache or not. The measurements are in ``docs/performance.md``; ``benchmarks/xla_cpu_options.py``
 repeats them on any machine.
 
-The options only change how XLA compiles: results are bitwise identical (tested), except that
-oneDNN's products round differently from YNNPACK's in some shapes (JEM's layers: parameters
-within 4e-7 relative after 5 epochs; the RBMs' draws, energies and AIS weights are the same
-bits). They are
+The vector width only changes how XLA vectorizes: results are bitwise identical (tested).
+oneDNN's products round differently from YNNPACK's in some shapes, so results of large models
+agree to float rounding, not always bit for bit (tested): energies and AIS weights within about
+1e-7 relative (a 784 x 500 RBM's AIS log Z 980.74680 vs 980.74672), JEM's parameters within
+4e-7 after 5 epochs; Bernoulli draws, thresholds of probabilities, were the same in every case
+tried. A given host, model and setting always gives the same result. The options are
 passed per program (``jax.jit(compiler_options=...)``), so nothing else in the process changes,
 and only when JAX's default backend is the CPU: GPU/TPU programs compile with their backend's
 defaults. JAX accepts compiler options only on an outermost ``jit``: a function wrapped by
@@ -97,12 +99,9 @@ def _options() -> dict[str, Any]:
     return {"xla_cpu_prefer_vector_width": 512} if _host_has_avx512() else {}
 
 
-#: The XLA options ebm_ppl's compiled loops use (empty: XLA's defaults).
-COMPILER_OPTIONS: dict[str, Any] = _options()
-
 #: Matrix products through oneDNN (XLA 0.12's names): oneDNN claims them before YNNPACK, which keeps
-#: the rest of its default work; so the RBMs' results stay YNNPACK's bits (emptying YNNPACK's list
-#: moved reductions to XLA's emitter and changed energies in the last bit).
+#: the rest of its default work (emptying YNNPACK's list too would hand its reductions to XLA's
+#: emitter as well, for no gain).
 _ONEDNN_DOTS = {"xla_cpu_use_onednn": True,
                 "xla_cpu_experimental_onednn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
@@ -126,10 +125,16 @@ def _large_options() -> dict[str, Any]:
     return {**COMPILER_OPTIONS, **_ONEDNN_DOTS} if dots == "onednn" and _cpuinfo("flags") else dict(COMPILER_OPTIONS)
 
 
-#: The XLA options of the programs of a model with at least :data:`LARGE_MODEL_PARAMETERS`
-#: parameters (equal to :data:`COMPILER_OPTIONS` on hosts where they would not help).
-LARGE_MODEL_OPTIONS: dict[str, Any] = _large_options()
-_DOTS_FORCED = _dots_choice() == "onednn"  # else oneDNN gives way to the persistent cache
+try:
+    #: The XLA options ebm_ppl's compiled loops use (empty: XLA's defaults).
+    COMPILER_OPTIONS: dict[str, Any] = _options()
+    #: The XLA options of the programs of a model with at least :data:`LARGE_MODEL_PARAMETERS`
+    #: parameters (equal to :data:`COMPILER_OPTIONS` on hosts where they would not help).
+    LARGE_MODEL_OPTIONS: dict[str, Any] = _large_options()
+    _DOTS_FORCED = _dots_choice() == "onednn"  # else oneDNN gives way to the persistent cache
+    _ENV_ERROR: ValueError | None = None
+except ValueError as exc:  # a misspelled setting: raised by the first compiled call, not by the import
+    COMPILER_OPTIONS, LARGE_MODEL_OPTIONS, _DOTS_FORCED, _ENV_ERROR = {}, {}, False, exc
 
 _LARGE = contextvars.ContextVar("ebm_ppl_large_model", default=False)
 
@@ -199,6 +204,8 @@ def options_in_effect() -> dict[str, Any]:
     :func:`for_model` of a large model, :data:`LARGE_MODEL_OPTIONS` (unless JAX's persistent
     compilation cache is on: XLA 0.12 cannot store a program with oneDNN's products, so a cached
     process keeps YNNPACK's, unless ``EBM_PPL_CPU_DOTS=onednn`` insists)."""
+    if _ENV_ERROR is not None:
+        raise _ENV_ERROR
     if not _outside_any_trace() or not _backend_is_cpu():
         return {}
     if not _LARGE.get() or (not _DOTS_FORCED and _persistent_cache_on()):

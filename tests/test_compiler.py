@@ -78,25 +78,35 @@ def onednn(monkeypatch):
 
 
 @pytest.mark.filterwarnings("ignore:Error writing persistent compilation cache entry")
-def test_onednn_dots_leave_sampling_and_ais_bitwise_unchanged(monkeypatch, onednn):
-    """oneDNN's products give YNNPACK's bits in the RBM programs (draws, their energies, AIS
-    weights): the choice changes speed, not results, whatever the host. Given explicitly, so the
-    comparison is made on any host."""
-    rbm = ep.BernoulliRBM.init(jax.random.key(0), 96, 128, scale=0.3)
-    assert compiler._num_parameters(rbm) >= compiler.LARGE_MODEL_PARAMETERS
+@pytest.mark.parametrize("family", ["bernoulli", "gaussian_bernoulli"])
+def test_onednn_dots_change_results_only_by_rounding(monkeypatch, onednn, family):
+    """oneDNN's products round differently from YNNPACK's in some shapes: draws, their energies
+    and AIS weights agree to float rounding (Bernoulli draws, thresholds of probabilities, almost
+    always bit for bit). Given explicitly, so the comparison is made on any host."""
+    key = jax.random.key(0)
+    if family == "bernoulli":
+        model = ep.BernoulliRBM.init(key, 256, 256, scale=0.02)
+    else:
+        model = ep.GaussianBernoulliRBM.init(key, 96, 128, scale=0.05)
+    assert compiler._num_parameters(model) >= compiler.LARGE_MODEL_PARAMETERS
 
     def run():
-        dt = ep.sample(jax.random.key(1), rbm, "block_gibbs", num_chains=16, num_warmup=5, num_samples=20)
-        est = ep.ais(jax.random.key(2), rbm, num_chains=16, num_temperatures=50)
+        dt = ep.sample(jax.random.key(1), model, num_chains=8, num_warmup=5, num_samples=20)
+        est = ep.ais(jax.random.key(2), model, num_chains=16, num_temperatures=50)
         return dt.posterior["x"].values, dt.sample_stats["lp"].values, np.asarray(est.log_weights)
 
     monkeypatch.setattr(compiler, "LARGE_MODEL_OPTIONS", dict(compiler.COMPILER_OPTIONS))
-    reference = run()
+    x0, lp0, w0 = run()
     monkeypatch.setattr(compiler, "LARGE_MODEL_OPTIONS", _ONEDNN)
-    with compiler.for_model(rbm):
+    with compiler.for_model(model):
         assert compiler.options_in_effect() == _ONEDNN
-    for a, b in zip(reference, run()):
-        np.testing.assert_array_equal(a, b)
+    x1, lp1, w1 = run()
+    if family == "bernoulli":
+        assert np.mean(x0 != x1) < 1e-3
+    else:
+        np.testing.assert_allclose(x1, x0, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(lp1, lp0, rtol=1e-5)
+    np.testing.assert_allclose(w1, w0, rtol=1e-5, atol=1e-3)
 
 
 @pytest.mark.filterwarnings("ignore:Error writing persistent compilation cache entry")
@@ -191,3 +201,27 @@ def test_options_this_xla_refuses_fall_back(monkeypatch, onednn):
     monkeypatch.setattr(compiler, "LARGE_MODEL_OPTIONS", _ONEDNN)
     with compiler.for_model(large):
         assert compiler.options_in_effect() == _ONEDNN
+
+
+def test_a_misspelled_setting_is_an_error_at_the_first_compiled_call_not_at_import(tmp_path):
+    """A bad EBM_PPL_CPU_DOTS (or vector width) must not make the package unimportable: the first
+    compiled call raises it, and the command line prints it as one error line."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "EBM_PPL_CPU_DOTS": "mkl", "EBM_PPL_COMPILE_CACHE": "off"}
+    script = ("import jax, ebm_ppl as ep\n"
+              "rbm = ep.BernoulliRBM.init(jax.random.key(0), 6, 3)\n"
+              "ep.save(r'%s', rbm)\n"
+              "try:\n"
+              "    ep.sample(jax.random.key(0), rbm, num_samples=2, num_warmup=0)\n"
+              "except ValueError as exc:\n"
+              "    print('raised:', exc)\n") % (tmp_path / "rbm.ebm")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "raised: EBM_PPL_CPU_DOTS must be auto, ynnpack or onednn, got 'mkl'" in proc.stdout
+    cli = subprocess.run([sys.executable, "-m", "ebm_ppl", "logz", str(tmp_path / "rbm.ebm"), "--quiet"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert cli.returncode != 0 and "Traceback" not in cli.stderr
+    assert cli.stderr.startswith("ebm-ppl: error: EBM_PPL_CPU_DOTS must be auto, ynnpack or onednn"), cli.stderr

@@ -65,6 +65,10 @@ def test_import_leaves_the_plotting_and_arviz_stack_for_later():
     # the BlackJAX-free moves are reachable as attributes before anything imported them
     run = _python("import ebm_ppl as ep\nassert callable(ep.moves.ladders.ladder) and callable(ep.moves.langevin.run)\n")
     assert run.returncode == 0, run.stderr
+    # so is ep.inference, which the docs name (ep.inference.default_kernel, .sampling.draw_bucket)
+    run = _python("import ebm_ppl as ep\nassert callable(ep.inference.default_kernel)\n"
+                  "assert ep.inference.sampling.thin_bucket(9) == 10\n")
+    assert run.returncode == 0, run.stderr
 
 
 def test_a_second_process_loads_the_programs_from_the_cache(tmp_path):

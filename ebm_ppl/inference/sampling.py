@@ -232,8 +232,10 @@ STATIC_THIN = 8
 def thin_bucket(thin: int) -> int:
     """The number of keys ``ep.sample`` splits for one draw's ``thin`` steps: ``thin`` itself up to
     :data:`STATIC_THIN`, else :func:`draw_bucket`'s (at most 25% more; the loop runs ``thin`` steps,
-    and one compiled program serves every ``thin`` of a bucket). Splits are prefix-stable, so the
-    steps' keys do not depend on the bucket."""
+    and one compiled program serves every ``thin`` of a bucket). Splits of ebm_ppl's Philox and of
+    JAX's threefry are prefix-stable, so the steps' keys do not depend on the bucket (with
+    ``jax_threefry_partitionable=False``, JAX's legacy threefry split, they do: a ``thin`` above 8
+    then draws other keys than a run compiled for exactly that ``thin``)."""
     return thin if thin <= STATIC_THIN else draw_bucket(thin)
 
 
