@@ -31,9 +31,9 @@ RBM's test log-likelihood, JEM's test accuracy): a dot library that rounds diffe
 them, and the column says so. ``--probe`` prints which library computes each product of a Gibbs
 sweep under each configuration, so that a flag XLA ignored shows as the same kernels.
 
-    python benchmarks/xla_cpu_options.py                 # 2 rounds, all configurations (~15 min)
+    python benchmarks/xla_cpu_options.py                 # 2 rounds, all configurations (~8 min)
     python benchmarks/xla_cpu_options.py --quick         # 1 round, ebm_ppl / ynnpack / onednn
-    python benchmarks/xla_cpu_options.py --probe         # kernel kinds only (~1 min)
+    python benchmarks/xla_cpu_options.py --probe         # who computes each product (~20 s)
 
 Not a test: nothing here asserts a time.
 """
