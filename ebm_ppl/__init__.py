@@ -12,7 +12,7 @@ join a ``jax.distributed`` run before anything starts JAX's backend (BlackJAX's 
 """
 
 from ebm_ppl._version import __version__
-from ebm_ppl.lazy import lazy_names as _lazy_names
+from ebm_ppl.lazy import lazy_names
 
 __all__ = [
     "__version__",
@@ -76,4 +76,5 @@ _FROM = {
 }
 
 
-__getattr__, __dir__ = _lazy_names(globals(), {**{name: f"ebm_ppl.{name}" for name in _MODULES}, **_FROM})
+__getattr__, __dir__ = lazy_names(globals(), {**{name: f"ebm_ppl.{name}" for name in _MODULES}, **_FROM})
+del lazy_names  # the package's names are its public ones

@@ -60,7 +60,7 @@ except ImportError:  # pragma: no cover - a future JAX moved it: always compile 
         return False
 
 __all__ = ["COMPILER_OPTIONS", "LARGE_MODEL_OPTIONS", "LARGE_MODEL_PARAMETERS", "filter_jit", "options_for",
-           "for_model", "sized_by", "options_in_effect", "enable_persistent_cache", "cache_dir", "CACHE_ENV"]
+           "for_model", "num_parameters", "sized_by", "options_in_effect", "enable_persistent_cache", "cache_dir", "CACHE_ENV"]
 
 #: Environment variable naming the compile cache's folder for the command line; ``off`` (or
 #: ``0``, ``false``, ``no``) disables the cache.
@@ -139,7 +139,9 @@ except ValueError as exc:  # a misspelled setting: raised by the first compiled 
 _LARGE = contextvars.ContextVar("ebm_ppl_large_model", default=False)
 
 
-def _num_parameters(model: Any) -> int:
+def num_parameters(model: Any) -> int:
+    """The number of floating-point array elements in ``model``'s pytree (what
+    :data:`LARGE_MODEL_PARAMETERS` is compared with; arrays a function closes over are not seen)."""
     import jax
 
     return sum(int(x.size) for x in jax.tree.leaves(model) if eqx.is_inexact_array(x))
@@ -156,7 +158,7 @@ def options_for(model: Any) -> dict[str, Any]:
 def for_model(model: Any) -> Iterator[None]:
     """Within the block, :func:`filter_jit` programs compile for ``model``'s size: with
     :data:`LARGE_MODEL_OPTIONS` when it has at least :data:`LARGE_MODEL_PARAMETERS` parameters."""
-    large = LARGE_MODEL_OPTIONS != COMPILER_OPTIONS and _num_parameters(model) >= LARGE_MODEL_PARAMETERS
+    large = LARGE_MODEL_OPTIONS != COMPILER_OPTIONS and num_parameters(model) >= LARGE_MODEL_PARAMETERS
     token = _LARGE.set(large)
     try:
         yield

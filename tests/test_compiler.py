@@ -88,7 +88,7 @@ def test_onednn_dots_change_results_only_by_rounding(monkeypatch, onednn, family
         model = ep.BernoulliRBM.init(key, 256, 256, scale=0.02)
     else:
         model = ep.GaussianBernoulliRBM.init(key, 96, 128, scale=0.05)
-    assert compiler._num_parameters(model) >= compiler.LARGE_MODEL_PARAMETERS
+    assert ep.compiler.num_parameters(model) >= compiler.LARGE_MODEL_PARAMETERS
 
     def run():
         dt = ep.sample(jax.random.key(1), model, num_chains=8, num_warmup=5, num_samples=20)

@@ -8,10 +8,11 @@ The three names load on first use (PEP 562): a module that needs only the figure
 (:mod:`ebm_ppl.diagnostics.figures`, matplotlib) does not import ArviZ and xarray.
 """
 
-from ebm_ppl.lazy import lazy_names as _lazy_names
+from ebm_ppl.lazy import lazy_names
 
 __all__ = ["diagnose", "Diagnostics", "report"]
 
-__getattr__, __dir__ = _lazy_names(globals(), {"report": "ebm_ppl.diagnostics.html_report",
-                                              "diagnose": "ebm_ppl.diagnostics.summary",
-                                              "Diagnostics": "ebm_ppl.diagnostics.summary"})
+__getattr__, __dir__ = lazy_names(globals(), {"report": "ebm_ppl.diagnostics.html_report",
+                                             "diagnose": "ebm_ppl.diagnostics.summary",
+                                             "Diagnostics": "ebm_ppl.diagnostics.summary"})
+del lazy_names  # the package's names are its public ones

@@ -9,8 +9,9 @@ wrap them in BlackJAX's ``SamplingAlgorithm`` convention; ``ep.ais`` and ``ep.fi
 directly, so neither imports BlackJAX where it does not need it.
 """
 
-from ebm_ppl.lazy import lazy_names as _lazy_names
+from ebm_ppl.lazy import lazy_names
 
 __all__ = ["gibbs", "site", "tempering", "ladders", "langevin"]
 
-__getattr__, __dir__ = _lazy_names(globals(), {name: f"ebm_ppl.moves.{name}" for name in __all__})
+__getattr__, __dir__ = lazy_names(globals(), {name: f"ebm_ppl.moves.{name}" for name in __all__})
+del lazy_names  # the package's names are its public ones
