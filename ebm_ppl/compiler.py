@@ -60,7 +60,8 @@ except ImportError:  # pragma: no cover - a future JAX moved it: always compile 
         return False
 
 __all__ = ["COMPILER_OPTIONS", "LARGE_MODEL_OPTIONS", "LARGE_MODEL_PARAMETERS", "filter_jit", "options_for",
-           "for_model", "num_parameters", "sized_by", "options_in_effect", "enable_persistent_cache", "cache_dir", "CACHE_ENV"]
+           "for_model", "num_parameters", "sized_by", "options_in_effect", "size_bucket", "enable_persistent_cache", "cache_dir",
+           "CACHE_ENV"]
 
 #: Environment variable naming the compile cache's folder for the command line; ``off`` (or
 #: ``0``, ``false``, ``no``) disables the cache.
@@ -256,6 +257,16 @@ def filter_jit(fun: Callable | None = None, **jit_kwargs):
 
     call.compiled_with, call.top_level, call.nested = compiled_with, compiled_with(COMPILER_OPTIONS), plain
     return call
+
+
+def size_bucket(size: int, minimum: int = 8) -> int:
+    """The size a program compiled for ``size`` items is built for: the least ``m * 2**k >= size``
+    with ``m`` in 4..7 (at least ``minimum``), so at most 25% more. One compiled program serves
+    every size of a bucket (``ebm_ppl.sample``'s draws and ``thin``, ``ebm_ppl.fit``'s rows)."""
+    if size <= minimum:
+        return minimum
+    k = max(0, size.bit_length() - 3)
+    return -(-size // 2**k) * 2**k
 
 
 def cache_dir() -> Path | None:

@@ -17,7 +17,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl import checks
-from ebm_ppl.compiler import filter_jit, sized_by
+from ebm_ppl.compiler import filter_jit, size_bucket, sized_by
 from ebm_ppl.inference.plans import build_plan, check_options
 from ebm_ppl.inference.to_arviz import draws_to_datatree
 from ebm_ppl.kernels.registry import (KERNELS, STAT_DIMS, check_kernel, check_kernel_options, default_kernel,
@@ -215,14 +215,10 @@ def warmup_bucket(kernel: str, num_warmup: int) -> int:
 
 
 def draw_bucket(num_samples: int) -> int:
-    """The number of draws the compiled run of ``num_samples`` holds: the least ``m * 2**k`` >=
-    ``num_samples`` with ``m`` in 4..7 (at least 8), so at most 25% more; one compiled program
-    serves every ``num_samples`` of a bucket (the loop runs ``num_samples`` steps, the rest of the
-    buffer stays empty)."""
-    if num_samples <= 8:
-        return 8
-    k = max(0, num_samples.bit_length() - 3)
-    return -(-num_samples // 2**k) * 2**k
+    """The number of draws the compiled run of ``num_samples`` holds (:func:`ebm_ppl.compiler.size_bucket`:
+    at most 25% more, at least 8); one compiled program serves every ``num_samples`` of a bucket
+    (the loop runs ``num_samples`` steps, the rest of the buffer stays empty)."""
+    return size_bucket(num_samples)
 
 
 #: Up to this ``thin``, a draw's steps are a scan of exactly ``thin`` (one program per value).

@@ -1,10 +1,11 @@
 """The compiled part of :func:`ebm_ppl.fit`: the training state and groups of epochs in one program.
 
-A call of :func:`run_epochs` runs a ``lax.while_loop`` over epochs, each a ``lax.scan`` over
+A call of :func:`run_epochs` runs a ``lax.while_loop`` over epochs, each a loop over
 minibatches, and checks the parameters and the epoch's mean step metrics for divergence after
 every epoch, so the host fetches one small result per call. The programs are module-level and
 take the model's static part, the estimator and the optimizer as static arguments, so a later
-call with equal ones and the same shapes reuses the compiled code.
+call with equal ones and the same shapes reuses the compiled code; the data arrive padded to a
+bucket of rows (:mod:`ebm_ppl.training.rows`), so a new data size within the bucket does too.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
+from jax import lax
 from jaxtyping import Array, PRNGKeyArray
 
 from ebm_ppl.compiler import filter_jit
 from ebm_ppl.random import for_sharding, from_sharding, is_key, rekey
 from ebm_ppl.sharding import rows_over, shard_rows
+from ebm_ppl.training.rows import masked_mean, shuffled_rows
 
 __all__ = ["TrainState", "EXPLOSION", "MAX_FUSED_EPOCHS", "DEFAULT_OPTIMIZER", "freeze_mask", "init_state",
            "run_epochs", "healthy", "scale_step"]
@@ -95,12 +98,15 @@ def _map_keys(fn, tree):
 @filter_jit
 def run_epochs(static, estimator, optimizer, frozen_mask, batch_size: int, shuffle: bool, capacity: int, carry,
                data: tuple[Array, ...], key_loop: PRNGKeyArray, plan, sharding=None):
-    """Run epochs ``start, ..., start + num - 1`` (``plan = [start, num, retries, tries]``, int32)
-    until one diverges, each a ``lax.scan`` over ``N // batch_size`` minibatches (shuffled, or in
-    the data's order when ``shuffle`` is False).
+    """Run epochs ``start, ..., start + num - 1`` (``plan = [start, num, retries, tries, n]``,
+    int32) until one diverges, each a loop over the ``n // batch_size`` minibatches of the first
+    ``n`` rows of ``data`` (shuffled, or in the data's order when ``shuffle`` is False). ``data``
+    holds :func:`ebm_ppl.training.rows.bucket_rows` rows (:func:`~ebm_ppl.training.rows.pad_rows`),
+    so one compiled program serves every ``n`` of a bucket; the padding is never read.
 
     Epoch ``e`` shuffles with ``fold_in(key_loop, e * tries + r)``'s first half, ``r`` = ``retries``
-    for the first epoch and 0 after it, so a run does not depend on how its epochs are grouped.
+    for the first epoch and 0 after it, so a run does not depend on how its epochs are grouped;
+    its order is ``jax.random.permutation(key, n)``'s (:func:`~ebm_ppl.training.rows.shuffled_rows`).
 
     With ``sharding`` (:func:`ebm_ppl.sharding.axis_sharding`), each minibatch's rows and the
     arrays the estimator lays out with :func:`ebm_ppl.sharding.shard_rows` are split over its
@@ -114,6 +120,8 @@ def run_epochs(static, estimator, optimizer, frozen_mask, batch_size: int, shuff
         ``[:done]``. ``done < num`` means epoch ``start + done`` diverged (non-finite or exploding
         parameters or means) and was discarded.
     """
+    if plan.shape != (5,):
+        raise ValueError(f"run_epochs: plan must be [start, num, retries, tries, n], got shape {plan.shape}")
     if sharding is None:
         return _epochs(static, estimator, optimizer, frozen_mask, batch_size, shuffle, capacity, carry, data,
                        key_loop, plan)
@@ -124,43 +132,47 @@ def run_epochs(static, estimator, optimizer, frozen_mask, batch_size: int, shuff
 
 
 def _epochs(static, estimator, optimizer, frozen_mask, batch_size, shuffle, capacity, carry, data, key_loop, plan):
-    start, num, retries, tries = plan[0], plan[1], plan[2], plan[3]
-    n = data[0].shape[0]
+    start, num, retries, tries, n = plan[0], plan[1], plan[2], plan[3], plan[4]
+    size = data[0].shape[0]  # the bucket's rows; the first n are the data
     num_batches = n // batch_size
+    # the epoch's per-step metrics, one slot per minibatch of the largest data of the bucket
+    step_shapes = jax.eval_shape(lambda: estimator.update(
+        eqx.combine(carry[0], static), tuple(a[:batch_size] for a in data), carry[2])[2])
 
     def one_epoch(carry, key):
-        if shuffle:
-            perm = jax.random.permutation(key, n)[: num_batches * batch_size].reshape(num_batches, batch_size)
-            batches = tuple(a[perm] for a in data)
-        else:
-            batches = tuple(a[: num_batches * batch_size].reshape(num_batches, batch_size, *a.shape[1:])
-                            for a in data)
-        batches = tuple(shard_rows(b, axis=1) for b in batches)
+        order = shuffled_rows(key, n, size) if shuffle else None
 
-        def step(carry, batch):
-            params, opt_state, est_state = carry
+        def step(i, loop):
+            (params, opt_state, est_state), per_step = loop
+            if shuffle:
+                rows = lax.dynamic_slice_in_dim(order, i * batch_size, batch_size)
+                batch = tuple(a[rows] for a in data)
+            else:
+                batch = tuple(lax.dynamic_slice_in_dim(a, i * batch_size, batch_size) for a in data)
             batch = tuple(shard_rows(a) for a in batch)
             grads, est_state, step_metrics = estimator.update(eqx.combine(params, static), batch, est_state)
             grads = eqx.filter(grads, eqx.is_inexact_array)
             if any(jax.tree.leaves(frozen_mask)):
                 grads = jax.tree.map(lambda g, frozen: jnp.zeros_like(g) if frozen else g, grads, frozen_mask)
             updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (eqx.apply_updates(params, updates), opt_state, est_state), step_metrics
+            per_step = jax.tree.map(lambda b, m: b.at[i].set(m), per_step, step_metrics)
+            return (eqx.apply_updates(params, updates), opt_state, est_state), per_step
 
-        carry, per_step = jax.lax.scan(step, carry, batches)
-        return carry, jax.tree.map(jnp.mean, per_step)
+        per_step = jax.tree.map(lambda s: jnp.zeros((size // batch_size, *s.shape), s.dtype), step_shapes)
+        carry, per_step = lax.fori_loop(0, num_batches, step, (carry, per_step))
+        return carry, jax.tree.map(lambda b: masked_mean(b, num_batches), per_step)
 
     def body(loop):
         i, _, carry, buffer = loop
         epoch_key = jax.random.fold_in(key_loop, (start + i) * tries + jnp.where(i == 0, retries, 0))
         new_carry, means = one_epoch(carry, jax.random.split(epoch_key)[0])
         good = healthy(new_carry[0], means)
-        carry = jax.tree.map(lambda new, old: jax.lax.select(good, new, old), new_carry, carry)
+        carry = jax.tree.map(lambda new, old: lax.select(good, new, old), new_carry, carry)
         buffer = jax.tree.map(lambda b, m: b.at[i].set(m), buffer, means)
         return i + good.astype(i.dtype), good, carry, buffer
 
     shapes = jax.eval_shape(one_epoch, carry, key_loop)[1]
     buffer = jax.tree.map(lambda s: jnp.zeros((capacity, *s.shape), s.dtype), shapes)
     loop = (jnp.zeros((), jnp.int32), jnp.array(True), carry, buffer)
-    done, _, carry, buffer = jax.lax.while_loop(lambda loop: loop[1] & (loop[0] < num), body, loop)
+    done, _, carry, buffer = lax.while_loop(lambda loop: loop[1] & (loop[0] < num), body, loop)
     return carry, buffer, done

@@ -22,8 +22,9 @@ from ebm_ppl.training import epochs as compiled
 from ebm_ppl.training.checkpoint import load_checkpoint, save_checkpoint
 from ebm_ppl.training.epochs import DEFAULT_OPTIMIZER, EXPLOSION, MAX_FUSED_EPOCHS, TrainState
 from ebm_ppl.training.history import History, Monitor, TrainingDiverged
-from ebm_ppl.training.metrics import boltzmann_metrics, boltzmann_metrics_sets
+from ebm_ppl.training.metrics import boltzmann_metrics, padded_boltzmann_metrics
 from ebm_ppl.training.optimizers import guarded
+from ebm_ppl.training.rows import bucket_rows, pad_rows
 
 __all__ = ["TrainingRun", "CheckpointWarning", "CHECKPOINT", "MODEL"]
 
@@ -53,6 +54,14 @@ class TrainingRun:
                              f"batch_size={settings.batch_size} (or the key's generator cannot be sharded)")
         self.state, self.key_loop = compiled.init_state(params, self.static, estimator, self.optimizer,
                                                         settings.data, key, prng_impl)
+        # the data in a bucket of rows: one compiled epoch program serves every size of the bucket
+        self.rows = settings.data[0].shape[0]
+        self.padded = pad_rows(settings.data, bucket_rows(self.rows))
+        if settings.metrics is boltzmann_metrics:  # evaluated in buckets of rows too
+            self.metric_sets = {"train_": (self.padded[0], self.rows)}
+            if settings.validation is not None:
+                x = settings.validation[0]
+                self.metric_sets["val_"] = (pad_rows((x,), bucket_rows(x.shape[0]))[0], x.shape[0])
         self.history, self.epoch, self.retries = History(), 0, 0
         self.checkpointing = settings.checkpoint_dir is not None
         # which key the run follows, kept in its checkpoints (a hash: the key itself is not stored)
@@ -131,10 +140,10 @@ class TrainingRun:
         last one evaluated when due) and the state after them. Non-finite metrics reject the
         whole group (0 good epochs)."""
         s, epoch, tries = self.settings, self.epoch, self.settings.max_retries + 1
-        plan = np.array([epoch, stop - epoch, self.retries, tries], np.int32)
+        plan = np.array([epoch, stop - epoch, self.retries, tries, self.rows], np.int32)
         carry, means, done = compiled.run_epochs(
             self.static, self.estimator, self.optimizer, self.frozen_mask, s.batch_size, self.shuffle,
-            MAX_FUSED_EPOCHS, (self.state.params, self.state.opt_state, self.state.estimator_state), s.data,
+            MAX_FUSED_EPOCHS, (self.state.params, self.state.opt_state, self.state.estimator_state), self.padded,
             self.key_loop, plan, self.sharding)
         means, done = jax.device_get((means, done))
         done = int(done)
@@ -144,7 +153,7 @@ class TrainingRun:
         if epoch + done == stop and self._evaluated(stop - 1) and s.metrics is not None:
             index = (stop - 1) * tries + (self.retries if stop - 1 == epoch else 0)  # keyed like the epoch's shuffle
             model = eqx.combine(self._local(carry[0]), self.static)
-            records[-1].update(_evaluate(s.metrics, model, s.data, s.validation, self.key_loop, index))
+            records[-1].update(self._evaluate(model, index))
             if not _finite(records[-1]):
                 return 0, [], self.state
         return done, records, new_state
@@ -196,6 +205,26 @@ class TrainingRun:
             return params
         return jax.tree.map(lambda a: jax.numpy.asarray(to_host(a)) if isinstance(a, jax.Array) else a, params)
 
+    def _evaluate(self, model: Potential, index: int) -> dict[str, float]:
+        """The epoch's metrics on the training and validation data, keyed by ``fold_in(key_loop,
+        index)``'s second half; the default Boltzmann metrics in one compiled call with one log Z."""
+        s = self.settings
+        key = jax.random.split(jax.random.fold_in(self.key_loop, index))[1]
+        if s.metrics is boltzmann_metrics:
+            return padded_boltzmann_metrics(model, self.metric_sets, key)
+        sets = {"train_": s.data} if s.validation is None else {"train_": s.data, "val_": s.validation}
+        out = {}
+        for prefix, d in sets.items():
+            values = s.metrics(model, d, key, prefix)
+            if not isinstance(values, dict):
+                raise TypeError(f"fit: metrics must return a dict of numbers, got {type(values).__name__}")
+            for name, value in values.items():
+                try:
+                    out[name] = float(value)
+                except (TypeError, ValueError):
+                    raise TypeError(f"fit: metric {name!r} is not a number ({value!r})") from None
+        return out
+
     # -- files -------------------------------------------------------------------------------------
     def _path(self, name: str) -> str | None:
         return None if self.settings.checkpoint_dir is None else os.path.join(self.settings.checkpoint_dir, name)
@@ -218,26 +247,6 @@ class TrainingRun:
             warnings.warn(f"fit: could not write {what} in {self.settings.checkpoint_dir!r} ({exc}); training "
                           "continues and the trained model is returned", CheckpointWarning,
                           skip_file_prefixes=_PACKAGE)
-
-
-def _evaluate(metrics, model: Potential, data, validation, key_loop, index: int) -> dict[str, float]:
-    """The epoch's metrics on the training and validation data, keyed by ``fold_in(key_loop, index)``'s
-    second half; the default Boltzmann metrics in one compiled call with one log Z."""
-    key = jax.random.split(jax.random.fold_in(key_loop, index))[1]
-    sets = {"train_": data} if validation is None else {"train_": data, "val_": validation}
-    if metrics is boltzmann_metrics:
-        return boltzmann_metrics_sets(model, sets, key)
-    out = {}
-    for prefix, d in sets.items():
-        values = metrics(model, d, key, prefix)
-        if not isinstance(values, dict):
-            raise TypeError(f"fit: metrics must return a dict of numbers, got {type(values).__name__}")
-        for name, value in values.items():
-            try:
-                out[name] = float(value)
-            except (TypeError, ValueError):
-                raise TypeError(f"fit: metric {name!r} is not a number ({value!r})") from None
-    return out
 
 
 def _gathered(state: TrainState) -> TrainState:

@@ -16,6 +16,7 @@ import pytest
 import ebm_ppl as ep
 
 epochs_module = importlib.import_module("ebm_ppl.training.epochs")
+run_module = importlib.import_module("ebm_ppl.training.run")
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +130,62 @@ def test_a_second_call_with_equal_settings_compiles_nothing(x, caplog):
             ep.fit(model0, x, ep.training.pcd(k=1, num_chains=40), key=jax.random.key(4), epochs=6, batch_size=50,
                    optimizer=optax.sgd(lr, momentum=0.5), metrics=False)  # a fresh object each time
             assert any("jit(run_epochs)" in m for m in _compiled(caplog)) == compiles, (lr, _compiled(caplog))
+
+
+def test_a_data_size_in_the_same_bucket_compiles_neither_epochs_nor_metrics(caplog):
+    """fit pads its data to a bucket of rows (ebm_ppl.training.rows.bucket_rows: at most 25% more),
+    so 270 and 310 examples (both padded to 320) share the epoch loop and the default metrics'
+    program; the initial state compiles again (the estimator's init sees the data as given). A
+    model shape no other test uses, so that nothing was compiled before."""
+    data = ep.data.digits(binarize=True)
+    model0 = ep.BernoulliRBM.init(jax.random.key(0), 64, 7, scale=0.1)
+    kwargs = dict(key=jax.random.key(4), epochs=2, batch_size=50, optimizer=OPT, validation=data.x_val[:100])
+    caplog.set_level(logging.WARNING)
+    with jax.log_compiles():
+        ep.fit(model0, data.x_train[:270], ep.training.pcd(k=1, num_chains=50), **kwargs)
+        first = _compiled(caplog)
+        caplog.clear()
+        ep.fit(model0, data.x_train[:310], ep.training.pcd(k=1, num_chains=50), **kwargs)
+        second = _compiled(caplog)
+        caplog.clear()
+        ep.fit(model0, data.x_train[:330], ep.training.pcd(k=1, num_chains=50), **kwargs)  # the next bucket
+        third = _compiled(caplog)
+    for name in ("jit(init_state)", "jit(run_epochs)", "jit(_boltzmann_values)"):
+        assert any(name in m for m in first), (name, first)  # the log is read
+    assert any("jit(init_state)" in m for m in second), second
+    assert not any("jit(run_epochs)" in m or "jit(_boltzmann_values)" in m for m in second), second
+    assert any("jit(run_epochs)" in m for m in third) and any("jit(_boltzmann_values)" in m for m in third)
+
+
+def _tiny_jem_run(data, **kwargs):
+    model0 = ep.JEM.init(jax.random.key(0), 64, 10, width=16, depth=1)
+    return ep.fit(model0, data, ep.training.jem(langevin_steps=2), **kwargs)
+
+
+@pytest.mark.parametrize("case", ["pcd", "pcd_in_order", "jem"])
+def test_the_padding_changes_nothing(case, monkeypatch):
+    """A run on 290 examples padded to 320 rows equals the run compiled for exactly 290: the same
+    parameters bit for bit (the padding is never drawn into a minibatch or a persistent chain),
+    the same metrics to float rounding (their means sum in another order)."""
+    data = ep.data.digits(binarize=case != "jem")
+    kwargs = dict(key=jax.random.key(4), epochs=2, batch_size=50, optimizer=OPT)
+    if case == "jem":
+        def run():
+            return _tiny_jem_run((data.x_train[:290], data.y_train[:290]), metrics=False, **kwargs)
+    else:
+        def run():
+            model0 = ep.BernoulliRBM.init(jax.random.key(0), 64, 8, scale=0.1)
+            return ep.fit(model0, data.x_train[:290], ep.training.pcd(k=1, num_chains=50), shuffle=case == "pcd",
+                          validation=data.x_val[:90], **kwargs)
+    padded_model, padded = run()
+    with monkeypatch.context() as patch:
+        patch.setattr(run_module, "bucket_rows", lambda n: n)
+        exact_model, exact = run()
+    for a, b in zip(jax.tree.leaves(padded_model), jax.tree.leaves(exact_model)):
+        np.testing.assert_array_equal(a, b)
+    assert padded.metric_names == exact.metric_names and len(padded.records) == 2
+    for name in padded.metric_names:
+        np.testing.assert_allclose(padded[name], exact[name], rtol=1e-6, atol=1e-7, err_msg=name)
 
 
 def test_optimizer_fingerprints_tell_settings_apart():
