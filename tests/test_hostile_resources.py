@@ -79,6 +79,20 @@ def test_format_bytes():
 
 # -- resuming with another key is refused -----------------------------------------------------------------
 
+def test_fit_counts_the_copy_of_its_data_padded_to_a_bucket(monkeypatch):
+    """fit pads its data to a bucket of rows (a copy of up to 1.25x the data): 1025 rows x 256
+    float32 values need a 1280-row copy (1.25 MiB), counted before anything is copied; 1024 rows
+    fill their bucket and copy nothing."""
+    rbm = ep.BernoulliRBM.init(KEY, 256, 2, scale=0.1)
+    x = np.asarray(jax.random.bernoulli(KEY, 0.5, (1025, 256)), np.float32)
+    monkeypatch.setattr(checks, "MEMORY_LIMIT", 2**20)
+    with pytest.raises(ValueError, match=r"^fit: .*1\.25 MiB of data padded to a bucket of rows.*limit of 1 MiB"):
+        ep.fit(rbm, x, ep.training.pcd(num_chains=2), key=KEY, epochs=1, batch_size=512, metrics=False)
+    model, history = ep.fit(rbm, x[:1024], ep.training.pcd(num_chains=2), key=KEY, epochs=1, batch_size=512,
+                            metrics=False)
+    assert len(history.records) == 1
+
+
 def test_fit_resume_refuses_a_checkpoint_of_another_key(tmp_path):
     """The checkpoint keeps a fingerprint of the key; another key would continue neither run (its
     minibatches and samplers would follow the new key from the old state)."""

@@ -35,6 +35,7 @@ from ebm_ppl.training.epochs import DEFAULT_OPTIMIZER, MAX_FUSED_EPOCHS
 from ebm_ppl.training.estimators import GradientEstimator
 from ebm_ppl.training.history import History, Monitor, TrainingDiverged
 from ebm_ppl.training.metrics import boltzmann_metrics
+from ebm_ppl.training.rows import bucket_rows
 from ebm_ppl.training.run import CHECKPOINT, MODEL, CheckpointWarning, TrainingRun
 
 __all__ = ["fit", "History", "TrainingDiverged", "CheckpointWarning", "MAX_FUSED_EPOCHS", "DEFAULT_OPTIMIZER",
@@ -192,7 +193,7 @@ class _Settings:
             metrics = metrics or getattr(estimator, "metrics", None) or boltzmann_metrics
         if monitor is not None and not isinstance(monitor, str):
             raise ValueError(f"monitor must be the name of a metric or None, got {monitor!r}")
-        _check_memory(model, estimator, data)
+        _check_memory(model, estimator, data, validation, metrics is boltzmann_metrics)
         directory = None if checkpoint_dir is None else _writable_dir(checkpoint_dir)
         return cls(data, validation, metrics or None, epochs, batch_size, eval_every, max_retries, directory,
                    checkpoint_every, metrics is not False or monitor is not None)
@@ -226,15 +227,29 @@ def _state_bytes(model: Potential, estimator, data: tuple[Array, ...]) -> int:
     return nbytes
 
 
-def _check_memory(model: Potential, estimator, data: tuple[Array, ...]) -> None:
+def _check_memory(model: Potential, estimator, data: tuple[Array, ...], validation: tuple[Array, ...] | None,
+                  padded_validation: bool) -> None:
     """Refuse, before anything is allocated, a run whose training state would not fit: the
     estimator's state (PCD's chains, JEM's replay buffer; its shapes from ``init`` traced
-    abstractly) and four copies of the parameters (the model, the optimizer's moments, the best)."""
+    abstractly), four copies of the parameters (the model, the optimizer's moments, the best) and
+    the copies of the data padded to a bucket of rows (the validation data's when the default
+    metrics read them)."""
     state_bytes = _state_bytes(model, estimator, data)
     param_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(eqx.filter(model, eqx.is_array)))
-    checks.check_memory(state_bytes + 4 * param_bytes,
-                        f"the estimator's state of {checks.format_bytes(state_bytes)} and 4 copies of "
-                        f"{checks.format_bytes(param_bytes)} of parameters", owner="fit")
+    padded = [data] + ([validation[:1]] if padded_validation and validation is not None else [])
+    data_bytes = sum(_padded_bytes(arrays) for arrays in padded)
+    checks.check_memory(state_bytes + 4 * param_bytes + data_bytes,
+                        f"the estimator's state of {checks.format_bytes(state_bytes)}, 4 copies of "
+                        f"{checks.format_bytes(param_bytes)} of parameters and {checks.format_bytes(data_bytes)} "
+                        "of data padded to a bucket of rows", owner="fit")
+
+
+def _padded_bytes(arrays: tuple[Array, ...]) -> int:
+    """The bytes of ``arrays``' copy padded to :func:`ebm_ppl.training.rows.bucket_rows` rows (0
+    when their rows fill the bucket: nothing is copied)."""
+    n = arrays[0].shape[0]
+    size = bucket_rows(n)
+    return 0 if size == n else sum(size * math.prod(a.shape[1:]) * a.dtype.itemsize for a in arrays)
 
 
 def _writable_dir(directory: str | os.PathLike) -> str:
