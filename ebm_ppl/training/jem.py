@@ -36,6 +36,7 @@ from ebm_ppl.compiler import filter_jit
 from ebm_ppl.moves.langevin import run as langevin_run
 from ebm_ppl.potentials.base import Potential, validate_input
 from ebm_ppl.sharding import shard_rows
+from ebm_ppl.training.rows import bucket_rows, masked_mean, pad_rows
 
 __all__ = ["JEMEstimator", "JEMState", "jem", "jem_loss", "langevin_negatives", "replay_negatives",
            "langevin_samples", "jem_metrics"]
@@ -76,21 +77,27 @@ def jem_loss(
         ``(loss, aux)`` with ``aux`` = clf_loss, gen_loss, accuracy, energy_data, energy_neg
         (batch means).
     """
-    # one forward pass over data and negatives (a 2B-row matmul per layer beats two B-row ones)
-    both = jax.vmap(model.net)(jnp.concatenate([x, jax.lax.stop_gradient(x_neg)]))
-    logits, logits_neg = both[: x.shape[0]], both[x.shape[0]:]
-    log_probs = jax.nn.log_softmax(logits, axis=-1)  # stable: never log(softmax)
-    clf_loss = -jnp.mean(jnp.take_along_axis(log_probs, y[:, None], axis=-1))
-    e_data = -jax.nn.logsumexp(logits, axis=-1)
-    e_neg = -jax.nn.logsumexp(logits_neg, axis=-1)
+    nll, e_data, e_neg, correct = _per_example(model, x, y, x_neg)
+    clf_loss = jnp.mean(nll)
     gen_loss = jnp.mean(e_data) - jnp.mean(e_neg)
     loss = clf_loss + gen_weight * gen_loss
     if not isinstance(energy_l2, (int, float)) or energy_l2:
         loss = loss + energy_l2 * (jnp.mean(e_data**2) + jnp.mean(e_neg**2))
-    accuracy = jnp.mean((jnp.argmax(logits, axis=-1) == y).astype(logits.dtype))
-    aux = {"clf_loss": clf_loss, "gen_loss": gen_loss, "accuracy": accuracy,
+    aux = {"clf_loss": clf_loss, "gen_loss": gen_loss, "accuracy": jnp.mean(correct),
            "energy_data": jnp.mean(e_data), "energy_neg": jnp.mean(e_neg)}
     return loss, aux
+
+
+def _per_example(model: Potential, x: Array, y: Array, x_neg: Array) -> tuple[Array, Array, Array, Array]:
+    """``(nll (B,), e_data (B,), e_neg (M,), correct (B,))``: each example's cross-entropy
+    ``-log p(y | x)``, energy ``-logsumexp(logits)`` and 0/1 correctness, the negatives' energies."""
+    # one forward pass over data and negatives (a 2B-row matmul per layer beats two B-row ones)
+    both = jax.vmap(model.net)(jnp.concatenate([x, jax.lax.stop_gradient(x_neg)]))
+    logits, logits_neg = both[: x.shape[0]], both[x.shape[0]:]
+    log_probs = jax.nn.log_softmax(logits, axis=-1)  # stable: never log(softmax)
+    nll = -jnp.take_along_axis(log_probs, y[:, None], axis=-1)[:, 0]
+    correct = (jnp.argmax(logits, axis=-1) == y).astype(logits.dtype)
+    return nll, -jax.nn.logsumexp(logits, axis=-1), -jax.nn.logsumexp(logits_neg, axis=-1), correct
 
 
 # -- the samplers -------------------------------------------------------------------------------------
@@ -193,12 +200,16 @@ def langevin_samples(
 # -- per-epoch metrics --------------------------------------------------------------------------------
 
 @filter_jit
-def _metric_values(model, x, y, key, num_neg: int, steps: int, step_size: float, noise_scale, low, high):
+def _metric_values(model, x, y, n, key, num_neg: int, steps: int, step_size: float, noise_scale, low, high):
+    """clf_loss, gen_loss and accuracy of the first ``n`` (traced) rows of ``x`` and ``y``, padded
+    to a bucket of rows (:mod:`ebm_ppl.training.rows`), with the first ``min(n, num_neg)`` of
+    ``num_neg`` short-run negatives."""
     k_init, k_run = jax.random.split(key)
     x0 = _uniform(k_init, (num_neg, *x.shape[1:]), x.dtype, low, high)
     x_neg = langevin_negatives(k_run, model, x0, steps, step_size, noise_scale)
-    loss, aux = jem_loss(model, x, y, x_neg)
-    return aux["clf_loss"], aux["gen_loss"], aux["accuracy"]
+    nll, e_data, e_neg, correct = _per_example(model, x, y, x_neg)
+    gen = masked_mean(e_data, n) - masked_mean(e_neg, jnp.minimum(n, num_neg))
+    return masked_mean(nll, n), gen, masked_mean(correct, n)
 
 
 def jem_metrics(
@@ -213,7 +224,9 @@ def jem_metrics(
     """``metrics(model, (x, y), key, prefix)`` for :func:`ebm_ppl.fit`: the cross-entropy
     ``clf_loss`` and ``accuracy`` over all of (x, y), the ``gen_loss`` L_gen = mean E(x) - mean
     E(x~) with ``min(N, num_negatives)`` short-run negatives from uniform noise (the same for a
-    given key), and ``loss`` = clf_loss + gen_loss, the curves of the chapter's Fig. 6.2."""
+    given key), and ``loss`` = clf_loss + gen_loss, the curves of the chapter's Fig. 6.2. The data
+    are padded to a bucket of rows (:mod:`ebm_ppl.training.rows`), so one compiled program serves
+    data sizes up to 25% apart."""
     steps = checks.int_at_least(steps, "jem_metrics: steps", 0)
     num_negatives = checks.int_at_least(num_negatives, "jem_metrics: num_negatives", 1)
     step_size, noise_scale, init_low, init_high = _check_sampler(step_size, noise_scale, init_low, init_high,
@@ -221,9 +234,10 @@ def jem_metrics(
 
     def metrics(model: Potential, data: tuple[Array, ...], key: PRNGKeyArray, prefix: str) -> dict[str, float]:
         x, y = jnp.asarray(data[0]), jnp.asarray(data[1])
-        num = min(int(x.shape[0]), num_negatives)
-        clf, gen, acc = _metric_values(model, x, y, key, num, steps, float(step_size), noise_scale,
-                                       float(init_low), float(init_high))
+        n, size = x.shape[0], bucket_rows(x.shape[0])  # one program per bucket of rows
+        x, y = pad_rows((x, y), size)
+        clf, gen, acc = _metric_values(model, x, y, jnp.int32(n), key, min(size, num_negatives), steps,
+                                       float(step_size), noise_scale, float(init_low), float(init_high))
         clf, gen = float(clf), float(gen)
         return {f"{prefix}loss": clf + gen, f"{prefix}clf_loss": clf, f"{prefix}gen_loss": gen,
                 f"{prefix}accuracy": float(acc)}

@@ -357,6 +357,34 @@ def test_metrics_are_deterministic_given_the_key(digits):
     assert a["val_loss"] == pytest.approx(a["val_clf_loss"] + a["val_gen_loss"])
 
 
+def test_metrics_of_sizes_in_one_bucket_share_a_program_and_ignore_the_padding(digits, caplog, monkeypatch):
+    """jem_metrics pads (x, y) to a bucket of rows (ebm_ppl.training.rows): 270 and 310 examples
+    (and 200, below the 256 negatives) compile one program per bucket, and agree to float rounding
+    with a program compiled for exactly that size (the first min(N, 256) negatives are the same)."""
+    import importlib
+    import logging
+
+    jem_module = importlib.import_module("ebm_ppl.training.jem")  # the attribute is the function jem
+    model = ep.JEM.init(jax.random.key(1), 64, 10, width=24, depth=1)  # a shape no other test compiles
+    metrics = ep.training.jem(langevin_steps=3).metrics
+    x, y = jnp.asarray(digits.x_train), jnp.asarray(digits.y_train)
+    caplog.set_level(logging.WARNING)
+    bucketed = {}
+    for n in (270, 310, 200, 210):
+        caplog.clear()
+        with jax.log_compiles():
+            bucketed[n] = metrics(model, (x[:n], y[:n]), jax.random.key(5), "train_")
+        compiled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling jit(_metric_values)")]
+        assert len(compiled) == (n in (270, 200)), (n, compiled)  # 310 and 210 reuse 320's and 224's
+    with monkeypatch.context() as patch:
+        patch.setattr(jem_module, "bucket_rows", lambda n: n)
+        for n, values in bucketed.items():
+            exact = metrics(model, (x[:n], y[:n]), jax.random.key(5), "train_")
+            assert exact.keys() == values.keys()
+            for name in exact:
+                assert values[name] == pytest.approx(exact[name], rel=1e-5, abs=1e-5), (n, name)
+
+
 def test_resuming_a_replay_buffer_run_reproduces_the_uninterrupted_run(tmp_path, digits):
     """The buffer lives in the estimator state, so the checkpoint carries it: 2 + 2 epochs equal 4."""
     model0 = ep.JEM.init(jax.random.key(1), 64, 10, width=32, depth=1)
