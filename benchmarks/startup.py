@@ -14,6 +14,11 @@ nothing there).
   ``ep.compiler.enable_persistent_cache`` first, against the same AIS in plain numpy (a fresh
   process that imports numpy only; ``benchmarks/ais_speed.py``'s ``numpy_ais``); target: the second ebm_ppl process
   within 2x of numpy's, start-up included.
+* ``fit sizes``: one process (no cache) fits a 64x12 Bernoulli RBM by PCD-1 (3 epochs, batch 50,
+  the default metrics on 350 validation digits) on the first N binarized training digits for N =
+  1000, 900, 950, 1024 (all padded to 1024 rows: ``ep.training.rows.bucket_rows``), then 1100
+  (the next bucket, 1280; the test digits complete it); reported per call: seconds and seconds compiling. Before ``fit`` padded
+  its data, every new N compiled its epoch loop and metrics again.
 
     python benchmarks/startup.py
 """
@@ -83,6 +88,22 @@ print("RESULT " + json.dumps({"call": time.perf_counter() - t0, "compile": 0.0, 
 """
 
 
+_FIT_SIZES = _PRELUDE + """
+import numpy as np
+import ebm_ppl as ep
+data = ep.data.digits(binarize=True)
+x_all = np.concatenate([data.x_train, data.x_test])  # 1447 rows: the training split, then the test digits
+rbm = ep.BernoulliRBM.init(jax.random.key(0), 64, 12, data=data.x_train)
+calls = []
+for n in (1000, 900, 950, 1024, 1100):
+    before, t0 = compile_s[0], time.perf_counter()
+    ep.fit(rbm, x_all[:n], ep.training.pcd(k=1, num_chains=100), key=jax.random.key(1), epochs=3, batch_size=50,
+           validation=data.x_val)
+    calls.append({"n": n, "call": time.perf_counter() - t0, "compile": compile_s[0] - before})
+print("RESULT " + json.dumps({"calls": calls, "call": 0.0, "compile": compile_s[0], "imports": 0.0}))
+"""
+
+
 def _process(code: str, *args: str, env: dict | None = None) -> dict:
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
@@ -126,6 +147,10 @@ def main(argv=None) -> None:
     print(f"{'what':<20} {'process':<9} {'wall s':>7} {'imports s':>10} {'call s':>7} {'compiling s':>12}")
     for what, run, r in rows:
         print(f"{what:<20} {run:<9} {r['process']:>7.2f} {r['imports']:>10.2f} {r['call']:>7.2f} {r['compile']:>12.3f}")
+    fit_sizes = _process(_FIT_SIZES)["calls"]
+    print(f"\n{'ep.fit, N examples':<20} {'rows':>5} {'call s':>7} {'compiling s':>12}")
+    for c in fit_sizes:
+        print(f"{c['n']:<20} {ep.training.rows.bucket_rows(c['n']):>5} {c['call']:>7.2f} {c['compile']:>12.3f}")
     second_ais = next(r for w, run, r in rows if w.startswith("ep.ais") and run == "second")
     numpy_row, jax_row = rows[-2][2], rows[-1][2]
     print(f"\nsecond ep.ais process / numpy process: {second_ais['process'] / numpy_row['process']:.2f}x "
