@@ -14,7 +14,9 @@ extension API (``jax.extend.random.define_prng_impl``) under the name :data:`PHI
   numbers drawn. Two keys give overlapping streams only if both words are equal, the same 2^32
   birthday bound as JAX's threefry2x32 and philox4x32 keys. Each 32-bit output is the XOR of the
   block's two words (as JAX's Philox implementations do), so every number is computed inside
-  the fused kernel that consumes it. ``split``, ``fold_in`` and seeding hash with key word 0
+  the fused kernel that consumes it; a 64-bit number takes the words of counters ``2i`` and
+  ``2i + 1``. So the first ``n`` numbers of a draw do not depend on how many are drawn
+  (:func:`prefix_stable`). ``split``, ``fold_in`` and seeding hash with key word 0
   XOR-ed by distinct constants, so a key's draws, its split children and its fold-ins come
   from different Philox keys. The round function reproduces Random123's known-answer vectors
   (tested).
@@ -51,7 +53,7 @@ from jax import lax
 from jaxtyping import PRNGKeyArray
 
 __all__ = ["DEFAULT_IMPL", "PHILOX2X32_64", "PHILOX2X32_64_SPMD", "philox2x32_64", "philox2x32_64_spmd", "rekey",
-           "is_shardable", "for_sharding", "from_sharding", "is_key", "philox2x32_block", "mulhi_wide"]
+           "is_shardable", "prefix_stable", "for_sharding", "from_sharding", "is_key", "philox2x32_block", "mulhi_wide"]
 
 #: The name of ebm_ppl's Philox-2x32-10 generator with 64-bit keys.
 PHILOX2X32_64 = "philox2x32_64"
@@ -116,9 +118,9 @@ def _random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...], mulhi=l
         raise ValueError(f"{PHILOX2X32_64}: at most 2**32 32-bit words per draw, asked for {words}")
     hi, lo = philox2x32_block(key[0], key[1], lax.iota(np.uint32, words), mulhi)
     bits = hi ^ lo
-    if bit_width == 64:
-        wide = lax.convert_element_type(bits, np.uint64)
-        bits = lax.shift_left(wide[:size], np.uint64(32)) | wide[size:]
+    if bit_width == 64:  # number i from words 2i (high) and 2i + 1: the first n do not depend on the size
+        wide = lax.convert_element_type(bits, np.uint64).reshape(size, 2)
+        bits = lax.shift_left(wide[:, 0], np.uint64(32)) | wide[:, 1]
     elif bit_width != 32:
         bits = lax.convert_element_type(bits, np.dtype(f"uint{bit_width}"))
     return bits.reshape(shape)
@@ -194,6 +196,16 @@ def is_shardable(key: PRNGKeyArray) -> bool:
     (:func:`for_sharding` turns the latter into its twin)."""
     name = str(jax.random.key_impl(key))
     return name == PHILOX2X32_64_SPMD or not name.startswith("philox")
+
+
+def prefix_stable(key: PRNGKeyArray) -> bool:
+    """Whether ``key``'s draws are prefix-stable: the first ``n`` numbers of a draw of ``m > n``
+    (of shape ``(m, ...)``) are the draw of ``n``. True for :data:`philox2x32_64` (and its twin) and
+    for JAX's threefry2x32 while ``jax_threefry_partitionable`` is on (JAX's default); False for
+    every other implementation (not known to be). Programs padded to a bucket of sizes
+    (``ebm_ppl.fit``'s rows) rely on it to draw what an unpadded program draws."""
+    name = str(jax.random.key_impl(key))
+    return name in _OWN_IMPLS or (name == "threefry2x32" and bool(jax.config.jax_threefry_partitionable))
 
 
 def for_sharding(key: PRNGKeyArray) -> PRNGKeyArray:

@@ -91,6 +91,15 @@ def test_fit_counts_the_copy_of_its_data_padded_to_a_bucket(monkeypatch):
     model, history = ep.fit(rbm, x[:1024], ep.training.pcd(num_chains=2), key=KEY, epochs=1, batch_size=512,
                             metrics=False)
     assert len(history.records) == 1
+    # JEM's metrics pad a copy of the training and validation data per evaluation: counted too
+    jem = ep.JEM.init(KEY, 256, 2, width=2, depth=1)
+    labels = np.zeros(1024, np.int32)
+    monkeypatch.setattr(checks, "MEMORY_LIMIT", 2 * 2**20)
+    ep.fit(jem, (x[:1024], labels), ep.training.jem(langevin_steps=1), key=KEY, epochs=1, batch_size=512,
+           metrics=False, validation=None)
+    with pytest.raises(ValueError, match=r"^fit: .*of data padded to a bucket of rows"):
+        ep.fit(jem, (x[:1000], labels[:1000]), ep.training.jem(langevin_steps=1), key=KEY, epochs=1,
+               batch_size=500, validation=(x[:1000], labels[:1000]))
 
 
 def test_fit_resume_refuses_a_checkpoint_of_another_key(tmp_path):

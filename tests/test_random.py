@@ -88,6 +88,30 @@ def test_philox2x32_64_is_a_working_jax_generator():
     assert set(np.unique(r)) == set(range(10))
 
 
+def test_draws_are_prefix_stable_where_prefix_stable_says_so():
+    """The first n numbers of a larger draw are the draw of n: ebm_ppl's Philox at every width
+    (64-bit numbers from words 2i and 2i + 1) and JAX's partitionable threefry; JAX's legacy
+    threefry is not, and prefix_stable says so (ep.fit pads its rows only for stable keys)."""
+    def stable(key, dtype):
+        small, large = jax.random.bits(key, (5, 3), dtype), jax.random.bits(key, (13, 3), dtype)
+        return np.array_equal(small, large[:5])
+
+    k = jax.random.key(5, impl=ep.random.philox2x32_64)
+    for dtype in (jnp.uint8, jnp.uint16, jnp.uint32):
+        assert stable(k, dtype)
+    with jax.enable_x64(True):
+        assert stable(k, jnp.uint64) and stable(ep.random.for_sharding(k), jnp.uint64)
+        u = jax.random.uniform(k, (40,), jnp.float64)
+        np.testing.assert_array_equal(u[:7], jax.random.uniform(k, (7,), jnp.float64))
+        assert 0.0 <= float(u.min()) and float(u.max()) < 1.0 and len(np.unique(np.asarray(u))) == 40
+    assert ep.random.prefix_stable(k) and ep.random.prefix_stable(ep.random.for_sharding(k))
+    threefry = jax.random.key(5)
+    assert ep.random.prefix_stable(threefry) and stable(threefry, jnp.uint32)
+    with jax.threefry_partitionable(False):
+        assert not ep.random.prefix_stable(threefry) and not stable(threefry, jnp.uint32)
+    assert not ep.random.prefix_stable(jax.random.key(5, impl="rbg"))  # not known to be
+
+
 def test_philox2x32_64_keys_differing_in_one_word_give_independent_streams():
     """Word 0 keys Philox, word 1 is the counter's high word: flip either one and the draws are
     uncorrelated (|r| within 5 standard errors of 0), as are draws of neighbouring keys."""

@@ -28,6 +28,7 @@ from ebm_ppl.compiler import filter_jit
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.sharding import shard_rows
 from ebm_ppl.training.metrics import EXACT_LL_MAX_TERMS
+from ebm_ppl.training.rows import bucket_rows, masked_mean, pad_rows
 
 __all__ = ["ClassRBMEstimator", "ClassRBMState", "class_rbm", "OBJECTIVES"]
 
@@ -41,9 +42,14 @@ class ClassRBMState(NamedTuple):
     chains: tuple[Array, Array]
 
 
-def _label_nll(model: Potential, x: Array, y: Array) -> Array:
+def _label_nlls(model: Potential, x: Array, y: Array) -> Array:
+    """``-log p(y | x)`` of each example, ``(B,)``."""
     log_p = jax.nn.log_softmax(model.label_logits(x), axis=-1)
-    return -jnp.mean(jnp.take_along_axis(log_p, y[:, None], axis=-1))
+    return -jnp.take_along_axis(log_p, y[:, None], axis=-1)[:, 0]
+
+
+def _label_nll(model: Potential, x: Array, y: Array) -> Array:
+    return jnp.mean(_label_nlls(model, x, y))
 
 
 class ClassRBMEstimator(eqx.Module):
@@ -89,21 +95,27 @@ class ClassRBMEstimator(eqx.Module):
         return grads, ClassRBMState(key, chains), {"label_nll": nll, "free_energy_gap": gap}
 
     def metrics(self, model: Potential, data: tuple[Array, ...], key: PRNGKeyArray, prefix: str) -> dict[str, float]:
-        """Accuracy, mean log p(y | x) and (log Z permitting) the mean log p(x) of ``data = (x, y)``."""
-        values = _metric_values(model, jnp.asarray(data[0]), jnp.asarray(data[1]).astype(jnp.int32))
+        """Accuracy, mean log p(y | x) and (log Z permitting) the mean log p(x) of ``data = (x, y)``;
+        the data padded to a bucket of rows (:mod:`ebm_ppl.training.rows`: one compiled program
+        serves data sizes up to 25% apart)."""
+        x, y = jnp.asarray(data[0]), jnp.asarray(data[1]).astype(jnp.int32)
+        x, y = pad_rows((x, y), bucket_rows(x.shape[0]))  # no random draws: any key's runs can pad
+        values = _metric_values(model, x, y, jnp.int32(data[0].shape[0]))
         return {f"{prefix}{name}": float(v) for name, v in jax.device_get(values).items()}
+
+    metrics.pads_rows = True  # a padded copy of the data per call (ep.fit's memory check counts it)
 
 
 @filter_jit
-def _metric_values(model: Potential, x: Array, y: Array) -> dict[str, Array]:
-    logits = model.label_logits(x)
-    out = {"accuracy": jnp.mean(jnp.argmax(logits, axis=-1) == y),
-           "label_log_likelihood": -_label_nll(model, x, y)}
+def _metric_values(model: Potential, x: Array, y: Array, n: Array) -> dict[str, Array]:
+    """The metrics of the first ``n`` (traced) rows of ``x`` and ``y``."""
+    out = {"accuracy": masked_mean(jnp.argmax(model.label_logits(x), axis=-1) == y, n),
+           "label_log_likelihood": -masked_mean(_label_nlls(model, x, y), n)}
     try:  # the size check is static: it raises while tracing, before any enumeration
         log_z = model.log_partition(max_terms=EXACT_LL_MAX_TERMS)
     except ValueError:
         return out
-    out["log_likelihood"] = jnp.mean(-jax.vmap(model.unbatched_energy)(x)) - log_z
+    out["log_likelihood"] = masked_mean(-jax.vmap(model.unbatched_energy)(x), n) - log_z
     return out
 
 

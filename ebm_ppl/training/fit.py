@@ -168,6 +168,8 @@ class _Settings:
             raise TypeError(f"fit: estimator must have init and update (e.g. ep.training.pcd()), got {estimator!r}")
         data = _as_tuple(data, model, "data")
         validation = None if validation is None else _as_tuple(validation, model, "validation")
+        if validation is not None and validation[0].shape[0] == 0:
+            raise ValueError("fit: validation holds no examples; pass None for no validation data")
         epochs, batch_size, max_retries, eval_every = (
             checks.int_at_least(value, name, low) for name, value, low in (
                 ("epochs", epochs, 1), ("batch_size", batch_size, 1), ("max_retries", max_retries, 0),
@@ -193,7 +195,7 @@ class _Settings:
             metrics = metrics or getattr(estimator, "metrics", None) or boltzmann_metrics
         if monitor is not None and not isinstance(monitor, str):
             raise ValueError(f"monitor must be the name of a metric or None, got {monitor!r}")
-        _check_memory(model, estimator, data, validation, metrics is boltzmann_metrics)
+        _check_memory(model, estimator, data, validation, metrics or None)
         directory = None if checkpoint_dir is None else _writable_dir(checkpoint_dir)
         return cls(data, validation, metrics or None, epochs, batch_size, eval_every, max_retries, directory,
                    checkpoint_every, metrics is not False or monitor is not None)
@@ -228,15 +230,21 @@ def _state_bytes(model: Potential, estimator, data: tuple[Array, ...]) -> int:
 
 
 def _check_memory(model: Potential, estimator, data: tuple[Array, ...], validation: tuple[Array, ...] | None,
-                  padded_validation: bool) -> None:
+                  metrics: Callable | None) -> None:
     """Refuse, before anything is allocated, a run whose training state would not fit: the
     estimator's state (PCD's chains, JEM's replay buffer; its shapes from ``init`` traced
     abstractly), four copies of the parameters (the model, the optimizer's moments, the best) and
-    the copies of the data padded to a bucket of rows (the validation data's when the default
-    metrics read them)."""
+    the copies of the data padded to a bucket of rows: fit's own, the validation data's for the
+    default metrics, and the copies metrics that pad their input (``pads_rows``: JEM's and the
+    classification RBM's) make during an evaluation."""
     state_bytes = _state_bytes(model, estimator, data)
     param_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(eqx.filter(model, eqx.is_array)))
-    padded = [data] + ([validation[:1]] if padded_validation and validation is not None else [])
+    sets = [data, *([] if validation is None else [validation])]
+    if metrics is boltzmann_metrics:
+        padded = [data] + [arrays[:1] for arrays in sets[1:]]  # only the images are evaluated
+    else:
+        pads = getattr(getattr(metrics, "__func__", metrics), "pads_rows", False)  # a method: its function's
+        padded = [data] + (sets if pads else [])
     data_bytes = sum(_padded_bytes(arrays) for arrays in padded)
     checks.check_memory(state_bytes + 4 * param_bytes + data_bytes,
                         f"the estimator's state of {checks.format_bytes(state_bytes)}, 4 copies of "

@@ -234,7 +234,7 @@ def jem_metrics(
 
     def metrics(model: Potential, data: tuple[Array, ...], key: PRNGKeyArray, prefix: str) -> dict[str, float]:
         x, y = jnp.asarray(data[0]), jnp.asarray(data[1])
-        n, size = x.shape[0], bucket_rows(x.shape[0])  # one program per bucket of rows
+        n, size = x.shape[0], bucket_rows(x.shape[0], key)  # one program per bucket of rows
         x, y = pad_rows((x, y), size)
         clf, gen, acc = _metric_values(model, x, y, jnp.int32(n), key, min(size, num_negatives), steps,
                                        float(step_size), noise_scale, float(init_low), float(init_high))
@@ -242,6 +242,7 @@ def jem_metrics(
         return {f"{prefix}loss": clf + gen, f"{prefix}clf_loss": clf, f"{prefix}gen_loss": gen,
                 f"{prefix}accuracy": float(acc)}
 
+    metrics.pads_rows = True  # a padded copy of the data per call (ep.fit's memory check counts it)
     return metrics
 
 
@@ -352,6 +353,8 @@ class JEMEstimator(eqx.Module):
         modes, so curves compare across modes)."""
         return jem_metrics(steps=self.langevin_steps, step_size=self.step_size, noise_scale=self.noise_scale,
                            init_low=self.init_low, init_high=self.init_high)(model, data, key, prefix)
+
+    metrics.pads_rows = True
 
 
 # -- argument checks ----------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ def boltzmann_metrics_sets(model: Potential, sets: dict[str, tuple[Array, ...]],
     padded = {}
     for prefix, data in sets.items():
         x = jnp.asarray(data[0])
-        padded[prefix] = (pad_rows((x,), bucket_rows(x.shape[0]))[0], x.shape[0])
+        padded[prefix] = (pad_rows((x,), bucket_rows(x.shape[0], key))[0], x.shape[0])
     return padded_boltzmann_metrics(model, padded, key)
 
 

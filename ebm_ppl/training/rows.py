@@ -18,15 +18,19 @@ from jax import lax
 from jaxtyping import Array, PRNGKeyArray
 
 from ebm_ppl.compiler import size_bucket
+from ebm_ppl.random import prefix_stable
 
 __all__ = ["bucket_rows", "pad_rows", "shuffled_rows", "masked_mean", "permutation_rounds"]
 
 _UINT32_MAX = np.iinfo(np.uint32).max
 
 
-def bucket_rows(n: int) -> int:
-    """The number of rows a data set of ``n`` rows is padded to (:func:`size_bucket`)."""
-    return size_bucket(n)
+def bucket_rows(n: int, key: PRNGKeyArray | None = None) -> int:
+    """The number of rows a data set of ``n`` rows is padded to (:func:`size_bucket`), for
+    programs drawing from ``key``: ``n`` itself (no padding) when ``key``'s draws are not
+    prefix-stable (:func:`ebm_ppl.random.prefix_stable`), since a padded program would then draw
+    other numbers than an unpadded one."""
+    return size_bucket(n) if key is None or prefix_stable(key) else n
 
 
 def pad_rows(arrays: tuple[Array, ...], size: int) -> tuple[Array, ...]:
@@ -68,8 +72,9 @@ def shuffled_rows(key: PRNGKeyArray, n: Array, size: int) -> Array:
     :func:`permutation_rounds` times, here over all ``size`` positions with 64-bit keys whose high
     word puts the padding last. It equals JAX's whenever the generator's bits of shape ``(n,)``
     are the first ``n`` of shape ``(size,)``: ebm_ppl's Philox and JAX's threefry (not JAX's
-    legacy, non-partitionable threefry or ``rbg``). It costs what JAX's does: 22 vs 24 us for 1,000
-    rows padded to 1,024, 7.0 vs 6.6 ms for 60,000 padded to 61,440 (Intel Xeon)."""
+    legacy, non-partitionable threefry or ``rbg``: :func:`bucket_rows` does not pad for those).
+    It costs about what JAX's does: 23 vs 23 us for 1,000 rows padded to 1,024, 7.4 vs 6.6 ms for
+    60,000 padded to 65,536 (Intel Xeon)."""
     order = lax.iota(np.int32, size)
     for limit in _round_limits(size):
         key, subkey = jax.random.split(key)

@@ -56,12 +56,12 @@ class TrainingRun:
                                                         settings.data, key, prng_impl)
         # the data in a bucket of rows: one compiled epoch program serves every size of the bucket
         self.rows = settings.data[0].shape[0]
-        self.padded = pad_rows(settings.data, bucket_rows(self.rows))
+        self.padded = pad_rows(settings.data, bucket_rows(self.rows, self.key_loop))
         if settings.metrics is boltzmann_metrics:  # evaluated in buckets of rows too
             self.metric_sets = {"train_": (self.padded[0], self.rows)}
             if settings.validation is not None:
                 x = settings.validation[0]
-                self.metric_sets["val_"] = (pad_rows((x,), bucket_rows(x.shape[0]))[0], x.shape[0])
+                self.metric_sets["val_"] = (pad_rows((x,), bucket_rows(x.shape[0], self.key_loop))[0], x.shape[0])
         self.history, self.epoch, self.retries = History(), 0, 0
         self.checkpointing = settings.checkpoint_dir is not None
         # which key the run follows, kept in its checkpoints (a hash: the key itself is not stored)

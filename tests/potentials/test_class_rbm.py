@@ -156,6 +156,30 @@ def test_fit_hybrid_on_the_digits_learns_the_labels_and_the_pixels():
     assert float(jnp.mean(trained.predict(digits.x_val) == digits.y_val)) == pytest.approx(accuracy.max())
 
 
+def test_metrics_of_sizes_in_one_bucket_share_a_program_and_match_direct_computation(caplog):
+    """The objective's metrics pad (x, y) to a bucket of rows: 270 and 310 examples share one
+    program, and each value is the direct mean over the data (accuracy exactly)."""
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    digits = ep.data.digits(binarize=True)
+    model = ep.ClassRBM.init(jax.random.key(0), 64, 9, 10, data=digits.x_train)  # a shape no other test uses
+    metrics = ep.training.class_rbm().metrics
+    log_z = float(model.log_partition())
+    for n in (270, 310):
+        x, y = digits.x_train[:n], digits.y_train[:n]
+        with jax.log_compiles():
+            values = metrics(model, (x, y), jax.random.key(0), "val_")
+        assert values["val_accuracy"] == pytest.approx(float(np.mean(np.asarray(model.predict(x)) == y)), abs=1e-7)
+        logits = np.asarray(model.label_logits(x), np.float64)
+        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        assert values["val_label_log_likelihood"] == pytest.approx(np.mean(log_p[np.arange(n), y]), rel=1e-5)
+        energies = np.asarray(jax.vmap(model.unbatched_energy)(jnp.asarray(x)), np.float64)
+        assert values["val_log_likelihood"] == pytest.approx(np.mean(-energies) - log_z, rel=1e-5)
+    compiled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling jit(_metric_values)")]
+    assert len(compiled) == 1, compiled
+
+
 def test_the_objective_refuses_bad_settings_and_models():
     with pytest.raises(ValueError, match="objective must be one of"):
         ep.training.class_rbm("joint")

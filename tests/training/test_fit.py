@@ -1,6 +1,7 @@
 """ep.fit's compiled epoch loop: fused epochs, the compile cache, the divergence guard inside a
 fused call, eval_every, the PRNG implementation, and the shared-log-Z default metrics."""
 
+import contextlib
 import importlib
 import json
 import logging
@@ -162,24 +163,38 @@ def _tiny_jem_run(data, **kwargs):
     return ep.fit(model0, data, ep.training.jem(langevin_steps=2), **kwargs)
 
 
-@pytest.mark.parametrize("case", ["pcd", "pcd_in_order", "jem"])
+@pytest.mark.parametrize("case", ["pcd", "pcd_in_order", "jem", "pcd_x64", "legacy_threefry"])
 def test_the_padding_changes_nothing(case, monkeypatch):
     """A run on 290 examples padded to 320 rows equals the run compiled for exactly 290: the same
     parameters bit for bit (the padding is never drawn into a minibatch or a persistent chain),
-    the same metrics to float rounding (their means sum in another order)."""
+    the same metrics to float rounding (their means sum in another order). Also with 64-bit
+    types on (the pseudo-likelihood's 64-bit draws) and with JAX's legacy threefry, whose draws
+    are not prefix-stable, so that fit does not pad for it."""
+    with contextlib.ExitStack() as stack:
+        if case == "pcd_x64":
+            stack.enter_context(jax.enable_x64(True))
+        if case == "legacy_threefry":
+            stack.enter_context(jax.threefry_partitionable(False))
+            assert run_module.bucket_rows(290, jax.random.key(4)) == 290
+        _compare_padded_and_exact(case, monkeypatch)
+
+
+def _compare_padded_and_exact(case, monkeypatch):
     data = ep.data.digits(binarize=case != "jem")
-    kwargs = dict(key=jax.random.key(4), epochs=2, batch_size=50, optimizer=OPT)
+    kwargs = dict(key=jax.random.key(4), epochs=2, batch_size=50, optimizer=OPT,
+                  prng_impl=None if case == "legacy_threefry" else "philox2x32_64")
     if case == "jem":
         def run():
             return _tiny_jem_run((data.x_train[:290], data.y_train[:290]), metrics=False, **kwargs)
     else:
         def run():
             model0 = ep.BernoulliRBM.init(jax.random.key(0), 64, 8, scale=0.1)
-            return ep.fit(model0, data.x_train[:290], ep.training.pcd(k=1, num_chains=50), shuffle=case == "pcd",
+            return ep.fit(model0, data.x_train[:290], ep.training.pcd(k=1, num_chains=50),
+                          shuffle=case != "pcd_in_order",
                           validation=data.x_val[:90], **kwargs)
     padded_model, padded = run()
     with monkeypatch.context() as patch:
-        patch.setattr(run_module, "bucket_rows", lambda n: n)
+        patch.setattr(run_module, "bucket_rows", lambda n, key=None: n)
         exact_model, exact = run()
     for a, b in zip(jax.tree.leaves(padded_model), jax.tree.leaves(exact_model)):
         np.testing.assert_array_equal(a, b)
@@ -279,6 +294,8 @@ def test_bad_fit_arguments(x):
         ep.fit(model, x, ep.training.cd(1), key=jax.random.key(0), eval_every=0)
     with pytest.raises(TypeError, match="metrics must be a function"):
         ep.fit(model, x, ep.training.cd(1), key=jax.random.key(0), metrics="exact")
+    with pytest.raises(ValueError, match="^fit: validation holds no examples"):  # before: NaN metrics, "diverged"
+        ep.fit(model, x, ep.training.cd(1), key=jax.random.key(0), validation=x[:0])
 
 
 class _RecordFirstRows(ep.training.CDEstimator):
