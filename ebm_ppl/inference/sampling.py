@@ -25,7 +25,7 @@ from ebm_ppl.kernels.registry import (KERNELS, STAT_DIMS, check_kernel, check_ke
 from ebm_ppl.potentials.base import Potential, check_potential, validate_input
 from ebm_ppl.potentials.unconstrained import Unconstrained, unconstrained
 from ebm_ppl.progress import progress_fori_loop
-from ebm_ppl.random import DEFAULT_IMPL, for_sharding, is_shardable, rekey
+from ebm_ppl.random import DEFAULT_IMPL, for_sharding, is_shardable, prefix_stable, rekey
 from ebm_ppl.sharding import axis_sharding, place, sharded_key, to_host
 
 __all__ = ["sample", "draw", "KERNELS", "default_kernel", "draw_bucket", "warmup_bucket", "thin_bucket", "STATIC_THIN"]
@@ -95,13 +95,15 @@ def sample(
     options = check_options(spec, kernel_options)
     check_kernel_options(spec, potential, options)
     gradient = uses_gradients(spec, potential, options)
-    bucket = draw_bucket(num_samples)  # the compiled run holds this many draws; a call with another
-    # num_samples of the same bucket reuses it
-    _check_memory(potential, spec, num_chains, num_samples, max_memory, bucket=bucket,
-                  num_keys=warmup_bucket(spec.name, num_warmup) + thin_bucket(thin),
-                  num_replicas=_num_replicas(options))
-    options = tuple(sorted(options.items()))  # Python values: static under jit
     key = rekey(key, prng_impl)
+    bucket = draw_bucket(num_samples)  # the compiled run holds this many draws; a call with another
+    # num_samples of the same bucket reuses it. Warm-up and thin split keys for their buckets: only
+    # where splits are prefix-stable do the steps' keys not depend on the bucket
+    warmup_keys_count, thin_keys = ((warmup_bucket(spec.name, num_warmup), thin_bucket(thin)) if prefix_stable(key)
+                                    else (num_warmup, thin))
+    _check_memory(potential, spec, num_chains, num_samples, max_memory, bucket=bucket,
+                  num_keys=warmup_keys_count + thin_keys, num_replicas=_num_replicas(options))
+    options = tuple(sorted(options.items()))  # Python values: static under jit
     sharding = axis_sharding(num_chains)
     if sharding is not None and not is_shardable(for_sharding(key)):
         raise ValueError(
@@ -118,10 +120,10 @@ def sample(
     warmup_keys, sample_keys = (sharded_key(k, sharding) for k in (warmup_keys, sample_keys))
     warmup_keys, sample_keys, positions = place((warmup_keys, sample_keys, positions), sharding)
 
-    states, params = _warmup(target, kernel, warmup_bucket(kernel, num_warmup), options, warmup_keys, positions,
+    states, params = _warmup(target, kernel, warmup_keys_count, options, warmup_keys, positions,
                              jnp.asarray(num_warmup, jnp.int32))
     draws, stats = _run(target, kernel, options, states, params, sample_keys,
-                        jnp.asarray(num_samples, jnp.int32), bucket, jnp.asarray(thin, jnp.int32), thin_bucket(thin),
+                        jnp.asarray(num_samples, jnp.int32), bucket, jnp.asarray(thin, jnp.int32), thin_keys,
                         progress)
     if target is not potential:
         draws, stats = _on_support(target, draws, stats)
@@ -229,9 +231,9 @@ def thin_bucket(thin: int) -> int:
     """The number of keys ``ep.sample`` splits for one draw's ``thin`` steps: ``thin`` itself up to
     :data:`STATIC_THIN`, else :func:`draw_bucket`'s (at most 25% more; the loop runs ``thin`` steps,
     and one compiled program serves every ``thin`` of a bucket). Splits of ebm_ppl's Philox and of
-    JAX's threefry are prefix-stable, so the steps' keys do not depend on the bucket (with
-    ``jax_threefry_partitionable=False``, JAX's legacy threefry split, they do: a ``thin`` above 8
-    then draws other keys than a run compiled for exactly that ``thin``)."""
+    JAX's threefry are prefix-stable, so the steps' keys do not depend on the bucket; for keys
+    whose splits are not (:func:`ebm_ppl.random.prefix_stable`: JAX's legacy threefry, ``rbg``)
+    ``ep.sample`` compiles for exactly ``thin``, and likewise for ``num_warmup``."""
     return thin if thin <= STATIC_THIN else draw_bucket(thin)
 
 

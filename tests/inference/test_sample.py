@@ -359,6 +359,25 @@ def test_a_run_of_another_length_in_the_same_bucket_compiles_nothing_and_extends
     np.testing.assert_allclose(longer.sample_stats["lp"].values, -g.energy(longer.posterior["x"].values), rtol=1e-5)
 
 
+def test_keys_whose_splits_are_not_prefix_stable_compile_for_the_exact_lengths(monkeypatch):
+    """JAX's legacy threefry (jax_threefry_partitionable off) splits a key into other keys for
+    another count, so a bucketed warm-up or thin would draw differently: ep.sample then compiles
+    for exactly num_warmup and thin, and equals a run forced to do so."""
+    from ebm_ppl.inference import sampling
+
+    rbm = ep.BernoulliRBM.init(jax.random.key(0), 12, 5, scale=1.0)
+    with jax.threefry_partitionable(False):
+        key = jax.random.key(1)
+        assert not ep.random.prefix_stable(key)
+        run = dict(num_chains=3, num_warmup=11, num_samples=15, thin=11, prng_impl=None)  # buckets of 12
+        legacy = ep.sample(key, rbm, "block_gibbs", **run)
+        with monkeypatch.context() as patch:
+            patch.setattr(sampling, "STATIC_THIN", 64)  # thin 11: a scan of exactly 11 steps
+            patch.setattr(sampling, "warmup_bucket", lambda kernel, n: n)
+            exact = ep.sample(key, rbm, "block_gibbs", **run)
+    np.testing.assert_array_equal(legacy.posterior["x"].values, exact.posterior["x"].values)
+
+
 def test_another_thinning_in_the_same_bucket_compiles_nothing_and_keeps_the_draws(caplog, monkeypatch):
     """Above 8, thin is traced in a program compiled for a bucket (ep.inference.sampling.thin_bucket:
     at most 25% more keys per draw): thin 10 after thin 9 compiles nothing, and both equal a run
