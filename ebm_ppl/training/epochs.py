@@ -171,8 +171,9 @@ def _epochs(static, estimator, optimizer, frozen_mask, batch_size, shuffle, capa
         buffer = jax.tree.map(lambda b, m: b.at[i].set(m), buffer, means)
         return i + good.astype(i.dtype), good, carry, buffer
 
-    shapes = jax.eval_shape(one_epoch, carry, key_loop)[1]
-    buffer = jax.tree.map(lambda s: jnp.zeros((capacity, *s.shape), s.dtype), shapes)
+    means = jax.eval_shape(lambda: jax.tree.map(lambda s: masked_mean(jnp.zeros((1, *s.shape), s.dtype), 1),
+                                                step_shapes))  # the epoch means' shapes, without tracing an epoch
+    buffer = jax.tree.map(lambda s: jnp.zeros((capacity, *s.shape), s.dtype), means)
     loop = (jnp.zeros((), jnp.int32), jnp.array(True), carry, buffer)
     done, _, carry, buffer = lax.while_loop(lambda loop: loop[1] & (loop[0] < num), body, loop)
     return carry, buffer, done

@@ -35,8 +35,20 @@ def bucket_rows(n: int, key: PRNGKeyArray | None = None) -> int:
 
 def pad_rows(arrays: tuple[Array, ...], size: int) -> tuple[Array, ...]:
     """``arrays`` (sharing their leading axis of ``n <= size`` rows) with copies of their first
-    row appended up to ``size`` rows: valid inputs of any support, never read as data."""
-    return arrays if arrays[0].shape[0] == size else _padded(tuple(arrays), size)
+    row appended up to ``size`` rows: valid inputs of any support, never read as data. Arrays in
+    host memory are padded by numpy (a new size compiles nothing), others by a small program."""
+    n = arrays[0].shape[0]
+    if n == size:
+        return arrays
+    if all(_in_host_memory(a) for a in arrays):
+        hosts = (np.asarray(a) for a in arrays)  # views, not copies
+        return tuple(jnp.asarray(np.concatenate([h, np.repeat(h[:1], size - n, axis=0)])) for h in hosts)
+    return _padded(tuple(arrays), size)
+
+
+def _in_host_memory(a) -> bool:
+    return isinstance(a, np.ndarray) or (isinstance(a, jax.Array) and a.is_fully_addressable
+                                         and all(d.platform == "cpu" for d in a.devices()))
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -92,6 +104,7 @@ def masked_mean(values: Array, n: Array) -> Array:
     """The mean of ``values``' first ``n`` (traced) entries along axis 0, the rest ignored."""
     if not jnp.issubdtype(values.dtype, jnp.inexact):  # as jnp.mean: integers average in the default float
         values = values.astype(jnp.result_type(float))
+    n = jnp.asarray(n, np.int32)
     mask = lax.broadcasted_iota(np.int32, values.shape, 0) < n
     count = n * math.prod(values.shape[1:])
     return jnp.sum(jnp.where(mask, values, 0)) / count.astype(values.dtype)
