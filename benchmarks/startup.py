@@ -17,8 +17,9 @@ nothing there).
 * ``fit sizes``: one process (no cache) fits a 64x12 Bernoulli RBM by PCD-1 (3 epochs, batch 50,
   the default metrics on 350 validation digits) on the first N binarized training digits for N =
   1000, 900, 950, 1024 (all padded to 1024 rows: ``ep.training.rows.bucket_rows``), then 1100
-  (the next bucket, 1280; the test digits complete it); reported per call: seconds and seconds compiling. Before ``fit`` padded
-  its data, every new N compiled its epoch loop and metrics again.
+  (the next bucket, 1280; the test digits complete it); reported per call: seconds and seconds
+  compiling. Before ``fit`` padded its data, every new N compiled its epoch loop and metrics
+  again.
 
     python benchmarks/startup.py
 """

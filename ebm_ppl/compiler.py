@@ -60,8 +60,8 @@ except ImportError:  # pragma: no cover - a future JAX moved it: always compile 
         return False
 
 __all__ = ["COMPILER_OPTIONS", "LARGE_MODEL_OPTIONS", "LARGE_MODEL_PARAMETERS", "filter_jit", "options_for",
-           "for_model", "num_parameters", "sized_by", "options_in_effect", "size_bucket", "enable_persistent_cache", "cache_dir",
-           "CACHE_ENV"]
+           "for_model", "num_parameters", "sized_by", "options_in_effect", "size_bucket", "enable_persistent_cache",
+           "cache_dir", "CACHE_ENV"]
 
 #: Environment variable naming the compile cache's folder for the command line; ``off`` (or
 #: ``0``, ``false``, ``no``) disables the cache.

@@ -68,7 +68,8 @@ def boltzmann_metrics_sets(model: Potential, sets: dict[str, tuple[Array, ...]],
     return padded_boltzmann_metrics(model, padded, key)
 
 
-def padded_boltzmann_metrics(model: Potential, sets: dict[str, tuple[Array, int]], key: PRNGKeyArray) -> dict[str, float]:
+def padded_boltzmann_metrics(model: Potential, sets: dict[str, tuple[Array, int]],
+                             key: PRNGKeyArray) -> dict[str, float]:
     """:func:`boltzmann_metrics_sets` of ``{prefix: (x, n)}``, each ``x`` the ``n`` rows of a data
     set padded by :func:`ebm_ppl.training.rows.pad_rows` (:func:`ebm_ppl.fit` pads once per run)."""
     xs = {prefix: x for prefix, (x, _) in sets.items()}

@@ -374,7 +374,8 @@ def test_metrics_of_sizes_in_one_bucket_share_a_program_and_ignore_the_padding(d
         caplog.clear()
         with jax.log_compiles():
             bucketed[n] = metrics(model, (x[:n], y[:n]), jax.random.key(5), "train_")
-        compiled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling jit(_metric_values)")]
+        compiled = [r.getMessage() for r in caplog.records
+                    if r.getMessage().startswith("Compiling jit(_metric_values)")]
         assert len(compiled) == (n in (270, 200)), (n, compiled)  # 310 and 210 reuse 320's and 224's
     with monkeypatch.context() as patch:
         patch.setattr(jem_module, "bucket_rows", lambda n, key=None: n)
