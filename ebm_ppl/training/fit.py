@@ -72,7 +72,8 @@ def fit(
     Args:
         model: any potential the estimator supports.
         data: ``x`` of shape ``(N, *event_shape)``, or a tuple ``(x, y, ...)`` of arrays sharing
-            the leading axis (JEM takes ``(x, y)``).
+            the leading axis (JEM takes ``(x, y)``); ``x`` is cast to the model's floating-point
+            type (they may differ under ``jax_enable_x64``).
         estimator: e.g. ``ep.training.pcd(k=1, num_chains=100)`` or ``ep.training.jem(...)``;
             anything with traceable ``init`` and ``update`` (:class:`ebm_ppl.training.GradientEstimator`).
         key: PRNG key; the same key gives the same run, interrupted and resumed or not, and
@@ -277,6 +278,12 @@ def _as_tuple(data, model: Potential, name: str) -> tuple[Array, ...]:
     x = validate_input(arrays[0], model.event_shape, model.support, name=name, owner="fit")
     if x.ndim != len(model.event_shape) + 1:
         raise ValueError(f"fit: {name} must have shape (N, *event_shape), got {x.shape}")
+    # the data take the model's precision (under jax_enable_x64 they may differ): float32 data
+    # would start float32 chains that a float64 model's samplers turn float64, and float64 data
+    # would make a float32 model's gradients float64, changes of type no compiled loop can carry
+    params = [p.dtype for p in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))]
+    if params:
+        x = x.astype(jnp.result_type(*params))
     for i, a in enumerate(arrays[1:], 1):
         dtype = a.dtype if isinstance(a, jax.Array) else np.asarray(a).dtype
         if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating) or dtype == bool):

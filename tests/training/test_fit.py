@@ -203,6 +203,33 @@ def _compare_padded_and_exact(case, monkeypatch):
         np.testing.assert_allclose(padded[name], exact[name], rtol=1e-6, atol=1e-7, err_msg=name)
 
 
+@pytest.mark.parametrize("family", ["bernoulli", "gaussian_bernoulli"])
+def test_the_data_take_the_model_precision_under_x64(family):
+    """With 64-bit types on, a float32 model trains on float64 data and a float64 model on float32
+    data as on data of its own type (bit for bit): the data are cast to the model's precision
+    (before, a loop's carry changed type: float64 gradients of a float32 model, or float32 chains
+    that a float64 Gaussian-Bernoulli RBM's Gibbs sweep turned float64)."""
+    import equinox as eqx
+
+    digits = ep.data.digits(binarize=True)
+    x = np.asarray(digits.x_train[:120], np.float64)
+    with jax.enable_x64(True):
+        if family == "bernoulli":
+            model0 = ep.BernoulliRBM.init(jax.random.key(0), 64, 8, scale=0.1)
+        else:
+            x = ((x - x.mean(0)) / (x.std(0) + 0.1)).astype(np.float32).astype(np.float64)  # both types hold it
+            model0 = ep.GaussianBernoulliRBM.init(jax.random.key(0), 64, 8)
+        for dtype, other in ((jnp.float32, np.float64), (jnp.float64, np.float32)):
+            model = jax.tree.map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, model0)  # noqa: B023
+            runs = [ep.fit(model, x.astype(data_type), ep.training.pcd(num_chains=20), key=jax.random.key(1),
+                           epochs=2, batch_size=40, optimizer=OPT, metrics=False)
+                    for data_type in (np.dtype(dtype), other)]
+            for (trained, _), (same, _) in [runs]:
+                for a, b in zip(jax.tree.leaves(trained), jax.tree.leaves(same)):
+                    assert a.dtype == b.dtype and (a.dtype == dtype or not eqx.is_inexact_array(a))
+                    np.testing.assert_array_equal(a, b)
+
+
 def test_optimizer_fingerprints_tell_settings_apart():
     from ebm_ppl.training.optimizers import fingerprint, guarded
 
