@@ -46,5 +46,7 @@ def gibbs_sweeps(key: PRNGKeyArray, potential: Potential, xs: Array, k: int) -> 
     def body(xs, key):
         return gibbs_sweep(key, potential, xs), None
 
+    # the loop carries what a sweep returns: float32 states of a float64 Gaussian layer come back float64
+    xs = xs.astype(jax.eval_shape(body, xs, key)[0].dtype)
     xs, _ = jax.lax.scan(body, xs, jax.random.split(key, k))
     return xs

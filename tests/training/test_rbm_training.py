@@ -153,3 +153,15 @@ def test_bad_arguments(digits):
         ep.training.cd(0)
     with pytest.raises(ValueError, match="CD/PCD need"):
         ep.training.gibbs_sweeps(jax.random.key(0), ep.Gaussian.standard(2), jnp.zeros((3, 2)), 1)
+
+
+def test_gibbs_sweeps_carry_the_type_a_sweep_returns_under_x64():
+    """Float32 states of a float64 Gaussian-Bernoulli RBM come back float64 (a sweep's Gaussian
+    draw is float64): the loop starts at that type instead of failing on a changed carry; they
+    equal the sweeps of the same states given as float64."""
+    with jax.enable_x64(True):
+        model = ep.GaussianBernoulliRBM.init(jax.random.key(0), 6, 3)
+        xs = jax.random.normal(jax.random.key(1), (4, 6), jnp.float32)
+        out = ep.training.gibbs_sweeps(jax.random.key(2), model, xs, 3)
+        assert out.dtype == jnp.float64
+        np.testing.assert_array_equal(out, ep.training.gibbs_sweeps(jax.random.key(2), model, xs.astype(jnp.float64), 3))
