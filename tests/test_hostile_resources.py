@@ -114,6 +114,31 @@ def test_fit_resume_refuses_a_checkpoint_of_another_key(tmp_path):
     assert [r["epoch"] for r in history.records] == [0, 1]
 
 
+def test_fit_resume_refuses_a_checkpoint_of_other_data(tmp_path):
+    """The checkpoint keeps fingerprints of the training and validation data; a run resumed on
+    data of another size (in the same bucket of rows or not) or other values, or on another
+    validation set, would continue neither run. Before, it was accepted silently. The same data
+    in another container (numpy, JAX) resume."""
+    kwargs = dict(batch_size=10, metrics=False, checkpoint_dir=tmp_path, key=jax.random.key(1))
+    data = np.asarray(DATA)
+    ep.fit(RBM, data, ep.training.pcd(num_chains=5), epochs=1, **kwargs)
+    flipped = data.copy()
+    flipped[3, 0] = 1 - flipped[3, 0]
+    for other in (data[:-1], flipped):
+        with pytest.raises(ValueError, match="written by a run on other data"):
+            ep.fit(RBM, other, ep.training.pcd(num_chains=5), epochs=2, resume=True, **kwargs)
+    _, history = ep.fit(RBM, jnp.asarray(data), ep.training.pcd(num_chains=5), epochs=2, resume=True, **kwargs)
+    assert [r["epoch"] for r in history.records] == [0, 1]
+    # with a validation set: another one is refused, the same one resumes
+    kwargs = {**kwargs, "checkpoint_dir": tmp_path / "val", "metrics": None}
+    ep.fit(RBM, data, ep.training.pcd(num_chains=5), epochs=1, validation=data[:10], **kwargs)
+    with pytest.raises(ValueError, match="written by a run on other validation"):
+        ep.fit(RBM, data, ep.training.pcd(num_chains=5), epochs=2, resume=True, validation=data[10:], **kwargs)
+    _, history = ep.fit(RBM, data, ep.training.pcd(num_chains=5), epochs=2, resume=True,
+                        validation=jnp.asarray(data[:10]), **kwargs)
+    assert [r["epoch"] for r in history.records] == [0, 1]
+
+
 # -- the shared checks ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("check, value, expected", [

@@ -110,8 +110,9 @@ def fit(
             later is a warning (:class:`CheckpointWarning`), never the loss of the trained model.
         checkpoint_every: see ``checkpoint_dir``.
         resume: continue from ``checkpoint_dir``'s checkpoint when it exists. It must have been
-            written by a run with the same ``key`` (a fingerprint of it is kept in the checkpoint),
-            ``shuffle`` and model shapes; another is refused (it would continue neither run).
+            written by a run with the same ``key``, ``data`` and ``validation`` (fingerprints of
+            them are kept in the checkpoint), ``shuffle`` and model shapes; another is refused (it
+            would continue neither run).
         max_retries: divergence recoveries allowed in a row before stopping.
         progress: show a progress bar over epochs with the latest metrics (runs epochs one per call).
         prng_impl: the PRNG implementation training draws from, seeded one-to-one by ``key``

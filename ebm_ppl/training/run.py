@@ -26,7 +26,7 @@ from ebm_ppl.training.metrics import boltzmann_metrics, padded_boltzmann_metrics
 from ebm_ppl.training.optimizers import guarded
 from ebm_ppl.training.rows import bucket_rows, pad_rows
 
-__all__ = ["TrainingRun", "CheckpointWarning", "CHECKPOINT", "MODEL"]
+__all__ = ["TrainingRun", "CheckpointWarning", "CHECKPOINT", "MODEL", "data_fingerprint"]
 
 #: File names inside ``checkpoint_dir``.
 CHECKPOINT = "checkpoint.ckpt"
@@ -66,6 +66,11 @@ class TrainingRun:
         self.checkpointing = settings.checkpoint_dir is not None
         # which key the run follows, kept in its checkpoints (a hash: the key itself is not stored)
         self.key_fingerprint = hashlib.sha256(np.asarray(jax.random.key_data(self.key_loop)).tobytes()).hexdigest()[:16]
+        # and which data: a run resumed on other data would continue neither run (hashing reads
+        # them once, about 1 GB/s, only when checkpointing)
+        self.data_fingerprints = ({name: data_fingerprint(arrays) for name, arrays in
+                                   (("data", settings.data), ("validation", settings.validation)) if arrays is not None}
+                                  if self.checkpointing else {})
 
     # -- the steps ---------------------------------------------------------------------------------
     def resume(self) -> None:
@@ -81,6 +86,12 @@ class TrainingRun:
             raise ValueError(f"checkpoint {path!r} was written by a run with another key; resuming with this one "
                              "would continue neither run (its minibatches and samplers would follow the new key). "
                              "Pass the key the run started with, or train from scratch in another checkpoint_dir")
+        for name, fingerprint in meta.get("data_fingerprints", {}).items():  # absent before they were kept
+            if self.data_fingerprints.get(name) != fingerprint:
+                raise ValueError(
+                    f"checkpoint {path!r} was written by a run on other {name} (their sizes or values differ); "
+                    f"resuming on this {name} would continue neither run. Pass the {name} the run started with, "
+                    "or start a new run from its model (model.ebm, ep.load) in another checkpoint_dir")
         self.history = History(meta["records"], meta["monitor"], meta["best_epoch"])
         self.epoch, self.monitor.best_value = meta["epoch"] + 1, meta["best_value"]
         if self.monitor.name is None:
@@ -233,7 +244,7 @@ class TrainingRun:
         meta = {"epoch": self.history.records[-1]["epoch"], "records": self.history.records,
                 "monitor": self.history.monitor, "best_epoch": self.history.best_epoch,
                 "best_value": self.monitor.best_value, "shuffle": self.shuffle,
-                "key_fingerprint": self.key_fingerprint}
+                "key_fingerprint": self.key_fingerprint, "data_fingerprints": self.data_fingerprints}
         state = _gathered(self.state)  # every process takes part; process 0 writes
         if is_writer():
             self._guard_save(lambda: save_checkpoint(self._path(CHECKPOINT), state, meta), CHECKPOINT)
@@ -253,6 +264,16 @@ def _gathered(state: TrainState) -> TrainState:
     """``state`` with arrays spread over several processes gathered to numpy (keys kept)."""
     return jax.tree.map(lambda leaf: leaf if is_key(leaf) or not isinstance(leaf, jax.Array) else to_host(leaf),
                         state)
+
+
+def data_fingerprint(arrays: tuple) -> str:
+    """A hash of ``arrays`` (shapes, types and values), as kept in checkpoints."""
+    digest = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(to_host(a))
+        digest.update(f"{a.shape}{a.dtype.str};".encode())
+        digest.update(memoryview(a).cast("B"))
+    return digest.hexdigest()[:16]
 
 
 def _finite(record: dict[str, float]) -> bool:
