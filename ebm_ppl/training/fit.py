@@ -278,7 +278,9 @@ def _as_tuple(data, model: Potential, name: str) -> tuple[Array, ...]:
     arrays = tuple(data) if isinstance(data, (tuple, list)) else (data,)
     x = validate_input(arrays[0], model.event_shape, model.support, name=name, owner="fit")
     if x.ndim != len(model.event_shape) + 1:
-        raise ValueError(f"fit: {name} must have shape (N, *event_shape), got {x.shape}")
+        hint = (f" (a {type(data).__name__} is read as the arrays (x, y, ...); pass rows as one array, "
+                "e.g. np.asarray(rows))" if isinstance(data, (tuple, list)) and x.ndim == len(model.event_shape) else "")
+        raise ValueError(f"fit: {name} must have shape (N, *event_shape), got {x.shape}{hint}")
     # the data take the model's precision (under jax_enable_x64 they may differ): float32 data
     # would start float32 chains that a float64 model's samplers turn float64, and float64 data
     # would make a float32 model's gradients float64, changes of type no compiled loop can carry

@@ -323,6 +323,8 @@ def test_bad_fit_arguments(x):
         ep.fit(model, x, ep.training.cd(1), key=jax.random.key(0), metrics="exact")
     with pytest.raises(ValueError, match="^fit: validation holds no examples"):  # before: NaN metrics, "diverged"
         ep.fit(model, x, ep.training.cd(1), key=jax.random.key(0), validation=x[:0])
+    with pytest.raises(ValueError, match=r"got \(64,\) \(a list is read as the arrays \(x, y, \.\.\.\); pass rows"):
+        ep.fit(model, np.asarray(x).tolist(), ep.training.cd(1), key=jax.random.key(0))
 
 
 class _RecordFirstRows(ep.training.CDEstimator):
