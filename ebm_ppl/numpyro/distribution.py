@@ -58,9 +58,11 @@ class EnergyDistribution(dist.Distribution):
     model comparison see a normalized density. For inference over *other* latent variables, or
     over x itself, the constant does not matter.
 
-    The support and event shape are the potential's: real vectors go to NUTS/HMC, discrete ones
-    (binary, spin, categorical) to NumPyro's discrete Gibbs kernels (they change one coordinate
-    at a time, so the distribution enumerates the values of one coordinate).
+    The support and event shape are the potential's: real vectors go to NUTS/HMC, binary and
+    categorical ones to NumPyro's discrete Gibbs kernels (they change one coordinate at a time,
+    so the distribution enumerates the values of one coordinate). Those kernels propose a
+    coordinate's indices 0 .. q-1 as its values, so a spin potential (values -1, +1) is refused
+    there (by ``enumerate_support``); :class:`~ebm_ppl.numpyro.EnergyKernel` samples it.
 
     ``sample`` runs the potential's own MCMC (:func:`ebm_ppl.inference.draw`): block Gibbs for
     RBMs, site Gibbs for other discrete potentials, NUTS for real ones, ``sampler_steps`` steps per
@@ -117,6 +119,13 @@ class EnergyDistribution(dist.Distribution):
         if self.potential.support.continuous:
             raise NotImplementedError("a real-valued potential has no enumerable support")
         q = len(self.potential.support.values)
+        if tuple(self.potential.support.values) != tuple(range(q)):
+            raise NotImplementedError(
+                f"EnergyDistribution: NumPyro's discrete kernels (DiscreteHMCGibbs, MixedHMC) propose the "
+                f"indices 0 .. {q - 1} of a coordinate, not its values {self.potential.support.values} "
+                "(NumPyro issue #1834), so they would sample this "
+                f"{self.potential.support.kind} potential wrongly; sample it with "
+                "ebm_ppl.numpyro.EnergyKernel, or write its energy over binary b with x = 2 b - 1")
         values = jnp.asarray(self.potential.support.values).reshape((q,) + (1,) * len(self.event_shape))
         return jnp.broadcast_to(values, (q, *self.event_shape)) if expand else values
 

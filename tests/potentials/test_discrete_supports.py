@@ -149,12 +149,23 @@ def test_factorized_base_is_exact_and_round_trips(tmp_path):
 
 
 def test_numpyro_bridge_for_spin_and_categorical():
-    """EnergyDistribution declares the per-coordinate values and a constraint that accepts
-    exactly them; EnergyKernel under numpyro.infer.MCMC runs site Gibbs with draws on the support."""
+    """EnergyDistribution declares the per-coordinate values of categorical support (its indices)
+    and for spins refuses to (NumPyro's discrete kernels would propose 0 and 1), with a constraint
+    that accepts exactly the support; EnergyKernel under numpyro.infer.MCMC runs site Gibbs with
+    draws on the support."""
     spin, potts = _spin_ising(), _potts_chain()
     d = EnergyDistribution(spin)
     assert d.has_enumerate_support
-    np.testing.assert_array_equal(d.enumerate_support(expand=False).reshape(-1), [-1.0, 1.0])
+    with pytest.raises(NotImplementedError, match=r"propose the indices 0 \.\. 1 .*EnergyKernel"):
+        d.enumerate_support(expand=False)  # NumPyro's discrete kernels would sample spins as 0/1
+
+    def model():
+        numpyro.sample("x", d)
+        numpyro.sample("z", numpyro.distributions.Normal())
+
+    with pytest.raises(NotImplementedError, match="would sample this spin potential wrongly"):
+        numpyro.infer.MCMC(numpyro.infer.DiscreteHMCGibbs(numpyro.infer.NUTS(model)), num_warmup=2, num_samples=2,
+                           progress_bar=False).run(jax.random.key(0))
     assert bool(jnp.all(d.support(jnp.ones((3, 3))))) and not bool(jnp.all(d.support(jnp.zeros((3, 3)))))
     assert EnergyDistribution(potts).enumerate_support().shape == (3, 6)
     mcmc = numpyro.infer.MCMC(EnergyKernel(potts), num_warmup=20, num_samples=50, progress_bar=False)
