@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
-__all__ = ["softplus"]
+__all__ = ["softplus", "scale_energy"]
 
 
 @jax.custom_jvp
@@ -27,3 +27,10 @@ def softplus(x: Array) -> Array:
 def _softplus_jvp(primals, tangents):
     (x,), (dx,) = primals, tangents
     return softplus(x), jax.nn.sigmoid(x) * dx
+
+
+def scale_energy(beta: Array, energy: Array) -> Array:
+    """``beta * energy``, and 0 where ``beta == 0`` even for an infinite energy (IEEE's 0 * inf
+    is NaN): at beta = 0 an annealing or tempering path's component is absent, so a hard
+    constraint (E = +inf outside a region) of the target leaves the base's states possible there."""
+    return jnp.where(beta == 0, jnp.zeros_like(energy), beta * energy)

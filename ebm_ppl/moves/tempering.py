@@ -40,6 +40,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike
 
 from ebm_ppl.moves.site import site_logit
+from ebm_ppl.ops import scale_energy
 from ebm_ppl.potentials.base import Potential, Support
 from ebm_ppl.potentials.bernoulli import Bernoulli
 from ebm_ppl.potentials.capabilities import has_base_model, has_block_conditionals, has_temperature
@@ -81,11 +82,13 @@ class Mixture(Potential):
         return self.target.event_shape
 
     def unbatched_energy(self, x: Array) -> Array:
-        return (1 - self.beta) * self.base.unbatched_energy(x) + self.beta * self.target.unbatched_energy(x)
+        """At beta = 0 the base's energy alone, also where the target's is infinite (a hard constraint)."""
+        return (scale_energy(1 - self.beta, self.base.unbatched_energy(x))
+                + scale_energy(self.beta, self.target.unbatched_energy(x)))
 
     def site_logit(self, x: Array, i: Array) -> Array:
         """Mixed from the components' site logits (their own, or two energy evaluations each)."""
-        return (1 - self.beta) * site_logit(self.base, x, i) + self.beta * site_logit(self.target, x, i)
+        return scale_energy(1 - self.beta, site_logit(self.base, x, i)) + scale_energy(self.beta, site_logit(self.target, x, i))
 
 
 class Scaled(Potential):
@@ -105,10 +108,10 @@ class Scaled(Potential):
         return self.potential.event_shape
 
     def unbatched_energy(self, x: Array) -> Array:
-        return self.beta * self.potential.unbatched_energy(x)
+        return scale_energy(self.beta, self.potential.unbatched_energy(x))
 
     def site_logit(self, x: Array, i: Array) -> Array:
-        return self.beta * site_logit(self.potential, x, i)
+        return scale_energy(self.beta, site_logit(self.potential, x, i))
 
 
 class TemperedRBM(Potential):

@@ -28,6 +28,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from ebm_ppl.moves.gibbs import gibbs_sweep
 from ebm_ppl.moves.tempering import Mixture, interpolate
+from ebm_ppl.ops import scale_energy
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.gaussian import Gaussian
 from ebm_ppl.potentials.unconstrained import Unconstrained
@@ -75,7 +76,10 @@ class AnnealingPath(eqx.Module):
     def anneal_step(self, draws, xs: Array, beta_from: Array, beta_to: Array, aux):
         """Weight, then move: ``(xs', aux', log f_to(xs) - log f_from(xs))`` for ``xs: (N, *event)``."""
         log_f = jax.vmap(self.log_f, in_axes=(None, 0))
-        delta = log_f(beta_to, xs) - log_f(beta_from, xs)
+        f_to, f_from = log_f(beta_to, xs), log_f(beta_from, xs)
+        # a chain at a state impossible under f_from (a hard constraint's E = +inf) already has
+        # weight 0 and keeps it (-inf - -inf would be NaN)
+        delta = jnp.where(f_from == -jnp.inf, -jnp.inf, f_to - f_from)
         xs, aux, _ = self.transition(draws, xs, beta_to, aux)
         return xs, aux, delta
 
@@ -130,7 +134,7 @@ class GeometricPath(AnnealingPath):
 
     def log_f(self, beta: Array, x: Array) -> Array:
         flat = x.reshape(self.base.event_shape)
-        return -(1 - beta) * self.base.unbatched_energy(flat) - beta * self.target.unbatched_energy(x)
+        return -scale_energy(1 - beta, self.base.unbatched_energy(flat)) - scale_energy(beta, self.target.unbatched_energy(x))
 
     @property
     def target_acceptance(self) -> float:
