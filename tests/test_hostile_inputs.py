@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -183,6 +184,58 @@ def test_fit_accepts_numpy_and_jax_integers():
 def test_bad_values_are_refused_at_the_boundary(call, fragment):
     error = TypeError if fragment == "xarray.DataTree" else ValueError
     _refused(call, error, fragment)
+
+
+def _energy(fn, support="binary"):
+    return ep.potential(fn, event_shape=(3,), support=support)
+
+
+_NAN_AT_ONE = _energy(lambda x: jnp.where(x[0] > 0, jnp.nan, jnp.sum(x)))
+
+
+@pytest.mark.parametrize("call, fragment", [
+    (lambda: ep.log_partition(_NAN_AT_ONE), "exact log Z of FunctionPotential is NaN"),
+    (lambda: ep.partition.exact_samples(KEY, _NAN_AT_ONE, 4), "the energy is NaN at some states"),
+    (lambda: ep.log_partition(_energy(lambda x: jnp.where(x[0] > 0, -jnp.inf, 0.0))), "cannot be normalized"),
+    (lambda: ep.log_partition(_energy(lambda x: jnp.inf * jnp.ones(()), "spin")), "+inf (or overflows) at every state"),
+    (lambda: ep.partition.exact_samples(KEY, _energy(lambda x: jnp.inf * jnp.ones(())), 4), "+inf at every state"),
+])
+def test_exact_routes_refuse_energies_that_are_not_normalizable(call, fragment):
+    """Before, NaN energies gave a NaN log Z and garbage exact samples, silently."""
+    _refused(call, ValueError, fragment)
+
+
+class _PerCoordinate(ep.Potential):
+    """A subclass whose energy returns one value per coordinate instead of their sum."""
+
+    name: ClassVar[str] = "per_coordinate_test"
+    support: ClassVar = ep.Support.BINARY
+
+    @property
+    def event_shape(self):
+        return (3,)
+
+    def unbatched_energy(self, x):
+        return 1.0 * x
+
+
+class _Broken(_PerCoordinate):
+    name: ClassVar[str] = "broken_test"
+
+    def unbatched_energy(self, x):
+        return jnp.sum(x @ jnp.ones((4, 2)))  # (3,) @ (4, 2)
+
+
+@pytest.mark.parametrize("call, fragment", [
+    (lambda: ep.log_partition(_PerCoordinate()), "log_partition: _PerCoordinate.unbatched_energy must return a real "
+                                                 "scalar for one example of shape (3,), got shape (3,)"),
+    (lambda: ep.sample(KEY, _PerCoordinate(), num_chains=2, num_samples=4), "sample: _PerCoordinate.unbatched_energy"),
+    (lambda: ep.ais(KEY, _PerCoordinate(), num_chains=4, num_temperatures=8), "_PerCoordinate.unbatched_energy"),
+    (lambda: ep.sample(KEY, _Broken(), num_chains=2, num_samples=4), "sample: _Broken's energy fails on one example"),
+])
+def test_a_subclass_energy_that_is_not_a_scalar_is_refused(call, fragment):
+    """Before, log_partition failed inside JAX's broadcasting and sample inside jnp's utilities."""
+    _refused(call, ValueError, fragment)
 
 
 @pytest.mark.parametrize("call, fragment", [

@@ -211,6 +211,7 @@ def check_potential(obj: Any, owner: str) -> "Potential":
     """``obj`` if it is a :class:`Potential`; else a TypeError naming ``owner`` that shows, for
     a plain function, the one-line wrapper."""
     if isinstance(obj, Potential):
+        _check_energy_shape(obj, owner)
         return obj
     if callable(obj) and not isinstance(obj, type):
         fn = getattr(obj, "__name__", "energy_fn")
@@ -222,6 +223,44 @@ def check_potential(obj: Any, owner: str) -> "Potential":
         raise TypeError(f"{owner} expects an ebm_ppl.Potential, got str {obj!r}; a saved model is ep.load(path), "
                         "a family's class ep.get_potential(name)")
     raise TypeError(f"{owner} expects an ebm_ppl.Potential, got {type(obj).__name__}")
+
+
+#: Structures of potentials whose energy was checked to be a real scalar per example (bounded:
+#: cleared when full). Keyed by the pytree structure and the array leaves' shapes and types.
+_SCALAR_ENERGY: set = set()
+_SCALAR_ENERGY_SIZE = 1024
+
+
+def _check_energy_shape(potential: "Potential", owner: str) -> None:
+    """Refuse a potential whose ``unbatched_energy`` is not a real scalar for one example of its
+    event shape (checked by tracing shapes only, once per structure): a subclass returning, say,
+    per-coordinate energies would otherwise fail deep inside a sampler or give a wrong sum. The
+    library's own classes are tested instead (a function potential is checked when it is made)."""
+    if type(potential).__module__.startswith("ebm_ppl."):
+        return
+    leaves, structure = jax.tree.flatten(potential)
+    try:
+        signature = (structure, tuple((leaf.shape, str(leaf.dtype)) if hasattr(leaf, "dtype") else type(leaf)
+                                      for leaf in leaves))
+        if signature in _SCALAR_ENERGY:
+            return
+    except TypeError:  # an unhashable static field: checked every time
+        signature = None
+    shape = tuple(potential.event_shape)
+    name = type(potential).__name__
+    try:
+        out = jax.eval_shape(potential.unbatched_energy, jax.ShapeDtypeStruct(shape, jnp.result_type(float)))
+    except Exception as exc:  # the user's code: any error is reported as what it is
+        raise ValueError(f"{owner}: {name}'s energy fails on one example of shape {shape}: "
+                         f"{type(exc).__name__}: {exc}") from None
+    if not hasattr(out, "shape") or out.shape != () or not jnp.issubdtype(out.dtype, jnp.floating):
+        got = f"shape {out.shape} and dtype {out.dtype}" if hasattr(out, "shape") else type(out).__name__
+        raise ValueError(f"{owner}: {name}.unbatched_energy must return a real scalar for one example of shape "
+                         f"{shape}, got {got}. Write the energy for ONE example (ebm_ppl batches it)")
+    if signature is not None:
+        if len(_SCALAR_ENERGY) >= _SCALAR_ENERGY_SIZE:
+            _SCALAR_ENERGY.clear()
+        _SCALAR_ENERGY.add(signature)
 
 
 #: Method names of ebm_ppl < 0.2 that subclasses may still define (with a DeprecationWarning).

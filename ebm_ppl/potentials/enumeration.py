@@ -145,6 +145,12 @@ def sample_states(key: PRNGKeyArray, log_weight: Callable[[Array], Array], value
     num_states = len(values) ** size
     check_enumerable(num_states, MAX_EXACT_STATES, f"exact samples of {what}")
     weights = log_weights(lambda index: log_weight(index_to_states(index, values, size, dtype)), num_states)
+    if not isinstance(weights, jax.core.Tracer):  # concrete: refuse weights no draw could follow
+        concrete = np.asarray(weights)
+        if np.isnan(concrete).any() or not (concrete > -np.inf).any():
+            problem = ("the energy is NaN at some states" if np.isnan(concrete).any()
+                       else "the energy is +inf at every state")
+            raise ValueError(f"exact samples of {what}: {problem}")
     return index_to_states(sample_indices(key, weights, num), values, size, dtype)
 
 

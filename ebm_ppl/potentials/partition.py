@@ -10,7 +10,7 @@ from jaxtyping import Array
 
 from ebm_ppl.compiler import filter_jit
 from ebm_ppl.potentials import enumeration
-from ebm_ppl.potentials.base import Potential, check_potential
+from ebm_ppl.potentials.base import Potential, check_potential, is_concrete
 from ebm_ppl.potentials.capabilities import has_exact_log_partition
 
 __all__ = ["log_partition"]
@@ -28,7 +28,7 @@ def log_partition(potential: Potential, **options: Any) -> Array:
     """
     potential = check_potential(potential, "log_partition")
     if has_exact_log_partition(potential):
-        return potential.log_partition(**options)
+        return _checked(potential.log_partition(**options), potential)
     if not potential.support.continuous:
         unknown = sorted(set(options) - {"max_terms", "chunk_size"})
         if unknown:
@@ -38,11 +38,21 @@ def log_partition(potential: Potential, **options: Any) -> Array:
         enumeration.check_enumerable(len(values) ** size, options.get("max_terms"),
                                      f"{type(potential).__name__} with {size} {potential.support} units")
         chunk_size = enumeration.check_chunk_size(options.get("chunk_size", 2**14))
-        return _enumerated_log_z(potential, chunk_size)
+        return _checked(_enumerated_log_z(potential, chunk_size), potential)
     raise ValueError(
         f"{type(potential).__name__} has no exact log partition function (support {potential.support}); "
         "estimate it with ebm_ppl.ais(...)"
     )
+
+
+def _checked(log_z: Array, potential: Potential) -> Array:
+    """``log_z``, refused when concrete and not finite (a traced one passes unchecked)."""
+    if is_concrete(log_z) and not math.isfinite(value := float(log_z)):
+        what = {"nan": "NaN: the energy (or a parameter) is NaN at some states",
+                "inf": "+inf: the energy is -inf at some state, so p(x) cannot be normalized",
+                "-inf": "-inf: the energy is +inf (or overflows) at every state"}[str(value)]
+        raise ValueError(f"log_partition: the exact log Z of {type(potential).__name__} is {what}")
+    return log_z
 
 
 @filter_jit
