@@ -18,14 +18,16 @@ process (or pass ``like=``).
 
 from __future__ import annotations
 
+import operator
 import re
+import warnings
 from typing import Any, Callable, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl.potentials.base import Potential, Support, as_support
+from ebm_ppl.potentials.base import Potential, Support, as_support, is_concrete
 from ebm_ppl.potentials.registry import get_potential, register_potential
 
 __all__ = ["potential", "FunctionPotential"]
@@ -68,11 +70,16 @@ class FunctionPotential(Potential):
 
     def to_config(self) -> dict[str, Any]:
         cls = type(self)
-        return {"function": f"{getattr(cls.energy_fn, '__module__', '?')}.{getattr(cls.energy_fn, '__qualname__', '?')}",
+        return {"function": _function_name(cls.energy_fn),
                 "event_shape": list(cls.fixed_event_shape), "support": cls.support.to_json()}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> "FunctionPotential":
+        stored, registered = config.get("function"), _function_name(cls.energy_fn)
+        if stored is not None and stored != registered:  # same family name, another energy
+            raise ValueError(f"the file's {cls.name!r} was made from the function {stored}; the registered "
+                             f"{cls.name!r} is {registered}. Run the definition of {stored} before ep.load "
+                             "(or pass like=<that potential>)")
         if tuple(config.get("event_shape", ())) != cls.fixed_event_shape or \
                 as_support(config.get("support", "real")) != cls.support:
             raise ValueError(f"the file's {cls.name!r} has event shape {config.get('event_shape')} and support "
@@ -85,15 +92,27 @@ class FunctionPotential(Potential):
         return cls(jax.tree_util.tree_unflatten(treedef, [jnp.asarray(arrays[k]) for k in keys]))
 
 
+def _function_name(fn: Callable) -> str:
+    """``module.qualname`` of an energy function, as files record it."""
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
+
+
 def _as_arrays(params: Any) -> Any:
     """Numeric leaves as JAX arrays (Python floats would be static under jit and untrainable)."""
     if params is None:
         return None
 
     def leaf(value):
-        array = jnp.asarray(np.asarray(value) if isinstance(value, (int, float, complex, bool)) else value)
-        if not (jnp.issubdtype(array.dtype, jnp.number) or jnp.issubdtype(array.dtype, jnp.bool_)):
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # J=1 means the number 1.0: an integer array would never be trained
+        try:
+            array = jnp.asarray(np.asarray(value) if isinstance(value, (float, complex, bool)) else value)
+        except TypeError:
+            array = None
+        if array is None or not (jnp.issubdtype(array.dtype, jnp.number) or jnp.issubdtype(array.dtype, jnp.bool_)):
             raise ValueError(f"potential: params must be a pytree of numbers, found {value!r}")
+        if is_concrete(array) and jnp.issubdtype(array.dtype, jnp.inexact) and not np.all(np.isfinite(np.asarray(array))):
+            raise ValueError(f"potential: params must be finite, found {value!r}")
         return array
 
     return jax.tree.map(leaf, params)
@@ -108,8 +127,8 @@ def potential(energy_fn: Callable[..., Any] | None = None, *, event_shape: tuple
             Leave it out to use ``ep.potential(...)`` as a decorator.
         event_shape: the shape of one sample.
         support: ``"real"``, ``"binary"``, ``"spin"``, ``ep.categorical(q)`` or ``ep.box(low, high)``.
-        params: a pytree of numbers passed as the first argument (trainable, saved); None for a
-            function of x alone.
+        params: a pytree of finite numbers passed as the first argument (saved; the floating-point
+            ones trainable, Python ints become floats); None for a function of x alone.
         name: registers the potential under this name (``ep.load`` of a saved one then works
             once this call has run again); default the function's name, unregistered.
 
@@ -141,10 +160,14 @@ def potential(energy_fn: Callable[..., Any] | None = None, *, event_shape: tuple
 
 def _event_shape(event_shape: Any) -> tuple[int, ...]:
     try:
-        shape = tuple(int(s) for s in event_shape)
+        sizes = tuple(event_shape)
     except TypeError:
         raise ValueError(f"potential: event_shape must be a tuple of sizes, got {event_shape!r}") from None
-    if any(s < 1 for s in shape) or any(float(s) != s for s in event_shape):
+    try:  # integers only (operator.index): int(2.5) and int(True) would silently make another shape
+        shape = tuple(operator.index(s) for s in sizes if not isinstance(s, (bool, np.bool_)))
+    except TypeError:
+        shape = ()
+    if len(shape) != len(sizes) or any(s < 1 for s in shape):
         raise ValueError(f"potential: event_shape must hold positive integers, got {event_shape!r}")
     return shape
 
@@ -183,4 +206,8 @@ def _register(cls: type, name: str) -> None:
     except KeyError:
         existing = None
     overwrite = existing is not None and issubclass(existing, FunctionPotential)
+    if overwrite and _function_name(existing.energy_fn) != _function_name(cls.energy_fn):
+        warnings.warn(f"potential {name!r} was made from the function {_function_name(existing.energy_fn)} and is "
+                      f"now made from {_function_name(cls.energy_fn)}: files saved from the first will not load "
+                      "until it is defined again. Give each energy its own name=", UserWarning, stacklevel=3)
     register_potential(name, overwrite=overwrite)(cls)

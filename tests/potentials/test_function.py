@@ -173,6 +173,50 @@ def test_bad_functions_and_bare_functions_are_refused_with_the_fix():
         ep.log_partition(ep.potential(lambda x: jnp.sum(x), event_shape=(40,), support="binary"))
 
 
+def test_a_file_of_another_function_under_the_same_name_is_refused(tmp_path):
+    """Two energies registered under one name: the second replaces the first (with a warning),
+    and a file saved from the first is refused instead of loading with the second's energy."""
+    def square(p, x):
+        return p["s"] * jnp.sum(x**2)
+
+    def absolute(p, x):
+        return p["s"] * jnp.sum(jnp.abs(x))
+
+    first = ep.potential(square, event_shape=(2,), params={"s": 1.0}, name="test_function_same_name")
+    ep.save(tmp_path / "first.ebm", first)
+    with pytest.warns(UserWarning, match="files saved from the first will not load"):
+        ep.potential(absolute, event_shape=(2,), params={"s": 1.0}, name="test_function_same_name")
+    with pytest.raises(ValueError, match=r"made from the function .*square; the registered .* is .*absolute"):
+        ep.load(tmp_path / "first.ebm")
+    np.testing.assert_allclose(ep.load(tmp_path / "first.ebm", like=first).energy(jnp.array([2.0, 0.0])), 4.0)
+    with pytest.warns(UserWarning, match="made from the function .*absolute and is now made from .*square"):
+        again = ep.potential(square, event_shape=(2,), params={"s": 1.0}, name="test_function_same_name")
+    assert float(ep.load(tmp_path / "first.ebm").energy(jnp.array([2.0, 0.0]))) == 4.0 == float(again.energy(
+        jnp.array([2.0, 0.0])))
+
+
+@pytest.mark.parametrize("event_shape", [(2.5,), (True,), (2.0,), (0,), ("3",)])
+def test_an_event_shape_of_other_than_positive_integers_is_refused(event_shape):
+    """Before, (2.5,) became (2,) and (True,) became (1,) silently."""
+    with pytest.raises(ValueError, match="event_shape must hold positive integers"):
+        ep.potential(lambda x: jnp.sum(x), event_shape=event_shape)
+
+
+def test_params_python_integers_become_trainable_floats_and_non_finite_ones_are_refused():
+    """{'J': 1} was an int32 leaf that ep.fit never trained (silently); NaN params were accepted."""
+    model = ep.potential(lambda p, x: -p["J"] * jnp.sum(x), event_shape=(3,), support="binary", params={"J": 1})
+    assert model.params["J"].dtype == jnp.result_type(float)
+    data = np.ones((40, 3), np.float32)
+    trained, _ = ep.fit(model, data, ep.training.pcd(num_chains=10), key=jax.random.key(0), epochs=2,
+                        batch_size=20, metrics=False)
+    assert float(trained.params["J"]) != 1.0
+    for bad in (jnp.nan, {"J": np.inf}):
+        with pytest.raises(ValueError, match="params must be finite"):
+            ep.potential(lambda p, x: jnp.sum(x), event_shape=(3,), params=bad)
+    with pytest.raises(ValueError, match="params must be a pytree of numbers, found 'x'"):
+        ep.potential(lambda p, x: jnp.sum(x), event_shape=(3,), params={"a": "x"})
+
+
 def test_a_subclass_without_a_name_fails_at_class_creation():
     with pytest.raises(TypeError, match="needs a name"):
 
