@@ -71,6 +71,22 @@ def test_import_leaves_the_plotting_and_arviz_stack_for_later():
     assert run.returncode == 0, run.stderr
 
 
+def test_numpyro_loaded_on_first_use_is_complete():
+    """NumPyro is imported on first use; importing a submodule first (the support's transform, in
+    an AIS on a bounded support) left ``numpyro.distributions`` without its ``distribution``
+    attribute when ArviZ had been imported before, so a later ``numpyro.factor`` (and
+    test_function.py run alone) failed with an AttributeError inside NumPyro."""
+    code = ("import arviz, jax, jax.numpy as jnp, ebm_ppl as ep\n"  # ArviZ first, as a notebook may
+            "beta = ep.potential(lambda x: -jnp.sum(jnp.log(x) + 2.0 * jnp.log1p(-x)), event_shape=(2,),\n"
+            "                    support=ep.box(0.0, 1.0))\n"
+            "ep.ais(jax.random.key(0), beta, num_chains=4, num_temperatures=10)\n"
+            "import numpyro\n"
+            "assert hasattr(numpyro.distributions, 'distribution')\n"
+            "numpyro.handlers.trace(lambda: numpyro.factor('f', 0.0)).get_trace()\n")
+    run = _python(code)
+    assert run.returncode == 0, run.stderr
+
+
 def test_a_second_process_loads_the_programs_from_the_cache(tmp_path):
     first = _python(_AIS_RUN, str(tmp_path / "cache"))
     assert first.returncode == 0, first.stderr

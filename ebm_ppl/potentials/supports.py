@@ -128,9 +128,10 @@ class Support:
         """The bijection from R onto the support, coordinate-wise (identity for R)."""
         if not self.continuous:
             raise ValueError(f"a {self._kind} support has no continuous transform")
+        constraint = self.constraint()  # imports the numpyro package first (see _constraints)
         from numpyro.distributions.transforms import biject_to
 
-        return biject_to(self.constraint())
+        return biject_to(constraint)
 
     def initial_positions(self, key: PRNGKeyArray, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
         """Default chain starts of ``shape``: coin flips (binary, spin), standard normals (real)."""
