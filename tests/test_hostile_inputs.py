@@ -226,6 +226,19 @@ class _Broken(_PerCoordinate):
         return jnp.sum(x @ jnp.ones((4, 2)))  # (3,) @ (4, 2)
 
 
+def test_a_model_potentials_sites_check_the_point_shape():
+    """Was JAX's "Sum of sizes 3 must be equal to dimension 0" from inside the unravelling."""
+    import numpyro
+    import numpyro.distributions as dist
+
+    def model():
+        numpyro.sample("a", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
+
+    potential = ep.numpyro.potential_from_model(model)
+    _refused(lambda: potential.sites(jnp.zeros(5)), ValueError, "sites: z has shape (5,); expected (*batch, 3)")
+    assert potential.sites(jnp.zeros((2, 3)))["a"].shape == (2, 3)
+
+
 @pytest.mark.parametrize("call, fragment", [
     (lambda: ep.log_partition(_PerCoordinate()), "log_partition: _PerCoordinate.unbatched_energy must return a real "
                                                  "scalar for one example of shape (3,), got shape (3,)"),

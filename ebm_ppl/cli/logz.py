@@ -36,7 +36,7 @@ HEALTH_PLOT = "ais_health.png"
 RESULTS_FILE = "logz.json"
 DATA_SETS = ("digits",)
 _DIGITS_SHAPE = (64,)
-_TERMS = re.compile(r"needs (2\^\d+) terms")
+_TERMS = re.compile(r"(?:needs|need enumerating) (2\^\d+|[0-9.e+]+) (?:terms|states)")
 
 
 class _Data(NamedTuple):

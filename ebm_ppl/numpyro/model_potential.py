@@ -27,7 +27,7 @@ from jaxtyping import Array, PRNGKeyArray
 from numpyro import handlers
 from numpyro.infer.util import initialize_model
 
-from ebm_ppl.potentials.base import Potential, Support
+from ebm_ppl.potentials.base import Potential, Support, validate_input
 
 __all__ = ["potential_from_model", "ModelPotential"]
 
@@ -58,7 +58,7 @@ class ModelPotential(Potential):
     def sites(self, z: Array) -> dict[str, Array]:
         """The model's latent sites (constrained, and its deterministic sites) at unconstrained
         points ``z`` of shape ``(*batch, D)``; each value gets the batch axes in front."""
-        z = jnp.asarray(z)
+        z = validate_input(z, self.event_shape, self.support, name="z", owner="sites")
         fn = lambda v: self.postprocess(self.unravel(v))  # noqa: E731
         for _ in range(z.ndim - 1):
             fn = jax.vmap(fn)

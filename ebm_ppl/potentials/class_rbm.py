@@ -193,7 +193,7 @@ class ClassRBM(Potential):
         states), then x given h."""
         num = enumeration.check_num(num, "ClassRBM.exact_samples", self.n_visible)
         enumeration.check_enumerable(2**self.n_hidden, enumeration.MAX_EXACT_STATES,
-                                     f"exact samples of a ClassRBM with n_hidden={self.n_hidden}")
+                                     f"exact samples of a ClassRBM with n_hidden={self.n_hidden}", samples=True)
         return _exact_samples(self, key, num)
 
     def tempered(self, beta: Array) -> "ClassRBM":

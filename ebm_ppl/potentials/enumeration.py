@@ -26,10 +26,14 @@ DEFAULT_MAX_TERMS = 2**26
 MAX_EXACT_STATES = 2**22
 
 
-def check_enumerable(num_terms: int, max_terms: int | None, what: str) -> None:
+def check_enumerable(num_terms: int, max_terms: int | None, what: str, samples: bool = False) -> None:
     """Refuse, with a message naming the size, an enumeration larger than ``max_terms`` (None:
-    :data:`DEFAULT_MAX_TERMS`; else a positive integer)."""
+    :data:`DEFAULT_MAX_TERMS`; else a positive integer); ``samples``: for exact samples (whose
+    limit, :data:`MAX_EXACT_STATES`, is fixed) rather than log Z."""
     limit = DEFAULT_MAX_TERMS if max_terms is None else checks.positive_int(max_terms, "max_terms")
+    if num_terms > limit and samples:
+        raise ValueError(f"{what} need enumerating {_pow2(num_terms)} states; the limit is {_pow2(limit)}. "
+                         "Draw approximate samples with ebm_ppl.sample(...) instead")
     if num_terms > limit:
         raise ValueError(
             f"exact log Z needs {_pow2(num_terms)} terms ({what}); the limit is {_pow2(limit)} "
@@ -143,7 +147,7 @@ def sample_states(key: PRNGKeyArray, log_weight: Callable[[Array], Array], value
     :func:`index_to_states`, at most :data:`MAX_EXACT_STATES` of them) by enumeration in chunks;
     ``log_weight: (chunk, size) -> (chunk,)``. Returns ``(num, size)`` in ``dtype``."""
     num_states = len(values) ** size
-    check_enumerable(num_states, MAX_EXACT_STATES, f"exact samples of {what}")
+    check_enumerable(num_states, MAX_EXACT_STATES, f"exact samples of {what}", samples=True)
     weights = log_weights(lambda index: log_weight(index_to_states(index, values, size, dtype)), num_states)
     if not isinstance(weights, jax.core.Tracer):  # concrete: refuse weights no draw could follow
         concrete = np.asarray(weights)

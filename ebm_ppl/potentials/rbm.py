@@ -203,7 +203,7 @@ class RBMBase(Potential):
         num = enumeration.check_num(num, f"{type(self).__name__}.exact_samples", self.n_visible)
         route = self._route(None)
         enumeration.check_enumerable(self._routes()[route], enumeration.MAX_EXACT_STATES,
-                                     f"exact samples of a {self._describe(route)}")
+                                     f"exact samples of a {self._describe(route)}", samples=True)
         return _exact_samples(self, route, key, num)
 
     # -- the coupling-free base model ----------------------------------------------------------
