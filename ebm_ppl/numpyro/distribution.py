@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import equinox as eqx
@@ -43,10 +44,11 @@ def _warn_if_doubly_intractable(potential: Potential, log_z) -> None:
         warnings.warn(
             "the potential's parameters depend on sampled values, but log_z is None: the likelihood "
             "exp(-E_theta(x)) / Z(theta) is missing log Z(theta), which changes with theta, so the "
-            "posterior over theta is wrong (a doubly-intractable model). Supply log_z (e.g. from "
-            "ebm_ppl.ais for each theta) or keep the potential's parameters fixed.",
+            "posterior over theta is wrong (a doubly-intractable model). Supply log_z="
+            "ebm_ppl.log_partition(potential) (exact and traceable, for small models) or keep the "
+            "potential's parameters fixed (docs/numpyro.md, 'The doubly-intractable case').",
             DoublyIntractableWarning,
-            stacklevel=3,
+            skip_file_prefixes=(checks.PACKAGE_DIR, os.path.dirname(numpyro.__file__)),  # the user's model line
         )
 
 

@@ -305,7 +305,9 @@ class _Run:
         # acceptance of 32 chains is noisy)
         window = max(3, k // 50)
         smooth = np.convolve(np.asarray(acceptance)[:k], np.ones(window) / window, mode="valid")
-        if smooth.size and np.min(smooth) < MIN_ACCEPTANCE:
+        lw = np.asarray(log_w)  # with no estimate at all, the NaN warning says what to check instead
+        estimable = not (np.isnan(lw).any() or (lw == np.inf).any() or (lw == -np.inf).all())
+        if estimable and smooth.size and np.min(smooth) < MIN_ACCEPTANCE:
             i = int(np.argmin(smooth)) + window // 2
             warnings.warn(f"{self.owner}: the moves' acceptance fell to {np.min(smooth):.3f} near beta = {betas[i + 1]:.3g} "
                           "(the step size could not follow the path there), so the chains barely moved and the "
@@ -360,7 +362,9 @@ class _Run:
 
     def _estimate(self, log_w, var, bound: str, start: float, reverse: bool) -> AISEstimate:
         log_mean, stderr, ess = summarize_log_weights(log_w)
-        warn_if_degenerate(ess, len(log_w), self.owner, log_w)
+        warn_if_degenerate(ess, len(log_w), self.owner, log_w,
+                           check="Check the model's data (a NaN in an observed value makes its likelihood NaN), its "
+                                 "priors' parameters, and the kernel's step size.")
         return AISEstimate(log_z=-log_mean if reverse else log_mean, stderr=stderr, log_weights=log_w, ess=ess,
                            log_weight_var=var, bound=bound, schedule=self.betas, base_log_z=0.0,
                            wall_time=time.perf_counter() - start)

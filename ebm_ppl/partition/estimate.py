@@ -86,10 +86,15 @@ def summarize_log_weights(log_weights) -> tuple[float, float, float]:
     return float(log_mean), float(stderr), float(ess)
 
 
-def warn_if_degenerate(ess: float, num_chains: int, what: str, log_weights=None) -> None:
+#: What a NaN estimate asks the user to check, by default (an energy's AIS).
+CHECK_ENERGY = ("Check the model's parameters (ebm_ppl.save refuses non-finite ones), the base model, and the "
+                "kernel's step size.")
+
+
+def warn_if_degenerate(ess: float, num_chains: int, what: str, log_weights=None, check: str = CHECK_ENERGY) -> None:
     """Warn when the weight ESS falls below 10% of the chains (the error bar is not to be
     trusted), and, saying how many chains, when ``log_weights`` hold NaN or infinite values (then
-    there is no estimate at all: it is NaN)."""
+    there is no estimate at all: it is NaN; ``check`` says what to look at)."""
     if log_weights is not None:
         lw = np.asarray(log_weights, np.float64)
         nan, pos_inf, neg_inf = int(np.sum(np.isnan(lw))), int(np.sum(lw == np.inf)), int(np.sum(lw == -np.inf))
@@ -97,8 +102,7 @@ def warn_if_degenerate(ess: float, num_chains: int, what: str, log_weights=None)
             parts = [f"{k} {kind}" for k, kind in ((nan, "NaN"), (pos_inf, "+inf"), (neg_inf, "-inf")) if k]
             warnings.warn(
                 f"{what}: the log-weights of {num_chains} chains include {', '.join(parts)}, so the estimate "
-                "is NaN: the energy or the annealing moves produced non-finite values. Check the model's "
-                "parameters (ebm_ppl.save refuses non-finite ones), the base model, and the kernel's step size.",
+                f"is NaN: the energy or the annealing moves produced non-finite values. {check}",
                 RuntimeWarning,
                 skip_file_prefixes=(checks.PACKAGE_DIR,),
             )

@@ -8,6 +8,7 @@ the measured run-to-run spread (20 seeds, Intel Xeon) is several times below 0.0
 from __future__ import annotations
 
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -338,3 +339,17 @@ def test_bdmc_reuses_its_compiled_programs():
     assert (lt.forward.top_level._cached._cache_size(), lt.reverse.top_level._cached._cache_size()) == sizes
     assert again.gap_stderr == pytest.approx(math.hypot(again.forward.stderr, again.reverse.stderr))
     assert "±" in str(again).split("gap")[1]
+
+
+def test_a_nan_in_the_observed_data_is_named_in_the_warning():
+    """The NaN estimate's warning spoke of the model's parameters and ebm_ppl.save; for a model's
+    evidence it now names the data, the usual cause."""
+    y = np.asarray(Y_MEAN, np.float32).copy()
+    y.flat[0] = np.nan
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = ep.numpyro.log_evidence(jax.random.key(0), normal_mean, jnp.asarray(y), num_chains=8,
+                                      num_temperatures=20)
+    assert np.isnan(est.log_z)
+    messages = [str(w.message) for w in caught]  # one warning, not also one about the moves' acceptance
+    assert len(messages) == 1 and "a NaN in an observed value makes its likelihood NaN" in messages[0], messages
