@@ -21,7 +21,6 @@ from typing import Any, Callable, ClassVar
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PRNGKeyArray
 from numpyro import handlers
