@@ -28,7 +28,7 @@ def _bar_updater(desc: str) -> Callable:
         if "bar" not in bar:
             bar["bar"] = tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
         b = bar["bar"]
-        b.update(min(i + 1, total) - b.n)
+        b.update(max(0, min(i + 1, total) - b.n))  # never backwards, should an update arrive late
         if b.n >= total:
             b.close()
             del bar["bar"]
@@ -37,9 +37,11 @@ def _bar_updater(desc: str) -> Callable:
 
 
 def _report(update: Callable, i, total, every) -> None:
-    """Traced: call ``update(i, total)`` on the host every ``every`` steps and at the last."""
+    """Traced: call ``update(i, total)`` on the host every ``every`` steps and at the last. The
+    callback is unordered: XLA refuses ordered effects in a program over several devices (a
+    sharded ``ep.sample`` or ``ep.ais``), and the bar only moves forward anyway."""
     jax.lax.cond((i % every == every - 1) | (i == total - 1),
-                 lambda: jax.debug.callback(update, i, total, ordered=True), lambda: None)
+                 lambda: jax.debug.callback(update, i, total), lambda: None)
 
 
 def progress_scan(body: Callable, carry, xs, *, enabled: bool, desc: str = "", num_updates: int = 50):

@@ -58,6 +58,16 @@ for name, model, impl in cases:
     for a, b in ((fs, fu), (rs, ru)):
         np.testing.assert_allclose(a.log_weights, b.log_weights, rtol=tol, atol=tol, err_msg=f"{name}, {impl}")
         np.testing.assert_allclose(a.log_weight_var, b.log_weight_var, rtol=1e-5, atol=1e-6, err_msg=name)
+# progress bars in a sharded program (their ordered host callback was refused by XLA over 4
+# devices, so progress=True, and the command line in a terminal, failed): the same weights and draws
+rbm = models["rbm"]
+shown = ep.ais(key, rbm, num_chains=8, num_temperatures=40, progress=True)
+np.testing.assert_array_equal(shown.log_weights, ep.ais(key, rbm, num_chains=8, num_temperatures=40).log_weights)
+start = (np.random.default_rng(5).random((8, *rbm.event_shape)) < 0.5).astype(np.float32)
+ep.reverse_ais(key, rbm, start, num_temperatures=40, progress=True)
+draws = [ep.sample(key, rbm, num_chains=8, num_warmup=5, num_samples=10, progress=bar).posterior["x"].values
+         for bar in (True, False)]
+np.testing.assert_array_equal(*draws)
 # JAX's Philox cannot be sharded: the run stays on one device and still works
 est = ep.ais(key, models["rbm"], num_chains=8, num_temperatures=40, prng_impl="philox4x32")
 assert np.all(np.isfinite(est.log_weights))
