@@ -36,6 +36,7 @@ from jaxtyping import Array, PRNGKeyArray
 from ebm_ppl import checks
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.capabilities import has_centering
+from ebm_ppl.training.rows import masked_mean
 
 __all__ = ["CenteredEstimator", "CenteredState", "centered", "centered_direction", "feature_means"]
 
@@ -49,12 +50,13 @@ class CenteredState(NamedTuple):
     hidden_offset: Array
 
 
-def feature_means(model: Potential, x: Array) -> tuple[Array, Array]:
+def feature_means(model: Potential, x: Array, num_rows: Array | None = None) -> tuple[Array, Array]:
     """The mean visible features of ``x`` ``(N, D)`` and the mean hidden features given them
-    (``E[f_h(h) | x]``, averaged over the rows)."""
-    visible = jnp.mean(model.visible.features(x), axis=0)
-    hidden = jnp.mean(model.hidden.mean_features(model.hidden_field(x)), axis=0)
-    return visible, hidden
+    (``E[f_h(h) | x]``, averaged over the rows; over the first ``num_rows`` (traced) when given)."""
+    visible, hidden = model.visible.features(x), model.hidden.mean_features(model.hidden_field(x))
+    if num_rows is None:
+        return jnp.mean(visible, axis=0), jnp.mean(hidden, axis=0)
+    return masked_mean(visible, num_rows, axis=0), masked_mean(hidden, num_rows, axis=0)
 
 
 def centered_direction(model: Potential, grads: Any, visible_offset: Array, hidden_offset: Array) -> Any:
@@ -78,14 +80,21 @@ class CenteredEstimator(eqx.Module):
     inner: Any = eqx.field(static=True)
     rate: float = eqx.field(static=True)
 
-    def init(self, key: PRNGKeyArray, model: Potential, data: Array | tuple[Array, ...] | None = None) -> CenteredState:
-        """The inner state and the offsets: the means over ``data`` when given, else the
-        model's own mean features at zero input."""
+    @property
+    def init_takes_num_rows(self) -> bool:
+        """Whether ``init`` takes ``num_rows`` (:class:`~ebm_ppl.training.GradientEstimator`): when the inner one does."""
+        return getattr(self.inner, "init_takes_num_rows", False)
+
+    def init(self, key: PRNGKeyArray, model: Potential, data: Array | tuple[Array, ...] | None = None,
+             num_rows: Array | None = None) -> CenteredState:
+        """The inner state and the offsets: the means over ``data`` (its first ``num_rows``) when
+        given, else the model's own mean features at zero input."""
         _check_model(model)
-        state = self.inner.init(key, model, data)
+        state = self.inner.init(key, model, data) if num_rows is None else self.inner.init(key, model, data,
+                                                                                           num_rows=num_rows)
         if data is not None:
             x = jnp.asarray(data[0] if isinstance(data, tuple) else data)
-            return CenteredState(state, *feature_means(model, x))
+            return CenteredState(state, *feature_means(model, x, num_rows))
         shape = jax.eval_shape(model.visible.features, jnp.zeros(model.event_shape, model.W.dtype)).shape
         visible = model.visible.mean_features(jnp.zeros(shape, model.W.dtype))
         hidden = model.hidden.mean_features(model.couple_visible(visible))

@@ -61,7 +61,10 @@ class ClassRBMEstimator(eqx.Module):
     k: int = eqx.field(static=True)
     num_chains: int = eqx.field(static=True)
 
-    def init(self, key: PRNGKeyArray, model: Potential, data: tuple[Array, ...] | None = None) -> ClassRBMState:
+    init_takes_num_rows = True  # see ebm_ppl.training.GradientEstimator
+
+    def init(self, key: PRNGKeyArray, model: Potential, data: tuple[Array, ...] | None = None,
+             num_rows: Array | None = None) -> ClassRBMState:
         """The key and ``num_chains`` labelled chains started at random rows of ``data = (x, y)``."""
         if not (callable(getattr(model, "label_logits", None)) and callable(getattr(model, "joint_sweep", None))):
             raise TypeError(f"class_rbm: the objective needs a classification RBM (ebm_ppl.ClassRBM), got "
@@ -69,7 +72,7 @@ class ClassRBMEstimator(eqx.Module):
         if not isinstance(data, tuple) or len(data) < 2:
             raise ValueError("class_rbm: the data must be (x, y): images and integer labels")
         key, sub = jax.random.split(key)
-        rows = jax.random.randint(sub, (self.num_chains,), 0, data[0].shape[0])
+        rows = jax.random.randint(sub, (self.num_chains,), 0, data[0].shape[0] if num_rows is None else num_rows)
         return ClassRBMState(key, (jnp.asarray(data[0])[rows], jnp.asarray(data[1])[rows].astype(jnp.int32)))
 
     def update(self, model: Potential, batch: tuple[Array, ...], state: ClassRBMState):

@@ -84,11 +84,17 @@ def healthy(params: Any, means: Any) -> Array:
 
 
 @filter_jit
-def init_state(params, static, estimator, optimizer, data: tuple[Array, ...], key, prng_impl: str | None):
-    """The initial :class:`TrainState` and the key of the epoch loop, from the user's ``key``."""
+def init_state(params, static, estimator, optimizer, data: tuple[Array, ...], key, prng_impl: str | None,
+               num_rows: Array | None = None):
+    """The initial :class:`TrainState` and the key of the epoch loop, from the user's ``key``.
+    With ``num_rows`` (int32, traced) ``data`` are padded past that many rows, and the estimator
+    reads only those (it declares ``init_takes_num_rows``), so one program
+    serves every data size of a bucket."""
     key_init, key_loop = jax.random.split(rekey(key, prng_impl))
     model = eqx.combine(params, static)
-    return TrainState(params, optimizer.init(params), estimator.init(key_init, model, data), params), key_loop
+    state = (estimator.init(key_init, model, data) if num_rows is None
+             else estimator.init(key_init, model, data, num_rows=num_rows))
+    return TrainState(params, optimizer.init(params), state, params), key_loop
 
 
 def _map_keys(fn, tree):

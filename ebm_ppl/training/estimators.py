@@ -32,6 +32,7 @@ from ebm_ppl.moves import gibbs
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.capabilities import has_closed_form_gradient
 from ebm_ppl.sharding import shard_rows
+from ebm_ppl.training.rows import random_rows
 
 __all__ = ["GradientEstimator", "CDEstimator", "PCDEstimator", "CDState", "PCDState", "cd", "pcd", "gibbs_sweeps", "grads_and_metrics",
            "free_energy_gap"]
@@ -39,6 +40,11 @@ __all__ = ["GradientEstimator", "CDEstimator", "PCDEstimator", "CDState", "PCDSt
 
 class GradientEstimator(NamedTuple):
     """``init(key, model, data) -> state``; ``update(model, batch, state) -> (grads, state, metrics)``.
+
+    An estimator whose ``init`` also takes ``num_rows`` (an int32 scalar, traced) and then reads
+    only the first ``num_rows`` rows of ``data`` says so with a class attribute
+    ``init_takes_num_rows = True``; :func:`ebm_ppl.fit` then gives it the data padded to a bucket
+    of rows, so its initial state compiles once per bucket rather than once per data size.
 
     ``batch`` is a tuple of arrays (``(x,)`` for unsupervised models, ``(x, y)`` for JEM);
     ``metrics`` is a dict of scalars averaged over an epoch by :func:`ebm_ppl.fit`. Both functions
@@ -94,7 +100,9 @@ class CDEstimator(eqx.Module):
     def __check_init__(self):
         checks.positive_int(self.k, "k")
 
-    def init(self, key: PRNGKeyArray, model: Potential, data: Any = None) -> CDState:
+    init_takes_num_rows = True  # see GradientEstimator
+
+    def init(self, key: PRNGKeyArray, model: Potential, data: Any = None, num_rows: Array | None = None) -> CDState:
         """The state: the sampler's key."""
         return CDState(key)
 
@@ -117,14 +125,17 @@ class PCDEstimator(eqx.Module):
         checks.positive_int(self.k, "k")
         checks.positive_int(self.num_chains, "num_chains")
 
-    def init(self, key: PRNGKeyArray, model: Potential, data: Array | tuple[Array, ...] | None = None) -> PCDState:
+    init_takes_num_rows = True  # see GradientEstimator
+
+    def init(self, key: PRNGKeyArray, model: Potential, data: Array | tuple[Array, ...] | None = None,
+             num_rows: Array | None = None) -> PCDState:
         """The state: a key and ``num_chains`` chains ``(num_chains, *event)``, started at random
-        rows of ``data`` when given, else at the potential's default starts (fair coin flips for
-        binary support, standard normals for real)."""
+        rows of ``data`` (its first ``num_rows``) when given, else at the potential's default
+        starts (fair coin flips for binary support, standard normals for real)."""
         key, sub = jax.random.split(key)
         if data is not None:
             x = jnp.asarray(data[0] if isinstance(data, tuple) else data)
-            chains = x[jax.random.randint(sub, (self.num_chains,), 0, x.shape[0])]
+            chains = random_rows(sub, x, self.num_chains, num_rows)
         else:
             chains = model.initial_positions(sub, self.num_chains)
         return PCDState(key, chains)

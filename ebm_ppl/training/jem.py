@@ -310,7 +310,9 @@ class JEMEstimator(eqx.Module):
     init_low: float = eqx.field(static=True)
     init_high: float = eqx.field(static=True)
 
-    def init(self, key: PRNGKeyArray, model: Potential, data: Any = None) -> JEMState:
+    init_takes_num_rows = True  # see ebm_ppl.training.GradientEstimator (its init reads no rows)
+
+    def init(self, key: PRNGKeyArray, model: Potential, data: Any = None, num_rows: Array | None = None) -> JEMState:
         """The state: the sampler's key, and the replay buffer ``(buffer_size, *event)`` of uniform
         noise in persistent mode."""
         if not hasattr(model, "net") or not hasattr(model, "num_classes"):

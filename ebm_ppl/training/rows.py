@@ -20,7 +20,7 @@ from jaxtyping import Array, PRNGKeyArray
 from ebm_ppl.compiler import size_bucket
 from ebm_ppl.random import prefix_stable
 
-__all__ = ["bucket_rows", "pad_rows", "shuffled_rows", "masked_mean", "permutation_rounds"]
+__all__ = ["bucket_rows", "pad_rows", "shuffled_rows", "masked_mean", "random_rows", "permutation_rounds"]
 
 _UINT32_MAX = np.iinfo(np.uint32).max
 
@@ -100,11 +100,18 @@ def shuffled_rows(key: PRNGKeyArray, n: Array, size: int) -> Array:
     return order
 
 
-def masked_mean(values: Array, n: Array) -> Array:
-    """The mean of ``values``' first ``n`` (traced) entries along axis 0, the rest ignored."""
+def masked_mean(values: Array, n: Array, axis: int | None = None) -> Array:
+    """The mean of ``values``' first ``n`` (traced) entries along axis 0, the rest ignored: over
+    everything (``axis=None``, a scalar) or over axis 0 only (``axis=0``, shape ``values.shape[1:]``)."""
     if not jnp.issubdtype(values.dtype, jnp.inexact):  # as jnp.mean: integers average in the default float
         values = values.astype(jnp.result_type(float))
     n = jnp.asarray(n, np.int32)
     mask = lax.broadcasted_iota(np.int32, values.shape, 0) < n
-    count = n * math.prod(values.shape[1:])
-    return jnp.sum(jnp.where(mask, values, 0)) / count.astype(values.dtype)
+    count = n * math.prod(values.shape[1:]) if axis is None else n
+    return jnp.sum(jnp.where(mask, values, 0), axis=axis) / count.astype(values.dtype)
+
+
+def random_rows(key: PRNGKeyArray, x: Array, num: int, num_rows: Array | None = None) -> Array:
+    """``num`` rows of ``x`` drawn uniformly with replacement from its first ``num_rows`` (traced;
+    None: all), ``(num, *x.shape[1:])``: the same rows for padded data as for the data alone."""
+    return x[jax.random.randint(key, (num,), 0, x.shape[0] if num_rows is None else num_rows)]

@@ -52,11 +52,14 @@ class TrainingRun:
         if shard and self.sharding is None and jax.device_count() > 1:
             raise ValueError(f"fit: shard=True, but the {jax.device_count()} devices do not divide "
                              f"batch_size={settings.batch_size} (or the key's generator cannot be sharded)")
-        self.state, self.key_loop = compiled.init_state(params, self.static, estimator, self.optimizer,
-                                                        settings.data, key, prng_impl)
-        # the data in a bucket of rows: one compiled epoch program serves every size of the bucket
+        # the data in a bucket of rows: one compiled epoch program serves every size of the bucket,
+        # and one initial-state program too where the estimator reads only the first rows of padded data
         self.rows = settings.data[0].shape[0]
-        self.padded = pad_rows(settings.data, bucket_rows(self.rows, self.key_loop))
+        self.padded = pad_rows(settings.data, bucket_rows(self.rows, rekey(key, prng_impl)))
+        padded_init = getattr(estimator, "init_takes_num_rows", False)
+        self.state, self.key_loop = compiled.init_state(
+            params, self.static, estimator, self.optimizer, self.padded if padded_init else settings.data, key,
+            prng_impl, jax.numpy.asarray(self.rows, jax.numpy.int32) if padded_init else None)
         if settings.metrics is boltzmann_metrics:  # evaluated in buckets of rows too
             self.metric_sets = {"train_": (self.padded[0], self.rows)}
             if settings.validation is not None:

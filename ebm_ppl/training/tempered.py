@@ -32,6 +32,7 @@ from ebm_ppl.partition.bar import ladder_log_partition
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.sharding import shard_rows
 from ebm_ppl.training.estimators import grads_and_metrics
+from ebm_ppl.training.rows import random_rows
 
 __all__ = ["PTPCDEstimator", "PTPCDState", "pt_pcd"]
 
@@ -67,7 +68,10 @@ class PTPCDEstimator(eqx.Module):
             return self.betas
         return ladders.ladder_values(self.num_replicas, self.min_beta, family.has_reference)
 
-    def init(self, key: PRNGKeyArray, model: Potential, data: Array | tuple[Array, ...] | None = None) -> PTPCDState:
+    init_takes_num_rows = True  # see ebm_ppl.training.GradientEstimator
+
+    def init(self, key: PRNGKeyArray, model: Potential, data: Array | tuple[Array, ...] | None = None,
+             num_rows: Array | None = None) -> PTPCDState:
         """Every rung's chains at random rows of ``data`` when given, else at the potential's default starts."""
         family = self.family(model)
         gibbs.check_gibbs(family.at(jnp.ones(())), "PT-PCD", " (use reference='temperature' or 'base')")
@@ -77,7 +81,7 @@ class PTPCDEstimator(eqx.Module):
         num = len(ladder) * self.num_chains
         if data is not None:
             x = jnp.asarray(data[0] if isinstance(data, tuple) else data)
-            chains = x[jax.random.randint(sub, (num,), 0, x.shape[0])]
+            chains = random_rows(sub, x, num, num_rows)
         else:
             chains = model.initial_positions(sub, num)
         return PTPCDState(key, chains.reshape(len(ladder), self.num_chains, *chains.shape[1:]),

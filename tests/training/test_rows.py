@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ebm_ppl.random import rekey
-from ebm_ppl.training.rows import bucket_rows, masked_mean, pad_rows, permutation_rounds, shuffled_rows
+from ebm_ppl.training.rows import bucket_rows, masked_mean, pad_rows, permutation_rounds, random_rows, shuffled_rows
 
 shuffled = jax.jit(shuffled_rows, static_argnums=2)
 
@@ -51,3 +51,15 @@ def test_masked_mean_ignores_the_padding():
     np.testing.assert_allclose(masked_mean(values, jnp.int32(2)), 2.5)
     assert masked_mean(jnp.asarray([1, 2, 7]), jnp.int32(2)).dtype == jnp.result_type(float)
     np.testing.assert_allclose(masked_mean(jnp.asarray([1, 2, 7]), jnp.int32(2)), 1.5)
+    np.testing.assert_allclose(masked_mean(values, jnp.int32(2), axis=0), [2.0, 3.0])  # per column
+
+
+def test_random_rows_of_padded_data_are_those_of_the_data():
+    """PCD's and PT-PCD's chains start at random_rows of the data: the same rows, bit for bit,
+    from data padded to a bucket with the true count traced, as from the data alone."""
+    x = jnp.arange(290.0)[:, None]
+    padded = pad_rows((x,), bucket_rows(290))[0]
+    key = jax.random.key(3)
+    exact = random_rows(key, x, 50)
+    np.testing.assert_array_equal(jax.jit(random_rows, static_argnums=2)(key, padded, 50, jnp.int32(290)), exact)
+    assert float(exact.max()) < 290
