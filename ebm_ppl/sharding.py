@@ -33,7 +33,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from ebm_ppl.random import for_sharding, is_shardable
 
-__all__ = ["AXIS", "axis_sharding", "sharded_key", "place", "constrain", "shard_rows", "rows_over", "to_host",
+__all__ = ["AXIS", "axis_sharding", "sharded_key", "place", "onto_mesh", "constrain", "shard_rows", "rows_over", "to_host",
            "is_writer"]
 
 #: The mesh axis name.
@@ -65,6 +65,25 @@ def place(arrays: Sequence[Array], sharding: NamedSharding | None, axis: int = 0
         return tuple(arrays)
     spec = NamedSharding(sharding.mesh, PartitionSpec(*([None] * axis), AXIS))
     return tuple(jax.make_array_from_callback(a.shape, spec, lambda index, a=a: a[index]) for a in arrays)
+
+
+def onto_mesh(tree, sharding: NamedSharding | None):
+    """``tree`` (a model, data, a path) ready for a program sharded by ``sharding``: arrays
+    committed to other devices than its mesh's (a model put on one GPU by ``jax.device_put``),
+    which a sharded program would refuse, become uncommitted copies (through the host), which JAX
+    places where each program needs them; uncommitted arrays, arrays already on the mesh, arrays
+    spread over processes and PRNG keys are left as they are; all of ``tree`` as given for None."""
+    if sharding is None:
+        return tree
+    devices = set(sharding.mesh.devices.flat)
+
+    def move(a):
+        if (isinstance(a, jax.Array) and a.committed and a.is_fully_addressable and a.sharding.device_set != devices
+                and not jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)):
+            return jax.device_put(np.asarray(a))
+        return a
+
+    return jax.tree.map(move, tree)
 
 
 def constrain(a: Array, sharding: NamedSharding | None, axis: int = 0) -> Array:

@@ -26,7 +26,7 @@ from ebm_ppl.potentials.base import Potential, check_potential, validate_input
 from ebm_ppl.potentials.unconstrained import Unconstrained, unconstrained
 from ebm_ppl.progress import progress_fori_loop
 from ebm_ppl.random import DEFAULT_IMPL, for_sharding, is_shardable, prefix_stable, rekey
-from ebm_ppl.sharding import axis_sharding, place, sharded_key, to_host
+from ebm_ppl.sharding import axis_sharding, onto_mesh, place, sharded_key, to_host
 
 __all__ = ["sample", "draw", "KERNELS", "default_kernel", "draw_bucket", "warmup_bucket", "thin_bucket", "STATIC_THIN"]
 
@@ -110,6 +110,7 @@ def sample(
             f"sample: the chains would be sharded over {jax.device_count()} devices, but the key is "
             f"{jax.random.key_impl(key)}, which JAX cannot compile in a sharded program; pass "
             "prng_impl='philox2x32_64' or 'threefry2x32', or a num_chains not divisible by the device count")
+    potential = onto_mesh(potential, sharding)  # a model committed to one device joins the mesh
     target = unconstrained(potential) if gradient else potential  # the sampled density's space
     positions = _initial_positions(key, potential, init, num_chains)
     if target is not potential:

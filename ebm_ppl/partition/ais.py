@@ -47,7 +47,7 @@ from ebm_ppl.partition.schedule import (ADAPTIVE, MIN_BUCKET, MIN_TEMPERATURES, 
                                        validate_schedule)
 from ebm_ppl.potentials.base import Potential, check_potential, validate_input
 from ebm_ppl.random import DEFAULT_IMPL, rekey
-from ebm_ppl.sharding import axis_sharding, constrain, sharded_key, to_host
+from ebm_ppl.sharding import axis_sharding, constrain, onto_mesh, sharded_key, to_host
 
 __all__ = ["ais", "reverse_ais"]
 
@@ -124,6 +124,7 @@ def ais(
         betas = _adaptive_schedule(path, jax.random.fold_in(key, 1), num_chains, num_temperatures, dtype)
     padded, num_steps = padded_schedule(betas)
     sharding = axis_sharding(num_chains, key)
+    path = onto_mesh(path, sharding)  # a model committed to one device joins the mesh
     log_w, log_w_var, _ = _forward(path, sharded_key(key, sharding), num_chains, dtype, jnp.asarray(padded, dtype),
                                    jnp.asarray(num_steps, jnp.int32), progress, sharding)
     log_w, log_w_var = to_host(log_w), to_host(log_w_var)[: len(betas) - 1]
@@ -193,6 +194,7 @@ def reverse_ais(
         betas = _adaptive_schedule(path, jax.random.fold_in(key, 1), num_chains, num_temperatures, x0.dtype)
     padded, num_steps = padded_schedule(betas[::-1])
     sharding = axis_sharding(num_chains, key)
+    path, x0 = onto_mesh((path, x0), sharding)  # arrays committed to one device join the mesh
     log_w, log_w_var, _ = _anneal(path, sharded_key(key, sharding), path.encode(x0), jnp.asarray(padded, x0.dtype),
                                   jnp.asarray(num_steps, jnp.int32), progress, "reverse AIS", sharding)
     log_w, log_w_var = to_host(log_w), to_host(log_w_var)[: len(betas) - 1]

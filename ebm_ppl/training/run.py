@@ -17,7 +17,7 @@ import numpy as np
 from ebm_ppl.io import save
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.random import for_sharding, from_sharding, is_key, rekey
-from ebm_ppl.sharding import axis_sharding, is_writer, to_host
+from ebm_ppl.sharding import axis_sharding, is_writer, onto_mesh, to_host
 from ebm_ppl.training import epochs as compiled
 from ebm_ppl.training.checkpoint import load_checkpoint, save_checkpoint
 from ebm_ppl.training.epochs import DEFAULT_OPTIMIZER, EXPLOSION, MAX_FUSED_EPOCHS, TrainState
@@ -45,17 +45,18 @@ class TrainingRun:
                  monitor: Monitor, shard: bool | None = None):
         self.settings, self.estimator, self.shuffle, self.monitor = settings, estimator, shuffle, monitor
         self.optimizer = guarded(DEFAULT_OPTIMIZER if optimizer is None else optimizer)
-        params, self.static = eqx.partition(model, eqx.is_inexact_array)
-        self.frozen_mask = compiled.freeze_mask(params, freeze)
         # minibatch rows (and the estimator's chains) over every device when they divide the batch
         self.sharding = None if shard is False else axis_sharding(settings.batch_size, rekey(key, prng_impl))
         if shard and self.sharding is None and jax.device_count() > 1:
             raise ValueError(f"fit: shard=True, but the {jax.device_count()} devices do not divide "
                              f"batch_size={settings.batch_size} (or the key's generator cannot be sharded)")
+        model = onto_mesh(model, self.sharding)  # a model committed to one device joins the mesh
+        params, self.static = eqx.partition(model, eqx.is_inexact_array)
+        self.frozen_mask = compiled.freeze_mask(params, freeze)
         # the data in a bucket of rows: one compiled epoch program serves every size of the bucket,
         # and one initial-state program too where the estimator reads only the first rows of padded data
         self.rows = settings.data[0].shape[0]
-        self.padded = pad_rows(settings.data, bucket_rows(self.rows, rekey(key, prng_impl)))
+        self.padded = onto_mesh(pad_rows(settings.data, bucket_rows(self.rows, rekey(key, prng_impl))), self.sharding)
         padded_init = getattr(estimator, "init_takes_num_rows", False)
         self.state, self.key_loop = compiled.init_state(
             params, self.static, estimator, self.optimizer, self.padded if padded_init else settings.data, key,
