@@ -139,6 +139,31 @@ def test_fit_resume_refuses_a_checkpoint_of_other_data(tmp_path):
     assert [r["epoch"] for r in history.records] == [0, 1]
 
 
+def test_fit_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
+    """The checkpoint keeps fingerprints of the estimator's settings, the optimizer (its functions
+    and the values they close over) and batch_size, stable across processes; a resume with any
+    of them different, or with fewer epochs than the checkpoint holds, was accepted silently.
+    resume=True without a checkpoint_dir was ignored."""
+    import optax
+
+    kwargs = dict(metrics=False, checkpoint_dir=tmp_path, key=jax.random.key(1))
+    ep.fit(RBM, DATA, ep.training.pcd(num_chains=5), epochs=2, batch_size=10, optimizer=optax.sgd(0.05), **kwargs)
+    for change, what in ((dict(estimator=ep.training.pcd(k=2, num_chains=5)), "another estimator"),
+                         (dict(optimizer=optax.sgd(0.07)), "another optimizer"),
+                         (dict(batch_size=5), "batch_size=10")):
+        args = {"estimator": ep.training.pcd(num_chains=5), "optimizer": optax.sgd(0.05), "batch_size": 10, **change}
+        with pytest.raises(ValueError, match=f"written by a run with {what}; resuming"):
+            ep.fit(RBM, DATA, args.pop("estimator"), epochs=3, resume=True, **args, **kwargs)
+    with pytest.raises(ValueError, match="already holds 2 epochs, more than epochs=1"):
+        ep.fit(RBM, DATA, ep.training.pcd(num_chains=5), epochs=1, batch_size=10, optimizer=optax.sgd(0.05),
+               resume=True, **kwargs)
+    _, history = ep.fit(RBM, DATA, ep.training.pcd(num_chains=5), epochs=3, batch_size=10, optimizer=optax.sgd(0.05),
+                        resume=True, **kwargs)
+    assert [r["epoch"] for r in history.records] == [0, 1, 2]
+    with pytest.raises(ValueError, match="resume=True needs the checkpoint_dir"):
+        ep.fit(RBM, DATA, ep.training.pcd(num_chains=5), key=jax.random.key(1), epochs=1, batch_size=10, resume=True)
+
+
 # -- the shared checks ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("check, value, expected", [

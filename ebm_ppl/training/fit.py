@@ -110,9 +110,10 @@ def fit(
             later is a warning (:class:`CheckpointWarning`), never the loss of the trained model.
         checkpoint_every: see ``checkpoint_dir``.
         resume: continue from ``checkpoint_dir``'s checkpoint when it exists. It must have been
-            written by a run with the same ``key``, ``data`` and ``validation`` (fingerprints of
-            them are kept in the checkpoint), ``shuffle`` and model shapes; another is refused (it
-            would continue neither run).
+            written by a run with the same ``key``, ``data``, ``validation``, estimator settings,
+            optimizer and ``batch_size`` (fingerprints of them are kept in the checkpoint),
+            ``shuffle`` and model shapes, and ``epochs`` must be at least its epochs; another is
+            refused (it would continue neither run).
         max_retries: divergence recoveries allowed in a row before stopping.
         progress: show a progress bar over epochs with the latest metrics (runs epochs one per call).
         prng_impl: the PRNG implementation training draws from, seeded one-to-one by ``key``
@@ -136,6 +137,8 @@ def fit(
     shuffle, resume, progress = (checks.flag(v, name) for name, v in
                                  (("shuffle", shuffle), ("resume", resume), ("progress", progress)))
     shard = None if shard is None else checks.flag(shard, "shard")
+    if resume and checkpoint_dir is None:
+        raise ValueError("fit: resume=True needs the checkpoint_dir to resume from")
     if freeze is not None:
         freeze = (freeze,) if isinstance(freeze, str) else tuple(freeze)  # "Wb" is one (unknown) name, not W and b
     run = TrainingRun(model, estimator, settings, optimizer=optimizer, key=key, shuffle=shuffle,

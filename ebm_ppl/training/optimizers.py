@@ -8,7 +8,9 @@ returns one object per fingerprint, with the scale the divergence guard halves a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import types
 from typing import Any
 
@@ -18,7 +20,7 @@ import optax
 
 from ebm_ppl.random import is_key
 
-__all__ = ["guarded", "fingerprint"]
+__all__ = ["guarded", "fingerprint", "settings_digest"]
 
 
 #: ``guarded`` transformations of recent optimizers, by :func:`fingerprint` (oldest dropped first)
@@ -93,6 +95,49 @@ def _fingerprint(obj: Any, stack: tuple[int, ...]) -> Any:
     except TypeError:
         raise _Opaque from None
     return ("object", type(obj), obj)
+
+
+def settings_digest(obj: Any) -> str | None:
+    """A hash, the same in every process, of what an optimizer or a gradient estimator computes
+    with: its functions by module and qualified name, and the numbers, strings and small arrays
+    they close over or hold as fields (dataclasses and Equinox modules field by field). None when
+    something in it has no such description; ``ebm_ppl.fit`` keeps it in checkpoints, so that a
+    resume with other settings is refused."""
+    try:
+        return hashlib.sha256(repr(_stable(obj, ())).encode()).hexdigest()[:16]
+    except _Opaque:
+        return None
+
+
+def _stable(obj: Any, stack: tuple[int, ...]) -> Any:
+    if id(obj) in stack:
+        return ("cycle", stack.index(id(obj)))
+    if len(stack) > 40:
+        raise _Opaque
+    inner = stack + (id(obj),)
+    if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes)):
+        return (type(obj).__name__, repr(obj))
+    if isinstance(obj, (np.ndarray, np.generic, jax.Array)):
+        if is_key(obj) or isinstance(obj, jax.core.Tracer) or obj.size > 4096:
+            raise _Opaque
+        a = np.asarray(obj)
+        return ("array", a.shape, str(a.dtype), a.tobytes().hex())
+    if isinstance(obj, type):
+        return ("type", obj.__module__, obj.__qualname__)
+    if isinstance(obj, (tuple, list)):
+        return (type(obj).__qualname__, tuple(_stable(o, inner) for o in obj))
+    if isinstance(obj, dict):
+        return ("dict", tuple((_stable(k, inner), _stable(v, inner)) for k, v in obj.items()))
+    if isinstance(obj, functools.partial):
+        return ("partial", _stable(obj.func, inner), _stable(obj.args, inner), _stable(obj.keywords, inner))
+    if isinstance(obj, types.FunctionType):
+        cells = tuple(_stable(c.cell_contents, inner) if _filled(c) else ("empty",) for c in obj.__closure__ or ())
+        return ("function", obj.__module__, obj.__qualname__, _stable(obj.__defaults__, inner),
+                _stable(obj.__kwdefaults__, inner), cells)
+    if dataclasses.is_dataclass(obj):
+        return (type(obj).__module__, type(obj).__qualname__,
+                tuple((f.name, _stable(getattr(obj, f.name), inner)) for f in dataclasses.fields(obj)))
+    raise _Opaque
 
 
 def _filled(cell) -> bool:

@@ -23,7 +23,7 @@ from ebm_ppl.training.checkpoint import load_checkpoint, save_checkpoint
 from ebm_ppl.training.epochs import DEFAULT_OPTIMIZER, EXPLOSION, MAX_FUSED_EPOCHS, TrainState
 from ebm_ppl.training.history import History, Monitor, TrainingDiverged
 from ebm_ppl.training.metrics import boltzmann_metrics, padded_boltzmann_metrics
-from ebm_ppl.training.optimizers import guarded
+from ebm_ppl.training.optimizers import guarded, settings_digest
 from ebm_ppl.training.rows import bucket_rows, pad_rows
 
 __all__ = ["TrainingRun", "CheckpointWarning", "CHECKPOINT", "MODEL", "data_fingerprint"]
@@ -75,6 +75,9 @@ class TrainingRun:
         self.data_fingerprints = ({name: data_fingerprint(arrays) for name, arrays in
                                    (("data", settings.data), ("validation", settings.validation)) if arrays is not None}
                                   if self.checkpointing else {})
+        # and which settings (None: one that cannot be described the same way in another process)
+        self.settings_fingerprints = {"estimator": settings_digest(estimator), "batch_size": settings.batch_size,
+                                      "optimizer": settings_digest(DEFAULT_OPTIMIZER if optimizer is None else optimizer)}
 
     # -- the steps ---------------------------------------------------------------------------------
     def resume(self) -> None:
@@ -96,6 +99,17 @@ class TrainingRun:
                     f"checkpoint {path!r} was written by a run on other {name} (their sizes or values differ); "
                     f"resuming on this {name} would continue neither run. Pass the {name} the run started with, "
                     "or start a new run from its model (model.ebm, ep.load) in another checkpoint_dir")
+        for name, fingerprint in meta.get("settings_fingerprints", {}).items():  # absent before they were kept
+            if None not in (fingerprint, self.settings_fingerprints.get(name)) \
+                    and fingerprint != self.settings_fingerprints.get(name):
+                what = f"batch_size={fingerprint}" if name == "batch_size" else f"another {name}"
+                raise ValueError(f"checkpoint {path!r} was written by a run with {what}; resuming with this one would "
+                                 "continue neither run. Pass the settings the run started with, or start a new run "
+                                 "from its model (model.ebm, ep.load) in another checkpoint_dir")
+        if meta["epoch"] + 1 > self.settings.epochs:
+            raise ValueError(f"checkpoint {path!r} already holds {meta['epoch'] + 1} epochs, more than "
+                             f"epochs={self.settings.epochs}; pass epochs >= {meta['epoch'] + 1} to resume it (its "
+                             "model is also in model.ebm)")
         self.history = History(meta["records"], meta["monitor"], meta["best_epoch"])
         self.epoch, self.monitor.best_value = meta["epoch"] + 1, meta["best_value"]
         if self.monitor.name is None:
@@ -248,7 +262,8 @@ class TrainingRun:
         meta = {"epoch": self.history.records[-1]["epoch"], "records": self.history.records,
                 "monitor": self.history.monitor, "best_epoch": self.history.best_epoch,
                 "best_value": self.monitor.best_value, "shuffle": self.shuffle,
-                "key_fingerprint": self.key_fingerprint, "data_fingerprints": self.data_fingerprints}
+                "key_fingerprint": self.key_fingerprint, "data_fingerprints": self.data_fingerprints,
+                "settings_fingerprints": self.settings_fingerprints}
         state = _gathered(self.state)  # every process takes part; process 0 writes
         if is_writer():
             self._guard_save(lambda: save_checkpoint(self._path(CHECKPOINT), state, meta), CHECKPOINT)
