@@ -151,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         # before anything starts JAX's backend (the commands' imports do: BlackJAX computes at import)
-        if os.environ.get(COORDINATOR_ENV) and _command_word(argv) in DISTRIBUTED_COMMANDS:
+        joined = bool(os.environ.get(COORDINATOR_ENV)) and _command_word(argv) in DISTRIBUTED_COMMANDS
+        if joined:
             _join_distributed()
         word = _command_word(argv)
         asks_help = any(a in ("-h", "--help") for a in argv[:argv.index(word)]) if word is not None else True
@@ -164,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"missing command; choose from {', '.join(COMMANDS)} (see '{PROG} --help')")
         if extra:
             raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see '{PROG} {args.command} --help')")
+        if joined:
+            _check_same_command(args)
         if not args.no_compile_cache:
             _enable_compile_cache()
         return int(args._run(args))
@@ -207,6 +210,32 @@ def _join_distributed() -> None:
         null = os.open(os.devnull, os.O_WRONLY)
         os.dup2(null, sys.stdout.fileno())
         os.close(null)
+
+
+#: Options each process of a multi-process run may set for itself (they change no computation).
+_PER_PROCESS = frozenset({"quiet", "out", "no_compile_cache"})
+
+
+def _check_same_command(args) -> None:
+    """Refuse, in every process, a multi-process run whose processes were given other commands or
+    settings (``--chains 8`` here, ``--chains 4`` there): their programs would wait for each
+    other forever. One small collective that every process reaches before any work."""
+    import hashlib
+
+    import jax
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    if jax.process_count() == 1:
+        return
+    settings = sorted((k, repr(v)) for k, v in vars(args).items() if not k.startswith("_") and k not in _PER_PROCESS)
+    digest = np.frombuffer(hashlib.sha256(repr(settings).encode()).digest()[:8], np.int32)
+    gathered = np.asarray(multihost_utils.process_allgather(digest)).reshape(jax.process_count(), -1)
+    differ = [i for i in range(len(gathered)) if not np.array_equal(gathered[i], gathered[0])]
+    if differ:
+        raise UsageError(f"the {jax.process_count()} processes of this run were given different commands or "
+                         f"options (process {differ[0]} differs from process 0); give every process the same "
+                         "ones (only --out, --quiet and --no-compile-cache may differ)")
 
 
 def _enable_compile_cache() -> None:
