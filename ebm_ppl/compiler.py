@@ -53,6 +53,8 @@ from typing import Any, Callable, Iterator
 
 import equinox as eqx
 
+from ebm_ppl import checks
+
 try:  # whether a trace is active; JAX has no public API for it
     from jax._src.core import trace_state_clean as _outside_any_trace
 except ImportError:  # pragma: no cover - a future JAX moved it: always compile the plain program
@@ -298,17 +300,20 @@ def enable_persistent_cache(path: str | os.PathLike | None = None, *, min_compil
     compilation (at the start of a script). The cache's entries are keyed by the program, the
     compiler options and the JAX version, so a stale entry is never used.
     """
+    if path is not None and (not isinstance(path, (str, os.PathLike)) or not os.fspath(path).strip()):
+        raise ValueError(f"enable_persistent_cache: path must name a folder, got {path!r} (None: the default folder)")
+    min_compile_time = checks.non_negative_float(min_compile_time, "enable_persistent_cache: min_compile_time")
     folder = Path(path).expanduser() if path is not None else cache_dir()
     if folder is None:
         raise ValueError(f"enable_persistent_cache: {CACHE_ENV} disables the cache; pass a path to enable it anyway")
     import jax
 
     if jax.config.jax_compilation_cache_dir == str(folder):  # already on, in this folder: nothing to check again
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_time)
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise PermissionError(f"enable_persistent_cache: cannot write to {folder}")
     jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_time)
     return folder

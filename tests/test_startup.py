@@ -167,3 +167,17 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv(compiler.CACHE_ENV, "off")
     with pytest.raises(ValueError, match="disables the cache"):
         compiler.enable_persistent_cache()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(path=""), "path must name a folder, got ''"),
+    (dict(path=3), "path must name a folder, got 3"),
+    (dict(min_compile_time=float("nan")), "min_compile_time must be finite"),
+    (dict(min_compile_time=-5), "min_compile_time must be >= 0"),
+    (dict(min_compile_time="1"), "min_compile_time must be a real number"),
+])
+def test_enable_persistent_cache_refuses_bad_arguments(kwargs, message):
+    """Before, path='' turned the cache on in the working directory and any min_compile_time
+    was passed to JAX as it came. Refused before anything is set."""
+    with pytest.raises(ValueError, match=message):
+        compiler.enable_persistent_cache(**kwargs)
