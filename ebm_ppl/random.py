@@ -178,7 +178,11 @@ def rekey(key: PRNGKeyArray, impl=DEFAULT_IMPL) -> PRNGKeyArray:
     if impl is None or str(jax.random.key_impl(key)) == _impl_name(impl):
         return key
     impl = _OWN_IMPLS.get(impl, impl) if isinstance(impl, str) else impl
-    shape = _key_shape(impl)
+    try:
+        shape = _key_shape(impl)
+    except ValueError as exc:  # JAX's message lists its own implementations only
+        raise ValueError(f"{exc} Or ebm_ppl's own {PHILOX2X32_64!r} (the default) or {PHILOX2X32_64_SPMD!r}, or "
+                         "None for the key's own implementation.") from None
     data = jax.random.key_data(key)
     if data.shape != shape:
         data = jax.random.bits(key, shape, jnp.uint32)

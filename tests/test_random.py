@@ -157,3 +157,10 @@ def test_the_sharded_twin_draws_the_same_numbers():
     np.testing.assert_array_equal(mulhi_wide(a, b), jax.lax.mulhi(a, b))
     # the twin is a key of its own, and 64-bit types do not leak out of it
     assert jax.random.bits(t, (3,)).dtype == jnp.uint32 and not jax.config.jax_enable_x64
+
+
+def test_an_unknown_prng_impl_names_ebm_ppls_own_generators_too():
+    """JAX's message lists its own implementations only, not the library's default."""
+    with pytest.raises(ValueError, match=r"unrecognized PRNG implementation \"philox\".*Or ebm_ppl's own "
+                                         r"'philox2x32_64' \(the default\)"):
+        ep.random.rekey(jax.random.key(0), "philox")
