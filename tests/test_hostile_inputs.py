@@ -244,7 +244,7 @@ def test_a_model_potentials_sites_check_the_point_shape():
                                                  "scalar for one example of shape (3,), got shape (3,)"),
     (lambda: ep.sample(KEY, _PerCoordinate(), num_chains=2, num_samples=4), "sample: _PerCoordinate.unbatched_energy"),
     (lambda: ep.ais(KEY, _PerCoordinate(), num_chains=4, num_temperatures=8), "_PerCoordinate.unbatched_energy"),
-    (lambda: ep.sample(KEY, _Broken(), num_chains=2, num_samples=4), "sample: _Broken's energy fails on one example"),
+    (lambda: ep.sample(KEY, _Broken(), num_chains=2, num_samples=4), "sample: _Broken.unbatched_energy fails on one example"),
 ])
 def test_a_subclass_energy_that_is_not_a_scalar_is_refused(call, fragment):
     """Before, log_partition failed inside JAX's broadcasting and sample inside jnp's utilities."""

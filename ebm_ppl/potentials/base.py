@@ -34,7 +34,7 @@ from ebm_ppl import checks
 from ebm_ppl.potentials.supports import Box, Support, as_support, box, categorical
 
 __all__ = ["Potential", "Support", "Box", "box", "categorical", "as_support", "validate_input", "is_concrete",
-           "check_potential"]
+           "check_potential", "check_scalar_energy"]
 
 
 def is_concrete(x: Any) -> bool:
@@ -225,6 +225,19 @@ def check_potential(obj: Any, owner: str) -> "Potential":
     raise TypeError(f"{owner} expects an ebm_ppl.Potential, got {type(obj).__name__}")
 
 
+def check_scalar_energy(energy: Callable[[Array], Array], shape: tuple[int, ...], what: str) -> None:
+    """Trace ``energy`` (one example -> E(x)) on an example of ``shape``, shapes only; a
+    ValueError starting with ``what`` when it fails or does not return one real scalar."""
+    try:
+        out = jax.eval_shape(energy, jax.ShapeDtypeStruct(shape, jnp.result_type(float)))
+    except Exception as exc:  # the user's code: any error is reported as what it is
+        raise ValueError(f"{what} fails on one example of shape {shape}: {type(exc).__name__}: {exc}") from None
+    if not hasattr(out, "shape") or out.shape != () or not jnp.issubdtype(out.dtype, jnp.floating):
+        got = f"shape {out.shape} and dtype {out.dtype}" if hasattr(out, "shape") else type(out).__name__
+        raise ValueError(f"{what} must return a real scalar for one example of shape {shape}, got {got}. "
+                         "Write the energy for ONE example (ebm_ppl batches it)")
+
+
 #: Structures of potentials whose energy was checked to be a real scalar per example (bounded:
 #: cleared when full). Keyed by the pytree structure and the array leaves' shapes and types.
 _SCALAR_ENERGY: set = set()
@@ -246,17 +259,8 @@ def _check_energy_shape(potential: "Potential", owner: str) -> None:
             return
     except TypeError:  # an unhashable static field: checked every time
         signature = None
-    shape = tuple(potential.event_shape)
-    name = type(potential).__name__
-    try:
-        out = jax.eval_shape(potential.unbatched_energy, jax.ShapeDtypeStruct(shape, jnp.result_type(float)))
-    except Exception as exc:  # the user's code: any error is reported as what it is
-        raise ValueError(f"{owner}: {name}'s energy fails on one example of shape {shape}: "
-                         f"{type(exc).__name__}: {exc}") from None
-    if not hasattr(out, "shape") or out.shape != () or not jnp.issubdtype(out.dtype, jnp.floating):
-        got = f"shape {out.shape} and dtype {out.dtype}" if hasattr(out, "shape") else type(out).__name__
-        raise ValueError(f"{owner}: {name}.unbatched_energy must return a real scalar for one example of shape "
-                         f"{shape}, got {got}. Write the energy for ONE example (ebm_ppl batches it)")
+    check_scalar_energy(potential.unbatched_energy, tuple(potential.event_shape),
+                        f"{owner}: {type(potential).__name__}.unbatched_energy")
     if signature is not None:
         if len(_SCALAR_ENERGY) >= _SCALAR_ENERGY_SIZE:
             _SCALAR_ENERGY.clear()

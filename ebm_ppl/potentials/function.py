@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl.potentials.base import Potential, Support, as_support, is_concrete
+from ebm_ppl.potentials.base import Potential, Support, as_support, check_scalar_energy, is_concrete
 from ebm_ppl.potentials.registry import get_potential, register_potential
 
 __all__ = ["potential", "FunctionPotential"]
@@ -186,17 +186,8 @@ def _class_name(family: str) -> str:
 
 
 def _check_energy(energy_fn: Callable, params: Any, shape: tuple[int, ...], takes_params: bool, family: str) -> None:
-    x = jax.ShapeDtypeStruct(shape, jnp.result_type(float))
-    try:
-        out = jax.eval_shape((lambda p, x: energy_fn(p, x)) if takes_params else (lambda p, x: energy_fn(x)),
-                             params, x)
-    except Exception as exc:  # the user's function: any error is reported as what it is
-        raise ValueError(f"potential {family!r}: the energy function fails on one example of shape {shape}"
-                         f"{' with params' if takes_params else ''}: {type(exc).__name__}: {exc}") from None
-    if not hasattr(out, "shape") or out.shape != () or not jnp.issubdtype(out.dtype, jnp.floating):
-        got = f"shape {out.shape} and dtype {out.dtype}" if hasattr(out, "shape") else type(out).__name__
-        raise ValueError(f"potential {family!r}: the energy of one example of shape {shape} must be a real scalar, "
-                         f"got {got}. Write the energy for ONE example (ebm_ppl batches it)")
+    check_scalar_energy((lambda x: energy_fn(params, x)) if takes_params else energy_fn, shape,
+                        f"potential {family!r}: the energy function{' with params' if takes_params else ''}")
 
 
 def _register(cls: type, name: str) -> None:

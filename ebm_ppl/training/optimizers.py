@@ -59,42 +59,9 @@ def fingerprint(obj: Any) -> Any:
     equality. None when something cannot be compared (an unhashable object that is not a
     container, a large array, deep nesting): such an optimizer is then compared by identity."""
     try:
-        return _fingerprint(obj, ())
+        return _walk(obj, (), stable=False)
     except _Opaque:
         return None
-
-
-def _fingerprint(obj: Any, stack: tuple[int, ...]) -> Any:
-    if id(obj) in stack:
-        return ("cycle", stack.index(id(obj)))
-    if len(stack) > 40:
-        raise _Opaque
-    inner = stack + (id(obj),)
-    if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes)):
-        return (type(obj), obj)
-    if isinstance(obj, (tuple, list)):
-        return (type(obj), tuple(_fingerprint(o, inner) for o in obj))
-    if isinstance(obj, dict):
-        return (type(obj), tuple((_fingerprint(k, inner), _fingerprint(v, inner)) for k, v in obj.items()))
-    if isinstance(obj, (np.ndarray, np.generic, jax.Array)):
-        if is_key(obj) or isinstance(obj, jax.core.Tracer):
-            raise _Opaque
-        if obj.size > 4096:
-            raise _Opaque
-        a = np.asarray(obj)
-        return ("array", a.shape, str(a.dtype), a.tobytes())
-    if isinstance(obj, functools.partial):
-        return ("partial", _fingerprint(obj.func, inner), _fingerprint(obj.args, inner),
-                _fingerprint(obj.keywords, inner))
-    if isinstance(obj, types.FunctionType):
-        cells = tuple(_fingerprint(c.cell_contents, inner) if _filled(c) else ("empty",) for c in obj.__closure__ or ())
-        return ("function", obj.__code__, id(obj.__globals__), _fingerprint(obj.__defaults__, inner),
-                _fingerprint(obj.__kwdefaults__, inner), cells)
-    try:
-        hash(obj)
-    except TypeError:
-        raise _Opaque from None
-    return ("object", type(obj), obj)
 
 
 def settings_digest(obj: Any) -> str | None:
@@ -104,40 +71,53 @@ def settings_digest(obj: Any) -> str | None:
     something in it has no such description; ``ebm_ppl.fit`` keeps it in checkpoints, so that a
     resume with other settings is refused."""
     try:
-        return hashlib.sha256(repr(_stable(obj, ())).encode()).hexdigest()[:16]
+        return hashlib.sha256(repr(_walk(obj, (), stable=True)).encode()).hexdigest()[:16]
     except _Opaque:
         return None
 
 
-def _stable(obj: Any, stack: tuple[int, ...]) -> Any:
+def _walk(obj: Any, stack: tuple[int, ...], stable: bool) -> Any:
+    """:func:`fingerprint`'s value (``stable=False``: functions by their code, other objects by
+    their own equality) or :func:`settings_digest`'s description (``stable=True``: only what
+    reads the same in another process: names, numbers, field values)."""
     if id(obj) in stack:
         return ("cycle", stack.index(id(obj)))
     if len(stack) > 40:
         raise _Opaque
     inner = stack + (id(obj),)
+
+    def walk(o):
+        return _walk(o, inner, stable)
+
     if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes)):
-        return (type(obj).__name__, repr(obj))
+        return (type(obj).__name__, repr(obj)) if stable else (type(obj), obj)
     if isinstance(obj, (np.ndarray, np.generic, jax.Array)):
         if is_key(obj) or isinstance(obj, jax.core.Tracer) or obj.size > 4096:
             raise _Opaque
         a = np.asarray(obj)
-        return ("array", a.shape, str(a.dtype), a.tobytes().hex())
-    if isinstance(obj, type):
+        return ("array", a.shape, str(a.dtype), a.tobytes().hex() if stable else a.tobytes())
+    if stable and isinstance(obj, type):
         return ("type", obj.__module__, obj.__qualname__)
     if isinstance(obj, (tuple, list)):
-        return (type(obj).__qualname__, tuple(_stable(o, inner) for o in obj))
+        return (type(obj).__qualname__ if stable else type(obj), tuple(walk(o) for o in obj))
     if isinstance(obj, dict):
-        return ("dict", tuple((_stable(k, inner), _stable(v, inner)) for k, v in obj.items()))
+        return ("dict" if stable else type(obj), tuple((walk(k), walk(v)) for k, v in obj.items()))
     if isinstance(obj, functools.partial):
-        return ("partial", _stable(obj.func, inner), _stable(obj.args, inner), _stable(obj.keywords, inner))
+        return ("partial", walk(obj.func), walk(obj.args), walk(obj.keywords))
     if isinstance(obj, types.FunctionType):
-        cells = tuple(_stable(c.cell_contents, inner) if _filled(c) else ("empty",) for c in obj.__closure__ or ())
-        return ("function", obj.__module__, obj.__qualname__, _stable(obj.__defaults__, inner),
-                _stable(obj.__kwdefaults__, inner), cells)
-    if dataclasses.is_dataclass(obj):
+        cells = tuple(walk(c.cell_contents) if _filled(c) else ("empty",) for c in obj.__closure__ or ())
+        code = (obj.__module__, obj.__qualname__) if stable else (obj.__code__, id(obj.__globals__))
+        return ("function", *code, walk(obj.__defaults__), walk(obj.__kwdefaults__), cells)
+    if stable and dataclasses.is_dataclass(obj):
         return (type(obj).__module__, type(obj).__qualname__,
-                tuple((f.name, _stable(getattr(obj, f.name), inner)) for f in dataclasses.fields(obj)))
-    raise _Opaque
+                tuple((f.name, walk(getattr(obj, f.name))) for f in dataclasses.fields(obj)))
+    if stable:
+        raise _Opaque
+    try:
+        hash(obj)
+    except TypeError:
+        raise _Opaque from None
+    return ("object", type(obj), obj)
 
 
 def _filled(cell) -> bool:
