@@ -332,7 +332,7 @@ def _rebuild(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: str) -> 
                                f"{cls.__qualname__} of the same structure>, e.g. ebm_ppl.load(path, like=template)"
                          ) from None
     except (ValueError, TypeError, KeyError) as exc:
-        raise load_error(path, f"the stored parameters were refused by {cls.__qualname__}: {exc}") from exc
+        raise load_error(path, f"the file does not fit the registered {cls.__qualname__}: {exc}") from exc
     if not isinstance(potential, cls):
         raise load_error(path, f"{cls.__qualname__}.from_config returned a {type(potential).__qualname__}")
     _check_reproduced(potential, meta, arrays, path)
@@ -370,7 +370,9 @@ def _fill_template(like: Potential, meta: dict[str, Any], arrays: dict[str, np.n
     if getattr(type(like), "name", None) != family:
         raise load_error(path, f"the file holds a {family!r} potential, but like= is a {like_name} "
                                f"({getattr(type(like), 'name', None)!r})")
-    config, stored = _json_roundtrip(like.to_config(), f"{like_name}.to_config()"), meta["config"]
+    config, stored = _json_roundtrip(like.to_config(), f"{like_name}.to_config()"), dict(meta["config"])
+    if "function" in stored:  # a function potential's name for its code: like= names the code to use
+        stored["function"] = config.get("function")
     if config != stored:
         differing = sorted(k for k in set(config) | set(stored) if config.get(k) != stored.get(k))
         file_side, like_side = ({k: c.get(k) for k in differing} for c in (stored, config))

@@ -76,7 +76,9 @@ class FunctionPotential(Potential):
     @classmethod
     def from_config(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> "FunctionPotential":
         stored, registered = config.get("function"), _function_name(cls.energy_fn)
-        if stored is not None and stored != registered:  # same family name, another energy
+        qualname = getattr(cls.energy_fn, "__qualname__", "?")
+        # same family name, another energy (by qualified name: a module saved as __main__ may be imported by name)
+        if stored is not None and stored != registered and not stored.endswith(f".{qualname}"):
             raise ValueError(f"the file's {cls.name!r} was made from the function {stored}; the registered "
                              f"{cls.name!r} is {registered}. Run the definition of {stored} before ep.load "
                              "(or pass like=<that potential>)")
@@ -103,16 +105,17 @@ def _as_arrays(params: Any) -> Any:
         return None
 
     def leaf(value):
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)  # J=1 means the number 1.0: an integer array would never be trained
         try:
-            array = jnp.asarray(np.asarray(value) if isinstance(value, (float, complex, bool)) else value)
-        except TypeError:
+            given = np.asarray(value) if isinstance(value, (int, float, complex, bool)) else value
+            array = jnp.asarray(given)
+        except (TypeError, OverflowError):
             array = None
         if array is None or not (jnp.issubdtype(array.dtype, jnp.number) or jnp.issubdtype(array.dtype, jnp.bool_)):
             raise ValueError(f"potential: params must be a pytree of numbers, found {value!r}")
         if is_concrete(array) and jnp.issubdtype(array.dtype, jnp.inexact) and not np.all(np.isfinite(np.asarray(array))):
-            raise ValueError(f"potential: params must be finite, found {value!r}")
+            overflow = np.all(np.isfinite(np.asarray(given)))  # finite as given, not in JAX's precision
+            raise ValueError(f"potential: params must be finite, found {value!r}" + (
+                f" (beyond {array.dtype}'s range: rescale, or turn on jax_enable_x64)" if overflow else ""))
         return array
 
     return jax.tree.map(leaf, params)
@@ -128,7 +131,8 @@ def potential(energy_fn: Callable[..., Any] | None = None, *, event_shape: tuple
         event_shape: the shape of one sample.
         support: ``"real"``, ``"binary"``, ``"spin"``, ``ep.categorical(q)`` or ``ep.box(low, high)``.
         params: a pytree of finite numbers passed as the first argument (saved; the floating-point
-            ones trainable, Python ints become floats); None for a function of x alone.
+            ones trainable: write ``1.0``, not ``1``, for a number ``ep.fit`` should train); None
+            for a function of x alone.
         name: registers the potential under this name (``ep.load`` of a saved one then works
             once this call has run again); default the function's name, unregistered.
 

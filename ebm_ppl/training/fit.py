@@ -17,6 +17,7 @@ import dataclasses
 import errno
 import math
 import os
+import warnings
 from typing import Callable, Literal, Sequence
 
 import equinox as eqx
@@ -30,6 +31,7 @@ from ebm_ppl import checks
 from ebm_ppl.compiler import sized_by
 from ebm_ppl.potentials.base import Potential, check_potential, validate_input
 from ebm_ppl.potentials.capabilities import default_frozen
+from ebm_ppl.potentials.function import FunctionPotential
 from ebm_ppl.random import DEFAULT_IMPL
 from ebm_ppl.training.epochs import DEFAULT_OPTIMIZER, MAX_FUSED_EPOCHS
 from ebm_ppl.training.estimators import GradientEstimator
@@ -169,6 +171,7 @@ class _Settings:
     def check(cls, model, data, estimator, validation, metrics, *, epochs, batch_size, eval_every, max_retries,
               checkpoint_every, checkpoint_dir, mode, monitor, patience) -> "_Settings":
         check_potential(model, "fit")
+        _warn_integer_params(model)
         if not (callable(getattr(estimator, "init", None)) and callable(getattr(estimator, "update", None))):
             raise TypeError(f"fit: estimator must have init and update (e.g. ep.training.pcd()), got {estimator!r}")
         data = _as_tuple(data, model, "data")
@@ -275,6 +278,20 @@ def _writable_dir(directory: str | os.PathLike) -> str:
     if not os.access(path, os.W_OK | os.X_OK):
         raise PermissionError(errno.EACCES, "checkpoint_dir is not writable (checked before training)", path)
     return path
+
+
+def _warn_integer_params(model: Potential) -> None:
+    """Warn that a function potential's integer parameters (``params={"J": 1}``) stay as they are:
+    fit trains floating-point ones only (an integer may be an index the energy needs)."""
+    if not isinstance(model, FunctionPotential):
+        return
+    leaves = jax.tree_util.tree_flatten_with_path(model.params)[0]
+    names = [jax.tree_util.keystr(path) for path, leaf in leaves
+             if hasattr(leaf, "dtype") and not jnp.issubdtype(leaf.dtype, jnp.inexact)]
+    if names:
+        warnings.warn(f"fit: the parameters {', '.join(names)} are integers (or booleans) and are not trained; "
+                      "only floating-point ones are (write 1.0, not 1, for a number to train)", UserWarning,
+                      skip_file_prefixes=(checks.PACKAGE_DIR,))
 
 
 def _as_tuple(data, model: Potential, name: str) -> tuple[Array, ...]:

@@ -195,6 +195,34 @@ def test_a_file_of_another_function_under_the_same_name_is_refused(tmp_path):
         jnp.array([2.0, 0.0])))
 
 
+def test_a_file_saved_by_a_script_loads_where_the_script_is_imported(tmp_path):
+    """Saved from ``python train_mod.py`` (the function is ``__main__.chain``) and loaded where
+    ``train_mod`` is imported (``train_mod.chain``): the same function, so it loads; like= names
+    the code to use whatever the file calls it."""
+    (tmp_path / "train_mod.py").write_text(textwrap.dedent("""
+        import jax.numpy as jnp
+        import ebm_ppl as ep
+
+        @ep.potential(event_shape=(3,), support="binary", params={"J": 0.5}, name="test_function_mychain")
+        def chain(p, x):
+            return -p["J"] * jnp.sum(x[1:] * x[:-1])
+
+        if __name__ == "__main__":
+            ep.save("m.ebm", chain)
+    """))
+    load = ("import jax.numpy as jnp, ebm_ppl as ep, train_mod\n"
+            "x = jnp.array([1.0, 1.0, 0.0])\n"
+            "assert float(ep.load('m.ebm').energy(x)) == float(train_mod.chain.energy(x)) == -0.5\n"
+            "other = ep.potential(lambda p, x: jnp.sum(x), event_shape=(3,), support='binary', params={'J': 0.0},\n"
+            "                     name='test_function_mychain')\n"
+            "assert float(ep.load('m.ebm', like=other).params['J']) == 0.5\n"
+            "print('ok')\n")
+    for args in (["train_mod.py"], ["-c", load]):
+        out = subprocess.run([sys.executable, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("ok")
+
+
 @pytest.mark.parametrize("event_shape", [(2.5,), (True,), (2.0,), (0,), ("3",)])
 def test_an_event_shape_of_other_than_positive_integers_is_refused(event_shape):
     """Before, (2.5,) became (2,) and (True,) became (1,) silently."""
@@ -202,14 +230,18 @@ def test_an_event_shape_of_other_than_positive_integers_is_refused(event_shape):
         ep.potential(lambda x: jnp.sum(x), event_shape=event_shape)
 
 
-def test_params_python_integers_become_trainable_floats_and_non_finite_ones_are_refused():
-    """{'J': 1} was an int32 leaf that ep.fit never trained (silently); NaN params were accepted."""
+def test_integer_params_are_kept_and_fit_says_they_are_not_trained_and_non_finite_ones_are_refused():
+    """{'J': 1} is an int32 leaf (it may be an index the energy needs): ep.fit trains floating-point
+    leaves only, and now says so instead of leaving it silently; NaN params were accepted."""
     model = ep.potential(lambda p, x: -p["J"] * jnp.sum(x), event_shape=(3,), support="binary", params={"J": 1})
-    assert model.params["J"].dtype == jnp.result_type(float)
+    assert jnp.issubdtype(model.params["J"].dtype, jnp.integer)
     data = np.ones((40, 3), np.float32)
-    trained, _ = ep.fit(model, data, ep.training.pcd(num_chains=10), key=jax.random.key(0), epochs=2,
-                        batch_size=20, metrics=False)
-    assert float(trained.params["J"]) != 1.0
+    with pytest.warns(UserWarning, match=r"the parameters \['J'\] are integers .* not trained") as caught:
+        trained, _ = ep.fit(model, data, ep.training.pcd(num_chains=10), key=jax.random.key(0), epochs=2,
+                            batch_size=20, metrics=False)
+    assert {w.filename for w in caught} == {__file__} and int(trained.params["J"]) == 1
+    indexed = ep.potential(lambda p, x: -x[p["i"]] * p["J"], event_shape=(3,), params={"i": 1, "J": 0.5})
+    assert float(indexed.energy(jnp.array([0.0, 2.0, 0.0]))) == -1.0
     for bad in (jnp.nan, {"J": np.inf}):
         with pytest.raises(ValueError, match="params must be finite"):
             ep.potential(lambda p, x: jnp.sum(x), event_shape=(3,), params=bad)
