@@ -37,6 +37,17 @@ fit = dict(key=jax.random.key(2), epochs=2, batch_size=16)
 m1, _ = ep.fit(rbm, x3, ep.training.pcd(num_chains=8), validation=x3[:16], **fit)
 m0, _ = ep.fit(rbm0, x, ep.training.pcd(num_chains=8), validation=x[:16], **fit)
 same(m1.W, m0.W)
+
+
+class OwnPCD(ep.training.PCDEstimator):  # a user's estimator: its init sees the data as given
+    init_takes_num_rows = False
+
+    def init(self, key, model, data=None):
+        return super().init(key, model, data)
+
+
+m2, _ = ep.fit(rbm, x3, OwnPCD(1, 8), **fit)
+same(m2.W, m0.W)
 print("ok")
 """
 

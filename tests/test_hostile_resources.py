@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -134,9 +135,25 @@ def test_fit_resume_refuses_a_checkpoint_of_other_data(tmp_path):
     ep.fit(RBM, data, ep.training.pcd(num_chains=5), epochs=1, validation=data[:10], **kwargs)
     with pytest.raises(ValueError, match="written by a run on other validation"):
         ep.fit(RBM, data, ep.training.pcd(num_chains=5), epochs=2, resume=True, validation=data[10:], **kwargs)
+    with pytest.raises(ValueError, match="written by a run with validation; resuming without it"):
+        ep.fit(RBM, data, ep.training.pcd(num_chains=5), epochs=2, resume=True, **kwargs)
     _, history = ep.fit(RBM, data, ep.training.pcd(num_chains=5), epochs=2, resume=True,
                         validation=jnp.asarray(data[:10]), **kwargs)
     assert [r["epoch"] for r in history.records] == [0, 1]
+
+
+def test_a_bfloat16_model_trains_and_checkpoints():
+    """fit casts the data to a bfloat16 model's type, and the checkpoint's data fingerprint read
+    them through a buffer format bfloat16 does not have."""
+    import tempfile
+
+    model = jax.tree.map(lambda a: a.astype(jnp.bfloat16) if eqx.is_inexact_array(a) else a, RBM)
+    with tempfile.TemporaryDirectory() as folder:
+        trained, history = ep.fit(model, DATA, ep.training.pcd(num_chains=5), key=jax.random.key(1), epochs=2,
+                                  batch_size=10, metrics=False, checkpoint_dir=folder)
+        _, resumed = ep.fit(model, DATA, ep.training.pcd(num_chains=5), key=jax.random.key(1), epochs=2,
+                            batch_size=10, metrics=False, checkpoint_dir=folder, resume=True)
+    assert trained.W.dtype == jnp.bfloat16 and len(history.records) == len(resumed.records) == 2
 
 
 def test_fit_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
@@ -152,8 +169,14 @@ def test_fit_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
                          (dict(optimizer=optax.sgd(0.07)), "another optimizer"),
                          (dict(batch_size=5), "batch_size=10")):
         args = {"estimator": ep.training.pcd(num_chains=5), "optimizer": optax.sgd(0.05), "batch_size": 10, **change}
-        with pytest.raises(ValueError, match=f"written by a run with {what}; resuming"):
+        with pytest.raises(ValueError, match=f"written by a run with {what}[ ;]"):
             ep.fit(RBM, DATA, args.pop("estimator"), epochs=3, resume=True, **args, **kwargs)
+    with pytest.raises(ValueError, match="written by a run without validation; resuming with it"):
+        ep.fit(RBM, DATA, ep.training.pcd(num_chains=5), epochs=3, batch_size=10, optimizer=optax.sgd(0.05),
+               resume=True, validation=DATA[:10], **{**kwargs, "metrics": None})
+    with pytest.raises(ValueError, match=r"written by a run with another optimizer \(or by a version"):
+        ep.fit(RBM, DATA, ep.training.pcd(num_chains=5), epochs=3, batch_size=10, optimizer=optax.adam(0.05),
+               resume=True, **kwargs)  # other state arrays too: named by the fingerprint, not by their count
     with pytest.raises(ValueError, match="already holds 2 epochs, more than epochs=1"):
         ep.fit(RBM, DATA, ep.training.pcd(num_chains=5), epochs=1, batch_size=10, optimizer=optax.sgd(0.05),
                resume=True, **kwargs)

@@ -107,8 +107,10 @@ def masked_mean(values: Array, n: Array, axis: int | None = None) -> Array:
         values = values.astype(jnp.result_type(float))
     n = jnp.asarray(n, np.int32)
     mask = lax.broadcasted_iota(np.int32, values.shape, 0) < n
-    count = n * math.prod(values.shape[1:]) if axis is None else n
-    return jnp.sum(jnp.where(mask, values, 0), axis=axis) / count.astype(values.dtype)
+    if axis is None:
+        return jnp.sum(jnp.where(mask, values, 0)) / (n * math.prod(values.shape[1:])).astype(values.dtype)
+    # times the reciprocal, as jnp.mean computes: with no padding, its values bit for bit
+    return jnp.sum(jnp.where(mask, values, 0), axis=axis) * (1 / n.astype(values.dtype))
 
 
 def random_rows(key: PRNGKeyArray, x: Array, num: int, num_rows: Array | None = None) -> Array:

@@ -19,7 +19,7 @@ from ebm_ppl.potentials.base import Potential
 from ebm_ppl.random import for_sharding, from_sharding, is_key, rekey
 from ebm_ppl.sharding import axis_sharding, is_writer, onto_mesh, to_host
 from ebm_ppl.training import epochs as compiled
-from ebm_ppl.training.checkpoint import load_checkpoint, save_checkpoint
+from ebm_ppl.training.checkpoint import load_checkpoint, read_checkpoint_metadata, save_checkpoint
 from ebm_ppl.training.epochs import DEFAULT_OPTIMIZER, EXPLOSION, MAX_FUSED_EPOCHS, TrainState
 from ebm_ppl.training.history import History, Monitor, TrainingDiverged
 from ebm_ppl.training.metrics import boltzmann_metrics, padded_boltzmann_metrics
@@ -59,7 +59,8 @@ class TrainingRun:
         self.padded = onto_mesh(pad_rows(settings.data, bucket_rows(self.rows, rekey(key, prng_impl))), self.sharding)
         padded_init = getattr(estimator, "init_takes_num_rows", False)
         self.state, self.key_loop = compiled.init_state(
-            params, self.static, estimator, self.optimizer, self.padded if padded_init else settings.data, key,
+            params, self.static, estimator, self.optimizer,
+            self.padded if padded_init else onto_mesh(settings.data, self.sharding), key,
             prng_impl, jax.numpy.asarray(self.rows, jax.numpy.int32) if padded_init else None)
         if settings.metrics is boltzmann_metrics:  # evaluated in buckets of rows too
             self.metric_sets = {"train_": (self.padded[0], self.rows)}
@@ -85,27 +86,32 @@ class TrainingRun:
         path = self._path(CHECKPOINT)
         if path is None or not os.path.exists(path):
             return
-        self.state, meta = load_checkpoint(path, self.state)
+        meta = read_checkpoint_metadata(path)  # the run's settings first: they explain a mismatch best
         if meta.get("shuffle", True) != self.shuffle:  # absent in checkpoints written before it was kept
             raise ValueError(f"checkpoint {path!r} was written by a run with shuffle={meta.get('shuffle', True)}; "
                              f"resuming with shuffle={self.shuffle} would not continue that run")
-        if meta.get("key_fingerprint", self.key_fingerprint) != self.key_fingerprint:  # absent before it was kept
-            raise ValueError(f"checkpoint {path!r} was written by a run with another key; resuming with this one "
-                             "would continue neither run (its minibatches and samplers would follow the new key). "
-                             "Pass the key the run started with, or train from scratch in another checkpoint_dir")
-        for name, fingerprint in meta.get("data_fingerprints", {}).items():  # absent before they were kept
-            if self.data_fingerprints.get(name) != fingerprint:
-                raise ValueError(
-                    f"checkpoint {path!r} was written by a run on other {name} (their sizes or values differ); "
-                    f"resuming on this {name} would continue neither run. Pass the {name} the run started with, "
-                    "or start a new run from its model (model.ebm, ep.load) in another checkpoint_dir")
         for name, fingerprint in meta.get("settings_fingerprints", {}).items():  # absent before they were kept
             if None not in (fingerprint, self.settings_fingerprints.get(name)) \
                     and fingerprint != self.settings_fingerprints.get(name):
                 what = f"batch_size={fingerprint}" if name == "batch_size" else f"another {name}"
-                raise ValueError(f"checkpoint {path!r} was written by a run with {what}; resuming with this one would "
+                raise ValueError(f"checkpoint {path!r} was written by a run with {what} (or by a version of optax "
+                                 "or ebm_ppl whose functions are named otherwise); resuming with this one would "
                                  "continue neither run. Pass the settings the run started with, or start a new run "
                                  "from its model (model.ebm, ep.load) in another checkpoint_dir")
+        stored = meta.get("data_fingerprints")
+        for name in ("data", "validation") if stored is not None else ():  # absent before they were kept
+            was, now = stored.get(name), self.data_fingerprints.get(name)
+            if was != now:
+                mismatch = (f"on other {name} (their sizes or values differ); resuming on this {name}" if was and now
+                            else f"with {name}; resuming without it" if was else f"without {name}; resuming with it")
+                raise ValueError(f"checkpoint {path!r} was written by a run {mismatch} would continue neither run. "
+                                 f"Pass the {name} the run started with, or start a new run from its model "
+                                 "(model.ebm, ep.load) in another checkpoint_dir")
+        self.state, meta = load_checkpoint(path, self.state)  # shapes, types and the key's generator
+        if meta.get("key_fingerprint", self.key_fingerprint) != self.key_fingerprint:  # absent before it was kept
+            raise ValueError(f"checkpoint {path!r} was written by a run with another key; resuming with this one "
+                             "would continue neither run (its minibatches and samplers would follow the new key). "
+                             "Pass the key the run started with, or train from scratch in another checkpoint_dir")
         if meta["epoch"] + 1 > self.settings.epochs:
             raise ValueError(f"checkpoint {path!r} already holds {meta['epoch'] + 1} epochs, more than "
                              f"epochs={self.settings.epochs}; pass epochs >= {meta['epoch'] + 1} to resume it (its "
@@ -291,7 +297,7 @@ def data_fingerprint(arrays: tuple) -> str:
     for a in arrays:
         a = np.ascontiguousarray(to_host(a))
         digest.update(f"{a.shape}{a.dtype.str};".encode())
-        digest.update(memoryview(a).cast("B"))
+        digest.update(a.reshape(-1).view(np.uint8))  # bytes of any type (bfloat16 has no buffer format)
     return digest.hexdigest()[:16]
 
 

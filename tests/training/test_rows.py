@@ -63,3 +63,21 @@ def test_random_rows_of_padded_data_are_those_of_the_data():
     exact = random_rows(key, x, 50)
     np.testing.assert_array_equal(jax.jit(random_rows, static_argnums=2)(key, padded, 50, jnp.int32(290)), exact)
     assert float(exact.max()) < 290
+
+
+def test_an_initial_state_from_num_rows_equals_the_one_from_the_data_alone():
+    """The centered estimator's offsets from the first num_rows rows (traced) equal jnp.mean's
+    over the data, bit for bit, when nothing is padded (masked_mean multiplies by the reciprocal,
+    as jnp.mean does); PCD's chains too."""
+    import ebm_ppl as ep
+
+    x = (jax.random.uniform(jax.random.key(0), (37, 12)) < 0.4).astype(jnp.float32)
+    model = ep.BernoulliRBM.init(jax.random.key(1), 12, 5, scale=0.3)
+    estimator = ep.training.centered(ep.training.pcd(num_chains=10), rate=0.5)
+    alone = estimator.init(jax.random.key(2), model, x)
+    counted = jax.jit(lambda x, n: estimator.init(jax.random.key(2), model, x, num_rows=n))(x, jnp.int32(37))
+    def values(a):
+        return jax.random.key_data(a) if ep.random.is_key(a) else a
+
+    for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(counted)):
+        np.testing.assert_array_equal(values(a), values(b))
