@@ -236,6 +236,7 @@ def test_a_model_potentials_sites_check_the_point_shape():
 
     potential = ep.numpyro.potential_from_model(model)
     _refused(lambda: potential.sites(jnp.zeros(5)), ValueError, "sites: z has shape (5,); expected (*batch, 3)")
+    assert np.isnan(potential.sites(jnp.full((1, 3), jnp.nan))["a"]).all()  # a diverged draw maps to NaN
     assert potential.sites(jnp.zeros((2, 3)))["a"].shape == (2, 3)
 
 

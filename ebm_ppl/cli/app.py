@@ -212,8 +212,9 @@ def _join_distributed() -> None:
         os.close(null)
 
 
-#: Options each process of a multi-process run may set for itself (they change no computation).
-_PER_PROCESS = frozenset({"quiet", "out", "no_compile_cache"})
+#: Options each process of a multi-process run may set for itself (they change no computation;
+#: --out does: train --resume reads its checkpoint on every process).
+_PER_PROCESS = frozenset({"quiet", "no_compile_cache"})
 
 
 def _check_same_command(args) -> None:
@@ -235,7 +236,7 @@ def _check_same_command(args) -> None:
     if differ:
         raise UsageError(f"the {jax.process_count()} processes of this run were given different commands or "
                          f"options (process {differ[0]} differs from process 0); give every process the same "
-                         "ones (only --out, --quiet and --no-compile-cache may differ)")
+                         "ones (only --quiet and --no-compile-cache may differ)")
 
 
 def _enable_compile_cache() -> None:

@@ -21,12 +21,13 @@ from typing import Any, Callable, ClassVar
 
 import equinox as eqx
 import jax
+import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PRNGKeyArray
 from numpyro import handlers
 from numpyro.infer.util import initialize_model
 
-from ebm_ppl.potentials.base import Potential, Support, validate_input
+from ebm_ppl.potentials.base import Potential, Support
 
 __all__ = ["potential_from_model", "ModelPotential"]
 
@@ -57,7 +58,10 @@ class ModelPotential(Potential):
     def sites(self, z: Array) -> dict[str, Array]:
         """The model's latent sites (constrained, and its deterministic sites) at unconstrained
         points ``z`` of shape ``(*batch, D)``; each value gets the batch axes in front."""
-        z = validate_input(z, self.event_shape, self.support, name="z", owner="sites")
+        z = np.asarray(z) if not isinstance(z, jax.Array) else z
+        if z.ndim < 1 or z.shape[-1] != self.init.shape[0]:  # shapes only: a diverged draw's NaN maps to NaN
+            raise ValueError(f"sites: z has shape {tuple(z.shape)}; expected (*batch, {self.init.shape[0]}), points "
+                             "of the model's unconstrained space")
         fn = lambda v: self.postprocess(self.unravel(v))  # noqa: E731
         for _ in range(z.ndim - 1):
             fn = jax.vmap(fn)

@@ -290,6 +290,17 @@ def _anneal(path, key: PRNGKeyArray, x0: Array, betas: Array, num_steps, progres
     return _anneal_loop(path, key, constrain(x0, sharding), betas, num_steps, progress, desc, sharding)
 
 
+def _finite_var(a: Array) -> Array:
+    """The variance over axis 1 (chains) of ``a``'s finite entries: a chain at a state a hard
+    constraint forbids has weight 0 (log-weight -inf) and drops out; ``jnp.var``'s values where
+    every entry is finite."""
+    finite = jnp.isfinite(a)
+    count = jnp.maximum(jnp.sum(finite, axis=1), 1).astype(a.dtype)
+    mean = jnp.sum(jnp.where(finite, a, 0), axis=1, keepdims=True) / count[:, None]
+    masked = jnp.sum(jnp.where(finite, (a - mean) ** 2, 0), axis=1) / count
+    return jnp.where(jnp.all(finite, axis=1), jnp.var(a, axis=1), masked)
+
+
 def _anneal_loop(path, key, x0, betas, num_steps, progress, desc, sharding=None):
     """Run every chain along ``betas[:num_steps + 1]``; return the log-weights ``(N,)``, their
     variance after each temperature and the variance of each temperature's increment (both
@@ -323,9 +334,9 @@ def _anneal_loop(path, key, x0, betas, num_steps, progress, desc, sharding=None)
         (x, new_log_w, aux), history = jax.lax.scan(step, (x, log_w, aux), (jnp.arange(CHUNK), draws))
         x, new_log_w = constrain(x, sharding, path.chain_axis), constrain(new_log_w, sharding)
         # the block's per-temperature variances in one op (not CHUNK small reductions in the loop)
-        var = jax.lax.dynamic_update_slice(var, jnp.var(history, axis=1), (c * CHUNK,))
+        var = jax.lax.dynamic_update_slice(var, _finite_var(history), (c * CHUNK,))
         increments = jnp.diff(jnp.concatenate([log_w[None], history]), axis=0)
-        inc_var = jax.lax.dynamic_update_slice(inc_var, jnp.var(increments, axis=1), (c * CHUNK,))
+        inc_var = jax.lax.dynamic_update_slice(inc_var, _finite_var(increments), (c * CHUNK,))
         return x, new_log_w, aux, var, inc_var
 
     zeros = jnp.zeros(betas.shape[0] - 1, x0.dtype)

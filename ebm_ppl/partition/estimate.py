@@ -26,7 +26,7 @@ class AISEstimate:
         ess: the weights' effective sample size ``(sum w)^2 / sum w^2``, in [1, num_chains].
         log_weight_var: variance over chains of the accumulated log-weights after each
             temperature, shape ``(num_temperatures,)``; where it grows fastest the schedule is
-            too coarse.
+            too coarse. Chains of weight 0 (at a state a hard constraint forbids) are left out.
         bound: ``"lower"`` (forward AIS: E[log Z_hat] <= log Z by Jensen), ``"upper"``
             (reverse AIS from exact target samples) or ``"approximate upper"`` (reverse AIS from
             data or MCMC draws: an upper bound only as far as they follow the target).

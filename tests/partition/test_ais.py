@@ -89,6 +89,7 @@ def test_ais_on_energies_with_hard_constraints(support):
         est = ep.ais(jax.random.key(seed), model, **kwargs)
         weights = np.asarray(est.log_weights)
         assert not np.isnan(weights).any() and np.isneginf(weights).any()
+        assert np.isfinite(est.log_weight_var).all()  # over the chains of nonzero weight
         assert abs(est.log_z - exact) < 3 * est.stderr, (est, exact)
     tempering = importlib.import_module("ebm_ppl.moves.tempering")
     mixture = tempering.Mixture(ep.potential(lambda x: jnp.sum(x ** 2), event_shape=model.event_shape,
