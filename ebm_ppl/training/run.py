@@ -93,9 +93,9 @@ class TrainingRun:
         for name, fingerprint in meta.get("settings_fingerprints", {}).items():  # absent before they were kept
             if None not in (fingerprint, self.settings_fingerprints.get(name)) \
                     and fingerprint != self.settings_fingerprints.get(name):
-                what = f"batch_size={fingerprint}" if name == "batch_size" else f"another {name}"
-                raise ValueError(f"checkpoint {path!r} was written by a run with {what} (or by a version of optax "
-                                 "or ebm_ppl whose functions are named otherwise); resuming with this one would "
+                what = (f"batch_size={fingerprint}" if name == "batch_size" else
+                        f"another {name} (or by a version of optax or ebm_ppl whose functions are named otherwise)")
+                raise ValueError(f"checkpoint {path!r} was written by a run with {what}; resuming with this one would "
                                  "continue neither run. Pass the settings the run started with, or start a new run "
                                  "from its model (model.ebm, ep.load) in another checkpoint_dir")
         stored = meta.get("data_fingerprints")
