@@ -458,7 +458,7 @@ def test_malformed_json_refused(saved):
         (lambda m: m["arrays"][0].update(shape=[4, 6]), "shape"),
         (lambda m: m["arrays"][0].update(dtype="float16"), "dtype"),
         (lambda m: m["arrays"][0].update(sha256="0" * 64), "sha256"),
-        (lambda m: m["arrays"][0].update(key=".Z"), "refused by BernoulliRBM"),
+        (lambda m: m["arrays"][0].update(key=".Z"), "does not fit the registered BernoulliRBM"),
     ],
 )
 def test_bad_metadata_refused(saved, edit, message):
