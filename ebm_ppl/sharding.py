@@ -33,7 +33,8 @@ from jaxtyping import Array, PRNGKeyArray
 
 from ebm_ppl.random import for_sharding, is_shardable
 
-__all__ = ["AXIS", "axis_sharding", "sharded_key", "place", "onto_mesh", "constrain", "shard_rows", "rows_over", "to_host",
+__all__ = ["AXIS", "axis_sharding", "sharded_key", "place", "onto_mesh", "constrain", "shard_rows", "rows_over",
+           "to_host",
            "is_writer"]
 
 #: The mesh axis name.

@@ -88,7 +88,8 @@ class Mixture(Potential):
 
     def site_logit(self, x: Array, i: Array) -> Array:
         """Mixed from the components' site logits (their own, or two energy evaluations each)."""
-        return scale_energy(1 - self.beta, site_logit(self.base, x, i)) + scale_energy(self.beta, site_logit(self.target, x, i))
+        return (scale_energy(1 - self.beta, site_logit(self.base, x, i))
+                + scale_energy(self.beta, site_logit(self.target, x, i)))
 
 
 class Scaled(Potential):

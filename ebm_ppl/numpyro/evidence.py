@@ -33,7 +33,7 @@ from numpyro import handlers
 from ebm_ppl import checks
 from ebm_ppl.numpyro.likelihood_tempering import (KERNELS, LikelihoodTempering, TuningRecord, forward, likelihood_tempering,
                                                     prior_draws, reverse)
-from ebm_ppl.partition.estimate import AISEstimate, summarize_log_weights, warn_if_degenerate
+from ebm_ppl.partition.estimate import AISEstimate, summarize_log_weights, warn_if_degenerate, without_estimate
 from ebm_ppl.partition.schedule import (ADAPTIVE, PILOT_TEMPERATURES, equal_variance_schedule, padded_schedule,
                                         power_schedule, validate_schedule)
 from ebm_ppl.random import rekey
@@ -305,9 +305,8 @@ class _Run:
         # acceptance of 32 chains is noisy)
         window = max(3, k // 50)
         smooth = np.convolve(np.asarray(acceptance)[:k], np.ones(window) / window, mode="valid")
-        lw = np.asarray(log_w)  # with no estimate at all, the NaN warning says what to check instead
-        estimable = not (np.isnan(lw).any() or (lw == np.inf).any() or (lw == -np.inf).all())
-        if estimable and smooth.size and np.min(smooth) < MIN_ACCEPTANCE:
+        # with no estimate at all, the NaN warning says what to check instead
+        if not without_estimate(log_w) and smooth.size and np.min(smooth) < MIN_ACCEPTANCE:
             i = int(np.argmin(smooth)) + window // 2
             warnings.warn(f"{self.owner}: the moves' acceptance fell to {np.min(smooth):.3f} near beta = {betas[i + 1]:.3g} "
                           "(the step size could not follow the path there), so the chains barely moved and the "

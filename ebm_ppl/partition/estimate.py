@@ -91,6 +91,13 @@ CHECK_ENERGY = ("Check the model's parameters (ebm_ppl.save refuses non-finite o
                 "kernel's step size.")
 
 
+def without_estimate(log_weights) -> bool:
+    """Whether ``log_weights`` give no estimate at all (it is NaN): a NaN or +inf weight, or every
+    weight -inf (-inf ones alone are chains of weight 0, which a hard constraint can make)."""
+    lw = np.asarray(log_weights, np.float64)
+    return bool(np.isnan(lw).any() or (lw == np.inf).any() or (lw.size and (lw == -np.inf).all()))
+
+
 def warn_if_degenerate(ess: float, num_chains: int, what: str, log_weights=None, check: str = CHECK_ENERGY) -> None:
     """Warn when the weight ESS falls below 10% of the chains (the error bar is not to be
     trusted), and, saying how many chains, when ``log_weights`` hold NaN or infinite values (then
@@ -98,7 +105,7 @@ def warn_if_degenerate(ess: float, num_chains: int, what: str, log_weights=None,
     if log_weights is not None:
         lw = np.asarray(log_weights, np.float64)
         nan, pos_inf, neg_inf = int(np.sum(np.isnan(lw))), int(np.sum(lw == np.inf)), int(np.sum(lw == -np.inf))
-        if nan or pos_inf or (lw.size and neg_inf == lw.size):
+        if without_estimate(lw):
             parts = [f"{k} {kind}" for k, kind in ((nan, "NaN"), (pos_inf, "+inf"), (neg_inf, "-inf")) if k]
             warnings.warn(
                 f"{what}: the log-weights of {num_chains} chains include {', '.join(parts)}, so the estimate "

@@ -134,7 +134,8 @@ class GeometricPath(AnnealingPath):
 
     def log_f(self, beta: Array, x: Array) -> Array:
         flat = x.reshape(self.base.event_shape)
-        return -scale_energy(1 - beta, self.base.unbatched_energy(flat)) - scale_energy(beta, self.target.unbatched_energy(x))
+        return (-scale_energy(1 - beta, self.base.unbatched_energy(flat))
+                - scale_energy(beta, self.target.unbatched_energy(x)))
 
     @property
     def target_acceptance(self) -> float:

@@ -112,7 +112,8 @@ def _as_arrays(params: Any) -> Any:
             array = None
         if array is None or not (jnp.issubdtype(array.dtype, jnp.number) or jnp.issubdtype(array.dtype, jnp.bool_)):
             raise ValueError(f"potential: params must be a pytree of numbers, found {value!r}")
-        if is_concrete(array) and jnp.issubdtype(array.dtype, jnp.inexact) and not np.all(np.isfinite(np.asarray(array))):
+        inexact = jnp.issubdtype(array.dtype, jnp.inexact)
+        if is_concrete(array) and inexact and not np.all(np.isfinite(np.asarray(array))):
             overflow = np.all(np.isfinite(np.asarray(given)))  # finite as given, not in JAX's precision
             raise ValueError(f"potential: params must be finite, found {value!r}" + (
                 f" (beyond {array.dtype}'s range: rescale, or turn on jax_enable_x64)" if overflow else ""))

@@ -82,7 +82,8 @@ class CenteredEstimator(eqx.Module):
 
     @property
     def init_takes_num_rows(self) -> bool:
-        """Whether ``init`` takes ``num_rows`` (:class:`~ebm_ppl.training.GradientEstimator`): when the inner one does."""
+        """Whether ``init`` takes ``num_rows`` (:class:`~ebm_ppl.training.GradientEstimator`):
+        when the inner estimator's does."""
         return getattr(self.inner, "init_takes_num_rows", False)
 
     def init(self, key: PRNGKeyArray, model: Potential, data: Array | tuple[Array, ...] | None = None,
