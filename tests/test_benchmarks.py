@@ -26,7 +26,10 @@ def _result(script: str, *args: str) -> dict:
 @pytest.mark.slow
 def test_rbm_training_measures_ebm_ppls_epoch():
     r = _result("rbm_training.py", "--only", "ep", "--epochs", "2")
-    assert r["epoch_s"] > 0 and r["compiled_update_s"] > 0 and np.isfinite(r["test_ll"])
+    # epoch_s is a difference of two timings (2E - E epochs): at E = 2 on a loaded machine it can
+    # fall inside the noise, so only its being a number is checked; the others are whole timings
+    assert np.isfinite(r["epoch_s"]) and np.isfinite(r["epoch_shuffled_s"])
+    assert r["cached_call_s"] > 0 and r["compiled_update_s"] > 0 and np.isfinite(r["test_ll"])
 
 
 @pytest.mark.slow
