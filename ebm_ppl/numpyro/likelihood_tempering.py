@@ -31,6 +31,7 @@ import blackjax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as dist
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PRNGKeyArray
@@ -39,6 +40,7 @@ from numpyro.infer.util import compute_log_probs, constrain_fn, potential_energy
 from numpyro.primitives import Messenger
 
 from ebm_ppl.compiler import filter_jit
+from ebm_ppl.numpyro.distribution import EnergyDistribution
 from ebm_ppl.progress import progress_fori_loop
 
 __all__ = ["LikelihoodTempering", "likelihood_tempering", "TuningRecord", "KERNELS"]
@@ -144,8 +146,9 @@ def likelihood_tempering(model: Callable, args: tuple, kwargs: dict, key: PRNGKe
 
     Raises:
         ValueError: the model has no latent sites, no observed sites, a discrete latent site
-            (no unconstrained space; sum it out in the model) or an improper prior
-            (``ImproperUniform``: no prior draws and no evidence).
+            (no unconstrained space; sum it out in the model), a prior that is improper
+            (``ImproperUniform``, masked) or scaled, an observed ``EnergyDistribution`` without
+            ``log_z``, or observed data that are NaN, infinite or outside their support.
     """
     if not callable(model):
         raise TypeError(f"{owner}: model must be a NumPyro model (a callable), got {type(model).__name__}")
@@ -177,12 +180,85 @@ class _SiteProbe(Messenger):
     def process_message(self, msg):
         if msg["type"] != "sample":
             return
-        fn, observed = msg["fn"], msg["is_observed"]
+        fn, observed, name = msg["fn"], msg["is_observed"], msg["name"]
         if not observed and _is_improper(fn):
-            raise ValueError(f"{self.owner}: the latent site {msg['name']!r} has an improper prior (ImproperUniform); the evidence "
+            raise ValueError(f"{self.owner}: the latent site {name!r} has an improper prior (ImproperUniform); the evidence "
                              "of a model with an improper prior is not defined. Give it a proper prior")
-        self.sites[msg["name"]] = (bool(observed),
+        if not observed and not self._numpyro_obs_mask_site(name):
+            _check_unweighted(msg, self.owner)
+        if observed:
+            _check_observed(msg, self.owner)
+        self.sites[name] = (bool(observed),
                                    bool(getattr(fn, "has_enumerate_support", False) or fn.support.is_discrete))
+
+
+    def _numpyro_obs_mask_site(self, name: str) -> bool:
+        """Whether ``name`` is the latent half NumPyro's ``sample(..., obs_mask=m)`` adds beside its
+        observed ``<site>_observed`` (masked by ``~m``: the entries it leaves out are observed)."""
+        return name.endswith("_unobserved") and self.sites.get(name[: -len("unobserved")] + "observed", (False,))[0]
+
+
+def _concrete(value) -> np.ndarray | None:
+    """``value`` as a NumPy array when it is known while tracing (data, constants); None when it
+    depends on the traced quantities."""
+    if value is None or any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(value)):
+        return None
+    return np.asarray(value)
+
+
+def _check_unweighted(msg: dict, owner: str) -> None:
+    """A latent site's prior must count whole: masked (``numpyro.handlers.mask``, ``.mask(m)``) or
+    scaled (``numpyro.handlers.scale``), its density no longer matches the prior draws the path
+    starts from, nor integrates to one (where a mask is False the prior is flat: improper)."""
+    if _find(msg["fn"], dist.MaskedDistribution) is not None:
+        raise ValueError(f"{owner}: the latent site {msg['name']!r} is masked (numpyro.handlers.mask or "
+                         ".mask(...)): where the mask is False its prior density is left out, a flat, improper "
+                         "prior under which the evidence is not defined. Keep every latent site's prior whole")
+    scale = _concrete(msg.get("scale"))
+    if scale is not None and not np.all(scale == 1):
+        raise ValueError(f"{owner}: the latent site {msg['name']!r} has its prior scaled (numpyro.handlers.scale or a "
+                         "subsampled plate), so it is not a normalized prior and the evidence is not defined; "
+                         "scale only observed sites, or none")
+
+
+def _find(fn, kind: type):
+    """The first distribution of type ``kind`` along ``fn``'s chain of ``base_dist``s, or None."""
+    while fn is not None and not isinstance(fn, kind):
+        fn = getattr(fn, "base_dist", None)
+    return fn
+
+
+def _check_observed(msg: dict, owner: str) -> None:
+    """Refuse what makes the evidence NaN or off by a constant, before any work: NaN or infinite data,
+    data outside the site's support, and an energy likelihood without its log Z."""
+    fn, name = msg["fn"], msg["name"]
+    energy = _find(fn, EnergyDistribution)
+    if energy is not None and not energy.normalized:
+        raise ValueError(f"{owner}: the observed site {name!r} is an EnergyDistribution without log_z, so its log "
+                         "probability -E(y) is unnormalized and the evidence would be off by the energy's log Z; "
+                         "pass EnergyDistribution(potential, log_z=ep.log_partition(potential)) (exact, small "
+                         "models) or log_z=ep.ais(...) (an estimate), or use it for a latent site")
+    value = _concrete(msg["value"])
+    if value is None or _find(fn, dist.MaskedDistribution) is not None:  # masked-out entries (obs_mask) may hold anything
+        return
+    if np.issubdtype(value.dtype, np.inexact) and not np.all(np.isfinite(value)):
+        raise ValueError(f"{owner}: the observed site {name!r} holds {int(np.sum(~np.isfinite(value)))} NaN or infinite "
+                         "value(s); its likelihood, and the evidence, would be NaN. Remove them, or leave them out "
+                         "with numpyro.sample(..., obs_mask=...)")
+    inside = _concrete(_safe_support_check(fn, value))
+    if inside is not None and not np.all(inside):
+        raise ValueError(f"{owner}: the observed site {name!r} holds {int(np.sum(~inside))} value(s) outside its "
+                         f"distribution's support ({type(fn).__name__}: {fn.support}): their likelihood is 0, and "
+                         "the evidence log p(y) = -inf")
+
+
+def _safe_support_check(fn, value):
+    """``fn.support(value)``, or None where the support cannot be checked (a factor's, an unusual
+    constraint's)."""
+    try:
+        return fn.support(value)
+    except Exception:  # noqa: BLE001 - a support that cannot check a value is no verdict
+        return None
 
 
 def _check_sites(sites: dict[str, tuple[bool, bool]], owner: str) -> None:
@@ -202,11 +278,7 @@ def _check_sites(sites: dict[str, tuple[bool, bool]], owner: str) -> None:
 
 
 def _is_improper(fn: Any) -> bool:
-    while fn is not None:
-        if isinstance(fn, dist.ImproperUniform):
-            return True
-        fn = getattr(fn, "base_dist", None)
-    return False
+    return _find(fn, dist.ImproperUniform) is not None
 
 
 class TuningRecord(eqx.Module):

@@ -265,6 +265,60 @@ def test_hostile_models_get_clear_errors():
         ep.numpyro.log_evidence(jax.random.key(0), "model", y)
 
 
+def _masked_prior(y):
+    with numpyro.handlers.mask(mask=False):  # a flat prior written another way
+        mu = numpyro.sample("mu", dist.Normal(0.0, 2.0))
+    numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+
+def _scaled_prior(y):
+    with numpyro.handlers.scale(scale=0.5):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 2.0))
+    numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+
+def _energy_likelihood(y):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 2.0).expand([2]).to_event(1))
+    numpyro.sample("y", ep.numpyro.EnergyDistribution(ep.Gaussian(jnp.zeros(2), scale_diag=jnp.ones(2))), obs=y - mu)
+
+
+@pytest.mark.parametrize("model, args, match", [
+    (_masked_prior, (0.3,), "latent site 'mu' is masked"),
+    (_scaled_prior, (0.3,), "latent site 'mu' has its prior scaled"),
+    (_energy_likelihood, (jnp.ones(2),), "observed site 'y' is an EnergyDistribution without log_z"),
+    (normal_mean, (jnp.asarray([1.0, np.nan, 0.5]),), r"observed site 'y' holds 1 NaN or infinite"),
+    (normal_mean, (jnp.asarray([1.0, np.inf]),), r"observed site 'y' holds 1 NaN or infinite"),
+    (beta_binomial, (10, 15), r"observed site 'k' holds 1 value\(s\) outside its distribution's support"),
+])
+def test_models_whose_evidence_is_undefined_or_nan_are_refused_before_any_work(model, args, match):
+    with pytest.raises(ValueError, match=match):
+        ep.numpyro.log_evidence(jax.random.key(0), model, *args)
+
+
+def test_an_energy_likelihood_with_its_log_z_and_obs_mask_missing_values_give_the_exact_evidence():
+    energy = ep.Gaussian(jnp.zeros(2), scale_diag=jnp.ones(2))
+
+    def normalized(y):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 2.0).expand([2]).to_event(1))
+        numpyro.sample("y", ep.numpyro.EnergyDistribution(energy, log_z=ep.log_partition(energy)), obs=y - mu)
+
+    y = np.array([0.5, -1.0], np.float32)
+    est = ep.numpyro.log_evidence(jax.random.key(0), normalized, y, num_temperatures=1000)
+    assert_close(est, stats.multivariate_normal(np.zeros(2), 5.0 * np.eye(2)).logpdf(y))
+
+    def missing(y, observed):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 2.0))
+        with numpyro.plate("data", y.shape[0]):
+            numpyro.sample("y", dist.Normal(mu, 1.0), obs=y, obs_mask=observed)
+
+    observed = np.ones(len(Y_MEAN), bool)
+    observed[[3, 11]] = False
+    y = Y_MEAN.copy()
+    y[~observed] = np.nan  # left out by obs_mask: allowed
+    est = ep.numpyro.log_evidence(jax.random.key(1), missing, jnp.asarray(y), observed, num_temperatures=2000)
+    assert_close(est, exact_normal_mean(Y_MEAN[observed]))
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"kernel": "nuts"}, ValueError, "kernel must be one of"),
     ({"schedule": "linear"}, ValueError, "schedule must be 'adaptive'"),
@@ -343,12 +397,19 @@ def test_bdmc_reuses_its_compiled_programs():
 
 def test_a_nan_in_the_observed_data_is_named_in_the_warning():
     """The NaN estimate's warning spoke of the model's parameters and ebm_ppl.save; for a model's
-    evidence it now names the data, the usual cause."""
+    evidence it now names the data, the usual cause. (NaN data given as they are are refused up
+    front; data the model computes are only seen when the estimate comes out NaN.)"""
     y = np.asarray(Y_MEAN, np.float32).copy()
     y.flat[0] = np.nan
+
+    def computed(y):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 2.0))
+        with numpyro.plate("data", y.shape[0]):
+            numpyro.sample("y", dist.Normal(mu, 1.0), obs=2.0 * y)
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        est = ep.numpyro.log_evidence(jax.random.key(0), normal_mean, jnp.asarray(y), num_chains=8,
+        est = ep.numpyro.log_evidence(jax.random.key(0), computed, jnp.asarray(y), num_chains=8,
                                       num_temperatures=20)
     assert np.isnan(est.log_z)
     messages = [str(w.message) for w in caught]  # one warning, not also one about the moves' acceptance
