@@ -27,8 +27,8 @@ Two tests, chosen by the potential:
   (accurate for the thousands of samples the check uses). On discrete coordinates, whose ties make
   KS conservative, the test stays valid and loses some power.
 
-A final state off the support (a value a binary potential does not take, NaN, an infinite
-energy, a state of probability 0) fails the check outright with ``p = 0``.
+A final state off the support (a value a binary potential does not take, a value outside a box,
+NaN, an infinite energy, a state of probability 0) fails the check outright with ``p = 0``.
 
     >>> rbm = ep.BernoulliRBM.init(jax.random.key(0), 8, 3, scale=1.0)
     >>> ep.testing.assert_invariant(jax.random.key(1), ep.kernels.block_gibbs(rbm), rbm)
@@ -445,11 +445,17 @@ def _chi_square(final: np.ndarray, potential: Potential, probs: np.ndarray, cell
 def _two_sample_ks(final: np.ndarray, reference: Array, potential: Potential, alpha: float,
                    num_steps: int) -> InvarianceResult:
     num = final.shape[0]
-    final_energy = np.asarray(_energies(potential, jnp.asarray(final)), np.float64)
-    if not (np.all(np.isfinite(final)) and np.all(np.isfinite(final_energy))):
-        bad = int(np.sum(~np.all(np.isfinite(final.reshape(num, -1)), axis=1) | ~np.isfinite(final_energy)))
+    flat = final.reshape(num, -1)
+    # off the support: outside a box, or a value a discrete support does not take (an energy may
+    # well be finite there, so the energies cannot tell)
+    inside = np.all(np.asarray(potential.support.constraint()(jnp.asarray(flat))), axis=1) & np.all(np.isfinite(flat), axis=1)
+    if not np.all(inside):
         return InvarianceResult(TWO_SAMPLE_KS, math.inf, 0.0, alpha, num, num_steps,
-                                f"{bad} final state(s) with a non-finite value or energy")
+                                f"{int(np.sum(~inside))} final state(s) off the {potential.support} support or not finite")
+    final_energy = np.asarray(_energies(potential, jnp.asarray(final)), np.float64)
+    if not np.all(np.isfinite(final_energy)):
+        return InvarianceResult(TWO_SAMPLE_KS, math.inf, 0.0, alpha, num, num_steps,
+                                f"{int(np.sum(~np.isfinite(final_energy)))} final state(s) with a non-finite energy")
     reference = np.asarray(reference)
     columns = [(_coordinate_name(j, potential.event_shape), final.reshape(num, -1)[:, j], reference.reshape(num, -1)[:, j])
                for j in range(math.prod(potential.event_shape))]

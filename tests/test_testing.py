@@ -250,7 +250,20 @@ def test_states_off_the_support_fail_outright():
     halves = check_invariance(jax.random.key(5), lambda key, x: 0.5 * x, bm)
     assert halves.p_value == 0.0 and "off the binary support" in halves.detail
     nans = check_invariance(jax.random.key(5), lambda key, x: x * jnp.nan, gaussian)
-    assert nans.p_value == 0.0 and "non-finite" in nans.detail
+    assert nans.p_value == 0.0 and "not finite" in nans.detail
+
+
+def test_a_rare_escape_from_a_box_fails_outright_where_the_energy_stays_finite():
+    """E(x) = 2 x is finite everywhere, so only the support tells that x = 5 is impossible; the
+    KS test alone would not notice ~10 of 10,000 chains leaving."""
+    slope = ep.potential(lambda x: 2.0 * jnp.sum(x), event_shape=(1,), support=ep.box(0.0, 1.0))
+    u = jax.random.uniform(jax.random.key(6), (20000, 1))
+    draws = -0.5 * jnp.log1p(u * jnp.expm1(-2.0))  # exact: the inverse CDF of p(x) ∝ exp(-2 x) on [0, 1]
+    escape = lambda key, x: jnp.where(jax.random.uniform(key) < 1e-3, x + 5.0, x)  # noqa: E731
+    result = check_invariance(jax.random.key(7), escape, slope, samples=draws)
+    assert result.p_value == 0.0 and "off the box(0, 1) support" in result.detail, result
+    stay = check_invariance(jax.random.key(7), lambda key, x: x, slope, samples=draws)
+    assert stay.passed, stay
 
 
 # -- the result, the assertion, determinism ------------------------------------------------------------------------
