@@ -5,9 +5,13 @@ independently from a Langevin-like proposal built from the gradient on the real 
 With ``g = grad_x(-E)(x)`` and step size alpha, the proposal factorizes over coordinates (the
 paper's discrete Langevin proposal, DLP)::
 
-    q(x' | x) = prod_i q_i(x'_i | x),   q_i(v | x) = softmax_v[ g_i (v - x_i) / 2 - (v - x_i)^2 / (2 alpha) ]
+    q(x' | x) = prod_i q_i(x'_i | x),   q_i(v | x) = softmax_v[ g_i (v - x_i) / 2 - (v - x_i)^2 / (2 alpha s^2) ]
 
-over the values v of ``potential.support.values``. For binary x each coordinate flips
+over the values v of ``potential.support.values``, ``s`` their spacing (1 for binary and
+categorical, 2 for spins). The paper has ``s = 1``; measuring alpha in units of ``s^2`` makes a
+spin potential and its 0/1 rewriting (x = 2 b - 1) propose alike at the same alpha, so one default
+serves both (with ``s = 1`` a spin's move costs 4 times a bit's, and at alpha = 0.2 a spin chain
+flipped about e^-10 of its sites). For binary x each coordinate flips
 independently with probability ``sigmoid(d_i / 2 - 1 / (2 alpha))``, ``d_i = -(2 x_i - 1) g_i``
 the first-order gain of log p from flipping it (as in Gibbs with gradients). The proposal is
 accepted with the exact Metropolis-Hastings probability
@@ -75,11 +79,13 @@ def init(position: ArrayLike, potential: Potential) -> DiscreteLangevinState:
 
 def proposal_log_probs(state: DiscreteLangevinState, step_size, values: Array) -> Array:
     """log q_i(v | x) of each flat coordinate i taking each value v (Zhang, Liu & Liu 2022):
-    ``log_softmax_v[grad(-E)(x)_i (v - x_i) / 2 - (v - x_i)^2 / (2 step_size)]``, shape
-    ``(size, q)`` for ``values`` of shape ``(q,)``; each row sums to one."""
+    ``log_softmax_v[grad(-E)(x)_i (v - x_i) / 2 - (v - x_i)^2 / (2 step_size s^2)]``, shape
+    ``(size, q)`` for ``values`` of shape ``(q,)`` (evenly spaced, ``s = values[1] - values[0]``);
+    each row sums to one."""
     x = state.position.reshape(-1)
     step = values[None, :] - x[:, None]
-    logits = -0.5 * state.energy_grad.reshape(-1)[:, None] * step - step**2 / (2 * step_size)
+    spacing = values[1] - values[0]
+    logits = -0.5 * state.energy_grad.reshape(-1)[:, None] * step - step**2 / (2 * step_size * spacing**2)
     return jax.nn.log_softmax(logits, axis=-1)
 
 

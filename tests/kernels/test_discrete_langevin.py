@@ -215,6 +215,27 @@ def test_state_info_jit_vmap_and_keys():
     assert float(by_size.flip_rate[0]) == 0.0 and float(jnp.mean(by_size.proposal.position[1] != 0)) > 0.2
 
 
+def test_a_spin_potential_moves_as_its_binary_rewriting_at_the_same_step_size():
+    """alpha is measured in units of the squared spacing of the values, so with x = 2 b - 1 a spin
+    chain proposes exactly what the 0/1 chain proposes, and the default alpha moves spins (it
+    flipped about e^-10 of them when a spin's move cost 4 times a bit's)."""
+    bm = strong_boltzmann()
+    spin = ep.potential(lambda x: bm.unbatched_energy((x + 1.0) / 2.0), event_shape=(10,), support="spin")
+    b = jax.random.bernoulli(jax.random.key(4), 0.5, (64, 10)).astype(jnp.float32)
+    values = {"binary": jnp.asarray([0.0, 1.0]), "spin": jnp.asarray([-1.0, 1.0])}
+    for step_size in (0.2, 2.0):
+        on_bits = jax.vmap(proposal_log_probs, (0, None, None))(jax.vmap(init, (0, None))(b, bm), step_size,
+                                                                  values["binary"])
+        on_spins = jax.vmap(proposal_log_probs, (0, None, None))(jax.vmap(init, (0, None))(2 * b - 1, spin),
+                                                                   step_size, values["spin"])
+        np.testing.assert_allclose(on_spins, on_bits, atol=1e-5)
+    default = ep.kernels.KERNELS["discrete_langevin"].defaults["step_size"]
+    algo = discrete_langevin(spin, default)
+    start = jax.vmap(algo.init)(2 * b - 1)
+    (end,) = run((algo.step,), start, 20, seed=6)
+    assert float(jnp.mean(end.position != start.position)) > 0.1
+
+
 def test_nan_energies_are_rejections():
     """States whose energy is NaN (here x_0 = x_1 = 1) are proposed and never entered."""
     bm = strong_boltzmann()
