@@ -16,6 +16,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 import pytest
 
 import ebm_ppl as ep
@@ -327,6 +328,9 @@ def test_a_nan_ess_still_counts_as_degenerate():
     (lambda: ep.sandwich("lower", "upper"), "sandwich takes two AISEstimates"),
     (lambda: ep.inference.sampling.draw(KEY, "rbm", 2), "draw expects an ebm_ppl.Potential"),
     (lambda: ep.numpyro.factor("f", "rbm", np.zeros(6)), "factor expects an ebm_ppl.Potential"),
+    # a NumPyro distribution is callable: it was named 'the function energy_fn'
+    (lambda: ep.numpyro.EnergyDistribution(dist.Normal(0.0, 1.0)),
+     "EnergyDistribution expects an ebm_ppl.Potential, got the NumPyro distribution Normal: in a model, use it"),
 ])
 def test_the_wrong_kind_of_object_is_a_type_error_naming_it(call, fragment):
     _refused(call, TypeError, fragment)

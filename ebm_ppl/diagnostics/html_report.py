@@ -28,7 +28,7 @@ from ebm_ppl.diagnostics.evidence_section import evidence_runs, evidence_section
 from ebm_ppl.diagnostics.formatting import format_summary
 from ebm_ppl.diagnostics.rows import is_constant
 from ebm_ppl.diagnostics.tempering import MIN_SWAP_ACCEPTANCE
-from ebm_ppl.diagnostics.summary import Diagnostics, diagnose
+from ebm_ppl.diagnostics.summary import Diagnostics, diagnose_for
 
 __all__ = ["report"]
 
@@ -77,8 +77,8 @@ def report(
     """
     if evidence is not None:
         evidence_runs(evidence)  # a wrong kind of value fails here, before the diagnostics' work
-    diag = diagnose(data, max_rows=max_rows, rhat_threshold=rhat_threshold, min_ess_per_chain=min_ess_per_chain,
-                    min_bfmi=min_bfmi)
+    diag = diagnose_for("report", data, max_rows=max_rows, rhat_threshold=rhat_threshold,
+                        min_ess_per_chain=min_ess_per_chain, min_bfmi=min_bfmi)
     data, _ = schema.current(data)  # an old ebm_ppl run, read as diagnose read it (diag.notes says so)
     num_worst = checks.int_at_least(num_worst, "report: num_worst", 0)
     path = Path(path)

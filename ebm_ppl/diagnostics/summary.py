@@ -271,26 +271,38 @@ def diagnose(data: xr.DataTree, *, max_rows: int = 20, rhat_threshold: float = 1
         warning. One frozen in some chains, or at different values in different chains, warns
         through its R-hat and ESS; draws with NaN or inf warn as ``"non-finite draws"``.
     """
+    return diagnose_for("diagnose", data, max_rows=max_rows, rhat_threshold=rhat_threshold,
+                        min_ess_per_chain=min_ess_per_chain, min_bfmi=min_bfmi)
+
+
+def diagnose_for(owner: str, data: xr.DataTree, *, max_rows: int, rhat_threshold: float, min_ess_per_chain: float,
+                 min_bfmi: float) -> Diagnostics:
+    """:func:`diagnose` for the public function ``owner`` (``report``), whose name its errors carry."""
     if not isinstance(data, xr.DataTree):
-        raise TypeError(f"diagnose expects an ArviZ xarray.DataTree (ebm_ppl.sample, arviz.from_numpyro, "
+        raise TypeError(f"{owner} expects an ArviZ xarray.DataTree (ebm_ppl.sample, arviz.from_numpyro, "
                         f"arviz.from_dict, ...), got {type(data).__name__}")
     if "posterior" not in data.children:
-        raise ValueError("diagnose: the data have no 'posterior' group; pass the result of sample()")
-    max_rows = checks.positive_int(max_rows, "diagnose: max_rows")
-    if checks.number(rhat_threshold, "diagnose: rhat_threshold") < 1:
-        raise ValueError(f"diagnose: rhat_threshold must be a number >= 1, got {rhat_threshold!r}")
+        raise ValueError(f"{owner}: the data have no 'posterior' group; pass the result of ebm_ppl.sample or "
+                         "arviz.from_numpyro(mcmc)")
+    max_rows = checks.positive_int(max_rows, f"{owner}: max_rows")
+    if checks.number(rhat_threshold, f"{owner}: rhat_threshold") < 1:
+        raise ValueError(f"{owner}: rhat_threshold must be a number >= 1, got {rhat_threshold!r}")
     rhat_threshold = float(rhat_threshold)
-    min_ess_per_chain = checks.non_negative_float(min_ess_per_chain, "diagnose: min_ess_per_chain")
-    min_bfmi = checks.non_negative_float(min_bfmi, "diagnose: min_bfmi")
+    min_ess_per_chain = checks.non_negative_float(min_ess_per_chain, f"{owner}: min_ess_per_chain")
+    min_bfmi = checks.non_negative_float(min_bfmi, f"{owner}: min_bfmi")
     data, notes = schema.current(data)
 
+    _check_posterior(data["posterior"].to_dataset(), owner)
     posterior = table_rows.numeric(data["posterior"].to_dataset())
-    if not posterior.data_vars:
-        raise ValueError("diagnose: the posterior group holds no numeric variables")
     num_chains, num_draws = int(posterior.sizes["chain"]), int(posterior.sizes["draw"])
     if num_draws < 4:
-        raise ValueError(f"diagnose: split R-hat needs at least 4 draws per chain, got {num_draws}")
+        raise ValueError(f"{owner}: split R-hat needs at least 4 draws per chain, got {num_draws}")
     stats = schema.stats(data)
+    if stats is not None and "diverging" in stats:
+        values = np.asarray(stats["diverging"].values)
+        if values.dtype != bool and not np.all((values == 0) | (values == 1)):
+            raise ValueError(f"{owner}: sample_stats.diverging must be booleans (or 0/1), one per draw; it holds "
+                             f"values such as {np.unique(values[(values != 0) & (values != 1)])[:3].tolist()}")
     min_ess = float(min_ess_per_chain) * num_chains
 
     rows, locations = [], {}
@@ -332,6 +344,24 @@ def diagnose(data: xr.DataTree, *, max_rows: int = 20, rhat_threshold: float = 1
 
 
 # -- small helpers ------------------------------------------------------------------------------------
+
+def _check_posterior(posterior: xr.Dataset, owner: str) -> None:
+    """Draws the table can read: some real variable with ``chain`` and ``draw`` dimensions, and
+    no complex one."""
+    complex_vars = [name for name, var in posterior.data_vars.items() if np.issubdtype(var.dtype, np.complexfloating)]
+    if complex_vars:
+        raise ValueError(f"{owner}: the posterior variable(s) {complex_vars} are complex; R-hat and ESS need real "
+                         "draws: pass their real and imaginary parts (or modulus and phase) as separate variables")
+    numeric = {name: var.dims for name, var in posterior.data_vars.items()
+               if var.dtype == bool or np.issubdtype(var.dtype, np.number)}
+    if not numeric:
+        raise ValueError(f"{owner}: the posterior group holds no numeric variables")
+    if not any(set(schema.SAMPLE_DIMS) <= set(dims) for dims in numeric.values()):
+        shown = ", ".join(f"{name} {tuple(dims)}" for name, dims in list(numeric.items())[:3])
+        raise ValueError(f"{owner}: no posterior variable has both 'chain' and 'draw' dimensions (found {shown}); "
+                         "ArviZ's schema holds draws as (chain, draw, *shape): e.g. arviz.from_dict("
+                         "{'posterior': {name: draws[None]}}) for one chain")
+
 
 def _per_chain(stats: xr.Dataset | None, name: str, kind, how: str) -> tuple | None:
     """Per chain, the mean (or sum) of sample statistic ``name``; None where there is none."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import math
+import sys
 import warnings
 from typing import Any, Callable, ClassVar
 
@@ -213,6 +214,12 @@ def check_potential(obj: Any, owner: str) -> "Potential":
     if isinstance(obj, Potential):
         _check_energy_shape(obj, owner)
         return obj
+    numpyro_dists = sys.modules.get("numpyro.distributions")  # loaded already wherever obj can be one
+    if numpyro_dists is not None and isinstance(obj, numpyro_dists.Distribution):
+        raise TypeError(f"{owner} expects an ebm_ppl.Potential, got the NumPyro distribution {type(obj).__name__}: "
+                        "in a model, use it in numpyro.sample as it is; to give ebm_ppl its density, wrap its log "
+                        "probability, e.g. ep.potential(lambda x: -d.log_prob(x).sum(), event_shape=(D,), "
+                        "support='real')")
     if callable(obj) and not isinstance(obj, type):
         fn = getattr(obj, "__name__", "energy_fn")
         fn = fn if fn.isidentifier() else "energy_fn"

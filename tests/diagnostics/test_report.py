@@ -10,6 +10,7 @@ import os
 import re
 from html.parser import HTMLParser
 
+import arviz as az
 import arviz_plots
 import jax
 import matplotlib
@@ -185,3 +186,10 @@ def test_report_of_a_64_dimensional_run_is_under_1_mb(tmp_path, make_data, kind)
     text = path.read_text(encoding="utf-8")
     assert len(_check_html(text)) >= 8 and "Could not draw" not in text
     assert path.stat().st_size < 1_000_000, path.stat().st_size
+
+
+def test_reports_errors_name_report_not_diagnose(tmp_path):
+    with pytest.raises(TypeError, match="^report expects an ArviZ xarray.DataTree"):
+        report(None, tmp_path / "r.html")
+    with pytest.raises(ValueError, match="^report: the data have no 'posterior' group"):
+        report(az.from_dict({"sample_stats": {"lp": np.zeros((2, 10))}}), tmp_path / "r.html")

@@ -237,3 +237,21 @@ def test_bad_input(make_data):
         diagnose(az.from_dict({"sample_stats": {"energy": np.zeros((4, 100))}}))
     with pytest.raises(ValueError, match="max_rows"):
         diagnose(make_data(_iid((4, 100, 2))), max_rows=0)
+
+
+def test_malformed_draws_are_refused_naming_what_is_wrong():
+    """Draws without a chain dimension were 'no numeric variables'; complex draws failed inside
+    scipy; a diverging count of -1 was summed into the report."""
+    import xarray as xr
+
+    one_chain = xr.DataTree.from_dict({"posterior": xr.Dataset({"mu": (("draw",), np.zeros(500))})})
+    with pytest.raises(ValueError, match=r"no posterior variable has both 'chain' and 'draw'.*mu \('draw',\)"):
+        diagnose(one_chain)
+    with pytest.raises(ValueError, match=r"\['mu'\] are complex"):
+        diagnose(az.from_dict({"posterior": {"mu": _iid((4, 100)) + 1j}}))
+    counts = az.from_dict({"posterior": {"mu": _iid((4, 100))}, "sample_stats": {"diverging": np.full((4, 100), -1)}})
+    with pytest.raises(ValueError, match=r"diverging must be booleans \(or 0/1\).*\[-1\]"):
+        diagnose(counts)
+    zero_one = az.from_dict({"posterior": {"mu": _iid((4, 100))},
+                             "sample_stats": {"diverging": np.eye(4, 100, dtype=int)}})
+    assert diagnose(zero_one).num_divergent == 4
