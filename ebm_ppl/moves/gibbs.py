@@ -1,5 +1,5 @@
 """Exact Gibbs sweeps of many chains at once: block Gibbs where the potential has block
-conditionals, systematic-scan site Gibbs for other binary potentials.
+conditionals, systematic-scan site Gibbs for other discrete potentials (binary, spin, categorical).
 
 This is the move CD/PCD (negatives) and AIS's parameter path (transitions) make; ``ep.sample``
 runs the same kernels one chain at a time through the kernel table.
@@ -12,17 +12,24 @@ from jaxtyping import Array, PRNGKeyArray
 
 from ebm_ppl import checks
 from ebm_ppl.moves.site import site_sweep
-from ebm_ppl.potentials.base import Potential, Support
+from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.capabilities import has_block_conditionals
 
-__all__ = ["gibbs_sweep", "gibbs_sweeps", "check_gibbs"]
+__all__ = ["gibbs_sweep", "gibbs_sweeps", "check_gibbs", "has_gibbs_moves"]
 
 
-def check_gibbs(potential: Potential, owner: str, hint: str = "") -> None:
-    """Refuse, naming ``owner``, a potential that has neither block conditionals nor binary support."""
-    if not (has_block_conditionals(potential) or potential.support == Support.BINARY):
-        raise ValueError(f"{owner} need Gibbs moves (block conditionals or binary support); "
-                         f"{type(potential).__name__} has neither{hint}")
+def has_gibbs_moves(potential: Potential) -> bool:
+    """Whether ``potential`` has exact Gibbs moves: block conditionals, or a discrete support
+    (binary, spin, categorical) for site Gibbs."""
+    return has_block_conditionals(potential) or not potential.support.continuous
+
+
+def check_gibbs(potential: Potential, owner: str, hint: str = "", name: str | None = None) -> None:
+    """Refuse, naming ``owner`` and the model (``name``, default ``potential``'s class), a
+    potential without Gibbs moves (:func:`has_gibbs_moves`)."""
+    if not has_gibbs_moves(potential):
+        raise ValueError(f"{owner} need Gibbs moves (block conditionals or a discrete support); "
+                         f"{name or type(potential).__name__} (support {potential.support}) has neither{hint}")
 
 
 def gibbs_sweep(key: PRNGKeyArray, potential: Potential, xs: Array) -> Array:

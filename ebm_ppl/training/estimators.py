@@ -69,7 +69,7 @@ class PCDState(NamedTuple):
 
 def gibbs_sweeps(key: PRNGKeyArray, model: Potential, xs: Array, k: int) -> Array:
     """``k`` Gibbs sweeps of every row of ``xs`` ``(N, *event)`` under ``model``: block Gibbs
-    where there are conditionals, systematic-scan site Gibbs for other binary potentials
+    where there are conditionals, systematic-scan site Gibbs for other discrete potentials
     (:func:`ebm_ppl.moves.gibbs.gibbs_sweeps`)."""
     gibbs.check_gibbs(model, "CD/PCD", " (train real energies with the JEM objective and Langevin)")
     return gibbs.gibbs_sweeps(key, model, xs, k)

@@ -74,7 +74,9 @@ class PTPCDEstimator(eqx.Module):
              num_rows: Array | None = None) -> PTPCDState:
         """Every rung's chains at random rows of ``data`` when given, else at the potential's default starts."""
         family = self.family(model)
-        gibbs.check_gibbs(family.at(jnp.ones(())), "PT-PCD", " (use reference='temperature' or 'base')")
+        hint = (f" at reference={self.reference!r} (use reference='temperature' or 'base')" if gibbs.has_gibbs_moves(model)
+                else " (train real energies with the JEM objective and Langevin)")
+        gibbs.check_gibbs(family.at(jnp.ones(())), "PT-PCD", hint, name=type(model).__name__)
         ladder = self.ladder(family)
         ladders.check_ladder(ladder, family)
         key, sub = jax.random.split(key)

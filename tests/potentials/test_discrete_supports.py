@@ -187,3 +187,44 @@ def test_numpyro_bridge_for_spin_and_categorical():
 def test_bad_input_is_refused_at_the_boundary(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def _mle_coupling(states: np.ndarray, statistic, data: np.ndarray) -> float:
+    """The J maximizing the likelihood of ``data`` under p(x) ∝ exp(J t(x)): where the model's
+    mean of t equals the data's (by bisection over the enumerated states)."""
+    t_states, target = statistic(states), float(np.mean(statistic(data)))
+    lo, hi = -5.0, 5.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        w = np.exp(mid * t_states - np.max(mid * t_states))
+        lo, hi = (mid, hi) if w @ t_states / w.sum() < target else (lo, mid)
+    return (lo + hi) / 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["spin", "categorical"])
+def test_pcd_and_pt_pcd_train_spin_and_categorical_functions_to_the_exact_mle(kind):
+    """Both refused these supports ('need Gibbs moves ... binary support') although site Gibbs
+    samples them. One coupling J of a 6-site chain, 2000 exact draws at J = 0.4: 30 epochs of
+    PCD-5 (200 chains) and PT-PCD-2 (4 rungs x 100) land within 0.03 of the exact maximum-
+    likelihood J (over 4 seeds each: sd 0.005-0.007, Intel Xeon; 0.03 is over 4 sd)."""
+    import optax
+
+    values = (-1.0, 1.0) if kind == "spin" else (0.0, 1.0, 2.0)
+    if kind == "spin":
+        statistic = lambda x: np.sum(x[:, 1:] * x[:, :-1], axis=1)  # noqa: E731
+        energy = lambda params, x: -params["J"] * jnp.sum(x[1:] * x[:-1])  # noqa: E731
+    else:
+        statistic = lambda x: np.sum(x[:, 1:] == x[:, :-1], axis=1).astype(np.float64)  # noqa: E731
+        energy = lambda params, x: -params["J"] * jnp.sum(x[1:] == x[:-1])  # noqa: E731
+    support = "spin" if kind == "spin" else ep.categorical(3)
+    model = ep.potential(energy, event_shape=(6,), support=support, params={"J": 0.0})
+    states = np.array(list(itertools.product(values, repeat=6)))
+    t = statistic(states)
+    p = np.exp(0.4 * t - np.max(0.4 * t))
+    data = states[np.random.default_rng(0).choice(len(states), 2000, p=p / p.sum())].astype(np.float32)
+    mle = _mle_coupling(states, statistic, data)
+    for estimator in (ep.training.pcd(k=5, num_chains=200), ep.training.pt_pcd(k=2, num_chains=100, num_replicas=4)):
+        trained, _ = ep.fit(model, data, estimator, key=jax.random.key(1), optimizer=optax.sgd(0.02), epochs=30,
+                            batch_size=200, metrics=False)
+        assert abs(float(trained.params["J"]) - mle) < 0.03, (type(estimator).__name__, trained.params, mle)
