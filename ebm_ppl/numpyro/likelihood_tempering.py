@@ -238,6 +238,13 @@ def _check_observed(msg: dict, owner: str) -> None:
                          "probability -E(y) is unnormalized and the evidence would be off by the energy's log Z; "
                          "pass EnergyDistribution(potential, log_z=ep.log_partition(potential)) (exact, small "
                          "models) or log_z=ep.ais(...) (an estimate), or use it for a latent site")
+    shape, site_shape = tuple(jnp.shape(msg["value"])), tuple(fn.shape())
+    try:
+        jnp.broadcast_shapes(shape, site_shape)
+    except ValueError:
+        raise ValueError(f"{owner}: the observed site {name!r} holds data of shape {shape}, but its distribution, "
+                         f"inside its plates, has shape {site_shape}; make the plate sizes match the data "
+                         "(e.g. numpyro.plate(name, y.shape[0]))") from None
     value = _concrete(msg["value"])
     if value is None or _find(fn, dist.MaskedDistribution) is not None:  # masked-out entries (obs_mask) may hold anything
         return

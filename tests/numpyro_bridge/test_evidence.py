@@ -277,6 +277,12 @@ def _scaled_prior(y):
     numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
 
 
+def _plate_of_five(y):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 2.0))
+    with numpyro.plate("data", 5):
+        numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+
 def _energy_likelihood(y):
     mu = numpyro.sample("mu", dist.Normal(0.0, 2.0).expand([2]).to_event(1))
     numpyro.sample("y", ep.numpyro.EnergyDistribution(ep.Gaussian(jnp.zeros(2), scale_diag=jnp.ones(2))), obs=y - mu)
@@ -289,6 +295,8 @@ def _energy_likelihood(y):
     (normal_mean, (jnp.asarray([1.0, np.nan, 0.5]),), r"observed site 'y' holds 1 NaN or infinite"),
     (normal_mean, (jnp.asarray([1.0, np.inf]),), r"observed site 'y' holds 1 NaN or infinite"),
     (beta_binomial, (10, 15), r"observed site 'k' holds 1 value\(s\) outside its distribution's support"),
+    (_plate_of_five, (jnp.zeros(3),), r"observed site 'y' holds data of shape \(3,\), but its distribution, inside "
+                                      r"its plates, has shape \(5,\)"),
 ])
 def test_models_whose_evidence_is_undefined_or_nan_are_refused_before_any_work(model, args, match):
     with pytest.raises(ValueError, match=match):
