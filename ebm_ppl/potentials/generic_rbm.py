@@ -24,6 +24,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.potentials._checks import as_param, check_finite_params, check_positive
+from ebm_ppl.potentials._checks import scale as check_scale
 from ebm_ppl.potentials.layers import LAYERS, Layer
 from ebm_ppl.potentials.rbm import RBMBase
 from ebm_ppl.potentials.registry import register_potential
@@ -55,11 +56,7 @@ class RBM(RBMBase):
     W: Array
 
     def __init__(self, visible: Layer, hidden: Layer, W: ArrayLike):
-        for side, layer in (("visible", visible), ("hidden", hidden)):
-            if not isinstance(layer, Layer):
-                raise TypeError(f"RBM: {side} must be a layer (ep.layers.Binary, Potts, ...), got "
-                                f"{type(layer).__name__}")
-            _kind(layer)
+        _check_layers(visible, hidden, "RBM")
         visible, hidden = _as_float_layer(visible, "visible"), _as_float_layer(hidden, "hidden")
         shape = _feature_shape(visible) + _feature_shape(hidden)
         self.visible, self.hidden = visible, hidden
@@ -73,12 +70,17 @@ class RBM(RBMBase):
     @classmethod
     def init(cls, key: PRNGKeyArray, visible: Layer, hidden: Layer, *, scale: float = 0.01,
              data: ArrayLike | None = None) -> "RBM":
-        """W ~ N(0, scale^2) between the given layers; with ``data`` ``(N, D)`` the visible layer
-        starts fitted to it (``visible.base(data)``)."""
+        """W ~ N(0, scale^2) (``scale >= 0``) between the given layers; with ``data`` ``(N, D)``
+        the visible layer starts fitted to it (``visible.base(data)``)."""
+        _check_layers(visible, hidden, "RBM.init")
+        scale = check_scale(scale, "RBM.init")
         shape = _feature_shape(visible) + _feature_shape(hidden)
         dtype = jax.tree.leaves(visible)[0].dtype
         if data is not None:
             data = visible.check(data, "data", "RBM.init")
+            if data.ndim != 2 or data.shape[0] == 0:
+                raise ValueError(f"RBM.init: data must have shape (N, {visible.size}) with N >= 1 rows, got "
+                                 f"{tuple(data.shape)}; pass one example as data[None]")
             visible = visible.base(data)
         return cls(visible, hidden, scale * jax.random.normal(key, shape, dtype))
 
@@ -108,6 +110,18 @@ class RBM(RBMBase):
             fields = {key[len(prefix):]: jnp.asarray(value) for key, value in arrays.items() if key.startswith(prefix)}
             layers.append(layer_cls(**fields))
         return cls(*layers, arrays[".W"])
+
+
+def _check_layers(visible: Layer, hidden: Layer, owner: str) -> None:
+    """TypeError unless both are layers of a known kind; ValueError for a layer of no units."""
+    for side, layer in (("visible", visible), ("hidden", hidden)):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{owner}: {side} must be a layer (ep.layers.Binary, Potts, ...), got "
+                            f"{type(layer).__name__}")
+        _kind(layer)
+        if layer.size == 0:
+            raise ValueError(f"{owner}: the {side} layer {type(layer).__name__} has no units (size 0); give it "
+                             "at least one, e.g. ep.layers.Binary.standard(4)")
 
 
 def _as_float_layer(layer: Layer, side: str) -> Layer:

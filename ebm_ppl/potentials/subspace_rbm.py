@@ -215,6 +215,7 @@ class SubspaceUnits(Layer):
     """
 
     support: ClassVar[Support] = Support.BINARY
+    uniform_parameters: ClassVar[bool] = False  # (M,) and (M, K): SubspaceRBM checks them
 
     gate_bias: Array
     subspace_bias: Array

@@ -257,3 +257,42 @@ def test_generic_rbm_saves_loads_and_refuses_bad_layers(tmp_path):
         ep.RBM(L.Binary.standard(2), Gaussian(jnp.zeros(2), jnp.array([1.0, -1.0])), jnp.zeros((2, 2)))
     with pytest.raises(ValueError, match=r"W must have shape \(2, 3\)"):
         ep.RBM(L.Binary.standard(2), L.Binary.standard(3), jnp.zeros((3, 2)))
+
+
+def test_layer_parameters_must_have_the_layers_shape():
+    """A parameter of another shape than the layer's, ``(size,)`` (``(sites, q >= 2)`` for Potts),
+    is refused when the layer is built, naming the layer, the parameter and both shapes: a
+    ``(1,)`` bias or ``(4, 1)`` precision broadcast silently, a ``(5,)`` precision on 4 units was
+    saved and loaded, a 0-d bias or a 1-D Potts bias failed later with an IndexError."""
+    bad = [(lambda: DReLU(jnp.zeros(3), jnp.zeros(1), jnp.ones(3), jnp.ones(3)), r"DReLU: parameter bias_neg has shape \(1,\), but bias_pos has \(3,\)"),
+           (lambda: Gaussian(jnp.zeros(4), 2 * jnp.ones((4, 1))), r"Gaussian: parameter precision has shape \(4, 1\), but bias has \(4,\)"),
+           (lambda: Gaussian(jnp.zeros(4), jnp.ones(5)), r"Gaussian: parameter precision has shape \(5,\)"),
+           (lambda: Binary(jnp.zeros((4, 1))), r"Binary: parameter bias must have shape \(size,\).*got \(4, 1\)"),
+           (lambda: Binary(jnp.zeros(())), r"Binary: parameter bias must have shape \(size,\).*got \(\)"),
+           (lambda: Potts(jnp.zeros(4)), r"Potts: parameter bias must have shape \(sites, states\), got \(4,\)"),
+           (lambda: Potts(jnp.zeros((4, 1))), r"Potts: bias must have shape \(sites, q\) with q >= 2")]
+    for build, message in bad:
+        with pytest.raises(ValueError, match=message):
+            build()
+    # shapes are static: layers are still built inside compiled code
+    assert jax.jit(lambda b: Gaussian(b, jnp.ones(4)).mean(b))(jnp.ones(4)).shape == (4,)
+
+
+@pytest.mark.parametrize("size", [-3, 0, 2.5, "4", True])
+def test_standard_layers_need_a_positive_integer_size(size):
+    """``standard(-3)`` failed in a JAX broadcast, ``standard(2.5)`` gave 2 units, ``standard(0)``
+    an RBM whose sampler divided by zero."""
+    for cls in (Binary, Gaussian, DReLU):
+        with pytest.raises(ValueError, match=rf"{cls.__name__}\.standard: size must be a positive integer"):
+            cls.standard(size)
+    with pytest.raises(ValueError, match="num_categories must be an integer >= 2"):
+        Potts.standard(3, num_categories=2.5)
+
+
+def test_rbm_refuses_a_layer_of_no_units_bad_data_and_a_negative_scale():
+    with pytest.raises(ValueError, match="RBM: the visible layer Binary has no units"):
+        ep.RBM(Binary(jnp.zeros(0)), Binary.standard(3), jnp.zeros((0, 3)))
+    with pytest.raises(ValueError, match=r"RBM.init: data must have shape \(N, 4\).*got \(4,\)"):
+        ep.RBM.init(jax.random.key(0), Binary.standard(4), Binary.standard(3), data=jnp.ones(4))
+    with pytest.raises(ValueError, match="RBM.init: scale must be >= 0"):
+        ep.RBM.init(jax.random.key(0), Binary.standard(4), Binary.standard(3), scale=-1.0)

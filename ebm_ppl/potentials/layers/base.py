@@ -33,8 +33,10 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, DTypeLike, PRNGKeyArray
 
+from ebm_ppl import checks
 from ebm_ppl.potentials.base import Support, validate_input
 
 __all__ = ["Layer", "LinearLayer", "QuadraticLayer", "along"]
@@ -57,13 +59,39 @@ class Layer(eqx.Module):
     #: whether the energy is linear in every field (biases, precisions), so that :meth:`tempered`
     #: is every field times beta; False for layers parametrized otherwise (a scale, a location)
     linear_parameters: ClassVar[bool] = True
+    #: whether every parameter has the shape of the first (checked at construction); False for
+    #: layers whose parameters differ in shape and are checked by their model (subspace units)
+    uniform_parameters: ClassVar[bool] = True
+
+    def __check_init__(self):
+        """Every parameter has the layer's shape, that of its first: ``(size,)``, one value per
+        unit (``(size, q)`` for Potts sites); a ValueError naming the layer, the parameter and both
+        shapes otherwise (a ``(1,)`` or ``(size, 1)`` field would broadcast silently)."""
+        if not self.uniform_parameters:
+            return
+        name, fields = type(self).__name__, [field.name for field in dataclasses.fields(self)]
+        shapes = {field: tuple(np.shape(getattr(self, field))) for field in fields if getattr(self, field) is not None}
+        if not shapes:
+            return
+        first, shape = fields[0], shapes[fields[0]]
+        if len(shape) != self.feature_ndim:
+            wanted, example = (("(size,), one value per unit", "size") if self.feature_ndim == 1 else
+                               ("(sites, states)", "sites, num_categories=q"))
+            raise ValueError(f"{name}: parameter {first} must have shape {wanted}, got {shape}; e.g. "
+                             f"{name}.standard({example}) gives a standard layer")
+        for field, other in shapes.items():
+            if other != shape:
+                raise ValueError(f"{name}: parameter {field} has shape {other}, but {first} has {shape}: every "
+                                 f"parameter holds one value per unit, so give {field} shape {shape}")
 
     @classmethod
     def standard(cls, size: int, dtype: DTypeLike | None = None, **kwargs) -> "Layer":
-        """``size`` units with zero biases and unit precisions or scales (what an RBM starts from)."""
+        """``size`` (a positive integer) units with zero biases and unit precisions or scales
+        (what an RBM starts from)."""
+        size = checks.positive_int(size, f"{cls.__name__}.standard: size")
         dtype = jnp.result_type(float) if dtype is None else dtype
         values = {field.name: (jnp.ones if field.name.startswith(("precision", "scale")) else jnp.zeros)(
-            (int(size), *cls._extra_shape(**kwargs)) if field.name == "bias" else (int(size),), dtype)
+            (size, *cls._extra_shape(**kwargs)) if field.name == "bias" else (size,), dtype)
             for field in dataclasses.fields(cls)}
         return cls(**values)
 

@@ -6,8 +6,10 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, DTypeLike, PRNGKeyArray
 
+from ebm_ppl import checks
 from ebm_ppl.ops import softplus
 from ebm_ppl.potentials import _draws, enumeration
 from ebm_ppl.potentials.layers.base import Layer, LinearLayer
@@ -120,11 +122,16 @@ class Potts(Layer):
 
     bias: Array
 
+    def __check_init__(self):
+        if self.bias is not None and np.ndim(self.bias) == 2 and np.shape(self.bias)[1] < 2:
+            raise ValueError(f"Potts: bias must have shape (sites, q) with q >= 2 states, got {np.shape(self.bias)} "
+                             "(a site of one state is constant: leave it out)")
+
     @classmethod
     def _extra_shape(cls, num_categories: int | None = None) -> tuple[int, ...]:
-        if num_categories is None or int(num_categories) < 2:
-            raise ValueError(f"Potts.standard needs num_categories >= 2, got {num_categories!r}")
-        return (int(num_categories),)
+        if num_categories is None:
+            raise ValueError("Potts.standard needs num_categories >= 2, got None")
+        return (checks.int_at_least(num_categories, "Potts.standard: num_categories", 2),)
 
     @property
     def support(self) -> Categorical:  # type: ignore[override]
