@@ -128,9 +128,22 @@ class Gaussian(QuadraticLayer):
     def mean(self, field: Array) -> Array:
         return (self.bias + field) / self.precision
 
-    def base(self, data: Array | None = None) -> "Gaussian":
-        """This layer, or the Gaussian of ``data``'s per-unit mean and variance."""
+    def base(self, data: Array | None = None, variance_floor: float = 1e-2) -> "Gaussian":
+        """This layer, or the Gaussian of ``data``'s per-unit mean and variance, each variance at
+        least ``variance_floor`` times the data's typical one (the median over units; where more
+        than half the units are constant, the variance of all entries; 1 for constant data).
+
+        A unit constant in the data (a border pixel of images) would otherwise take a precision of
+        1 / 0 or, under an absolute floor such as 1e-6, of 1e6: its energy terms ``gamma x^2 / 2 -
+        theta x`` at x = 1 are then ~1e6, log Z as large, and float32 (7 digits) resolves the
+        log-likelihoods to 0.1 nats only. Relative to the data's own scale the floor keeps those
+        terms within ``1 / variance_floor`` of the others whatever the data's units.
+        """
         if data is None:
             return self
-        precision = 1 / (jnp.var(data, axis=0) + 1e-6)
+        variance = jnp.var(data, axis=0)
+        typical = jnp.median(variance)
+        typical = jnp.where(typical > 0, typical, jnp.var(data))
+        typical = jnp.where(typical > 0, typical, 1.0)
+        precision = 1 / jnp.maximum(variance, variance_floor * typical)
         return Gaussian((jnp.mean(data, axis=0) * precision).astype(self.bias.dtype), precision.astype(self.bias.dtype))
