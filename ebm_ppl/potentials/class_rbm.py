@@ -117,7 +117,7 @@ class ClassRBM(Potential):
     def energy_joint(self, x: ArrayLike, y: ArrayLike) -> Array:
         """F(x, y), h summed out; ``(*batch, D), (*batch,) -> (*batch,)``."""
         x = self._check(x)
-        return self.free_energy_joint(x, self._check_labels(y, x.shape[:-1]))
+        return self.free_energy_joint(x, self.check_labels(y, x.shape[:-1]))
 
     def predict_log_proba(self, x: ArrayLike) -> Array:
         """log p(y | x), exact; ``(*batch, D) -> (*batch, K)``."""
@@ -131,12 +131,19 @@ class ClassRBM(Potential):
         """The most probable label; ``(*batch, D) -> (*batch,)`` int32."""
         return jnp.argmax(self.label_logits(self._check(x)), axis=-1).astype(jnp.int32)
 
-    def _check_labels(self, y: ArrayLike, batch: tuple[int, ...]) -> Array:
+    def check_labels(self, y: ArrayLike, batch: tuple[int, ...], *, owner: str = "ClassRBM",
+                     name: str = "labels") -> Array:
+        """``y`` validated as labels of examples of batch shape ``batch``: numbers 0 .. K-1 (integers,
+        or floats holding them), one per example; int32. Values are checked when concrete."""
         y = jnp.asarray(y)
         if y.shape != batch or not (jnp.issubdtype(y.dtype, jnp.integer) or jnp.issubdtype(y.dtype, jnp.floating)):
-            raise ValueError(f"ClassRBM: labels must be numbers of shape {batch}, got {y.dtype} {y.shape}")
-        if is_concrete(y) and bool(jnp.any((y < 0) | (y >= self.n_classes) | (y != jnp.round(y)))):
-            raise ValueError(f"ClassRBM: labels must be integers 0 .. {self.n_classes - 1}")
+            raise ValueError(f"{owner}: {name} must be numbers of shape {batch}, one label number per example "
+                             f"(not one-hot rows: take y.argmax(-1)), got {y.dtype} {y.shape}")
+        if is_concrete(y):
+            bad = (y < 0) | (y >= self.n_classes) | (y != jnp.round(y))
+            if bool(jnp.any(bad)):
+                raise ValueError(f"{owner}: {name} must be integers 0 .. {self.n_classes - 1} (the model's "
+                                 f"{self.n_classes} classes), got {y[jnp.argmax(bad)].item()!r}")
         return y.astype(jnp.int32)
 
     # -- block conditionals ----------------------------------------------------------------------

@@ -86,6 +86,12 @@ class CenteredEstimator(eqx.Module):
         when the inner estimator's does."""
         return getattr(self.inner, "init_takes_num_rows", False)
 
+    @property
+    def data_arrays(self) -> int | None:
+        """How many arrays of the data it reads (:class:`~ebm_ppl.training.GradientEstimator`):
+        the inner estimator's (None: not said)."""
+        return getattr(self.inner, "data_arrays", None)
+
     def init(self, key: PRNGKeyArray, model: Potential, data: Array | tuple[Array, ...] | None = None,
              num_rows: Array | None = None) -> CenteredState:
         """The inner state and the offsets: the means over ``data`` (its first ``num_rows``) when

@@ -62,6 +62,13 @@ class ClassRBMEstimator(eqx.Module):
     num_chains: int = eqx.field(static=True)
 
     init_takes_num_rows = True  # see ebm_ppl.training.GradientEstimator
+    data_arrays = 2  # (x, y)
+
+    def check_data(self, model: Potential, data: tuple[Array, ...], name: str) -> None:
+        """Refuse, before training, labels that are not the model's label numbers 0 .. K-1, one per
+        row of x (a label -1 would train as K-1 by negative indexing, 0.5 as 0, K as nothing)."""
+        if callable(getattr(model, "check_labels", None)):  # else init refuses the model
+            model.check_labels(data[1], data[0].shape[:1], owner="fit", name=f"the labels of {name}")
 
     def init(self, key: PRNGKeyArray, model: Potential, data: tuple[Array, ...] | None = None,
              num_rows: Array | None = None) -> ClassRBMState:

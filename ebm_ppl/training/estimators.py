@@ -46,6 +46,11 @@ class GradientEstimator(NamedTuple):
     ``init_takes_num_rows = True``; :func:`ebm_ppl.fit` then gives it the data padded to a bucket
     of rows, so its initial state compiles once per bucket rather than once per data size.
 
+    Two optional attributes let :func:`ebm_ppl.fit` refuse, before training, data the estimator
+    would misread: ``data_arrays``, how many arrays of the data it reads (1: ``x``; 2: ``(x, y)``),
+    and ``check_data(model, arrays, name)``, which raises a ValueError for values it cannot train
+    on (labels out of range), ``name`` being ``"data"`` or ``"validation"``.
+
     ``batch`` is a tuple of arrays (``(x,)`` for unsupervised models, ``(x, y)`` for JEM);
     ``metrics`` is a dict of scalars averaged over an epoch by :func:`ebm_ppl.fit`. Both functions
     are traced (:func:`ebm_ppl.fit` compiles them). Any object with these two methods is an
@@ -101,6 +106,7 @@ class CDEstimator(eqx.Module):
         checks.positive_int(self.k, "k")
 
     init_takes_num_rows = True  # see GradientEstimator
+    data_arrays = 1  # x alone (see GradientEstimator)
 
     def init(self, key: PRNGKeyArray, model: Potential, data: Any = None, num_rows: Array | None = None) -> CDState:
         """The state: the sampler's key."""
@@ -126,6 +132,7 @@ class PCDEstimator(eqx.Module):
         checks.positive_int(self.num_chains, "num_chains")
 
     init_takes_num_rows = True  # see GradientEstimator
+    data_arrays = 1  # x alone (see GradientEstimator)
 
     def init(self, key: PRNGKeyArray, model: Potential, data: Array | tuple[Array, ...] | None = None,
              num_rows: Array | None = None) -> PCDState:

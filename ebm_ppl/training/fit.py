@@ -74,8 +74,11 @@ def fit(
     Args:
         model: any potential the estimator supports.
         data: ``x`` of shape ``(N, *event_shape)``, or a tuple ``(x, y, ...)`` of arrays sharing
-            the leading axis (JEM takes ``(x, y)``); ``x`` is cast to the model's floating-point
-            type (they may differ under ``jax_enable_x64``).
+            the leading axis (JEM and the classification RBM take ``(x, y)``); ``x`` is cast to the
+            model's floating-point type (they may differ under ``jax_enable_x64``). An estimator
+            that reads x alone (CD, PCD, PT-PCD) refuses further arrays unless ``metrics`` is a
+            function of your own (it receives them all); labels are checked against the model's
+            classes before training.
         estimator: e.g. ``ep.training.pcd(k=1, num_chains=100)`` or ``ep.training.jem(...)``;
             anything with traceable ``init`` and ``update`` (:class:`ebm_ppl.training.GradientEstimator`).
         key: PRNG key; the same key gives the same run, interrupted and resumed or not, and
@@ -176,6 +179,10 @@ class _Settings:
             raise TypeError(f"fit: estimator must have init and update (e.g. ep.training.pcd()), got {estimator!r}")
         data = _as_tuple(data, model, "data")
         validation = None if validation is None else _as_tuple(validation, model, "validation")
+        own_metrics = metrics is not None and metrics is not False
+        for name, arrays in (("data", data), ("validation", validation)):
+            if arrays is not None:
+                _check_estimator_data(estimator, model, arrays, name, own_metrics)
         if validation is not None and validation[0].shape[0] == 0:
             raise ValueError("fit: validation holds no examples; pass None for no validation data")
         epochs, batch_size, max_retries, eval_every = (
@@ -292,6 +299,27 @@ def _warn_integer_params(model: Potential) -> None:
         warnings.warn(f"fit: the parameters {', '.join(names)} are integers (or booleans) and are not trained; "
                       "only floating-point ones are (write 1.0, not 1, for a number to train)", UserWarning,
                       skip_file_prefixes=(checks.PACKAGE_DIR,))
+
+
+def _check_estimator_data(estimator, model: Potential, arrays: tuple[Array, ...], name: str,
+                          own_metrics: bool) -> None:
+    """Refuse, before training, data the estimator would misread: fewer arrays than it reads
+    (its ``data_arrays``), more (ignored, unless a metrics function of the user's own reads them),
+    or values its ``check_data`` refuses (labels out of range)."""
+    wanted, n = getattr(estimator, "data_arrays", None), len(arrays)
+    what = f"the estimator {type(estimator).__name__}"
+    if wanted is not None and n < wanted:
+        raise ValueError(f"fit: {what} trains on {wanted} arrays, (x, y): images and labels, but {name} holds "
+                         f"{n}; pass {name} as a tuple (x, y)")
+    if wanted is not None and n > wanted and not own_metrics:
+        reads = "x alone" if wanted == 1 else f"the first {wanted} arrays"
+        raise ValueError(f"fit: {what} trains on {reads}, and {name} holds {n} arrays: the other {n - wanted} "
+                         f"(labels?) would be ignored. Pass {'x' if wanted == 1 else 'those'} only, or an estimator "
+                         "that reads labels (ep.training.class_rbm for an ep.ClassRBM, ep.training.jem for ep.JEM); "
+                         "a metrics function of your own receives every array")
+    check = getattr(estimator, "check_data", None)
+    if callable(check):
+        check(model, arrays, name)
 
 
 def _as_tuple(data, model: Potential, name: str) -> tuple[Array, ...]:

@@ -34,7 +34,7 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray
 from ebm_ppl import checks
 from ebm_ppl.compiler import filter_jit
 from ebm_ppl.moves.langevin import run as langevin_run
-from ebm_ppl.potentials.base import Potential, validate_input
+from ebm_ppl.potentials.base import Potential, is_concrete, validate_input
 from ebm_ppl.sharding import shard_rows
 from ebm_ppl.training.rows import bucket_rows, masked_mean, pad_rows
 
@@ -311,6 +311,18 @@ class JEMEstimator(eqx.Module):
     init_high: float = eqx.field(static=True)
 
     init_takes_num_rows = True  # see ebm_ppl.training.GradientEstimator (its init reads no rows)
+    data_arrays = 2  # (x, y)
+
+    def check_data(self, model: Potential, data: tuple[Array, ...], name: str) -> None:
+        """Refuse, before training, labels that are not integers 0 .. K-1, one per row of x (a
+        label -1 would train as K-1 by negative indexing)."""
+        y, n, k = data[1], data[0].shape[0], getattr(model, "num_classes", None)
+        if y.shape != (n,) or not jnp.issubdtype(y.dtype, jnp.integer):
+            raise ValueError(f"fit: the labels of {name} must be integers of shape ({n},), one label number per "
+                             f"example (not one-hot rows: take y.argmax(-1)), got {y.dtype} {y.shape}")
+        if k is not None and y.size and is_concrete(y) and bool((jnp.min(y) < 0) | (jnp.max(y) >= k)):
+            raise ValueError(f"fit: the labels of {name} must lie in 0 .. {k - 1} (the model's {k} classes), got "
+                             f"range [{int(jnp.min(y))}, {int(jnp.max(y))}]")
 
     def init(self, key: PRNGKeyArray, model: Potential, data: Any = None, num_rows: Array | None = None) -> JEMState:
         """The state: the sampler's key, and the replay buffer ``(buffer_size, *event)`` of uniform

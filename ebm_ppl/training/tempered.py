@@ -69,6 +69,7 @@ class PTPCDEstimator(eqx.Module):
         return ladders.ladder_values(self.num_replicas, self.min_beta, family.has_reference)
 
     init_takes_num_rows = True  # see ebm_ppl.training.GradientEstimator
+    data_arrays = 1  # x alone
 
     def init(self, key: PRNGKeyArray, model: Potential, data: Array | tuple[Array, ...] | None = None,
              num_rows: Array | None = None) -> PTPCDState:

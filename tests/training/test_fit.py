@@ -409,3 +409,48 @@ def test_checkpoint_dir_is_checked_before_training(x, tmp_path):
             _run(x, locked)
     finally:
         locked.chmod(0o700)
+
+
+@pytest.mark.parametrize("labels, message", [
+    (np.full(32, -1), "integers 0 .. 3 .*got -1"),  # trained as 3 by negative indexing
+    (np.full(32, 0.5), "integers 0 .. 3 .*got 0.5"),  # trained as 0
+    (np.full(32, 7), "integers 0 .. 3 .*got 7"),  # a false TrainingDiverged and an untrained model
+    (np.eye(4)[np.arange(32) % 4], r"numbers of shape \(32,\), one label number per example \(not one-hot"),
+])
+def test_fit_refuses_labels_a_classification_rbm_cannot_have(labels, message):
+    """Labels outside 0 .. K-1, fractional or one-hot are refused at the fit call, in the
+    training data and in the validation data, as ``ClassRBM.energy_joint`` refuses them."""
+    model = ep.ClassRBM.init(jax.random.key(0), 5, 3, 4, scale=0.3)
+    x = ((np.arange(32)[:, None] >> np.arange(5)) & 1).astype(np.float32)  # every 5-pixel image
+    good = np.arange(32) % 4
+    fit = dict(key=jax.random.key(0), epochs=1, batch_size=8)
+    with pytest.raises(ValueError, match="fit: the labels of data must be " + message):
+        ep.fit(model, (x, labels), ep.training.class_rbm("discriminative"), **fit)
+    with pytest.raises(ValueError, match="fit: the labels of validation must be " + message):
+        ep.fit(model, (x, good), ep.training.class_rbm("discriminative"), validation=(x, labels), **fit)
+
+
+def test_fit_refuses_jem_labels_outside_the_classes():
+    x = ep.data.digits().x_train[:64]
+    with pytest.raises(ValueError, match=r"fit: the labels of data must lie in 0 .. 9 .*got range \[-1, 8\]"):
+        _tiny_jem_run((x, np.arange(64) % 10 - 1), key=jax.random.key(0), epochs=1, batch_size=32)
+
+
+def test_fit_refuses_arrays_an_estimator_would_ignore(x):
+    """PCD reads x alone: ``(x, y)`` trained as if given x. It is refused unless a metrics function
+    of the user's own (which receives every array) reads y; a classification objective given x
+    alone is refused too."""
+    y = np.zeros(x.shape[0], np.int32)
+    with pytest.raises(ValueError, match=r"fit: the estimator PCDEstimator trains on x alone, and data holds 2 arrays"):
+        ep.fit(ep.BernoulliRBM.init(jax.random.key(0), 64, 8), (x, y), ep.training.pcd(1, 50),
+               key=jax.random.key(0), epochs=1, batch_size=50)
+    with pytest.raises(ValueError, match=r"the estimator CDEstimator trains on x alone, and validation holds 2"):
+        ep.fit(ep.BernoulliRBM.init(jax.random.key(0), 64, 8), x, ep.training.cd(), key=jax.random.key(0),
+               epochs=1, batch_size=50, validation=(x, y))
+    seen = []
+    ep.fit(ep.BernoulliRBM.init(jax.random.key(0), 64, 8), (x, y), ep.training.pcd(1, 50), key=jax.random.key(0),
+           epochs=1, batch_size=50, metrics=lambda m, d, k, p: seen.append(len(d)) or {})
+    assert seen == [2]
+    with pytest.raises(ValueError, match=r"ClassRBMEstimator trains on 2 arrays, \(x, y\).*data holds 1"):
+        ep.fit(ep.ClassRBM.init(jax.random.key(0), 64, 3, 10), x, ep.training.class_rbm(), key=jax.random.key(0),
+               epochs=1, batch_size=50)
