@@ -44,14 +44,14 @@ def check_finite_params(module: eqx.Module) -> None:
     """Refuse NaN/inf in any concrete array field of ``module``."""
     name = type(module).__name__
     for path, leaf in jax.tree_util.tree_flatten_with_path(eqx.filter(module, eqx.is_array))[0]:
-        if is_concrete(leaf) and not bool(jnp.all(jnp.isfinite(leaf))):
+        if is_concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf))):  # NumPy: no tracer inside a jit trace
             raise ValueError(f"{name}: parameter {jax.tree_util.keystr(path).lstrip('.')} contains NaN or inf")
 
 
 def check_positive(value: Array, name: str, *, owner: str) -> None:
     """Refuse a concrete ``value`` with an entry <= 0."""
-    if is_concrete(value) and not bool(jnp.all(value > 0)):
-        raise ValueError(f"{owner}: {name} must be positive everywhere, got min {float(jnp.min(value))}")
+    if is_concrete(value) and not np.all(np.asarray(value) > 0):
+        raise ValueError(f"{owner}: {name} must be positive everywhere, got min {float(np.min(np.asarray(value)))}")
 
 
 def sizes(owner: str, **named: int) -> tuple[int, ...]:

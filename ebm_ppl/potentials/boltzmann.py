@@ -6,6 +6,7 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.compiler import filter_jit
@@ -43,14 +44,15 @@ class BoltzmannMachine(Potential):
         dim = W.shape[0]
         if W.shape != (dim, dim):
             raise ValueError(f"BoltzmannMachine: W must be square, got shape {W.shape}")
-        if is_concrete(W):
-            if not bool(jnp.all(W == W.T)):
-                asym = float(jnp.max(jnp.abs(W - W.T)))
+        if is_concrete(W):  # checked in NumPy: jnp would trace inside a jit that closes over W
+            Wn = np.asarray(W)
+            if not np.all(Wn == Wn.T):
+                asym = float(np.max(np.abs(Wn - Wn.T)))
                 raise ValueError(
                     f"BoltzmannMachine: W must be symmetric (max |W - W^T| = {asym:.3g}); "
                     "symmetrize with (W + W.T) / 2"
                 )
-            if not bool(jnp.all(jnp.diag(W) == 0)):
+            if not np.all(np.diag(Wn) == 0):
                 raise ValueError("BoltzmannMachine: W must have a zero diagonal (no self-couplings)")
         self.W = W
         self.b = as_param(b, "b", shape=(dim,), owner="BoltzmannMachine")
@@ -122,7 +124,7 @@ class BoltzmannMachine(Potential):
 
     def factorized_log_partition(self) -> Array:
         """Exact log Z when W = 0: ``sum softplus(b)``. A concrete nonzero W raises a ValueError."""
-        if is_concrete(self.W) and bool(jnp.any(self.W != 0)):
+        if is_concrete(self.W) and np.any(np.asarray(self.W) != 0):
             raise ValueError("BoltzmannMachine: the base model must have zero couplings (W is not zero); "
                              "use base_model()")
         return Binary(self.b).cgf(jnp.zeros_like(self.b))

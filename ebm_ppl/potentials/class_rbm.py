@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.compiler import filter_jit
@@ -139,11 +140,12 @@ class ClassRBM(Potential):
         if y.shape != batch or not (jnp.issubdtype(y.dtype, jnp.integer) or jnp.issubdtype(y.dtype, jnp.floating)):
             raise ValueError(f"{owner}: {name} must be numbers of shape {batch}, one label number per example "
                              f"(not one-hot rows: take y.argmax(-1)), got {y.dtype} {y.shape}")
-        if is_concrete(y):
-            bad = (y < 0) | (y >= self.n_classes) | (y != jnp.round(y))
-            if bool(jnp.any(bad)):
+        if is_concrete(y):  # checked in NumPy: jnp would trace inside a jit that closes over y
+            values = np.asarray(y)
+            bad = (values < 0) | (values >= self.n_classes) | (values != np.round(values))
+            if np.any(bad):
                 raise ValueError(f"{owner}: {name} must be integers 0 .. {self.n_classes - 1} (the model's "
-                                 f"{self.n_classes} classes), got {y[jnp.argmax(bad)].item()!r}")
+                                 f"{self.n_classes} classes), got {values.reshape(-1)[np.argmax(bad.reshape(-1))].item()!r}")
         return y.astype(jnp.int32)
 
     # -- block conditionals ----------------------------------------------------------------------

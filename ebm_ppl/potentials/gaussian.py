@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.linalg import solve_triangular
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
@@ -61,14 +62,14 @@ class Gaussian(Potential):
         self.scale_diag = None
         if cov is not None:
             cov = as_param(cov, "cov", shape=(dim, dim), owner="Gaussian")
-            if is_concrete(cov) and not bool(jnp.allclose(cov, cov.T, rtol=1e-5, atol=1e-8)):
+            if is_concrete(cov) and not np.allclose(np.asarray(cov), np.asarray(cov).T, rtol=1e-5, atol=1e-8):
                 raise ValueError("Gaussian: cov must be symmetric")
             scale_tril = jnp.linalg.cholesky(cov)
-            if is_concrete(scale_tril) and not bool(jnp.all(jnp.isfinite(scale_tril))):
+            if is_concrete(scale_tril) and not np.all(np.isfinite(np.asarray(scale_tril))):
                 raise ValueError("Gaussian: cov must be positive definite (its Cholesky factorisation failed)")
         if scale_tril is not None:
             L = as_param(scale_tril, "scale_tril", shape=(dim, dim), owner="Gaussian")
-            if is_concrete(L) and not bool(jnp.all(jnp.triu(L, 1) == 0)):
+            if is_concrete(L) and not np.all(np.triu(np.asarray(L), 1) == 0):
                 raise ValueError("Gaussian: scale_tril must be lower triangular")
             check_positive(jnp.diag(L), "the diagonal of scale_tril", owner="Gaussian")
             self.scale_tril = L

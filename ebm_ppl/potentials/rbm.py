@@ -23,6 +23,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl.compiler import filter_jit
@@ -222,7 +223,7 @@ class RBMBase(Potential):
     def factorized_log_partition(self) -> Array:
         """Exact log Z of this model when W = 0 (the base model): ``cgf_v(0) + cgf_h(0)``. A
         concrete W with a nonzero entry raises a ValueError."""
-        if not isinstance(self.W, jax.core.Tracer) and bool(jnp.any(self.W != 0)):
+        if not isinstance(self.W, jax.core.Tracer) and np.any(np.asarray(self.W) != 0):
             raise ValueError(f"{type(self).__name__}: the base model must have zero couplings (W is not zero); "
                              "use base_model() or pass base=None for the uniform or base-rate (data=) model")
         k = self.visible.feature_ndim  # W's shape is the visible features' and then the hidden ones'

@@ -253,3 +253,16 @@ def test_every_family_ends_at_the_target_and_starts_at_its_reference(reference):
                                                                model.event_shape[0])
             brute = jax.nn.logsumexp(-jax.vmap(zero.unbatched_energy)(states))
             np.testing.assert_allclose(log_z0, brute, rtol=1e-5)
+
+
+def test_pt_builds_and_steps_inside_jit_on_a_model_with_concrete_parameters():
+    """The model's parameters are concrete arrays closed over by the jitted function (its
+    finiteness check runs in NumPy, never on a tracer)."""
+    gb = ep.GaussianBernoulliRBM.init(jax.random.key(1), n_visible=3, n_hidden=4, scale=1.0)
+
+    @jax.jit
+    def run(key):
+        algo = pt.as_top_level_api(gb, pt.ladder(4, 0.2))
+        return algo.step(key, algo.init(jnp.zeros(3), key))[0].position
+
+    assert np.all(np.isfinite(run(jax.random.key(0))))

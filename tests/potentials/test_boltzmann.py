@@ -72,3 +72,25 @@ def test_bad_data_and_too_large_enumeration():
         bm.energy(np.array([0.0, 2.0, 1.0, 0.0]))
     with pytest.raises(ValueError, match=r"2\^30 terms"):
         ep.BoltzmannMachine.init(jax.random.key(0), 30).log_partition()
+
+
+def test_models_build_inside_jit_from_closed_over_concrete_arrays():
+    """Inside a jit trace a jnp check of a closed-over (concrete) parameter returns a tracer; the
+    constructors' checks run in NumPy on such arrays and skip tracers, so these trace: a Boltzmann
+    machine with a traced W and a concrete b, a Gaussian from a concrete cov, a ClassRBM's labels."""
+    W = 0.8 * (jnp.ones((4, 4)) - jnp.eye(4))
+    b = jnp.zeros(4)
+    energy = jax.jit(lambda W: ep.BoltzmannMachine(W, b).energy(jnp.ones(4)))(W)
+    np.testing.assert_allclose(energy, -0.8 * 6, rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(lambda b: ep.BoltzmannMachine(W, b).energy(jnp.ones(4)))(b), -0.8 * 6,
+                               rtol=1e-6)
+    cov = jnp.array([[2.0, 0.5], [0.5, 1.0]])
+    np.testing.assert_allclose(jax.jit(lambda x: ep.Gaussian(jnp.zeros(2), cov=cov).energy(x))(jnp.zeros(2)),
+                               ep.Gaussian(jnp.zeros(2), cov=cov).energy(jnp.zeros(2)), rtol=1e-6)
+    crbm = ep.ClassRBM.init(jax.random.key(0), 6, 3, 2)
+    y = jnp.array([1])
+    np.testing.assert_allclose(jax.jit(lambda x: crbm.energy_joint(x, y))(jnp.ones((1, 6))),
+                               crbm.energy_joint(jnp.ones((1, 6)), y), rtol=1e-6)
+    bad = jnp.full(4, jnp.nan)  # concrete, so still checked inside the trace
+    with pytest.raises(ValueError, match="contains NaN or inf"):
+        jax.jit(lambda W: ep.BoltzmannMachine(W, bad).energy(jnp.ones(4)))(W)

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, DTypeLike, PRNGKeyArray
 
 from ebm_ppl.potentials import _draws
@@ -92,10 +93,9 @@ class ScaledGaussian(Layer):
         return ScaledGaussian((1 - beta) * self.loc + beta * other.loc, other.scale)
 
     def same_features(self, other: "Layer") -> bool:
-        try:
-            return bool(jnp.all(self.scale == other.scale))
-        except jax.errors.ConcretizationTypeError:  # traced parameters: assume they differ
+        if isinstance(self.scale, jax.core.Tracer) or isinstance(other.scale, jax.core.Tracer):  # assume they differ
             return False
+        return bool(np.all(np.asarray(self.scale) == np.asarray(other.scale)))
 
 
 class Gaussian(QuadraticLayer):
