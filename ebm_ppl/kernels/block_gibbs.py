@@ -17,6 +17,7 @@ from blackjax import GenerateSamplingAPI
 from blackjax.base import SamplingAlgorithm
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
+from ebm_ppl.kernels.positions import check_position
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.capabilities import has_block_conditionals, has_hidden_logits, has_logit_energy
 
@@ -82,7 +83,7 @@ def as_top_level_api(potential: Potential) -> SamplingAlgorithm:
     kernel = build_kernel()
 
     def init_fn(position: ArrayLike, rng_key: PRNGKeyArray | None = None):
-        return init(position, potential, rng_key)
+        return init(check_position(position, potential, "block_gibbs.init"), potential, rng_key)
 
     def step_fn(rng_key: PRNGKeyArray, state: BlockGibbsState):
         return kernel(rng_key, state, potential)

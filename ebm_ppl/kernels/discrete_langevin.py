@@ -44,6 +44,7 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl import checks
 from ebm_ppl.kernels.gibbs_with_gradients import check_gradient_potential, position_energy_and_gradient, value_indices
+from ebm_ppl.kernels.positions import check_position
 from ebm_ppl.potentials.base import Potential
 
 __all__ = ["sampling_api", "DiscreteLangevinState", "DiscreteLangevinInfo", "init", "build_kernel", "as_top_level_api",
@@ -133,7 +134,7 @@ def as_top_level_api(potential: Potential, step_size: float) -> SamplingAlgorith
     kernel = build_kernel()
 
     def init_fn(position: ArrayLike, rng_key: PRNGKeyArray | None = None):
-        return init(position, potential)
+        return init(check_position(position, potential, "discrete_langevin.init"), potential)
 
     def step_fn(rng_key: PRNGKeyArray, state: DiscreteLangevinState):
         return kernel(rng_key, state, potential, step_size)

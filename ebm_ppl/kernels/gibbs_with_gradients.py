@@ -42,6 +42,7 @@ from blackjax.base import SamplingAlgorithm
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl import checks
+from ebm_ppl.kernels.positions import check_position
 from ebm_ppl.potentials.base import Potential
 
 __all__ = ["sampling_api", "GibbsWithGradientsState", "GibbsWithGradientsInfo", "init", "build_kernel", "as_top_level_api",
@@ -172,7 +173,7 @@ def as_top_level_api(potential: Potential, num_flips: int = 1) -> SamplingAlgori
     kernel = build_kernel()
 
     def init_fn(position: ArrayLike, rng_key: PRNGKeyArray | None = None):
-        return init(position, potential)
+        return init(check_position(position, potential, "gibbs_with_gradients.init"), potential)
 
     def step_fn(rng_key: PRNGKeyArray, state: GibbsWithGradientsState):
         return kernel(rng_key, state, potential, num_flips)

@@ -14,6 +14,7 @@ from blackjax import GenerateSamplingAPI
 from blackjax.base import SamplingAlgorithm
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
+from ebm_ppl.kernels.positions import check_position
 from ebm_ppl.moves.site import site_sweep
 from ebm_ppl.potentials.base import Potential
 
@@ -56,7 +57,7 @@ def as_top_level_api(potential: Potential) -> SamplingAlgorithm:
     kernel = build_kernel()
 
     def init_fn(position: ArrayLike, rng_key: PRNGKeyArray | None = None):
-        return init(position)
+        return init(check_position(position, potential, "site_gibbs.init"))
 
     def step_fn(rng_key: PRNGKeyArray, state: SiteGibbsState):
         return kernel(rng_key, state, potential)
