@@ -133,6 +133,9 @@ def test_sample_passes_kernel_options_only_when_given(models, mala_run, tmp_path
         (["--num-replicas", "4"], "--num-replicas applies to --kernel parallel_tempering, not to block_gibbs"),
         (["--kernel", "parallel_tempering", "--base-kernel", "mala"], "base_kernel 'mala' does not sample"),
         (["--kernel", "parallel_tempering", "--num-replicas", "1"], "--num-replicas: must be an integer >= 2"),
+        (["--kernel", "parallel_tempering", "--step-size", "0.5"], "base_kernel 'block_gibbs' takes no step_size"),
+        (["--kernel", "parallel_tempering", "--base-kernel", "site_gibbs", "--step-size", "0.5"],
+         "base_kernel 'site_gibbs' takes no step_size"),
     ],
 )
 def test_sample_impossible_options_are_one_line(models, tmp_path, capsys, extra, fragment):

@@ -151,10 +151,10 @@ def _pt_algorithm(potential: Potential, *, base_kernel=None, num_replicas=8, bet
                   reference=None, step_size=None, adapt=True) -> SamplingAlgorithm:
     """Parallel tempering from the options ``ep.sample`` takes, on a fixed ladder (``betas``, or
     :func:`~ebm_ppl.moves.ladders.ladder`'s geometric one); ``adapt`` is warm-up's."""
-    family = pt.tempering(potential, reference)
+    family, _, _ = pt.sampled_family(potential, base_kernel, reference)
     if betas is None:
         betas = pt.ladder(num_replicas, min_beta, reference=family.has_reference)
-    return pt.as_top_level_api(family, betas, base_kernel, step_size)
+    return pt.as_top_level_api(potential, betas, base_kernel, step_size, reference)
 
 
 _GRADIENT = ("real", "box")
@@ -251,13 +251,14 @@ def uses_gradients(spec: KernelSpec, potential: Potential, options: Mapping[str,
 
 def check_kernel_options(spec: KernelSpec, potential: Potential, options: Mapping[str, Any], *,
                          owner: str = "sample") -> None:
-    """The checks of ``options`` that need the potential (parallel tempering's base kernel,
-    reference and ladder); ValueError naming the problem."""
+    """The checks of ``options`` that need the potential (parallel tempering's base kernel, its
+    step size, reference and ladder); ValueError naming the problem."""
     if spec.name != "parallel_tempering":
         return
     try:
         family = pt.tempering(potential, options.get("reference"))
-        pt.check_base_kernel(pt.resolve_base_kernel(options.get("base_kernel"), family), family)
+        base_kernel = pt.check_base_kernel(pt.resolve_base_kernel(options.get("base_kernel"), family), family)
+        pt.check_step_size(options.get("step_size"), base_kernel)  # refused where the base kernel takes none
         if options.get("betas") is not None:
             pt.check_ladder(options["betas"], family)
         elif options.get("min_beta") is not None and not 0 < options["min_beta"] < 1:

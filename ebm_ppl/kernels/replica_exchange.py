@@ -6,7 +6,8 @@ tempered family (:mod:`ebm_ppl.moves.tempering`). One step
 
 1. moves every replica with a base kernel that leaves its own rung invariant: exact block Gibbs
    for the RBM family (a rung of the parameter path is again an RBM), site Gibbs for other
-   discrete potentials, MALA for continuous ones (one step size per rung);
+   discrete potentials, MALA for continuous ones (one step size per rung; on a bounded support
+   on R^D through the support's bijection, as :func:`ebm_ppl.sample` runs it);
 2. proposes to swap the neighbours ``(i, i + 1)`` for every even i on even steps and every odd i
    on odd steps (deterministic even-odd swaps, the non-reversible scheme of Syed et al. 2022),
    accepted with the exact Metropolis probability
@@ -32,10 +33,12 @@ from typing import Any, Callable, NamedTuple
 import blackjax
 import jax
 import jax.numpy as jnp
+import numpy as np
 from blackjax import GenerateSamplingAPI
 from blackjax.base import SamplingAlgorithm
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
+from ebm_ppl import checks
 from ebm_ppl.kernels.block_gibbs import build_kernel as block_gibbs_kernel
 from ebm_ppl.kernels.block_gibbs import init as block_gibbs_init
 from ebm_ppl.kernels.discrete_langevin import build_kernel as discrete_langevin_kernel
@@ -43,20 +46,23 @@ from ebm_ppl.kernels.discrete_langevin import init as discrete_langevin_init
 from ebm_ppl.kernels.gibbs_with_gradients import build_kernel as gibbs_with_gradients_kernel
 from ebm_ppl.kernels.gibbs_with_gradients import init as gibbs_with_gradients_init
 from ebm_ppl.kernels.site_gibbs import build_kernel as site_gibbs_kernel
+from ebm_ppl.kernels.positions import check_position
 from ebm_ppl.kernels.site_gibbs import init as site_gibbs_init
 from ebm_ppl.moves.ladders import (adapt_ladder, check_ladder, ladder, ladder_tuple, ladder_values, pair_log_acceptance,
                                    swap_sources)
 from ebm_ppl.moves.tempering import REFERENCES, Tempering, tempering
 from ebm_ppl.potentials.base import Potential
 from ebm_ppl.potentials.capabilities import has_block_conditionals
+from ebm_ppl.potentials.unconstrained import Unconstrained
 
 __all__ = ["sampling_api", "PTState", "PTInfo", "BaseKernel", "BASE_KERNELS", "REFERENCES", "tempering", "resolve_base_kernel", "default_base_kernel",
            "ladder", "ladder_values", "ladder_tuple", "adapt_ladder", "pair_log_acceptance", "swap_sources", "init", "build_kernel", "as_top_level_api",
-           "check_base_kernel", "check_ladder"]
+           "check_base_kernel", "check_ladder", "check_step_size", "sampled_family"]
 
 
 class PTState(NamedTuple):
-    """position: the beta = 1 replica's x, ``event_shape`` (what a runner stores as the draw);
+    """position: the beta = 1 replica's x, ``event_shape``, on the potential's support (what a
+    runner stores as the draw);
     replicas: the base kernel's states of all rungs, stacked (leading axis R, rung order);
     betas: the ladder ``(R,)``, ascending, ending at 1; replica: ``(R,)`` which replica sits on
     each rung (replicas travel, rungs stay); phase: ``(R,)`` per replica, 0 before it reached an
@@ -207,26 +213,83 @@ def as_top_level_api(potential: Potential | Tempering, betas: ArrayLike, base_ke
             with ``reference``), or a :class:`~ebm_ppl.moves.tempering.Tempering` family.
         betas: the ladder ``(R,)``, ascending, ending at 1 (:func:`ladder`); R >= 2.
         base_kernel: a name of :data:`BASE_KERNELS`; None: :func:`default_base_kernel`.
-        step_size: the base kernel's step size (MALA, discrete Langevin), a scalar or one per rung
-            ``(R,)``; None: its default (``BASE_KERNELS[base_kernel].step_size``).
+        step_size: the base kernel's step size (MALA, discrete Langevin), a number > 0 or one per
+            rung ``(R,)``; None: its default (``BASE_KERNELS[base_kernel].step_size``). Refused by
+            base kernels without one (the Gibbs kernels).
         reference: see :func:`~ebm_ppl.moves.tempering.tempering`.
 
     ``init(position, rng_key=None)`` takes one point (every replica starts there) or one per rung
-    ``(R, *event_shape)``; ``step(rng_key, state) -> (PTState, PTInfo)``.
+    ``(R, *event_shape)``, checked (shape; values on the support and finite where concrete);
+    ``step(rng_key, state) -> (PTState, PTInfo)``.
+
+    On a bounded support (``ep.box``) a gradient base kernel (MALA) runs, as in :func:`ebm_ppl.sample`,
+    on R^D through the support's bijection, log-Jacobian included (the tempered family of
+    :class:`~ebm_ppl.potentials.unconstrained.Unconstrained`): the replicas hold ``z = T^{-1}(x)``,
+    while ``state.position`` and ``info.energy`` are the beta = 1 replica's x on the support and E(x).
     """
-    family = potential if isinstance(potential, Tempering) else tempering(potential, reference)
-    base_kernel = check_base_kernel(resolve_base_kernel(base_kernel, family), family)
+    family, base_kernel, view = sampled_family(potential, base_kernel, reference)
+    target = family.target if view is None else view.potential
     betas = check_ladder(betas, family)
     kernel = build_kernel(base_kernel)
-    step_size = BASE_KERNELS[base_kernel].step_size if step_size is None else step_size
+    step_size = check_step_size(step_size, base_kernel, betas.shape[0])
 
     def init_fn(position: ArrayLike, rng_key: PRNGKeyArray | None = None):
-        return init(position, family, betas, base_kernel, rng_key)
+        x = check_position(position, target, "parallel_tempering.init", num_replicas=betas.shape[0])
+        if view is None:
+            return init(x, family, betas, base_kernel, rng_key)
+        state = init(view.unconstrain(x), family, betas, base_kernel, rng_key)
+        return state._replace(position=view.constrain(state.position))
 
     def step_fn(rng_key: PRNGKeyArray, state: PTState):
-        return kernel(rng_key, state, family, step_size)
+        state, info = kernel(rng_key, state, family, step_size)
+        if view is None:
+            return state, info
+        x = view.constrain(state.position)  # the kernel's position is the top replica's z
+        return state._replace(position=x), info._replace(energy=target.unbatched_energy(x))
 
     return SamplingAlgorithm(init_fn, step_fn)
+
+
+def sampled_family(potential: Potential | Tempering, base_kernel: str | None = None,
+                   reference: str | None = None) -> tuple[Tempering, str, Unconstrained | None]:
+    """What parallel tempering of ``potential`` (or of a family) moves: the tempered family, the
+    checked base kernel (:func:`check_base_kernel`), and, where a gradient base kernel meets a
+    bounded support, the :class:`~ebm_ppl.potentials.unconstrained.Unconstrained` view whose
+    family it is (else None): as :func:`ebm_ppl.sample`, MALA runs on R^D, log-Jacobian included.
+    ValueError for a given family on a bounded support with a gradient base kernel."""
+    family = potential if isinstance(potential, Tempering) else tempering(potential, reference)
+    base_kernel = check_base_kernel(resolve_base_kernel(base_kernel, family), family)
+    if not (BASE_KERNELS[base_kernel].gradient and family.target.support.bounded):
+        return family, base_kernel, None
+    if isinstance(potential, Tempering):
+        raise ValueError(f"parallel_tempering: base_kernel {base_kernel!r} runs on R^D, and the rungs of this "
+                         f"{type(potential).__name__} family live on {family.target.support}; pass the potential "
+                         "itself (its family is then built on R^D through the support's bijection)")
+    view = Unconstrained(potential)
+    return tempering(view, reference), base_kernel, view
+
+
+def check_step_size(step_size: ArrayLike | None, base_kernel: str, num_replicas: int | None = None) -> ArrayLike:
+    """The step size of ``base_kernel``: its default where ``step_size`` is None; else a number > 0
+    or, where ``num_replicas`` is given, ``(num_replicas,)`` of them (one per rung; traced values
+    pass unchecked). ValueError for a base kernel that takes none (the Gibbs kernels) or a bad value."""
+    default = BASE_KERNELS[base_kernel].step_size
+    if step_size is None:
+        return default
+    if not default:
+        takes = ", ".join(name for name, base in BASE_KERNELS.items() if base.step_size)
+        raise ValueError(f"parallel_tempering: base_kernel {base_kernel!r} takes no step_size; leave step_size "
+                         f"out, or pick a base kernel that takes one ({takes})")
+    if isinstance(step_size, jax.core.Tracer):
+        return step_size
+    if np.ndim(step_size) == 0 or num_replicas is None:
+        return checks.positive_float(step_size, "parallel_tempering: step_size")
+    values = np.asarray(step_size)
+    if values.shape != (num_replicas,) or not np.issubdtype(values.dtype, np.number) or \
+            np.issubdtype(values.dtype, np.complexfloating) or not np.all(np.isfinite(values) & (values > 0)):
+        raise ValueError(f"parallel_tempering: step_size must be a number > 0 or {num_replicas} finite numbers > 0 "
+                         f"(one per rung), got {step_size!r}")
+    return jnp.asarray(values, jnp.result_type(float))
 
 
 def check_base_kernel(name: Any, family: Tempering) -> str:

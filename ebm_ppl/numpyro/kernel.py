@@ -9,8 +9,10 @@ import jax.numpy as jnp
 from numpyro.infer.mcmc import MCMCKernel
 
 from ebm_ppl.inference.plans import check_options
-from ebm_ppl.kernels.registry import KERNELS, check_kernel, check_kernel_options, default_kernel, fixed_algorithm
+from ebm_ppl.kernels.registry import (KERNELS, check_kernel, check_kernel_options, default_kernel, fixed_algorithm,
+                                      uses_gradients)
 from ebm_ppl.potentials.base import Potential, check_potential, validate_input
+from ebm_ppl.potentials.unconstrained import unconstrained
 
 __all__ = ["EnergyKernel", "EnergyKernelState", "ENERGY_KERNELS"]
 
@@ -45,6 +47,11 @@ class EnergyKernel(MCMCKernel):
     values for one draw, as ``betas``). The draws are the beta = 1 replica's; the whole
     :class:`~ebm_ppl.kernels.replica_exchange.PTState` is the state's ``inner``, so
     ``mcmc.run(key, extra_fields=("inner.round_trips",))`` collects the round trips.
+
+    On a bounded support (``ep.box``) the gradient kernels (Langevin, parallel tempering over
+    MALA) run, as in :func:`ebm_ppl.sample`, on R^D through the support's bijection with its
+    log-Jacobian (:mod:`ebm_ppl.potentials.unconstrained`): the draws ``z`` are on the support,
+    the ``inner`` state holds ``T^{-1}(x)``.
 
     Args:
         potential: the target.
@@ -87,7 +94,9 @@ class EnergyKernel(MCMCKernel):
         parameters = check_options(spec, {k: v for k, v in given.items() if k in spec.options and v is not None},
                                    owner="EnergyKernel")
         check_kernel_options(spec, potential, parameters, owner="EnergyKernel")
-        self._algo = fixed_algorithm(spec, potential, **parameters)
+        # as ep.sample: gradient kernels run a bounded support on R^D (log-Jacobian included)
+        self._target = unconstrained(potential) if uses_gradients(spec, potential, parameters) else potential
+        self._algo = fixed_algorithm(spec, self._target, **parameters)
         if not isinstance(site, str) or not site:
             raise ValueError(f"EnergyKernel: site must be a non-empty string, got {site!r}")
         self.potential = potential
@@ -107,8 +116,14 @@ class EnergyKernel(MCMCKernel):
         key_init, key_next = jax.random.split(rng_key)
         if x0 is None:
             x0 = self.potential.initial_positions(key_init, 1)[0]
-        inner = self._algo.init(jnp.asarray(x0, jnp.result_type(float)), key_init)
-        return EnergyKernelState(inner.position, inner, key_next)
+        x0 = jnp.asarray(x0, jnp.result_type(float))
+        inner = self._algo.init(x0 if self._target is self.potential else self._target.unconstrain(x0), key_init)
+        return EnergyKernelState(self._on_support(inner.position), inner, key_next)
+
+    def _on_support(self, position):
+        """The inner state's position on the potential's support (it is z in R^D where the
+        kernel runs on a bounded support's unconstrained view)."""
+        return position if self._target is self.potential else self._target.constrain(position)
 
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
         if init_params is not None:  # the public boundary: shape, real dtype, finite (and 0/1) values
@@ -127,7 +142,7 @@ class EnergyKernel(MCMCKernel):
     def _sample_one(self, state: EnergyKernelState) -> EnergyKernelState:
         key, sub = jax.random.split(state.rng_key)
         inner, _ = self._algo.step(sub, state.inner)
-        return EnergyKernelState(inner.position, inner, key)
+        return EnergyKernelState(self._on_support(inner.position), inner, key)
 
     def sample(self, state, model_args, model_kwargs):
         if _is_batched_key(state.rng_key):

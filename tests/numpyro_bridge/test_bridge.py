@@ -231,3 +231,26 @@ def test_parallel_tempering_runs_under_numpyro_on_a_fixed_ladder():
         EnergyKernel(ep.BernoulliRBM.init(jax.random.key(0), 4, 2), "block_gibbs", step_size=0.1, noise_scale=0.2)
     with pytest.raises(ValueError, match="strictly ascending"):
         EnergyKernel(bm, "parallel_tempering", betas=[0.5, 0.2, 1.0])
+
+
+@pytest.mark.parametrize("kernel, options", [("parallel_tempering", {"num_replicas": 4, "step_size": 0.5}),
+                                             ("langevin", {"step_size": 0.2})])
+def test_energy_kernel_samples_a_box_through_its_bijection(kernel, options):
+    """E(x) = 2 x on box(0, 1), exact mean 1/a - 1/(e^a - 1) = 0.3435 (a = 2). The gradient kernels
+    run on R^D through the box's bijection, as ep.sample does: every draw is in the box and the
+    mean is within 4 Monte Carlo standard errors (sd / sqrt(ESS), NumPyro's ESS over 4 chains) of
+    the exact one; unadjusted Langevin's O(step) bias at step 0.2 is below 0.01 of that tolerance's
+    0.06. Before, ~100% of the draws left the box."""
+    from numpyro.diagnostics import effective_sample_size
+
+    a = 2.0
+    exact = 1 / a - 1 / np.expm1(a)
+    u = ep.potential(lambda x: a * jnp.sum(x), event_shape=(1,), support=ep.box(0.0, 1.0))
+    mcmc = MCMC(EnergyKernel(u, kernel, **options), num_warmup=500, num_samples=2000, num_chains=4,
+                chain_method="vectorized", progress_bar=False)
+    mcmc.run(jax.random.key(1))
+    x = np.asarray(mcmc.get_samples(group_by_chain=True)["x"], np.float64)[..., 0]
+    assert np.all((x >= 0) & (x <= 1))
+    mcse = x.std() / np.sqrt(effective_sample_size(x))
+    assert abs(x.mean() - exact) < 4 * mcse, (x.mean(), exact, mcse)
+
