@@ -35,8 +35,10 @@ class EnergyKernel(MCMCKernel):
 
     ``MCMC(EnergyKernel(rbm), num_warmup=..., num_samples=..., num_chains=...).run(key)``. Under
     ``chain_method="vectorized"`` NumPyro hands ``init`` a batch of keys; the kernel then vmaps
-    itself over chains. ``init_params`` (optional) is ``(*event_shape)`` or
-    ``(num_chains, *event_shape)``; by default chains start at fair coin flips / N(0, I).
+    itself over chains. ``init_params`` (optional) is ``(*event_shape)`` with one chain and
+    ``(num_chains, *event_shape)`` with several (NumPyro's ``MCMC.run`` requires the chain axis
+    then; start every chain at one point ``x0`` with ``jnp.broadcast_to(x0, (num_chains,
+    *x0.shape))``); by default chains start at the potential's ``initial_positions``.
 
     The draws come out under the site name ``site``, as a model's would: ``mcmc.get_samples()``
     is ``{"x": array}`` and ``arviz.from_numpyro(mcmc)`` has ``posterior.x`` (NumPyro applies the
@@ -126,10 +128,16 @@ class EnergyKernel(MCMCKernel):
         return position if self._target is self.potential else self._target.constrain(position)
 
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
+        batched = _is_batched_key(rng_key)
         if init_params is not None:  # the public boundary: shape, real dtype, finite (and 0/1) values
             init_params = validate_input(init_params, self.potential.event_shape, self.potential.support,
                                          name="init_params", owner="EnergyKernel")
-        batched = _is_batched_key(rng_key)
+            event_shape = tuple(self.potential.event_shape)
+            shapes = [event_shape, (rng_key.shape[0], *event_shape)] if batched else [event_shape]
+            if tuple(init_params.shape) not in shapes:
+                raise ValueError(f"EnergyKernel: init_params has shape {tuple(init_params.shape)}; expected "
+                                 f"{' or '.join(map(str, shapes))} (one point per chain; NumPyro's MCMC with "
+                                 "num_chains > 1 requires the leading chain axis)")
         if not batched:
             return self._init_one(rng_key, init_params)
         if init_params is None:

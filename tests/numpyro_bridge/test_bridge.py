@@ -254,3 +254,18 @@ def test_energy_kernel_samples_a_box_through_its_bijection(kernel, options):
     mcse = x.std() / np.sqrt(effective_sample_size(x))
     assert abs(x.mean() - exact) < 4 * mcse, (x.mean(), exact, mcse)
 
+
+def test_energy_kernel_init_params_shapes():
+    """docs/numpyro.md: init_params is (*event_shape) with one chain, (num_chains, *event_shape)
+    with several; NumPyro itself refuses an init_params without the chain axis when num_chains > 1
+    (the kernel never sees it), so one point for all chains is broadcast by the caller."""
+    bm = ep.BoltzmannMachine.init(jax.random.key(0), 10, scale=0.3)
+    mcmc = MCMC(EnergyKernel(bm), num_warmup=5, num_samples=5, num_chains=2, chain_method="vectorized",
+                progress_bar=False)
+    with pytest.raises(ValueError, match="same leading dimension as `num_chains`"):
+        mcmc.run(jax.random.key(0), init_params=jnp.zeros(10))
+    mcmc.run(jax.random.key(0), init_params=jnp.broadcast_to(jnp.zeros(10), (2, 10)))
+    assert mcmc.get_samples(group_by_chain=True)["x"].shape == (2, 5, 10)
+    single = MCMC(EnergyKernel(bm), num_warmup=5, num_samples=5, progress_bar=False)
+    with pytest.raises(ValueError, match=r"EnergyKernel: init_params has shape \(3, 10\); expected \(10,\)"):
+        single.run(jax.random.key(0), init_params=jnp.zeros((3, 10)))
