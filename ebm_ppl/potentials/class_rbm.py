@@ -144,8 +144,9 @@ class ClassRBM(Potential):
             values = np.asarray(y)
             bad = (values < 0) | (values >= self.n_classes) | (values != np.round(values))
             if np.any(bad):
+                first = values.reshape(-1)[np.argmax(bad.reshape(-1))].item()
                 raise ValueError(f"{owner}: {name} must be integers 0 .. {self.n_classes - 1} (the model's "
-                                 f"{self.n_classes} classes), got {values.reshape(-1)[np.argmax(bad.reshape(-1))].item()!r}")
+                                 f"{self.n_classes} classes), got {first!r}")
         return y.astype(jnp.int32)
 
     # -- block conditionals ----------------------------------------------------------------------
