@@ -77,6 +77,16 @@ def test_resume_refuses_other_settings(rbm_run, capsys):
     _one_line_error(code, out, err, "lr 0.1 (now 0.05)")
 
 
+def test_resume_with_fewer_epochs_is_refused_before_train_json_is_touched(rbm_run, capsys):
+    """fit refused it, but only after train.json had been rewritten as a failed run of 1 epoch:
+    the finished run's record (history, results) was gone."""
+    out_dir, _ = rbm_run
+    before = (out_dir / "train.json").read_text()
+    code, out, err = _run(capsys, ["train", "rbm", "--hidden", 4, "--epochs", 1, "--out", out_dir, "--resume"])
+    _one_line_error(code, out, err, "already holds 2 epochs, more than --epochs 1; pass --epochs 2 or more")
+    assert (out_dir / "train.json").read_text() == before
+
+
 def test_grbm_keeps_sigma_fixed(tmp_path, capsys):
     code, out, err = _run(capsys, ["train", "grbm", "--epochs", 1, "--hidden", 4, "--out", tmp_path, "--quiet"])
     assert code == 0, err

@@ -141,14 +141,14 @@ def run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, settings: dict[str, Any], out: Path) -> int:
     """Train, save, evaluate and report (``run`` once the settings and the folder are checked)."""
     record_path, ckpt_path = out / RECORD, out / CHECKPOINT
-    resumed_from = _check_resume(record_path, ckpt_path, settings) if args.resume else None
+    resumed_from, stopped = _check_resume(record_path, ckpt_path, settings) if args.resume else (None, None)
     data = models.load_data(args.model, args.seed)
     model0 = models.initial_model(args.model, settings, data, jax.random.fold_in(jax.random.key(args.seed), 0))
     record = {"command": "train", "ebm_ppl_version": ep.__version__, "status": "running", "settings": settings}
     write_json(record_path, record)
 
     fit_data, validation = models.fit_arrays(args.model, data)
-    print(_plan_line(args, settings, model0, out, resumed_from), flush=True)
+    print(_plan_line(args, settings, model0, out, resumed_from, stopped), flush=True)
     notes: list[str] = []
     t0 = time.perf_counter()
     try:
@@ -197,7 +197,7 @@ def _train(args: argparse.Namespace, settings: dict[str, Any], out: Path) -> int
 
 
 def _plan_line(args: argparse.Namespace, s: dict[str, Any], model0: ep.Potential, out: Path,
-               resumed_from: int | None) -> str:
+               resumed_from: int | None, stopped: str | None = None) -> str:
     """One line saying what is trained, on what, how, and from where."""
     epochs = s["epochs"]
     return (f"Training {args.model} ({models.describe(model0, s)}) on {models.DATA_TEXT[args.model]}: "
@@ -206,7 +206,9 @@ def _plan_line(args: argparse.Namespace, s: dict[str, Any], model0: ep.Potential
             f"{epochs} epoch{'s' if epochs != 1 else ''}"
             + (f", early stopping after {s['patience']} epochs without improvement" if s["patience"] else "")
             + (f"; resuming from {CHECKPOINT} after {resumed_from} completed epochs" if resumed_from is not None else "")
-            + ("; nothing left to train (raise --epochs to continue)"
+            + (f"; nothing left to train (the run had stopped: {stopped})"
+               if resumed_from is not None and stopped not in (None, "completed") else
+               "; nothing left to train (raise --epochs to continue)"
                if resumed_from is not None and resumed_from >= epochs else "")
             + (f"; no checkpoint in {out}, starting from scratch" if args.resume and resumed_from is None else "")
             + ".")
@@ -226,13 +228,16 @@ def _record_stop(record_path: Path, record: dict[str, Any], exc: BaseException, 
         pass
 
 
-def _check_resume(record_path: Path, ckpt_path: Path, settings: dict[str, Any]) -> int | None:
-    """How many epochs the checkpoint to resume has completed, None when there is none; refuses a
+def _check_resume(record_path: Path, ckpt_path: Path,
+                  settings: dict[str, Any]) -> tuple[int | None, str | None]:
+    """How many epochs the checkpoint to resume has completed and why its run stopped
+    (``"completed"`` while it runs), ``(None, None)`` when there is none; refuses more epochs than
+    ``--epochs``, a
     folder trained with other settings (one line naming the differences), and one whose settings
     cannot be checked because ``train.json`` is missing or damaged (resuming with other settings
     would silently continue a different run)."""
     if not ckpt_path.is_file():
-        return None
+        return None, None
     try:
         before = json.loads(record_path.read_text(encoding="utf-8")).get("settings")
     except (OSError, ValueError, AttributeError):
@@ -254,7 +259,10 @@ def _check_resume(record_path: Path, ckpt_path: Path, settings: dict[str, Any]) 
     epoch = meta.get("epoch")
     if not isinstance(epoch, int) or isinstance(epoch, bool):
         raise ValueError(f"--resume: checkpoint {str(ckpt_path)!r} is damaged or not a checkpoint (no epoch recorded)")
-    return epoch + 1
+    if epoch + 1 > settings["epochs"]:  # refused here, before train.json is touched
+        raise ValueError(f"--resume: {ckpt_path.name} already holds {epoch + 1} epochs, more than --epochs "
+                         f"{settings['epochs']}; pass --epochs {epoch + 1} or more")
+    return epoch + 1, str(meta.get("stopped", "completed"))
 
 
 def _print_results(args, history, results, seconds, out: Path) -> None:

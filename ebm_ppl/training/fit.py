@@ -144,6 +144,10 @@ def fit(
     shard = None if shard is None else checks.flag(shard, "shard")
     if resume and checkpoint_dir is None:
         raise ValueError("fit: resume=True needs the checkpoint_dir to resume from")
+    if optimizer is not None and not (callable(getattr(optimizer, "init", None))
+                                      and callable(getattr(optimizer, "update", None))):
+        raise TypeError(f"fit: optimizer must be an optax GradientTransformation (e.g. optax.sgd(0.05)) or None "
+                        f"for the default, got {optimizer!r}")
     if freeze is not None:
         freeze = (freeze,) if isinstance(freeze, str) else tuple(freeze)  # "Wb" is one (unknown) name, not W and b
     run = TrainingRun(model, estimator, settings, optimizer=optimizer, key=key, shuffle=shuffle,
@@ -178,6 +182,8 @@ class _Settings:
         if not (callable(getattr(estimator, "init", None)) and callable(getattr(estimator, "update", None))):
             raise TypeError(f"fit: estimator must have init and update (e.g. ep.training.pcd()), got {estimator!r}")
         data = _as_tuple(data, model, "data")
+        if data[0].shape[0] == 0:
+            raise ValueError("fit: data holds no examples")
         validation = None if validation is None else _as_tuple(validation, model, "validation")
         own_metrics = metrics is not None and metrics is not False
         for name, arrays in (("data", data), ("validation", validation)):

@@ -78,7 +78,9 @@ class TrainingRun:
                                   if self.checkpointing else {})
         # and which settings (None: one that cannot be described the same way in another process)
         self.settings_fingerprints = {"estimator": settings_digest(estimator), "batch_size": settings.batch_size,
-                                      "optimizer": settings_digest(DEFAULT_OPTIMIZER if optimizer is None else optimizer)}
+                                      "optimizer": settings_digest(DEFAULT_OPTIMIZER if optimizer is None else optimizer),
+                                      "freeze": sorted(map(str, freeze)), "mode": monitor.mode,
+                                      "patience": monitor.patience, "eval_every": settings.eval_every}
 
     # -- the steps ---------------------------------------------------------------------------------
     def resume(self) -> None:
@@ -91,9 +93,11 @@ class TrainingRun:
             raise ValueError(f"checkpoint {path!r} was written by a run with shuffle={meta.get('shuffle', True)}; "
                              f"resuming with shuffle={self.shuffle} would not continue that run")
         for name, fingerprint in meta.get("settings_fingerprints", {}).items():  # absent before they were kept
-            if None not in (fingerprint, self.settings_fingerprints.get(name)) \
-                    and fingerprint != self.settings_fingerprints.get(name):
-                what = (f"batch_size={fingerprint}" if name == "batch_size" else
+            now = self.settings_fingerprints.get(name)
+            # a digest is None where a setting cannot be described alike in another process: not compared
+            comparable = name in _SHOWN_SETTINGS or None not in (fingerprint, now)
+            if comparable and fingerprint != now:
+                what = (f"{name}={fingerprint!r} (now {now!r})" if name in _SHOWN_SETTINGS else
                         f"another {name} (or by a version of optax or ebm_ppl whose functions are named otherwise)")
                 raise ValueError(f"checkpoint {path!r} was written by a run with {what}; resuming with this one would "
                                  "continue neither run. Pass the settings the run started with, or start a new run "
@@ -114,15 +118,25 @@ class TrainingRun:
                              "Pass the key the run started with, or train from scratch in another checkpoint_dir")
         if meta["epoch"] + 1 > self.settings.epochs:
             raise ValueError(f"checkpoint {path!r} already holds {meta['epoch'] + 1} epochs, more than "
-                             f"epochs={self.settings.epochs}; pass epochs >= {meta['epoch'] + 1} to resume it (its "
-                             "model is also in model.ebm)")
-        self.history = History(meta["records"], meta["monitor"], meta["best_epoch"])
+                             f"epochs={self.settings.epochs}; pass epochs >= {meta['epoch'] + 1} to resume it (a run "
+                             "that finished also left its model in model.ebm)")
+        if self.monitor.name is not None and self.monitor.name != meta["monitor"]:
+            raise ValueError(f"checkpoint {path!r} was written by a run monitoring {meta['monitor']!r}; resuming with "
+                             f"monitor={self.monitor.name!r} would select and stop by another metric than that run's "
+                             "best epoch so far. Pass the monitor the run started with (or None)")
+        # absent before they were kept: a run that had stopped early or diverged is finished too
+        self.history = History(meta["records"], meta["monitor"], meta["best_epoch"],
+                               stopped=meta.get("stopped", "completed"), message=meta.get("message", ""),
+                               recoveries=meta.get("recoveries", 0))
         self.epoch, self.monitor.best_value = meta["epoch"] + 1, meta["best_value"]
         if self.monitor.name is None:
             self.monitor.name = meta["monitor"]
 
     def train(self, progress: bool) -> None:
         """Run groups of epochs until the last, early stopping, or repeated divergence."""
+        if self.history.stopped != "completed":  # a resumed run that had stopped early or diverged: finished
+            self.bar = None
+            return
         self.bar = _progress_bar(progress, self.settings.epochs, self.epoch)
         try:
             while self.epoch < self.settings.epochs:
@@ -269,7 +283,8 @@ class TrainingRun:
                 "monitor": self.history.monitor, "best_epoch": self.history.best_epoch,
                 "best_value": self.monitor.best_value, "shuffle": self.shuffle,
                 "key_fingerprint": self.key_fingerprint, "data_fingerprints": self.data_fingerprints,
-                "settings_fingerprints": self.settings_fingerprints}
+                "settings_fingerprints": self.settings_fingerprints, "stopped": self.history.stopped,
+                "message": self.history.message, "recoveries": self.history.recoveries}
         state = _gathered(self.state)  # every process takes part; process 0 writes
         if is_writer():
             self._guard_save(lambda: save_checkpoint(self._path(CHECKPOINT), state, meta), CHECKPOINT)
@@ -283,6 +298,10 @@ class TrainingRun:
             warnings.warn(f"fit: could not write {what} in {self.settings.checkpoint_dir!r} ({exc}); training "
                           "continues and the trained model is returned", CheckpointWarning,
                           skip_file_prefixes=_PACKAGE)
+
+
+#: Settings a refused resume names with their checkpoint's value (the others by a fingerprint).
+_SHOWN_SETTINGS = ("batch_size", "freeze", "mode", "patience", "eval_every")
 
 
 def _gathered(state: TrainState) -> TrainState:

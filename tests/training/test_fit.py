@@ -454,3 +454,54 @@ def test_fit_refuses_arrays_an_estimator_would_ignore(x):
     with pytest.raises(ValueError, match=r"ClassRBMEstimator trains on 2 arrays, \(x, y\).*data holds 1"):
         ep.fit(ep.ClassRBM.init(jax.random.key(0), 64, 3, 10), x, ep.training.class_rbm(), key=jax.random.key(0),
                epochs=1, batch_size=50)
+
+
+def test_a_resumed_run_keeps_its_recoveries_and_an_early_stop(x, tmp_path):
+    """Recoveries were not kept in checkpoints (a resumed run reported 0), and a run that had
+    stopped early trained on when resumed (one more epoch per resume, replacing its model)."""
+    inner = ep.training.pcd(k=1, num_chains=50)
+
+    def update(model, batch, state):
+        grads, new_state, metrics = inner.update(model, batch, state)
+        poison = jax.random.uniform(jax.random.fold_in(state.key, 7)) < 0.3
+        return jax.tree.map(lambda g: jnp.where(poison, jnp.nan, g), grads), new_state, metrics
+
+    flaky = ep.training.GradientEstimator(inner.init, update)
+    straight = _run(x, estimator=flaky, max_retries=30)
+    _run(x, tmp_path / "flaky", estimator=flaky, max_retries=30, epochs=3)
+    _assert_same_run(straight, _run(x, tmp_path / "flaky", estimator=flaky, max_retries=30, resume=True))
+    assert straight[1].recoveries >= 1
+
+    early = dict(monitor="train_free_energy_gap", mode="max", patience=1)
+    straight = _run(x, epochs=30, **early)
+    assert straight[1].stopped == "early stopping" and len(straight[1].records) < 30
+    _run(x, tmp_path / "early", epochs=30, **early)
+    for _ in range(2):
+        resumed = _run(x, tmp_path / "early", epochs=30, resume=True, **early)
+        _assert_same_run(straight, resumed)
+        assert resumed[1].stopped == "early stopping" and resumed[1].message == straight[1].message
+
+
+@pytest.mark.parametrize("changed, message", [
+    ({"freeze": ("b",)}, r"freeze=\[\] \(now \['b'\]\)"),
+    ({"mode": "min"}, r"mode='max' \(now 'min'\)"),
+    ({"patience": 3}, r"patience=None \(now 3\)"),
+    ({"monitor": "train_free_energy_gap"}, "monitoring None"),
+])
+def test_resume_refuses_other_freeze_mode_patience_or_monitor(x, tmp_path, changed, message):
+    """Each changes which run is continued: freeze (b trained for 2 epochs, frozen for the 3rd),
+    mode (the best value chosen under max compared under min), patience, the monitored metric."""
+    base = dict(monitor="train_free_energy_gap") if "monitor" not in changed else {}
+    _run(x, tmp_path, epochs=2, **base)
+    if "monitor" in changed:
+        message = "monitoring"  # the first run monitored nothing: its checkpoint names None
+    with pytest.raises(ValueError, match=message):
+        _run(x, tmp_path, epochs=3, resume=True, **{**base, **changed})
+
+
+def test_an_optimizer_that_is_not_one_and_empty_data_are_named(x):
+    model0 = ep.BernoulliRBM.init(jax.random.key(0), 64, 8, scale=0.1)
+    with pytest.raises(TypeError, match="fit: optimizer must be an optax GradientTransformation .*got 'sgd'"):
+        ep.fit(model0, x, ep.training.pcd(), key=jax.random.key(0), optimizer="sgd")
+    with pytest.raises(ValueError, match="fit: data holds no examples"):
+        ep.fit(model0, x[:0], ep.training.pcd(), key=jax.random.key(0))
