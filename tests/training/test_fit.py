@@ -78,11 +78,8 @@ def test_fused_epochs_give_the_same_run_as_one_epoch_per_call(x, tmp_path, calls
     assert np.all(np.isfinite(history["train_free_energy_gap"]))
 
 
-def test_the_divergence_guard_inside_fused_epochs_matches_one_epoch_per_call(x, tmp_path, calls):
-    """An estimator whose gradient is NaN with probability 0.3 per update (decided by its own key).
-    Inside a fused call the loop stops at the first bad epoch and keeps the good ones before it;
-    the host restores, halves the step, re-seeds and continues from the bad epoch, exactly as
-    with one epoch per call: same recoveries, records and parameters."""
+def _flaky_pcd():
+    """PCD-1 whose gradient is NaN with probability 0.3 per update (decided by its own key)."""
     inner = ep.training.pcd(k=1, num_chains=50)
 
     def update(model, batch, state):
@@ -90,7 +87,15 @@ def test_the_divergence_guard_inside_fused_epochs_matches_one_epoch_per_call(x, 
         poison = jax.random.uniform(jax.random.fold_in(state.key, 7)) < 0.3
         return jax.tree.map(lambda g: jnp.where(poison, jnp.nan, g), grads), new_state, metrics
 
-    flaky = ep.training.GradientEstimator(inner.init, update)
+    return ep.training.GradientEstimator(inner.init, update)
+
+
+def test_the_divergence_guard_inside_fused_epochs_matches_one_epoch_per_call(x, tmp_path, calls):
+    """An estimator whose gradient is NaN with probability 0.3 per update (decided by its own key).
+    Inside a fused call the loop stops at the first bad epoch and keeps the good ones before it;
+    the host restores, halves the step, re-seeds and continues from the bad epoch, exactly as
+    with one epoch per call: same recoveries, records and parameters."""
+    flaky = _flaky_pcd()
     fused = _run(x, estimator=flaky, max_retries=30)
     fused_calls = calls["n"]
     per_epoch = _run(x, tmp_path, estimator=flaky, max_retries=30, checkpoint_every=1)
@@ -459,14 +464,7 @@ def test_fit_refuses_arrays_an_estimator_would_ignore(x):
 def test_a_resumed_run_keeps_its_recoveries_and_an_early_stop(x, tmp_path):
     """Recoveries were not kept in checkpoints (a resumed run reported 0), and a run that had
     stopped early trained on when resumed (one more epoch per resume, replacing its model)."""
-    inner = ep.training.pcd(k=1, num_chains=50)
-
-    def update(model, batch, state):
-        grads, new_state, metrics = inner.update(model, batch, state)
-        poison = jax.random.uniform(jax.random.fold_in(state.key, 7)) < 0.3
-        return jax.tree.map(lambda g: jnp.where(poison, jnp.nan, g), grads), new_state, metrics
-
-    flaky = ep.training.GradientEstimator(inner.init, update)
+    flaky = _flaky_pcd()
     straight = _run(x, estimator=flaky, max_retries=30)
     _run(x, tmp_path / "flaky", estimator=flaky, max_retries=30, epochs=3)
     _assert_same_run(straight, _run(x, tmp_path / "flaky", estimator=flaky, max_retries=30, resume=True))
