@@ -210,10 +210,11 @@ def _check_unweighted(msg: dict, owner: str) -> None:
     """A latent site's prior must count whole: masked (``numpyro.handlers.mask``, ``.mask(m)``) or
     scaled (``numpyro.handlers.scale``), its density no longer matches the prior draws the path
     starts from, nor integrates to one (where a mask is False the prior is flat: improper)."""
-    if _find(msg["fn"], dist.MaskedDistribution) is not None:
+    if _find(msg["fn"], dist.MaskedDistribution) is not None:  # its mask may be traced: not read
         raise ValueError(f"{owner}: the latent site {msg['name']!r} is masked (numpyro.handlers.mask or "
-                         ".mask(...)): where the mask is False its prior density is left out, a flat, improper "
-                         "prior under which the evidence is not defined. Keep every latent site's prior whole")
+                         ".mask(...)): where a mask is False its prior density is left out, a flat, improper "
+                         "prior under which the evidence is not defined. Keep every latent site's prior whole "
+                         "(mask only observed sites; drop a mask that is all True)")
     scale = _concrete(msg.get("scale"))
     if scale is not None and not np.all(scale == 1):
         raise ValueError(f"{owner}: the latent site {msg['name']!r} has its prior scaled (numpyro.handlers.scale or a "
@@ -255,8 +256,15 @@ def _check_observed(msg: dict, owner: str) -> None:
     inside = _concrete(_safe_support_check(fn, value))
     if inside is not None and not np.all(inside):
         raise ValueError(f"{owner}: the observed site {name!r} holds {int(np.sum(~inside))} value(s) outside its "
-                         f"distribution's support ({type(fn).__name__}: {fn.support}): their likelihood is 0, and "
-                         "the evidence log p(y) = -inf")
+                         f"distribution's support ({type(_innermost(fn)).__name__}: {fn.support}): their likelihood "
+                         "is 0, and the evidence log p(y) = -inf")
+
+
+def _innermost(fn):
+    """The distribution under NumPyro's wrappers (expanded by plates, masked, independent)."""
+    while getattr(fn, "base_dist", None) is not None:
+        fn = fn.base_dist
+    return fn
 
 
 def _safe_support_check(fn, value):

@@ -29,6 +29,7 @@ from typing import Any, Callable, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from ebm_ppl import checks
@@ -320,9 +321,10 @@ class JEMEstimator(eqx.Module):
         if y.shape != (n,) or not jnp.issubdtype(y.dtype, jnp.integer):
             raise ValueError(f"fit: the labels of {name} must be integers of shape ({n},), one label number per "
                              f"example (not one-hot rows: take y.argmax(-1)), got {y.dtype} {y.shape}")
-        if k is not None and y.size and is_concrete(y) and bool((jnp.min(y) < 0) | (jnp.max(y) >= k)):
+        values = np.asarray(y) if k is not None and y.size and is_concrete(y) else None
+        if values is not None and (values.min() < 0 or values.max() >= k):
             raise ValueError(f"fit: the labels of {name} must lie in 0 .. {k - 1} (the model's {k} classes), got "
-                             f"range [{int(jnp.min(y))}, {int(jnp.max(y))}]")
+                             f"range [{int(values.min())}, {int(values.max())}]")
 
     def init(self, key: PRNGKeyArray, model: Potential, data: Any = None, num_rows: Array | None = None) -> JEMState:
         """The state: the sampler's key, and the replay buffer ``(buffer_size, *event)`` of uniform

@@ -80,7 +80,10 @@ class TrainingRun:
         self.settings_fingerprints = {"estimator": settings_digest(estimator), "batch_size": settings.batch_size,
                                       "optimizer": settings_digest(DEFAULT_OPTIMIZER if optimizer is None else optimizer),
                                       "freeze": sorted(map(str, freeze)), "mode": monitor.mode,
-                                      "patience": monitor.patience, "eval_every": settings.eval_every}
+                                      "patience": monitor.patience, "eval_every": settings.eval_every,
+                                      # the monitor asked for: a name, or the default chosen at the first
+                                      # evaluation ("<auto>"), or none where nothing is evaluated
+                                      "monitor": monitor.name or ("<auto>" if settings.evaluating else "<none>")}
 
     # -- the steps ---------------------------------------------------------------------------------
     def resume(self) -> None:
@@ -92,7 +95,17 @@ class TrainingRun:
         if meta.get("shuffle", True) != self.shuffle:  # absent in checkpoints written before it was kept
             raise ValueError(f"checkpoint {path!r} was written by a run with shuffle={meta.get('shuffle', True)}; "
                              f"resuming with shuffle={self.shuffle} would not continue that run")
+        asked = meta.get("settings_fingerprints", {}).get("monitor", "<auto>")  # "<auto>": before it was kept
+        if self.monitor.name is not None:  # None continues with the checkpoint's monitor
+            was = meta["monitor"] if asked == "<auto>" else None if asked == "<none>" else asked
+            if asked == "<none>" or (was is not None and was != self.monitor.name):
+                raise ValueError(f"checkpoint {path!r} was written by a run monitoring "
+                                 f"{'nothing' if asked == '<none>' else repr(was)}; resuming with "
+                                 f"monitor={self.monitor.name!r} would select and stop by another metric than that "
+                                 "run. Pass the monitor the run started with (or None)")
         for name, fingerprint in meta.get("settings_fingerprints", {}).items():  # absent before they were kept
+            if name == "monitor":  # compared above
+                continue
             now = self.settings_fingerprints.get(name)
             # a digest is None where a setting cannot be described alike in another process: not compared
             comparable = name in _SHOWN_SETTINGS or None not in (fingerprint, now)
@@ -120,10 +133,6 @@ class TrainingRun:
             raise ValueError(f"checkpoint {path!r} already holds {meta['epoch'] + 1} epochs, more than "
                              f"epochs={self.settings.epochs}; pass epochs >= {meta['epoch'] + 1} to resume it (a run "
                              "that finished also left its model in model.ebm)")
-        if self.monitor.name is not None and self.monitor.name != meta["monitor"]:
-            raise ValueError(f"checkpoint {path!r} was written by a run monitoring {meta['monitor']!r}; resuming with "
-                             f"monitor={self.monitor.name!r} would select and stop by another metric than that run's "
-                             "best epoch so far. Pass the monitor the run started with (or None)")
         # absent before they were kept: a run that had stopped early or diverged is finished too
         self.history = History(meta["records"], meta["monitor"], meta["best_epoch"],
                                stopped=meta.get("stopped", "completed"), message=meta.get("message", ""),

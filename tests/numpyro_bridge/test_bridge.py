@@ -239,8 +239,8 @@ def test_energy_kernel_samples_a_box_through_its_bijection(kernel, options):
     """E(x) = 2 x on box(0, 1), exact mean 1/a - 1/(e^a - 1) = 0.3435 (a = 2). The gradient kernels
     run on R^D through the box's bijection, as ep.sample does: every draw is in the box and the
     mean is within 4 Monte Carlo standard errors (sd / sqrt(ESS), NumPyro's ESS over 4 chains) of
-    the exact one; unadjusted Langevin's O(step) bias at step 0.2 is below 0.01 of that tolerance's
-    0.06. Before, ~100% of the draws left the box."""
+    the exact one; unadjusted Langevin's O(step) bias at step 0.2 is 0.002 (its stationary law
+    computed on a grid), 3% of that tolerance's 0.06. Before, ~100% of the draws left the box."""
     from numpyro.diagnostics import effective_sample_size
 
     a = 2.0

@@ -484,17 +484,39 @@ def test_a_resumed_run_keeps_its_recoveries_and_an_early_stop(x, tmp_path):
     ({"freeze": ("b",)}, r"freeze=\[\] \(now \['b'\]\)"),
     ({"mode": "min"}, r"mode='max' \(now 'min'\)"),
     ({"patience": 3}, r"patience=None \(now 3\)"),
-    ({"monitor": "train_free_energy_gap"}, "monitoring None"),
+    ({"monitor": "train_free_energy_gap"}, "monitoring nothing"),
 ])
 def test_resume_refuses_other_freeze_mode_patience_or_monitor(x, tmp_path, changed, message):
     """Each changes which run is continued: freeze (b trained for 2 epochs, frozen for the 3rd),
     mode (the best value chosen under max compared under min), patience, the monitored metric."""
     base = dict(monitor="train_free_energy_gap") if "monitor" not in changed else {}
     _run(x, tmp_path, epochs=2, **base)
-    if "monitor" in changed:
-        message = "monitoring"  # the first run monitored nothing: its checkpoint names None
     with pytest.raises(ValueError, match=message):
         _run(x, tmp_path, epochs=3, resume=True, **{**base, **changed})
+
+
+def test_a_run_stopped_before_its_first_evaluation_resumes_with_its_monitor(x, tmp_path):
+    """Its checkpoint has recorded no monitor yet (the first evaluation picks it): the monitor the
+    run asked for is kept apart, so the same request resumes, and another is still refused."""
+    calls = {"n": 0}
+
+    def metrics(model, data, key, prefix):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt  # a crash after the epoch-0 checkpoint, before the first evaluation
+        return {f"{prefix}mean_x": jnp.mean(data[0])}
+
+    def run(monitor="train_mean_x", resume=False):
+        return ep.fit(ep.BernoulliRBM.init(jax.random.key(0), 64, 8, scale=0.1), x, ep.training.pcd(k=1, num_chains=50),
+                      key=jax.random.key(4), epochs=4, batch_size=50, optimizer=OPT, eval_every=2, checkpoint_every=1,
+                      checkpoint_dir=tmp_path, metrics=metrics, monitor=monitor, resume=resume)
+
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    with pytest.raises(ValueError, match="monitoring 'train_mean_x'; resuming with monitor='train_other'"):
+        run("train_other", resume=True)
+    model, history = run(resume=True)
+    assert history.monitor == "train_mean_x" and len(history.records) == 4
 
 
 def test_an_optimizer_that_is_not_one_and_empty_data_are_named(x):
