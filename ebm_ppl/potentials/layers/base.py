@@ -70,8 +70,12 @@ class Layer(eqx.Module):
         if not self.uniform_parameters:
             return
         name, fields = type(self).__name__, [field.name for field in dataclasses.fields(self)]
-        shapes = {field: tuple(np.shape(getattr(self, field))) for field in fields if getattr(self, field) is not None}
-        if not shapes:
+        # concrete arrays only: under vmap a tracer's shape is one example's, and equinox or NumPyro
+        # rebuild modules with placeholders for their leaves (hashing a model replaces arrays by ints)
+        shapes = {field: tuple(np.shape(value)) for field in fields
+                  if isinstance(value := getattr(self, field), (np.ndarray, list, tuple))
+                  or (isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer))}
+        if fields[0] not in shapes:
             return
         first, shape = fields[0], shapes[fields[0]]
         if len(shape) != self.feature_ndim:
