@@ -156,6 +156,14 @@ class TrainingRun:
                     break
                 if not complete and not self._recover():
                     break
+        except KeyboardInterrupt:
+            # Ctrl-C keeps the epochs accepted so far: checkpointed, resume continues after them
+            # (not in the middle of a recovery, whose retry count a checkpoint does not keep; one
+            # process only: under jax.distributed the others may not have stopped, and gathering
+            # the state would wait for them)
+            if self.checkpointing and self._consistent() and self.retries == 0 and jax.process_count() == 1:
+                self._write_checkpoint()
+            raise
         finally:
             if self.bar is not None:
                 self.bar.close()
@@ -175,6 +183,10 @@ class TrainingRun:
         return final, self.history
 
     # -- inside train ------------------------------------------------------------------------------
+    def _consistent(self) -> bool:
+        """Whether the state, the epoch count and the history agree (they do between groups)."""
+        return bool(self.history.records) and self.history.records[-1]["epoch"] + 1 == self.epoch
+
     def _evaluated(self, e: int) -> bool:
         """Whether metrics, the monitor and early stopping run after epoch ``e``."""
         s = self.settings
@@ -219,15 +231,17 @@ class TrainingRun:
     def _accept(self, done: int, records, new_state: TrainState, *, complete: bool) -> bool:
         """Keep the good epochs; monitor, show and checkpoint them. Returns whether to stop early
         (checked after a ``complete`` group only)."""
-        self.retries, self.state = 0, new_state
+        self.retries = 0
         self.history.records.extend(records)
         record = records[-1]
         if complete and self._evaluated(record["epoch"]) and self.monitor.update(record, self.history):
-            self.state = self.state.replace(best_params=self.state.params)
+            new_state = new_state.replace(best_params=new_state.params)
         if self.bar is not None:
             self.bar.update(done)
             self.bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k.startswith("val_")} or None)
-        self.epoch += done
+        # state and epoch in one statement, last: a Ctrl-C before it leaves them a group behind the
+        # records, which _consistent tells (no checkpoint is then written from them)
+        self.state, self.epoch = new_state, self.epoch + done
         every = self.settings.checkpoint_every
         if self.checkpointing and every and self.epoch % every == 0:
             self._write_checkpoint()

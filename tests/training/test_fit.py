@@ -525,3 +525,29 @@ def test_an_optimizer_that_is_not_one_and_empty_data_are_named(x):
         ep.fit(model0, x, ep.training.pcd(), key=jax.random.key(0), optimizer="sgd")
     with pytest.raises(ValueError, match="fit: data holds no examples"):
         ep.fit(model0, x[:0], ep.training.pcd(), key=jax.random.key(0))
+
+
+def test_ctrl_c_keeps_the_epochs_trained_since_the_last_checkpoint(x, tmp_path):
+    """With checkpoints only at the end, Ctrl-C in epoch 4 lost all four epochs before it; they are
+    now checkpointed as it stops, and resuming gives the uninterrupted run bit for bit."""
+    calls = {"n": 0, "stop_at": 4}
+
+    def metrics(model, data, key, prefix):
+        calls["n"] += 1
+        if calls["n"] == calls["stop_at"]:
+            raise KeyboardInterrupt  # Ctrl-C during the 4th epoch's evaluation
+        return {f"{prefix}mean_w": jnp.mean(model.W)}
+
+    def run(**kwargs):
+        return ep.fit(ep.BernoulliRBM.init(jax.random.key(0), 64, 8, scale=0.1), x, ep.training.pcd(k=1, num_chains=50),
+                      key=jax.random.key(4), epochs=6, batch_size=50, optimizer=OPT, metrics=metrics, **kwargs)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(checkpoint_dir=tmp_path)
+    assert ep.training.checkpoint.read_checkpoint_metadata(str(tmp_path / "checkpoint.ckpt"))["epoch"] == 2
+    calls["stop_at"] = None
+    resumed = run(checkpoint_dir=tmp_path, resume=True)
+    straight = run()
+    for name in ("W", "b", "c"):
+        np.testing.assert_array_equal(getattr(resumed[0], name), getattr(straight[0], name))
+    np.testing.assert_array_equal(resumed[1]["train_mean_w"], straight[1]["train_mean_w"])
