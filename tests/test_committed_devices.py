@@ -5,10 +5,8 @@ ep.reverse_ais, ep.sample and ep.fit. Runs in a subprocess with 4 forced CPU dev
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
+from forced_devices import assert_script_ok
+
 
 SCRIPT = """
 import jax, numpy as np, ebm_ppl as ep
@@ -53,8 +51,4 @@ print("ok")
 
 
 def test_inputs_committed_to_one_device_join_a_sharded_run():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(SCRIPT)], capture_output=True, text=True, env=env,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip().endswith("ok")
+    assert_script_ok(SCRIPT)

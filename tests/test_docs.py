@@ -29,6 +29,8 @@ from typing import NamedTuple
 
 import pytest
 
+from forced_devices import run_on_four_devices
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 _FENCE_OPEN = re.compile(r"^```python\s*$")
@@ -114,10 +116,7 @@ def test_snippet_runs(snippet: Snippet, tmp_path, monkeypatch):
                          ids=lambda s: s.id)
 def test_multi_device_snippet_runs(snippet: Snippet, tmp_path):
     """Snippets marked ``<!-- skip: 4 devices ... -->``, in a process with 4 CPU devices."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", snippet.code], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=600, check=False)
-    assert out.returncode == 0, out.stderr[-3000:]
+    run_on_four_devices(snippet.code, cwd=tmp_path)
 
 
 def _missing_docs_tools() -> str | None:

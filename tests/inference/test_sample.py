@@ -1,9 +1,5 @@
 """ep.sample: every kernel against exact answers, the DataTree layout, sharding and bad input."""
 
-import os
-import subprocess
-import sys
-import textwrap
 
 import arviz as az
 import jax
@@ -12,6 +8,8 @@ import numpy as np
 import pytest
 
 import ebm_ppl as ep
+
+from forced_devices import assert_script_ok
 
 MEAN = np.array([1.0, -1.0, 0.5])
 COV = np.array([[1.0, 0.8, 0.0], [0.8, 1.0, -0.3], [0.0, -0.3, 0.5]])
@@ -243,11 +241,7 @@ print("ok")
 
 @pytest.mark.slow
 def test_sharded_and_single_device_runs_agree():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(SHARDED)], capture_output=True, text=True,
-                         env=env, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip().endswith("ok")
+    assert_script_ok(SHARDED)
 
 
 @pytest.mark.parametrize("kernel, options, message", [

@@ -8,12 +8,9 @@ the MALA path of a Gaussian to float32 rounding (the sharded reductions add in a
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import pytest
+
+from forced_devices import assert_script_ok
 
 SHARDED = """
 import importlib
@@ -77,8 +74,4 @@ print("ok")
 
 @pytest.mark.slow
 def test_sharded_ais_equals_the_one_device_run():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(SHARDED)], capture_output=True, text=True, env=env,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip().endswith("ok")
+    assert_script_ok(SHARDED)

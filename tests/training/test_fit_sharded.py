@@ -10,10 +10,7 @@ summed across devices in another order, so the parameters agree to float32 round
 from __future__ import annotations
 
 import importlib
-import os
 import shutil
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -21,6 +18,8 @@ import numpy as np
 import pytest
 
 import ebm_ppl as ep
+
+from forced_devices import assert_script_ok
 
 COMMON = """
 import numpy as np
@@ -145,11 +144,7 @@ def test_data_parallel_fit_equals_one_device_and_checkpoints_cross_device_counts
     pcd_run = namespace["pcd_run"]
     pcd_run(2, str(tmp_path / "one"))  # one device, two epochs
     shutil.copytree(tmp_path / "one", tmp_path / "one_resumed")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(SHARDED), str(tmp_path)], capture_output=True,
-                         text=True, env=env, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip().endswith("ok")
+    assert_script_ok(SHARDED, str(tmp_path))
     # the 4-device checkpoint resumed on one device
     shutil.copytree(tmp_path / "four", tmp_path / "four_here")
     resumed, history = pcd_run(4, str(tmp_path / "four_here"), resume=True)
